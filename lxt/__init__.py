@@ -1,0 +1,52 @@
+"""lxt -- reportgen's own AttnLRP runtime for Hugging Face transformers (efficient Input x Gradient form).
+
+Usage::
+
+    with lxt.lrp_rules(model):
+        embeddings = model.get_input_embeddings()(ids).detach().requires_grad_()
+        f = objective(model(inputs_embeds=embeddings).logits)
+        f.backward()
+        relevance = (embeddings * embeddings.grad).sum(-1)
+"""
+
+from .core import (
+    Patch,
+    PatchMismatchError,
+    UnsupportedArchitectureError,
+    is_patched,
+    lrp_rules,
+    patch,
+    patch_map_for,
+    unpatch,
+)
+from .patches import PATCH_MAPS
+from .rules import (
+    FusedQKVGradient,
+    IdentityRule,
+    LayerNormRule,
+    RMSNormRule,
+    ScaleInputGradient,
+    ScaleOutputGradient,
+    identity_rule,
+    scale_gradient,
+)
+
+__all__ = [
+    "PATCH_MAPS",
+    "FusedQKVGradient",
+    "IdentityRule",
+    "LayerNormRule",
+    "Patch",
+    "PatchMismatchError",
+    "RMSNormRule",
+    "ScaleInputGradient",
+    "ScaleOutputGradient",
+    "UnsupportedArchitectureError",
+    "identity_rule",
+    "is_patched",
+    "lrp_rules",
+    "patch",
+    "patch_map_for",
+    "scale_gradient",
+    "unpatch",
+]

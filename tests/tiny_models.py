@@ -1,0 +1,62 @@
+"""Tiny random models of every architecture lxt supports, built from configs (no downloads)."""
+
+from __future__ import annotations
+
+import torch
+import transformers as tf
+
+VOCAB = 97
+
+_DECODER = dict(
+    vocab_size=VOCAB,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=128,
+)
+
+CONFIGS = {
+    "llama": lambda: tf.LlamaConfig(**_DECODER, attention_bias=True),
+    "mistral": lambda: tf.MistralConfig(**_DECODER, sliding_window=4),
+    "qwen2": lambda: tf.Qwen2Config(**_DECODER),
+    "qwen3": lambda: tf.Qwen3Config(**_DECODER, head_dim=8),
+    "olmo": lambda: tf.OlmoConfig(**_DECODER),
+    "olmo2": lambda: tf.Olmo2Config(**_DECODER),
+    "olmo3": lambda: tf.Olmo3Config(**_DECODER, sliding_window=4),
+    "gemma3_text": lambda: tf.Gemma3TextConfig(
+        **_DECODER, head_dim=8, sliding_window=4, query_pre_attn_scalar=8
+    ),
+    "phi3": lambda: tf.Phi3Config(**_DECODER, pad_token_id=0),
+    "gpt2": lambda: tf.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=128),
+    "bert": lambda: tf.BertConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    ),
+}
+
+ARCHITECTURES = sorted(CONFIGS)
+
+
+def tiny_model(
+    model_type: str, attn_implementation: str = "sdpa", dtype: torch.dtype = torch.float32, seed: int = 0
+) -> torch.nn.Module:
+    config = CONFIGS[model_type]()
+    config._attn_implementation = attn_implementation
+    torch.manual_seed(seed)
+    if model_type == "bert":
+        model = tf.BertForMaskedLM(config)
+    else:
+        model = tf.AutoModelForCausalLM.from_config(config, attn_implementation=attn_implementation)
+    # random init has tiny norms weights for some archs (Gemma: zeros -> 1+0); perturb them so
+    # every rule sees non-trivial values
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" in name.lower() and param.dim() == 1:
+                param.add_(0.1 * torch.randn_like(param))
+    return model.to(dtype).eval()
