@@ -8,8 +8,8 @@ degrading to plain gradient x input.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Mapping
 
 from .rules import (
     FusedQKVGradient,

@@ -1,0 +1,157 @@
+"""Input relevance of one prediction under AttnLRP (and the plain-gradient baselines)."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+import lxt
+
+from .inputs import PreparedInput, ResolvedToken
+from .models import LoadedModel
+from .objectives import Objective
+
+
+@dataclass(frozen=True)
+class TokenScore:
+    """A vocabulary entry at the explained position with its logit and probability."""
+
+    text: str
+    token: str
+    id: int
+    logit: float
+    prob: float
+    first_subtoken_of: str | None = None
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Plain result of one attribution: everything the renderers and the JSON need."""
+
+    model: str
+    mode: str
+    strategy: str | None
+    k: int | None
+    objective: str
+    tokens: list[str]  # token strings as the tokenizer has them ("Ġcapital")
+    token_texts: list[str]  # each token decoded on its own (" capital")
+    token_ids: list[int]
+    special: list[bool]
+    relevance: list[float]
+    explained: float
+    target: TokenScore
+    contrast: TokenScore | None
+    top_k: list[TokenScore]
+    prompt_length: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def relevance_sum(self) -> float:
+        return float(sum(self.relevance))
+
+    @property
+    def conservation(self) -> float | None:
+        """Share of the explained value that reaches the input (AttnLRP's softmax absorbs some)."""
+        return self.relevance_sum / self.explained if self.explained else None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["relevance_sum"] = self.relevance_sum
+        data["conservation"] = self.conservation
+        return data
+
+
+def _forward_kwargs(model: Any) -> dict[str, Any]:
+    params = inspect.signature(model.forward).parameters
+    kwargs: dict[str, Any] = {}
+    if "use_cache" in params:
+        kwargs["use_cache"] = False
+    if "logits_to_keep" in params:
+        kwargs["logits_to_keep"] = 1  # only the explained position goes through the LM head
+    return kwargs
+
+
+def input_gradient(
+    model: Any, token_ids: torch.Tensor, objective: Objective, *, lrp: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One forward + backward from the input embeddings to f.
+
+    Returns (embeddings, gradient, last-position logits, f) for a batch of one sequence. With
+    ``lrp`` the AttnLRP rules shape the backward; without, it is the plain gradient."""
+    rules = lxt.lrp_rules(model) if lrp else contextlib.nullcontext()
+    with rules, torch.enable_grad():
+        embeddings = model.get_input_embeddings()(token_ids).detach().requires_grad_(True)
+        logits = model(inputs_embeds=embeddings, **_forward_kwargs(model)).logits[0, -1]
+        value = objective.value(logits)
+        (gradient,) = torch.autograd.grad(value, embeddings)
+    return embeddings.detach(), gradient, logits.detach(), value.detach()
+
+
+def _score(tokenizer: Any, logits: torch.Tensor, probs: torch.Tensor, token_id: int, asked: ResolvedToken | None = None) -> TokenScore:
+    return TokenScore(
+        text=tokenizer.decode([token_id]),
+        token=tokenizer.convert_ids_to_tokens(token_id),
+        id=int(token_id),
+        logit=float(logits[token_id]),
+        prob=float(probs[token_id]),
+        first_subtoken_of=asked.first_subtoken_of if asked else None,
+    )
+
+
+def attribute(
+    loaded: LoadedModel,
+    prepared: PreparedInput,
+    objective: Objective,
+    *,
+    target: ResolvedToken | None = None,
+    contrast: ResolvedToken | None = None,
+    top_k: int = 10,
+) -> Attribution:
+    """AttnLRP relevance of every input token for ``objective`` at the last position."""
+    tokenizer = loaded.tokenizer
+    model = loaded.model
+    ids = torch.tensor([list(prepared.token_ids)], device=model.device)
+    embeddings, gradient, logits, value = input_gradient(model, ids, objective, lrp=True)
+    relevance = (embeddings * gradient).sum(-1)[0].float()
+    logits32 = logits.float()
+    probs = torch.softmax(logits32, -1)
+    top = torch.topk(logits32, min(top_k, logits32.shape[-1]))
+    special_ids = set(getattr(tokenizer, "all_special_ids", []) or [])
+    notes = []
+    for role, token in (("target", target), ("contrast", contrast)):
+        if token is not None and token.first_subtoken_of is not None:
+            notes.append(
+                f"{role} {token.first_subtoken_of!r} spans several tokens; its first sub-token "
+                f"{token.token!r} decides the preference and is what is explained"
+            )
+    if objective.mode == "logit_diff" and objective.strategy == "by_topk_avg":
+        included = objective.target_id in top.indices[: objective.k].tolist()
+        notes.append(f"the target is {'' if included else 'not '}among the top-{objective.k} logits it is compared with")
+    if not math.isfinite(float(value)):
+        raise FloatingPointError("the explained value is not finite")
+    use_contrast = objective.mode == "logit_diff" and objective.strategy == "by_ref_token"
+    return Attribution(
+        model=loaded.name,
+        mode=objective.mode,
+        strategy=objective.strategy,
+        k=objective.k if objective.strategy == "by_topk_avg" else None,
+        objective=objective.describe(),
+        tokens=tokenizer.convert_ids_to_tokens(list(prepared.token_ids)),
+        token_texts=[tokenizer.decode([i]) for i in prepared.token_ids],
+        token_ids=list(prepared.token_ids),
+        special=[i in special_ids for i in prepared.token_ids],
+        relevance=relevance.tolist(),
+        explained=float(value),
+        target=_score(tokenizer, logits32, probs, objective.target_id, target),
+        contrast=_score(tokenizer, logits32, probs, objective.contrast_id, contrast)
+        if use_contrast and objective.contrast_id is not None
+        else None,
+        top_k=[_score(tokenizer, logits32, probs, int(i)) for i in top.indices],
+        prompt_length=prepared.prompt_length,
+        notes=notes,
+    )

@@ -1,0 +1,257 @@
+"""Case files (TOML): parse and validate. Every error names the file, the field and the problem."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import CaseError
+from .objectives import MODES, STRATEGIES
+
+ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+_KNOWN_FIELDS = {
+    "id", "title", "description", "model", "chat", "prompt", "prefix", "prefix_ids", "bos",
+    "target", "contrast", "mode", "strategy", "k", "segments", "relevant", "tags", "graph",
+    "compare", "source", "notes",
+}
+_GRAPH_FIELDS = {"layers", "prune", "p", "threshold", "node_threshold", "split", "method"}
+PRUNE_METHODS = ("cum_mass", "threshold", "none")
+
+
+@dataclass(frozen=True)
+class GraphSettings:
+    layers: str | tuple[int, ...] = "all"
+    prune: str = "cum_mass"
+    p: float = 0.85
+    threshold: float = 0.01
+    node_threshold: float = 0.01
+    split: bool = False
+    method: str = "auto"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One failure case: the prediction to explain and how to present it."""
+
+    path: str
+    id: str
+    title: str
+    model: str
+    prompt: str
+    target: str | int
+    contrast: str | int | None = None
+    chat: bool = False
+    prefix: str = ""
+    prefix_ids: tuple[int, ...] | None = None
+    bos: bool | None = None
+    mode: str = "logit_diff"
+    strategy: str | None = "by_ref_token"
+    k: int = 10
+    description: str = ""
+    segments: dict[str, tuple[int, int]] = field(default_factory=dict)
+    relevant: tuple[tuple[int, int], ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
+    compare: tuple[str, ...] = ()
+    graph: GraphSettings = field(default_factory=GraphSettings)
+    source: dict[str, Any] = field(default_factory=dict)
+    notes: str = ""
+
+
+def _expect(path: str, data: dict[str, Any], name: str, kinds: type | tuple[type, ...], required: bool = False) -> Any:
+    if name not in data:
+        if required:
+            raise CaseError(path, name, "is required but missing")
+        return None
+    value = data[name]
+    # bool is an int in Python: refuse it where a number is expected
+    if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
+        raise CaseError(path, name, f"must be {_kind_names(kinds)}, got a boolean")
+    if not isinstance(value, kinds):
+        raise CaseError(path, name, f"must be {_kind_names(kinds)}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _kind_names(kinds: type | tuple[type, ...]) -> str:
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list", dict: "a table"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _span(path: str, name: str, value: Any) -> tuple[int, int]:
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        or not 0 <= value[0] < value[1]
+    ):
+        raise CaseError(path, name, f"must be a token span [start, end] with 0 <= start < end, got {value!r}")
+    return int(value[0]), int(value[1])
+
+
+def _token_field(path: str, data: dict[str, Any], name: str, required: bool) -> str | int | None:
+    value = _expect(path, data, name, (str, int), required)
+    if isinstance(value, str) and value == "":
+        raise CaseError(path, name, "must not be empty")
+    if isinstance(value, int) and value < 0:
+        raise CaseError(path, name, f"a token id must be >= 0, got {value}")
+    return value
+
+
+def _graph_settings(path: str, data: Any) -> GraphSettings:
+    if data is None:
+        return GraphSettings()
+    if not isinstance(data, dict):
+        raise CaseError(path, "graph", "must be a table")
+    unknown = set(data) - _GRAPH_FIELDS
+    if unknown:
+        raise CaseError(path, f"graph.{sorted(unknown)[0]}", f"unknown field (known: {', '.join(sorted(_GRAPH_FIELDS))})")
+    layers = data.get("layers", "all")
+    if layers != "all" and not (isinstance(layers, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in layers)):
+        raise CaseError(path, "graph.layers", f'must be "all" or a list of layer indices, got {layers!r}')
+    prune = data.get("prune", "cum_mass")
+    if prune not in PRUNE_METHODS:
+        raise CaseError(path, "graph.prune", f"must be one of {', '.join(PRUNE_METHODS)}, got {prune!r}")
+    numbers = {}
+    for name, default, low, high in (("p", 0.85, 0.0, 1.0), ("threshold", 0.01, 0.0, None), ("node_threshold", 0.01, 0.0, None)):
+        value = data.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise CaseError(path, f"graph.{name}", f"must be a number, got {value!r}")
+        if value < low or (high is not None and value > high):
+            raise CaseError(path, f"graph.{name}", f"must be in [{low}, {high if high is not None else 'inf'}], got {value}")
+        numbers[name] = float(value)
+    split = data.get("split", False)
+    if not isinstance(split, bool):
+        raise CaseError(path, "graph.split", f"must be true or false, got {split!r}")
+    method = data.get("method", "auto")
+    if method not in ("auto", "closed", "packed"):
+        raise CaseError(path, "graph.method", f"must be auto, closed or packed, got {method!r}")
+    return GraphSettings(
+        layers="all" if layers == "all" else tuple(layers), prune=prune, split=split, method=method, **numbers
+    )
+
+
+def parse_case(data: dict[str, Any], path: str) -> Case:
+    """Validate a parsed TOML table; ``path`` is only used in error messages."""
+    unknown = set(data) - _KNOWN_FIELDS
+    if unknown:
+        name = sorted(unknown)[0]
+        raise CaseError(path, name, f"unknown field (known fields: {', '.join(sorted(_KNOWN_FIELDS))})")
+    case_id = _expect(path, data, "id", str, True)
+    if not ID_PATTERN.match(case_id):
+        raise CaseError(path, "id", f"must match [a-z0-9-]+ (it becomes the page URL), got {case_id!r}")
+    model = _expect(path, data, "model", str, True)
+    if not model.strip():
+        raise CaseError(path, "model", "must not be empty")
+    prompt = _expect(path, data, "prompt", str, True)
+    if not prompt.strip():
+        raise CaseError(path, "prompt", "must not be empty")
+    target = _token_field(path, data, "target", True)
+    contrast = _token_field(path, data, "contrast", False)
+    mode = _expect(path, data, "mode", str) or ("logit_diff" if contrast is not None else "max_logit")
+    if mode not in MODES:
+        raise CaseError(path, "mode", f"must be one of {', '.join(MODES)}, got {mode!r}")
+    strategy = _expect(path, data, "strategy", str)
+    if mode == "logit_diff":
+        strategy = strategy or "by_ref_token"
+        if strategy not in STRATEGIES:
+            raise CaseError(path, "strategy", f"must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+        if strategy == "by_ref_token" and contrast is None:
+            raise CaseError(path, "contrast", "is required for mode logit_diff with strategy by_ref_token")
+    elif strategy is not None:
+        raise CaseError(path, "strategy", "only applies to mode = \"logit_diff\"")
+    k = _expect(path, data, "k", int)
+    if k is not None and k < 1:
+        raise CaseError(path, "k", f"must be >= 1, got {k}")
+    prefix_ids = _expect(path, data, "prefix_ids", list)
+    if prefix_ids is not None and not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in prefix_ids):
+        raise CaseError(path, "prefix_ids", "must be a list of non-negative token ids")
+    segments_raw = _expect(path, data, "segments", dict) or {}
+    segments = {str(name): _span(path, f"segments.{name}", span) for name, span in segments_raw.items()}
+    relevant_raw = _expect(path, data, "relevant", list) or []
+    relevant = tuple(_span(path, f"relevant[{i}]", span) for i, span in enumerate(relevant_raw))
+    tags_raw = _expect(path, data, "tags", dict) or {}
+    for name, value in tags_raw.items():
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise CaseError(path, f"tags.{name}", f"must be a string or number, got {value!r}")
+    compare = _expect(path, data, "compare", list) or []
+    if not all(isinstance(m, str) and m.strip() for m in compare):
+        raise CaseError(path, "compare", "must be a list of model names or paths")
+    graph = _graph_settings(path, data.get("graph"))
+    if "graph" in data and isinstance(data["graph"], dict) and "compare" in data["graph"]:
+        raise CaseError(path, "graph.compare", "belongs at the top level of the case")
+    return Case(
+        path=path,
+        id=case_id,
+        title=_expect(path, data, "title", str) or case_id,
+        description=_expect(path, data, "description", str) or "",
+        model=model,
+        prompt=prompt,
+        target=target,
+        contrast=contrast,
+        chat=bool(_expect(path, data, "chat", bool) or False),
+        prefix=_expect(path, data, "prefix", str) or "",
+        prefix_ids=tuple(prefix_ids) if prefix_ids is not None else None,
+        bos=_expect(path, data, "bos", bool),
+        mode=mode,
+        strategy=strategy if mode == "logit_diff" else None,
+        k=k or 10,
+        segments=segments,
+        relevant=relevant,
+        tags={str(k_): str(v) for k_, v in tags_raw.items()},
+        compare=tuple(compare),
+        graph=graph,
+        source=_expect(path, data, "source", dict) or {},
+        notes=_expect(path, data, "notes", str) or "",
+    )
+
+
+def load_case(path: str | Path) -> Case:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CaseError(str(path), None, "file not found") from None
+    except UnicodeDecodeError as exc:
+        raise CaseError(str(path), None, f"not UTF-8 text ({exc.reason})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise CaseError(str(path), None, f"invalid TOML: {exc}") from None
+    return parse_case(data, str(path))
+
+
+def find_case_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Expand folders to the ``*.toml`` files below them (sorted, so builds are deterministic)."""
+    found: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found.extend(sorted(q for q in p.rglob("*.toml") if not any(part.startswith(".") for part in q.parts)))
+        else:
+            found.append(p)
+    return found
+
+
+def load_cases(paths: Iterable[str | Path]) -> tuple[list[Case], list[CaseError]]:
+    """Load every case; collect errors instead of stopping at the first (one broken file must
+    not hide the others). Duplicate ids are errors too."""
+    cases: list[Case] = []
+    errors: list[CaseError] = []
+    seen: dict[str, str] = {}
+    for path in find_case_files(paths):
+        try:
+            case = load_case(path)
+        except CaseError as exc:
+            errors.append(exc)
+            continue
+        if case.id in seen:
+            errors.append(CaseError(str(path), "id", f"duplicate id {case.id!r} (also in {seen[case.id]})"))
+            continue
+        seen[case.id] = str(path)
+        cases.append(case)
+    return cases, errors

