@@ -1,0 +1,62 @@
+"""CaseResult: the plain data one case produces -- the only thing renderers ever see.
+
+No tensors, no models: numbers, strings, lists and dicts, so a result can be cached as JSON
+and rendered again without recomputation."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .attribution import Attribution, TokenScore
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    case_id: str
+    title: str
+    description: str
+    model: str
+    prompt: str
+    chat: bool
+    prefix: str
+    tags: dict[str, str]
+    segments: dict[str, list[int]]  # name -> [start, end) token span
+    case_file: str  # file name of the case (e.g. "primary-colors-yellow.toml")
+    case_toml: str  # the case file's text, offered as a download
+    attribution: Attribution
+    # Attribution graph in the `reportgen graph` JSON format:
+    # {"tokens", "layers": [ids], "node_relevance": [[...] per layer], "edges": [{source_layer,
+    #  target_layer, source, target, weight}], "meta": {...}}
+    graph: dict[str, Any] | None = None
+    # per node layer: {"layer": id, "nodes": int, "edges": int, ...metric name -> number}
+    metrics: list[dict[str, Any]] | None = None
+    # strongest nodes: {"layer", "position", "token", "relevance", "top": [{"index", "relevance"}]}
+    neurons: list[dict[str, Any]] | None = None
+    # {"flip_k": {ordering: int|None}, "aopc": {...}, "curves": {ordering: [f at k=0..K]}, "sentence"}
+    faithfulness: dict[str, Any] | None = None
+    # other models on the same case: {"model", "explained", "target_logit", "contrast_logit", "segments": {name: sum}}
+    comparisons: list[dict[str, Any]] | None = None
+    # package versions, model hash, the command that reproduces it
+    environment: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["attribution"] = self.attribution.to_json()
+        return data
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=1, sort_keys=True, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CaseResult:
+        data = dict(data)
+        att = dict(data["attribution"])
+        att.pop("relevance_sum", None)
+        att.pop("conservation", None)
+        att["target"] = TokenScore(**att["target"])
+        att["contrast"] = TokenScore(**att["contrast"]) if att.get("contrast") else None
+        att["top_k"] = [TokenScore(**t) for t in att["top_k"]]
+        data["attribution"] = Attribution(**att)
+        return cls(**data)
