@@ -84,7 +84,9 @@ class IdentityRule:
     def attach(self, module: nn.Module, config: Any) -> RemovableHandle:
         eps = self.eps
 
-        def hook(mod: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+        def hook(
+            mod: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
+        ) -> torch.Tensor:
             return identity_rule(inputs[0], output, eps)
 
         return module.register_forward_hook(hook)
@@ -105,7 +107,9 @@ class ScaleOutputGradient:
     def attach(self, module: nn.Module, config: Any) -> RemovableHandle:
         scale = self.scale
 
-        def hook(mod: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+        def hook(
+            mod: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
+        ) -> torch.Tensor:
             return scale_gradient(output, scale)
 
         return module.register_forward_hook(hook)
@@ -164,7 +168,9 @@ class FusedQKVGradient:
             ]
         )
 
-        def hook(mod: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+        def hook(
+            mod: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
+        ) -> torch.Tensor:
             return scale_gradient(output, scales.to(device=output.device, dtype=output.dtype))
 
         return module.register_forward_hook(hook)
@@ -190,7 +196,9 @@ class RMSNormRule:
     def attach(self, module: nn.Module, config: Any) -> RemovableHandle:
         offset = self.weight_offset
 
-        def hook(mod: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+        def hook(
+            mod: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
+        ) -> torch.Tensor:
             x = inputs[0]
             x32 = x.to(torch.promote_types(x.dtype, torch.float32))
             denominator = torch.sqrt(x32.pow(2).mean(-1, keepdim=True) + _norm_eps(mod)).detach()
@@ -209,7 +217,9 @@ class LayerNormRule:
     the standard deviation is treated as a constant."""
 
     def attach(self, module: nn.Module, config: Any) -> RemovableHandle:
-        def hook(mod: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+        def hook(
+            mod: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
+        ) -> torch.Tensor:
             x = inputs[0].to(torch.promote_types(inputs[0].dtype, torch.float32))
             centred = x - x.mean(-1, keepdim=True)
             variance = centred.pow(2).mean(-1, keepdim=True)

@@ -92,7 +92,13 @@ def input_gradient(
     return embeddings.detach(), gradient, logits.detach(), value.detach()
 
 
-def _score(tokenizer: Any, logits: torch.Tensor, probs: torch.Tensor, token_id: int, asked: ResolvedToken | None = None) -> TokenScore:
+def _score(
+    tokenizer: Any,
+    logits: torch.Tensor,
+    probs: torch.Tensor,
+    token_id: int,
+    asked: ResolvedToken | None = None,
+) -> TokenScore:
     return TokenScore(
         text=tokenizer.decode([token_id]),
         token=tokenizer.convert_ids_to_tokens(token_id),
@@ -131,7 +137,9 @@ def attribute(
             )
     if objective.mode == "logit_diff" and objective.strategy == "by_topk_avg":
         included = objective.target_id in top.indices[: objective.k].tolist()
-        notes.append(f"the target is {'' if included else 'not '}among the top-{objective.k} logits it is compared with")
+        notes.append(
+            f"the target is {'' if included else 'not '}among the top-{objective.k} logits it is compared with"
+        )
     if not math.isfinite(float(value)):
         raise FloatingPointError("the explained value is not finite")
     use_contrast = objective.mode == "logit_diff" and objective.strategy == "by_ref_token"

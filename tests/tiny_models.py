@@ -29,7 +29,9 @@ CONFIGS = {
         **_DECODER, head_dim=8, sliding_window=4, query_pre_attn_scalar=8
     ),
     "phi3": lambda: tf.Phi3Config(**_DECODER, pad_token_id=0),
-    "gpt2": lambda: tf.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=128),
+    "gpt2": lambda: tf.GPT2Config(
+        vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=128
+    ),
     "bert": lambda: tf.BertConfig(
         vocab_size=VOCAB,
         hidden_size=32,
@@ -44,7 +46,10 @@ ARCHITECTURES = sorted(CONFIGS)
 
 
 def tiny_model(
-    model_type: str, attn_implementation: str = "sdpa", dtype: torch.dtype = torch.float32, seed: int = 0
+    model_type: str,
+    attn_implementation: str = "sdpa",
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
 ) -> torch.nn.Module:
     config = CONFIGS[model_type]()
     config._attn_implementation = attn_implementation

@@ -1,0 +1,146 @@
+"""`reportgen build`: every case -> cached CaseResult -> dossier + PDF -> the static site.
+
+The site is written to a staging folder beside the output and swapped in at the end, so an
+interrupted or failed build leaves the previous site intact."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .cases import Case, load_cases
+from .compute import cached_result, compute_case, result_key, store_result
+from .errors import ReportgenError
+from .models import LoadedModel, load_model
+from .results import CaseResult
+
+
+@dataclass
+class BuildReport:
+    out: Path
+    built: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+
+
+def compute_results(
+    cases: list[Case],
+    *,
+    use_cache: bool,
+    keep_going: bool,
+    command: str,
+    report: BuildReport,
+    on_done: Callable[[Case], None] = lambda case: None,
+    model_loader: Callable[[str], LoadedModel] = load_model,
+) -> list[CaseResult]:
+    """Results for ``cases`` in order; models are loaded lazily, once each, only on a cache miss."""
+    models: dict[str, LoadedModel] = {}
+    results: list[CaseResult] = []
+    for case in cases:
+        try:
+            key = result_key(case, Path(case.path).read_text(encoding="utf-8"))
+            result = cached_result(key) if use_cache else None
+            if result is not None:
+                report.cached.append(case.id)
+            else:
+                if case.model not in models:
+                    models[case.model] = model_loader(case.model)
+                result = compute_case(case, models[case.model], command=command)
+                store_result(key, result)
+                report.built.append(case.id)
+            results.append(result)
+        except (ReportgenError, ValueError, OSError) as exc:
+            if not keep_going:
+                raise
+            report.failures.append((case.path, str(exc)))
+        finally:
+            on_done(case)
+    return results
+
+
+def render_site(
+    results: list[CaseResult],
+    out: Path,
+    failures: list[tuple[str, str]],
+    *,
+    pdf: bool,
+    single_file: bool,
+    on_case: Callable[[CaseResult], None] = lambda r: None,
+) -> list[tuple[str, str]]:
+    """Render into a staging folder and swap it in; returns PDF failures (the page still ships)."""
+    from .render.latex import render_latex
+    from .site import build_site
+
+    out = out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    pdf_failures: list[tuple[str, str]] = []
+    try:
+        if pdf:
+            for result in results:
+                on_case(result)
+                try:
+                    render_latex(result, staging / "cases" / result.case_id / "figures")
+                except (
+                    Exception
+                ) as exc:  # a figure set that does not compile must not sink the site
+                    pdf_failures.append((result.case_file, f"PDF figure set: {exc}"))
+        build_site(results, staging, failures=[*failures, *pdf_failures], single_file=single_file)
+        previous = out.with_name(f".{out.name}.previous")
+        if previous.exists():
+            shutil.rmtree(previous)
+        if out.exists():
+            out.rename(previous)
+        staging.rename(out)
+        if previous.exists():
+            shutil.rmtree(previous)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return pdf_failures
+
+
+def build(
+    paths: Iterable[str | Path],
+    out: Path,
+    *,
+    use_cache: bool = True,
+    keep_going: bool = False,
+    pdf: bool = True,
+    single_file: bool = False,
+    command: str = "reportgen build",
+    progress: bool = True,
+) -> BuildReport:
+    from tqdm import tqdm
+
+    report = BuildReport(out=out)
+    cases, errors = load_cases(paths)
+    if errors:
+        if not keep_going:
+            raise errors[0]
+        report.failures.extend((e.path, str(e)) for e in errors)
+    if not cases and not report.failures:
+        raise ReportgenError("no case files found")
+    with tqdm(total=len(cases), desc="computing", unit="case", disable=not progress) as bar:
+        results = compute_results(
+            cases,
+            use_cache=use_cache,
+            keep_going=keep_going,
+            command=command,
+            report=report,
+            on_done=lambda case: bar.update(1),
+        )
+    with tqdm(total=len(results), desc="rendering", unit="case", disable=not progress) as bar:
+        pdf_failures = render_site(
+            results,
+            out,
+            report.failures,
+            pdf=pdf,
+            single_file=single_file,
+            on_case=lambda r: bar.update(1),
+        )
+    report.failures.extend(pdf_failures)
+    return report

@@ -1,0 +1,395 @@
+"""The `reportgen` command line: each command parses, calls one library function, and turns
+expected failures into a one-line message and a non-zero exit. Heavy imports stay inside the
+commands so `reportgen --help` is instant."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+
+DEFAULT_SITE = Path("site/_build")
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def _command_line() -> str:
+    return "reportgen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Expected failures print one line and exit 1; set REPORTGEN_DEBUG=1 for the traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .errors import ReportgenError
+
+        try:
+            return func(*args, **kwargs)
+        except click.ClickException:
+            raise
+        except (ReportgenError, ValueError, OSError) as exc:
+            if os.environ.get("REPORTGEN_DEBUG"):
+                raise
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise click.ClickException(message) from None
+        except KeyboardInterrupt:
+            raise click.ClickException("interrupted") from None
+        except Exception as exc:
+            if os.environ.get("REPORTGEN_DEBUG"):
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise click.ClickException(
+                f"internal error ({type(exc).__name__}: {first}); rerun with REPORTGEN_DEBUG=1 for the traceback"
+            ) from None
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="reportgen")
+def main() -> None:
+    """Failure dossiers for language models: contrastive AttnLRP, attribution graphs, a static site."""
+
+
+# --- options shared by `attribute` and `graph` -------------------------------------------------
+
+
+def _token_value(value: str | None) -> str | int | None:
+    """`--target 718` or `--target id:718` is a token id; anything else is text."""
+    if value is None:
+        return None
+    if value.startswith("id:") and value[3:].isdigit():
+        return int(value[3:])
+    return value
+
+
+def question_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--model",
+            "model_spec",
+            default="smollm2-135m-instruct",
+            show_default=True,
+            help="Embedded model name, local folder, .gguf file or Hugging Face id.",
+        ),
+        click.option("--prompt", help="The prompt text."),
+        click.option(
+            "--target",
+            help="Token the model prefers (its first sub-token is used); 'id:N' for a token id.",
+        ),
+        click.option(
+            "--contrast",
+            help="The right alternative token (first sub-token); 'id:N' for a token id.",
+        ),
+        click.option(
+            "--mode",
+            type=click.Choice(["max_logit", "logit_diff"]),
+            default=None,
+            help="Default: logit_diff with a contrast, else max_logit.",
+        ),
+        click.option(
+            "--strategy", type=click.Choice(["by_ref_token", "by_topk_avg", "demean"]), default=None
+        ),
+        click.option(
+            "--k",
+            "top_k_avg",
+            type=click.IntRange(min=1),
+            default=10,
+            show_default=True,
+            help="k for by_topk_avg.",
+        ),
+        click.option(
+            "--chat/--no-chat", default=False, help="Apply the model's chat template to the prompt."
+        ),
+        click.option("--prefix", default="", help="The response so far (after the chat template)."),
+        click.option(
+            "--bos/--no-bos",
+            default=None,
+            help="Force a BOS token on/off (default: the tokenizer's own behaviour).",
+        ),
+        click.option("--device", default="cpu", show_default=True),
+        click.option(
+            "--dtype",
+            type=click.Choice(["float32", "float64", "bfloat16", "float16"]),
+            default="float32",
+            show_default=True,
+        ),
+        click.option(
+            "--4bit", "four_bit", is_flag=True, help="Load 4-bit with bitsandbytes (CUDA only)."
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _question_from_flags(
+    prompt: str | None,
+    target: str | None,
+    contrast: str | None,
+    mode: str | None,
+    strategy: str | None,
+    top_k_avg: int,
+    chat: bool,
+    prefix: str,
+    bos: bool | None,
+) -> Any:
+    from .inputs import PromptSpec
+    from .pipeline import Question
+
+    if prompt is None or not prompt.strip():
+        raise click.ClickException("--prompt is required and must not be empty")
+    mode = mode or ("logit_diff" if contrast is not None or strategy is not None else "max_logit")
+    if mode == "logit_diff":
+        strategy = strategy or "by_ref_token"
+        if strategy == "by_ref_token" and contrast is None:
+            raise click.ClickException(
+                "--contrast is required for --mode logit_diff --strategy by_ref_token"
+            )
+        if target is None:
+            raise click.ClickException("--target is required for --mode logit_diff")
+    elif strategy is not None:
+        raise click.ClickException("--strategy only applies to --mode logit_diff")
+    return Question(
+        prompt=PromptSpec(prompt, chat=chat, prefix=prefix, bos=bos),
+        target=_token_value(target),
+        contrast=_token_value(contrast),
+        mode=mode,
+        strategy=strategy,
+        k=top_k_avg,
+    )
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(path)
+
+
+@main.command()
+@question_options
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the result.",
+)
+@one_line_errors
+def attribute(
+    model_spec: str,
+    prompt: str | None,
+    target: str | None,
+    contrast: str | None,
+    mode: str | None,
+    strategy: str | None,
+    top_k_avg: int,
+    chat: bool,
+    prefix: str,
+    bos: bool | None,
+    device: str,
+    dtype: str,
+    four_bit: bool,
+    json_out: Path,
+) -> None:
+    """Input relevance of one prediction (AttnLRP), written as JSON."""
+    question = _question_from_flags(
+        prompt, target, contrast, mode, strategy, top_k_avg, chat, prefix, bos
+    )
+    _quiet_libraries()
+    from .models import load_model
+    from .pipeline import explain
+
+    loaded = load_model(
+        model_spec, device=device, dtype=dtype, quantize="4bit" if four_bit else None
+    )
+    result = explain(loaded, question)
+    _write_json(json_out, result.to_json())
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(
+        f"explained {result.objective} = {result.explained:.4f} over {len(result.token_ids)} tokens; "
+        f"sum of input relevance / explained = {result.conservation:.3f} -> {json_out}"
+    )
+
+
+@main.command()
+@click.argument("case_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for the dossier.",
+)
+@click.option(
+    "--pdf/--no-pdf", default=True, show_default=True, help="Also compile the LaTeX figure set."
+)
+@click.option(
+    "--single-file", is_flag=True, help="Inline the Vega bundle and data: one self-contained .html."
+)
+@click.option("--no-cache", is_flag=True, help="Recompute even if a cached result exists.")
+@one_line_errors
+def run(case_file: Path, out: Path, pdf: bool, single_file: bool, no_cache: bool) -> None:
+    """One dossier (HTML + data, PDF figure set) for CASE_FILE."""
+    from .cases import load_case
+
+    case = load_case(case_file)
+    _quiet_libraries()
+    from .build import BuildReport, compute_results
+
+    report = BuildReport(out=out)
+    (result,) = compute_results(
+        [case], use_cache=not no_cache, keep_going=False, command=_command_line(), report=report
+    )
+    from .render.html import render_dossier
+
+    out.mkdir(parents=True, exist_ok=True)
+    if pdf:
+        from .render.latex import render_latex
+
+        render_latex(result, out / "figures")
+    page = render_dossier(result, out, single_file=single_file, assets_href="assets")
+    if not single_file:
+        from .site import write_assets
+
+        write_assets(out / "assets")
+    (out / "case.json").write_text(result.dumps(), encoding="utf-8")
+    click.echo(f"{case.id}: explained {result.attribution.explained:.4f} -> {page}")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_SITE,
+    show_default=True,
+)
+@click.option("--no-cache", is_flag=True, help="Recompute every case.")
+@click.option(
+    "--keep-going",
+    is_flag=True,
+    help="Build every valid case; report the failed ones and exit non-zero at the end.",
+)
+@click.option("--pdf/--no-pdf", default=True, show_default=True)
+@click.option("--single-file", is_flag=True, help="Each dossier as one self-contained .html.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Reserved; cases run one after another on 2-core machines.",
+)
+@one_line_errors
+def build(
+    paths: tuple[Path, ...],
+    out: Path,
+    no_cache: bool,
+    keep_going: bool,
+    pdf: bool,
+    single_file: bool,
+    jobs: int,
+) -> None:
+    """Build the static site for PATHS (default: cases/)."""
+    _quiet_libraries()
+    from .build import build as build_site
+
+    report = build_site(
+        paths or (Path("cases"),),
+        out,
+        use_cache=not no_cache,
+        keep_going=keep_going,
+        pdf=pdf,
+        single_file=single_file,
+        command=_command_line(),
+    )
+    click.echo(
+        f"site: {report.out / 'index.html'} ({len(report.built)} computed, {len(report.cached)} from cache, "
+        f"{len(report.failures)} failed)"
+    )
+    for path, reason in report.failures:
+        click.echo(f"FAILED {path}: {reason}", err=True)
+    if report.failures:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+def validate(paths: tuple[Path, ...]) -> None:
+    """Check case files; every problem names the file and the field."""
+    from .cases import load_cases
+
+    cases, errors = load_cases(paths or (Path("cases"),))
+    for error in errors:
+        click.echo(f"error: {error}", err=True)
+    click.echo(f"{len(cases)} valid, {len(errors)} invalid")
+    if errors or not cases:
+        sys.exit(1)
+
+
+@main.group()
+def models() -> None:
+    """Embedded models: list them, fetch one."""
+
+
+@models.command("list")
+def models_list() -> None:
+    from .models import EMBEDDED_MODELS, embedded_path, is_fetched
+
+    for name, entry in EMBEDDED_MODELS.items():
+        state = f"fetched ({embedded_path(name)})" if is_fetched(name) else "not fetched"
+        click.echo(f"{name:24} {state}\n{'':24} {entry.description}; from {entry.source}")
+
+
+@models.command("fetch")
+@click.argument("name")
+@one_line_errors
+def models_fetch(name: str) -> None:
+    _quiet_libraries()
+    from .models import fetch_embedded
+
+    path = fetch_embedded(name, progress=lambda msg: click.echo(f"{name}: {msg}", err=True))
+    click.echo(str(path))
+
+
+@main.command()
+@click.option("--port", default=8000, show_default=True)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=DEFAULT_SITE,
+    show_default=True,
+)
+def serve(port: int, directory: Path) -> None:
+    """Preview the built site on http://localhost:PORT."""
+    import functools
+    import http.server
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
+        click.echo(f"serving {directory} on http://127.0.0.1:{port} (Ctrl+C stops)")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

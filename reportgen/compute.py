@@ -1,0 +1,136 @@
+"""Case -> CaseResult (the computing half of `run` and `build`), with an on-disk result cache.
+
+The cache key covers everything the numbers depend on: the case file's text, the model's
+identity (weights hash where known), and a hash of the computing code itself -- so an edit to
+the math invalidates old results, while an edit to templates re-renders without recomputing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .cases import Case
+from .models import EMBEDDED_MODELS, LoadedModel, cache_dir, embedded_path
+from .pipeline import Question, explain
+from .results import CaseResult
+
+_COMPUTE_PACKAGES = ("lxt", "reportgen")
+_RENDER_ONLY = ("render", "site.py", "cli.py")
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """Hash of the source files that compute numbers (rendering code excluded)."""
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parent.parent
+    for package in _COMPUTE_PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            relative = path.relative_to(root / package).as_posix()
+            if package == "reportgen" and relative.startswith(_RENDER_ONLY):
+                continue
+            digest.update(relative.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def model_identity(spec: str) -> str:
+    """A string that changes when the model's weights change, known without loading it."""
+    if spec in EMBEDDED_MODELS:
+        meta = embedded_path(spec) / "reportgen-model.json"
+        if meta.exists():
+            return f"{spec}:{json.loads(meta.read_text()).get('weights_sha256')}"
+        return f"{spec}:unfetched"
+    path = Path(spec).expanduser()
+    if path.exists():
+        stat = path.stat()
+        return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    return f"hf:{spec}"
+
+
+def result_key(case: Case, case_text: str) -> str:
+    payload = json.dumps(
+        {"case": case_text, "model": model_identity(case.model), "code": code_version()},
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def results_cache() -> Path:
+    return cache_dir() / "results"
+
+
+def cached_result(key: str) -> CaseResult | None:
+    path = results_cache() / f"{key}.json"
+    if not path.exists():
+        return None
+    try:
+        return CaseResult.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, TypeError, KeyError):
+        return None  # a stale or damaged entry is recomputed, never trusted
+
+
+def store_result(key: str, result: CaseResult) -> None:
+    folder = results_cache()
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{key}.tmp"
+    tmp.write_text(result.dumps(), encoding="utf-8")
+    tmp.replace(folder / f"{key}.json")
+
+
+def environment(loaded: LoadedModel, command: str) -> dict[str, Any]:
+    import torch
+    import transformers
+
+    return {
+        "reportgen": __version__,
+        "code_version": code_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "model": loaded.name,
+        "model_source": loaded.source,
+        "model_sha256": loaded.weights_sha256 or "unknown",
+        "dtype": loaded.dtype,
+        "device": loaded.device,
+        "command": command,
+    }
+
+
+def compute_case(
+    case: Case,
+    loaded: LoadedModel,
+    *,
+    command: str,
+    progress: Callable[[str], None] = lambda step: None,
+) -> CaseResult:
+    """All numbers of one case. Later steps (graph, metrics, faithfulness) plug in here."""
+    case_text = Path(case.path).read_text(encoding="utf-8")
+    progress("attribution")
+    attribution = explain(loaded, Question.from_case(case))
+    n = len(attribution.token_ids)
+    for name, (start, end) in case.segments.items():
+        if end > n:
+            raise ValueError(
+                f"{case.path}: field 'segments.{name}': span [{start}, {end}) exceeds the {n} tokens"
+            )
+    return CaseResult(
+        case_id=case.id,
+        title=case.title,
+        description=case.description,
+        model=case.model,
+        prompt=case.prompt,
+        chat=case.chat,
+        prefix=case.prefix,
+        tags=dict(case.tags),
+        segments={name: list(span) for name, span in case.segments.items()},
+        case_file=Path(case.path).name,
+        case_toml=case_text,
+        attribution=attribution,
+        environment=environment(loaded, command),
+    )

@@ -1,0 +1,514 @@
+"""Altair chart specs for the dossier and the index page.
+
+Charts are data: each function returns an ``alt.Chart`` built from plain numbers with
+``alt.Data(values=...)`` (no pandas, no row limit surprises), and tests assert on
+``chart.to_dict()``. The same specs are embedded in the web page (rendered by the bundled
+vega-embed) and converted to vector PDF for the LaTeX figure set. Every parameter is named
+explicitly: Altair's automatic names come from a global counter, which would make two renders
+of the same case differ."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import altair as alt
+
+from ..results import CaseResult
+from .colors import NEGATIVE_HEX, POSITIVE_HEX, SPECIAL_HEX
+from .tokens import segment_sums, token_cells
+
+SIGN_DOMAIN = ["supports target", "supports contrast", "special token"]
+SIGN_RANGE = [POSITIVE_HEX, NEGATIVE_HEX, SPECIAL_HEX]
+FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
+ORDERING_COLORS = {
+    "attnlrp": POSITIVE_HEX,
+    "grad_x_input": "#ef8a62",
+    "gradient": "#67a9cf",
+    "random": "#999999",
+}
+
+
+def _sign(value: float, special: bool = False) -> str:
+    if special:
+        return SIGN_DOMAIN[2]
+    return SIGN_DOMAIN[0] if value >= 0 else SIGN_DOMAIN[1]
+
+
+def _sign_color(title: str | None = None) -> alt.Color:
+    return alt.Color(
+        "sign:N",
+        scale=alt.Scale(domain=SIGN_DOMAIN, range=SIGN_RANGE),
+        legend=alt.Legend(title=title, orient="top") if title is not None else None,
+    )
+
+
+def _short(text: str, limit: int = 14) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _configure(chart: alt.TopLevelMixin) -> alt.TopLevelMixin:
+    """Shared look: quiet axes, the page's font, no chart border."""
+    return (
+        chart.configure(font=FONT)
+        .configure_view(stroke=None)
+        .configure_axis(labelColor="#444", titleColor="#333", gridColor="#eee", domainColor="#bbb")
+    )
+
+
+def token_labels(tokens: Sequence[str]) -> list[str]:
+    """Unique axis labels "3 ␣are": the position keeps repeated tokens apart."""
+    from .tokens import visible_text
+
+    return [f"{i} {_short(visible_text(t))}" for i, t in enumerate(tokens)]
+
+
+# --- dossier charts ---------------------------------------------------------------------------
+
+
+def relevance_chart(result: CaseResult) -> alt.Chart:
+    """Input relevance per token as bars, red/blue by sign, special tokens grey."""
+    cells = token_cells(result.attribution)
+    labels = token_labels([c.text for c in cells])
+    values = [
+        {
+            "position": c.position,
+            "label": label,
+            "token": c.display,
+            "relevance": c.relevance,
+            "sign": _sign(c.relevance, c.special),
+        }
+        for c, label in zip(cells, labels, strict=True)
+    ]
+    chart = (
+        alt.Chart(alt.Data(values=values))
+        .mark_bar()
+        .encode(
+            x=alt.X("label:N", sort=labels, title=None, axis=alt.Axis(labelAngle=-60)),
+            y=alt.Y("relevance:Q", title="relevance R"),
+            color=_sign_color(""),
+            tooltip=[
+                alt.Tooltip("position:Q"),
+                alt.Tooltip("token:N"),
+                alt.Tooltip("relevance:Q", format="+.6g"),
+            ],
+        )
+        .properties(width=max(320, min(1600, 16 * len(values))), height=220)
+    )
+    return _configure(chart)
+
+
+def segments_chart(result: CaseResult) -> alt.Chart | None:
+    """Sum of input relevance per named token span of the case."""
+    if not result.segments:
+        return None
+    sums = segment_sums(result.attribution.relevance, result.segments)
+    values = [
+        {"segment": name, "relevance": value, "sign": _sign(value)} for name, value in sums.items()
+    ]
+    chart = (
+        alt.Chart(alt.Data(values=values))
+        .mark_bar()
+        .encode(
+            y=alt.Y("segment:N", sort=list(sums), title=None),
+            x=alt.X("relevance:Q", title="sum of relevance"),
+            color=_sign_color(None),
+            tooltip=[alt.Tooltip("segment:N"), alt.Tooltip("relevance:Q", format="+.6g")],
+        )
+        .properties(width=480, height=max(40, 26 * len(values)))
+    )
+    return _configure(chart)
+
+
+def _layers(graph: dict[str, Any]) -> list[str]:
+    return [str(layer) for layer in graph["layers"]]
+
+
+def graph_chart(result: CaseResult) -> alt.LayerChart | None:
+    """Attribution graph: nodes at (token, layer), edges as rules whose width follows |weight|.
+
+    A slider (a Vega-Lite parameter bound to a range input) hides edges below a |weight|
+    threshold in the browser, so the reader can prune further than the saved graph."""
+    graph = result.graph
+    if not graph:
+        return None
+    layers = _layers(graph)
+    labels = token_labels(graph["tokens"])
+    nodes = []
+    for layer, row in zip(layers, graph["node_relevance"], strict=True):
+        for pos, rel in enumerate(row):
+            if rel:
+                nodes.append(
+                    {
+                        "layer": layer,
+                        "label": labels[pos],
+                        "relevance": float(rel),
+                        "magnitude": abs(float(rel)),
+                        "sign": _sign(float(rel)),
+                    }
+                )
+    edges = [
+        {
+            "source": labels[int(e["source"])],
+            "target": labels[int(e["target"])],
+            "source_layer": str(e["source_layer"]),
+            "target_layer": str(e["target_layer"]),
+            "weight": float(e["weight"]),
+            "magnitude": abs(float(e["weight"])),
+            "sign": _sign(float(e["weight"])),
+        }
+        for e in graph["edges"]
+    ]
+    max_weight = max((e["magnitude"] for e in edges), default=1.0) or 1.0
+    threshold = alt.param(
+        name="min_weight",
+        value=0,
+        bind=alt.binding_range(
+            min=0, max=max_weight, step=max_weight / 100, name="hide edges with |weight| below "
+        ),
+    )
+    x_scale = alt.Scale(domain=labels)
+    y_scale = alt.Scale(domain=list(reversed(layers)))
+    width = max(360, min(1600, 22 * len(labels)))
+    height = max(200, min(1000, 18 * len(layers)))
+    edge_layer = (
+        alt.Chart(alt.Data(values=edges))
+        .transform_filter("datum.magnitude >= min_weight")
+        .mark_rule(opacity=0.55, strokeCap="round")
+        .encode(
+            x=alt.X("source:N", scale=x_scale, title=None, axis=alt.Axis(labelAngle=-60)),
+            x2="target:N",
+            y=alt.Y("source_layer:N", scale=y_scale, title="layer"),
+            y2="target_layer:N",
+            strokeWidth=alt.StrokeWidth(
+                "magnitude:Q", scale=alt.Scale(domain=[0, max_weight], range=[0.3, 6]), legend=None
+            ),
+            color=_sign_color(""),
+            tooltip=[
+                alt.Tooltip("source:N"),
+                alt.Tooltip("source_layer:N"),
+                alt.Tooltip("target:N"),
+                alt.Tooltip("target_layer:N"),
+                alt.Tooltip("weight:Q", format="+.6g"),
+            ],
+        )
+    )
+    node_layer = (
+        alt.Chart(alt.Data(values=nodes))
+        .mark_circle(opacity=0.9, stroke="#fff", strokeWidth=0.5)
+        .encode(
+            x=alt.X("label:N", scale=x_scale),
+            y=alt.Y("layer:N", scale=y_scale),
+            size=alt.Size("magnitude:Q", scale=alt.Scale(range=[8, 260]), legend=None),
+            color=_sign_color(""),
+            tooltip=[
+                alt.Tooltip("label:N", title="token"),
+                alt.Tooltip("layer:N"),
+                alt.Tooltip("relevance:Q", format="+.6g"),
+            ],
+        )
+    )
+    chart = (
+        alt.layer(edge_layer, node_layer)
+        .add_params(threshold)
+        .properties(width=width, height=height)
+    )
+    return _configure(chart)
+
+
+def layer_sums_chart(result: CaseResult) -> alt.Chart | None:
+    """Total node relevance per graph layer: where along the depth the decision is carried."""
+    graph = result.graph
+    if not graph:
+        return None
+    layers = _layers(graph)
+    values = []
+    for layer, row in zip(layers, graph["node_relevance"], strict=True):
+        total = float(sum(row))
+        values.append({"layer": layer, "relevance": total, "sign": _sign(total)})
+    chart = (
+        alt.Chart(alt.Data(values=values))
+        .mark_bar()
+        .encode(
+            x=alt.X("layer:N", sort=layers, title="layer", axis=alt.Axis(labelAngle=-60)),
+            y=alt.Y("relevance:Q", title="sum of node relevance"),
+            color=_sign_color(None),
+            tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("relevance:Q", format="+.6g")],
+        )
+        .properties(width=max(320, min(1400, 18 * len(values))), height=180)
+    )
+    return _configure(chart)
+
+
+def metrics_chart(result: CaseResult) -> alt.FacetChart | None:
+    """One small line chart per numeric graph metric, across layers."""
+    if not result.metrics:
+        return None
+    layers = [str(m.get("layer")) for m in result.metrics]
+    names: list[str] = []
+    values = []
+    for row in result.metrics:
+        for key, value in row.items():
+            if key == "layer" or isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            if key not in names:
+                names.append(key)
+            values.append({"layer": str(row.get("layer")), "metric": key, "value": float(value)})
+    if not values:
+        return None
+    chart = (
+        alt.Chart(alt.Data(values=values))
+        .mark_line(point=True, color="#555")
+        .encode(
+            x=alt.X("layer:N", sort=layers, title=None, axis=alt.Axis(labelAngle=-60)),
+            y=alt.Y("value:Q", title=None),
+            tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("metric:N"), alt.Tooltip("value:Q")],
+        )
+        .properties(width=220, height=120)
+        .facet(facet=alt.Facet("metric:N", sort=names, title=None), columns=3)
+        .resolve_scale(y="independent")
+    )
+    return _configure(chart)
+
+
+def faithfulness_chart(result: CaseResult) -> alt.LayerChart | None:
+    """Deletion curves: f after masking the top-k tokens of each ordering; f < 0 means flipped."""
+    faith = result.faithfulness
+    if not faith or not faith.get("curves"):
+        return None
+    orderings = list(faith["curves"])
+    values = [
+        {"ordering": name, "k": k, "f": float(f)}
+        for name, curve in faith["curves"].items()
+        for k, f in enumerate(curve)
+        if f is not None
+    ]
+    colors = [ORDERING_COLORS.get(name, "#7b3294") for name in orderings]
+    lines = (
+        alt.Chart(alt.Data(values=values))
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("k:Q", title="tokens masked (k)", axis=alt.Axis(tickMinStep=1)),
+            y=alt.Y("f:Q", title="explained value f"),
+            color=alt.Color(
+                "ordering:N",
+                scale=alt.Scale(domain=orderings, range=colors),
+                legend=alt.Legend(title="masking order", orient="top"),
+            ),
+            tooltip=[
+                alt.Tooltip("ordering:N"),
+                alt.Tooltip("k:Q"),
+                alt.Tooltip("f:Q", format="+.6g"),
+            ],
+        )
+    )
+    zero = (
+        alt.Chart(alt.Data(values=[{"f": 0}]))
+        .mark_rule(color="#888", strokeDash=[4, 3])
+        .encode(y="f:Q")
+    )
+    return _configure(alt.layer(zero, lines).properties(width=480, height=240))
+
+
+def comparison_chart(result: CaseResult) -> alt.Chart | None:
+    """The explained value of this case on each compared model, this model first."""
+    if not result.comparisons:
+        return None
+    rows = [{"model": result.model, "explained": result.attribution.explained}]
+    rows += [
+        {"model": str(c["model"]), "explained": float(c["explained"])} for c in result.comparisons
+    ]
+    values = [dict(r, sign=_sign(r["explained"])) for r in rows]
+    models = [r["model"] for r in rows]
+    chart = (
+        alt.Chart(alt.Data(values=values))
+        .mark_bar()
+        .encode(
+            y=alt.Y("model:N", sort=models, title=None),
+            x=alt.X("explained:Q", title="explained value f (target vs contrast)"),
+            color=_sign_color(None),
+            tooltip=[alt.Tooltip("model:N"), alt.Tooltip("explained:Q", format="+.6g")],
+        )
+        .properties(width=480, height=max(40, 28 * len(values)))
+    )
+    return _configure(chart)
+
+
+def comparison_segments_chart(result: CaseResult) -> alt.Chart | None:
+    """Segment sums side by side for every compared model (only when they report segments)."""
+    if not result.comparisons or not result.segments:
+        return None
+    base = segment_sums(result.attribution.relevance, result.segments)
+    rows = [(result.model, base)] + [
+        (str(c["model"]), c.get("segments") or {}) for c in result.comparisons
+    ]
+    values = [
+        {"model": model, "segment": name, "relevance": float(value)}
+        for model, sums in rows
+        for name, value in sums.items()
+    ]
+    models = [m for m, _ in rows]
+    chart = (
+        alt.Chart(alt.Data(values=values))
+        .mark_bar()
+        .encode(
+            x=alt.X("segment:N", sort=list(base), title=None),
+            xOffset=alt.XOffset("model:N", sort=models),
+            y=alt.Y("relevance:Q", title="sum of relevance"),
+            color=alt.Color("model:N", sort=models, legend=alt.Legend(orient="top", title=None)),
+            tooltip=[
+                alt.Tooltip("model:N"),
+                alt.Tooltip("segment:N"),
+                alt.Tooltip("relevance:Q", format="+.6g"),
+            ],
+        )
+        .properties(width=max(240, 90 * len(base)), height=200)
+    )
+    return _configure(chart)
+
+
+def dossier_charts(result: CaseResult) -> dict[str, alt.TopLevelMixin]:
+    """Every chart the case has data for, by a stable name (used for element ids and files)."""
+    charts = {
+        "relevance": relevance_chart(result),
+        "segments": segments_chart(result),
+        "graph": graph_chart(result),
+        "layers": layer_sums_chart(result),
+        "metrics": metrics_chart(result),
+        "faithfulness": faithfulness_chart(result),
+        "comparison": comparison_chart(result),
+        "comparison-segments": comparison_segments_chart(result),
+    }
+    return {name: chart for name, chart in charts.items() if chart is not None}
+
+
+# --- index charts -----------------------------------------------------------------------------
+
+
+def benchmark_counts_chart(results: Sequence[CaseResult]) -> alt.Chart:
+    """How many cases each benchmark tag contributes."""
+    counts: dict[str, int] = {}
+    for r in results:
+        tag = r.tags.get("benchmark", "untagged")
+        counts[tag] = counts.get(tag, 0) + 1
+    values = [{"benchmark": k, "cases": v} for k, v in sorted(counts.items())]
+    chart = (
+        alt.Chart(alt.Data(values=values))
+        .mark_bar(color="#4d4d4d")
+        .encode(
+            y=alt.Y("benchmark:N", sort=sorted(counts), title=None),
+            x=alt.X("cases:Q", title="cases", axis=alt.Axis(tickMinStep=1)),
+            tooltip=[alt.Tooltip("benchmark:N"), alt.Tooltip("cases:Q")],
+        )
+        .properties(width=320, height=max(40, 26 * len(values)))
+    )
+    return _configure(chart)
+
+
+def logit_diff_chart(results: Sequence[CaseResult]) -> alt.Chart:
+    """Explained value of every case, one row of dots per model."""
+    values = [
+        {
+            "model": r.model,
+            "case": r.case_id,
+            "explained": r.attribution.explained,
+            "sign": _sign(r.attribution.explained),
+        }
+        for r in results
+    ]
+    models = sorted({r.model for r in results})
+    chart = (
+        alt.Chart(alt.Data(values=values))
+        .mark_circle(size=80, opacity=0.8)
+        .encode(
+            y=alt.Y("model:N", sort=models, title=None),
+            x=alt.X("explained:Q", title="explained value f (logit difference)"),
+            color=_sign_color(None),
+            tooltip=[
+                alt.Tooltip("case:N"),
+                alt.Tooltip("model:N"),
+                alt.Tooltip("explained:Q", format="+.6g"),
+            ],
+        )
+        .properties(width=420, height=max(60, 34 * len(models)))
+    )
+    return _configure(chart)
+
+
+def comparison_scatter(results: Sequence[CaseResult]) -> alt.LayerChart | None:
+    """Base model's explained value against each compared model's, with the y = x line."""
+    values = [
+        {
+            "case": r.case_id,
+            "base": r.attribution.explained,
+            "other": float(c["explained"]),
+            "model": str(c["model"]),
+        }
+        for r in results
+        for c in r.comparisons or []
+    ]
+    if not values:
+        return None
+    lo = min(min(v["base"], v["other"]) for v in values)
+    hi = max(max(v["base"], v["other"]) for v in values)
+    pad = 0.05 * (hi - lo or 1.0)
+    domain = [lo - pad, hi + pad]
+    diagonal = (
+        alt.Chart(
+            alt.Data(values=[{"a": domain[0], "b": domain[0]}, {"a": domain[1], "b": domain[1]}])
+        )
+        .mark_line(color="#aaa", strokeDash=[4, 3])
+        .encode(
+            x=alt.X("a:Q", scale=alt.Scale(domain=domain)),
+            y=alt.Y("b:Q", scale=alt.Scale(domain=domain)),
+        )
+    )
+    points = (
+        alt.Chart(alt.Data(values=values))
+        .mark_circle(size=80, opacity=0.85)
+        .encode(
+            x=alt.X(
+                "base:Q", title="explained value, case's model", scale=alt.Scale(domain=domain)
+            ),
+            y=alt.Y(
+                "other:Q", title="explained value, compared model", scale=alt.Scale(domain=domain)
+            ),
+            color=alt.Color("model:N", legend=alt.Legend(orient="top", title=None)),
+            tooltip=[
+                alt.Tooltip("case:N"),
+                alt.Tooltip("model:N"),
+                alt.Tooltip("base:Q", format="+.4g"),
+                alt.Tooltip("other:Q", format="+.4g"),
+            ],
+        )
+    )
+    return _configure(alt.layer(diagonal, points).properties(width=320, height=320))
+
+
+def summaries_chart(summaries: Sequence[dict[str, Any]]) -> alt.Chart | None:
+    """Passed / failed items per benchmark as stacked bars."""
+    if not summaries:
+        return None
+    values = [
+        {"benchmark": str(s["benchmark"]), "outcome": outcome, "items": int(s.get(outcome, 0))}
+        for s in summaries
+        for outcome in ("passed", "failed")
+    ]
+    benchmarks = [str(s["benchmark"]) for s in summaries]
+    chart = (
+        alt.Chart(alt.Data(values=values))
+        .mark_bar()
+        .encode(
+            y=alt.Y("benchmark:N", sort=benchmarks, title=None),
+            x=alt.X("items:Q", stack="zero", title="items"),
+            color=alt.Color(
+                "outcome:N",
+                scale=alt.Scale(domain=["passed", "failed"], range=["#8fbf8f", POSITIVE_HEX]),
+                legend=alt.Legend(orient="top", title=None),
+            ),
+            order=alt.Order("outcome:N", sort="descending"),
+            tooltip=[alt.Tooltip("benchmark:N"), alt.Tooltip("outcome:N"), alt.Tooltip("items:Q")],
+        )
+        .properties(width=360, height=max(40, 28 * len(benchmarks)))
+    )
+    return _configure(chart)

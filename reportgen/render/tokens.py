@@ -1,0 +1,100 @@
+"""How a token is shown: visible whitespace, its colour and the exact number behind it.
+
+One list of :class:`TokenCell` feeds the web heatmap and the LaTeX heatmap, so both show the
+same tokens in the same colours."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..attribution import Attribution
+from .colors import TokenColor, normalisation, token_color
+
+SPACE_MARK = "\u2423"  # ␣
+NEWLINE_MARK = "\u21b5"  # ↵
+TAB_MARK = "\u21e5"  # ⇥
+EMPTY_MARK = "\u2205"  # ∅
+
+
+def visible_text(text: str) -> str:
+    """Token text with whitespace made visible, so a relevant "\\n" or " " can be seen.
+
+    Newlines and tabs always get a mark; spaces only when the token is nothing but whitespace
+    (a leading space in " capital" shows as a gap in the coloured box already)."""
+    if text == "":
+        return EMPTY_MARK
+    out = []
+    only_space = text.isspace()
+    for ch in text:
+        if ch == "\n":
+            out.append(NEWLINE_MARK)
+        elif ch == "\t":
+            out.append(TAB_MARK)
+        elif ch == "\r":
+            out.append("\u240d")  # ␍
+        elif ch == " " and only_space:
+            out.append(SPACE_MARK)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(chr(0x2400 + ord(ch)) if ord(ch) < 0x20 else "\u2421")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class TokenCell:
+    position: int
+    text: str  # the decoded token as the model saw it
+    display: str  # what is printed (visible whitespace)
+    token: str  # the tokenizer's own string ("Ġcapital")
+    token_id: int
+    special: bool
+    relevance: float
+    color: TokenColor
+    newline_after: bool  # the token ends with a newline: break the line after it
+
+    @property
+    def tooltip(self) -> str:
+        kind = (
+            "special token, not in colour scale"
+            if self.special
+            else f"{self.color.intensity:+.3f} of max"
+        )
+        return (
+            f"#{self.position} {self.token!r} (id {self.token_id})\nR = {self.relevance:+}\n{kind}"
+        )
+
+
+def token_cells(attribution: Attribution) -> list[TokenCell]:
+    """One cell per input token, coloured against the non-special maximum |R|."""
+    scale = normalisation(attribution.relevance, attribution.special)
+    cells = []
+    for i, (text, token, token_id, special, rel) in enumerate(
+        zip(
+            attribution.token_texts,
+            attribution.tokens,
+            attribution.token_ids,
+            attribution.special,
+            attribution.relevance,
+            strict=True,
+        )
+    ):
+        cells.append(
+            TokenCell(
+                position=i,
+                text=text,
+                display=visible_text(text),
+                token=token,
+                token_id=token_id,
+                special=special,
+                relevance=float(rel),
+                color=token_color(float(rel), scale, special=special),
+                newline_after=text.endswith("\n"),
+            )
+        )
+    return cells
+
+
+def segment_sums(relevance: list[float], segments: dict[str, list[int]]) -> dict[str, float]:
+    """Sum of relevance over each named [start, end) token span, in the case's order."""
+    return {name: float(sum(relevance[start:end])) for name, (start, end) in segments.items()}

@@ -1,0 +1,21 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Results cache per test session; the model cache stays shared (fetching is expensive)."""
+    real_models = Path(os.environ.get("REPORTGEN_CACHE") or Path.home() / ".cache" / "reportgen") / "models"
+    cache = tmp_path_factory.getbasetemp() / "reportgen-cache"
+    cache.mkdir(exist_ok=True)
+    if not (cache / "models").exists() and real_models.exists():
+        (cache / "models").symlink_to(real_models)
+    monkeypatch.setenv("REPORTGEN_CACHE", str(cache))

@@ -1,0 +1,212 @@
+"""Synthetic CaseResults for the renderer tests: small, hand-made, every optional field filled.
+
+Not a conftest: tests import these helpers explicitly, so what a test depends on is visible."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from reportgen.attribution import Attribution, TokenScore
+from reportgen.results import CaseResult
+
+DATA = Path(__file__).parent / "data"
+
+HOSTILE_PROMPT = (
+    "<script>alert(1)</script> </textarea> \\input{/etc/passwd} \\write18{rm -rf x} "
+    "$ % # _ { } ~ ^ \\ <!-- 😀 中文"
+)
+HOSTILE_TOKENS = [
+    "<|bos|>",
+    "<script>alert(1)</script>",
+    "</textarea>",
+    "\\input{/etc/passwd}",
+    "\\write18{rm -rf x}",
+    " $ % # _ { } ~ ^ \\",
+    "\n",
+    " ",
+    "😀",
+    "中文",
+    "<!--",
+    "</script>",
+]
+
+
+def sample_result() -> CaseResult:
+    """The real SmolLM2 result shipped with the tests (graph etc. are None)."""
+    with open(DATA / "sample_result.json", encoding="utf-8") as f:
+        return CaseResult.from_json(json.load(f))
+
+
+def _score(text: str, token_id: int, logit: float, prob: float) -> TokenScore:
+    return TokenScore(text=text, token=text.replace(" ", "Ġ"), id=token_id, logit=logit, prob=prob)
+
+
+def make_attribution(
+    texts: list[str], relevance: list[float], special: list[bool], *, model: str = "tiny-model"
+) -> Attribution:
+    target = _score(" Yellow", 101, 10.5, 0.4)
+    contrast = _score(" Blue", 102, 9.25, 0.2)
+    return Attribution(
+        model=model,
+        mode="logit_diff",
+        strategy="by_ref_token",
+        k=None,
+        objective="logit(target) - logit(contrast)",
+        tokens=[t.replace(" ", "Ġ").replace("\n", "Ċ") for t in texts],
+        token_texts=texts,
+        token_ids=list(range(1, len(texts) + 1)),
+        special=special,
+        relevance=relevance,
+        explained=1.25,
+        target=target,
+        contrast=contrast,
+        top_k=[target, contrast, _score(" Green", 103, 8.0, 0.1)],
+        prompt_length=len(texts),
+        notes=["a note for the reader"],
+    )
+
+
+def make_graph(n_tokens: int) -> dict[str, Any]:
+    layers = ["emb", "0", "0.mid", "1"]
+    node_relevance = [
+        [round(((i + 1) * (j - 1.5)) / 10, 3) for j in range(n_tokens)] for i in range(len(layers))
+    ]
+    edges = [
+        {"source_layer": "emb", "target_layer": "0", "source": 1, "target": 2, "weight": 0.8},
+        {"source_layer": "0", "target_layer": "0.mid", "source": 2, "target": 3, "weight": -0.3},
+        {
+            "source_layer": "0.mid",
+            "target_layer": "1",
+            "source": 3,
+            "target": n_tokens - 1,
+            "weight": 0.05,
+        },
+        {
+            "source_layer": "emb",
+            "target_layer": "1",
+            "source": 0,
+            "target": n_tokens - 1,
+            "weight": -0.6,
+        },
+    ]
+    return {
+        "tokens": [f"t{j}" for j in range(n_tokens)],
+        "layers": layers,
+        "node_relevance": node_relevance,
+        "edges": edges,
+        "meta": {"prune": "cum_mass", "p": 0.85},
+    }
+
+
+def make_result(
+    case_id: str = "synthetic-case",
+    *,
+    model: str = "tiny-model",
+    texts: list[str] | None = None,
+    relevance: list[float] | None = None,
+    special: list[bool] | None = None,
+    prompt: str = "List three primary colors.",
+    full: bool = True,
+    tags: dict[str, str] | None = None,
+    explained_offset: float = 0.0,
+) -> CaseResult:
+    """A small CaseResult; with ``full`` every optional section (graph, metrics, ...) is set."""
+    texts = texts or ["<s>", "List", " three", " primary", " colors", ".", "\n", "Red", ":"]
+    n = len(texts)
+    relevance = relevance or [0.9, 0.2, -0.1, 0.35, -0.4, 0.05, 0.0, 0.1, 0.6][:n]
+    special = special or [i == 0 for i in range(n)]
+    att = make_attribution(texts, relevance, special, model=model)
+    if explained_offset:
+        att = Attribution(**{**att.__dict__, "explained": att.explained + explained_offset})
+    extra: dict[str, Any] = {}
+    if full:
+        extra = {
+            "graph": make_graph(n),
+            "metrics": [
+                {"layer": layer, "nodes": 3 + i, "edges": 2 * i, "entropy": 0.5 + 0.1 * i}
+                for i, layer in enumerate(["emb", "0", "0.mid", "1"])
+            ],
+            "neurons": [
+                {
+                    "layer": "1",
+                    "position": 3,
+                    "token": " primary",
+                    "relevance": 0.42,
+                    "top": [{"index": 17, "relevance": 0.2}, {"index": 5, "relevance": -0.1}],
+                }
+            ],
+            "faithfulness": {
+                "flip_k": {"attnlrp": 2, "grad_x_input": 4, "gradient": None, "random": 5.5},
+                "aopc": {"attnlrp": 0.9, "grad_x_input": 0.5, "gradient": 0.2, "random": 0.1},
+                "curves": {
+                    "attnlrp": [1.25, 0.3, -0.2, -0.5],
+                    "grad_x_input": [1.25, 0.9, 0.4, 0.1],
+                    "gradient": [1.25, 1.1, 1.0, 0.8],
+                    "random": [1.25, 1.2, 1.1, 1.0],
+                },
+                "sentence": "Masking the top 2 tokens by AttnLRP flips the preference.",
+            },
+            "comparisons": [
+                {
+                    "model": "other-model",
+                    "explained": -0.5,
+                    "target_logit": 7.0,
+                    "contrast_logit": 7.5,
+                    "segments": {"instruction": -0.2},
+                }
+            ],
+        }
+    return CaseResult(
+        case_id=case_id,
+        title=f"Synthetic case {case_id}",
+        description="A hand-made case to exercise every section of the dossier.",
+        model=model,
+        prompt=prompt,
+        chat=True,
+        prefix="The primary colors are:\n\nRed:",
+        tags=tags if tags is not None else {"benchmark": "custom", "pattern": "URT"},
+        segments={"instruction": [1, 6]},
+        case_file=f"{case_id}.toml",
+        case_toml=f'id = "{case_id}"\nprompt = {json.dumps(prompt)}\n',
+        attribution=att,
+        environment={
+            "reportgen": "0.1.0",
+            "torch": "2.13.0",
+            "command": f"reportgen run {case_id}",
+        },
+        **extra,
+    )
+
+
+def hostile_result(case_id: str = "hostile-case") -> CaseResult:
+    """Every string a renderer must escape: HTML, LaTeX, emoji, CJK, comment openers."""
+    n = len(HOSTILE_TOKENS)
+    relevance = [50.0] + [(-1) ** i * 0.1 * i for i in range(1, n)]
+    special = [True] + [False] * (n - 1)
+    result = make_result(
+        case_id,
+        texts=HOSTILE_TOKENS,
+        relevance=relevance,
+        special=special,
+        prompt=HOSTILE_PROMPT,
+        tags={"benchmark": "<b>bench</b>", "pattern": "\\write18{x}"},
+    )
+    graph = dict(result.graph or {})
+    graph["tokens"] = HOSTILE_TOKENS
+    graph["layers"] = ["emb", "</script>", "0.mid", "1"]
+    for e in graph["edges"]:
+        for key in ("source_layer", "target_layer"):
+            if e[key] == "0":
+                e[key] = "</script>"
+    return CaseResult(
+        **{
+            **result.__dict__,
+            "title": "<script>alert(1)</script> \\input{/etc/passwd}",
+            "description": "</textarea> $ % # _ { } ~ ^ \\ 😀 中文",
+            "case_toml": f'prompt = """{HOSTILE_PROMPT}"""\n',
+            "graph": graph,
+            "environment": {"<script>alert(1)</script>": "\\write18{rm -rf x}"},
+        }
+    )
