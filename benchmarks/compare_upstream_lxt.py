@@ -38,12 +38,26 @@ LONG = (
 )
 # (prompt, chat template?, target, contrast or None for max_logit)
 CASES = [
-    ("The capital of France is", False, " Paris", " London"),
+    (
+        "Q: Which city is the capital of France?\nA: The capital of France is",
+        False,
+        " Paris",
+        " London",
+    ),
     ("The capital of France is", True, "The", None),
-    ("Alice gave the book to Bob because Bob asked for it. The book now belongs to", False,
-     " Bob", " Alice"),
+    (
+        "Alice gave the book to Bob because Bob asked for it. The book now belongs to",
+        False,
+        " Bob",
+        " Alice",
+    ),
     ("What is 7 times 8? Answer with a number only.", True, "5", "4"),
-    ("Water freezes at a temperature of zero degrees", False, " Celsius", " Fahrenheit"),
+    (
+        "At sea level, pure water freezes at a temperature of zero degrees",
+        False,
+        " Celsius",
+        " Fahrenheit",
+    ),
     ("Write one word that rhymes with cat.", True, "Hat", None),
     (LONG, False, " wood", " oak"),
     ("Summarise in one word how the daughter felt: " + LONG, True, "Pro", None),
@@ -67,7 +81,8 @@ def main() -> int:
         t = resolve_token(m.tokenizer, target, "target").id
         c = resolve_token(m.tokenizer, contrast, "contrast").id if contrast else None
         objective = (
-            Objective("logit_diff", t, "by_ref_token", c) if c is not None
+            Objective("logit_diff", t, "by_ref_token", c)
+            if c is not None
             else Objective("max_logit", t)
         )
         ours.append(attribute(m, inp, objective))
@@ -80,8 +95,10 @@ def main() -> int:
         subprocess.run([args.ref_python, str(REF_SCRIPT), cases_path, out_path], check=True)
         ref = json.loads(out_path.read_text())
 
-    print(f"{'prompt':<34} {'chat':>4} {'n':>4} {'cosine':>8} {'relmax':>8} "
-          f"{'expl ours':>10} {'expl ref':>10} {'sumR/e ours':>11} {'sumR/e ref':>10}")
+    print(
+        f"{'prompt':<34} {'chat':>4} {'n':>4} {'cosine':>8} {'relmax':>8} "
+        f"{'expl ours':>10} {'expl ref':>10} {'sumR/e ours':>11} {'sumR/e ref':>10}"
+    )
     worst = 1.0
     for (prompt, chat, *_), a, r_ref, e_ref in zip(
         CASES, ours, ref["relevance"], ref["explained"], strict=True
@@ -91,9 +108,11 @@ def main() -> int:
         worst = min(worst, cos)
         relmax = float((r_ours - r_up).abs().max() / r_up.abs().max())
         label = prompt.replace("\n", " ")[:32]
-        print(f"{label:<34} {'y' if chat else 'n':>4} {len(r_up):>4} {cos:>8.5f} {relmax:>8.2e} "
-              f"{a.explained:>10.4f} {e_ref:>10.4f} {a.relevance_sum / a.explained:>11.4f} "
-              f"{float(r_up.sum()) / e_ref:>10.4f}")
+        print(
+            f"{label:<34} {'y' if chat else 'n':>4} {len(r_up):>4} {cos:>8.5f} {relmax:>8.2e} "
+            f"{a.explained:>10.4f} {e_ref:>10.4f} {a.relevance_sum / a.explained:>11.4f} "
+            f"{float(r_up.sum()) / e_ref:>10.4f}"
+        )
     print(f"min cosine {worst:.5f} (threshold {args.min_cosine})")
     return 0 if worst >= args.min_cosine else 1
 
