@@ -65,3 +65,38 @@ def tiny_model(
             if "norm" in name.lower() and param.dim() == 1:
                 param.add_(0.1 * torch.randn_like(param))
     return model.to(dtype).eval()
+
+
+WORDS = [
+    "the", "capital", "of", "france", "is", "paris", "lyon", "list", "three", "primary", "colors",
+    "red", "blue", "yellow", "green", "a", "b", "c", "1", "2", "3", "+", "=", ".", ",", ":",
+]
+
+
+def tiny_tokenizer():
+    """A word-level tokenizer with BOS/EOS and a chat template, built in memory (no hub)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<s>", "</s>", "<|user|>", "<|assistant|>"]
+    filler = [f"w{i}" for i in range(VOCAB - len(specials) - len(WORDS))]
+    vocab = {token: i for i, token in enumerate([*specials, *WORDS, *filler])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|user|>", "<|assistant|>"]})
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|user|> {{ m['content'] }} {% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|> {% endif %}"
+    )
+    return tokenizer
+
+
+def save_tiny_llama(folder) -> str:
+    """A tiny random Llama + tokenizer as a local model folder the CLI can load."""
+    model = tiny_model("llama")
+    model.save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return str(folder)

@@ -1,0 +1,372 @@
+"""The dossier: one self-describing HTML page per case, plus the numbers behind it.
+
+Templates only ever receive plain data (dicts, lists, strings, numbers) prepared here, through a
+jinja2 environment with autoescape and StrictUndefined. Chart specs travel as JSON inside a
+``<script type="application/json">`` block whose ``<``, ``>`` and ``&`` are written as JSON
+``\\u`` escapes, so no token or prompt (``</script>``, ``<!--``) can end the block early. The Vega
+runtime is a local asset (or inlined), never a CDN: the page must work offline."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from ..results import CaseResult
+from . import charts as charts_mod
+from .tokens import token_cells, visible_text
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES_DIR = PROJECT_ROOT / "templates"
+ASSETS_DIR = PROJECT_ROOT / "site" / "assets"
+STYLE_CSS = ASSETS_DIR / "style.css"
+BUNDLE_NAME = "vega-bundle.js"
+
+CHART_TITLES = {
+    "relevance": ("Relevance per token", "Input relevance R of every token (special tokens grey)."),
+    "segments": ("Segment breakdown", "Sum of relevance over each named span of the input."),
+    "graph": (
+        "Attribution graph",
+        "Nodes at (token, layer), sized by |relevance|; edge width follows |weight|, colour its "
+        "sign. Use the slider to hide weak edges.",
+    ),
+    "layers": ("Relevance per layer", "Sum of node relevance in each layer of the graph."),
+    "metrics": ("Graph metrics", "Per-layer metrics of the pruned graph."),
+    "faithfulness": (
+        "Deletion curves",
+        "Explained value f after masking the k most relevant tokens of each ordering; "
+        "below the dashed line the preference has flipped.",
+    ),
+    "comparison": ("Across models", "The explained value of this case on each model."),
+    "comparison-segments": ("Segments across models", "Segment sums on each model."),
+}
+CHART_SECTIONS = {
+    "relevance": "heatmap",
+    "segments": "heatmap",
+    "graph": "graph",
+    "layers": "graph",
+    "metrics": "metrics",
+    "faithfulness": "faithfulness",
+    "comparison": "comparison",
+    "comparison-segments": "comparison",
+}
+
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+class RenderError(ValueError):
+    """The result cannot be rendered safely (e.g. a case id that is not a plain file name)."""
+
+
+def check_case_id(case_id: str) -> str:
+    """Case ids become directory and file names; refuse anything that could leave out_dir."""
+    if not _SAFE_ID.fullmatch(case_id) or ".." in case_id:
+        raise RenderError(f"case id {case_id!r} is not a safe file name ([A-Za-z0-9._-]+)")
+    return case_id
+
+
+# --- safe embedding ---------------------------------------------------------------------------
+
+_JSON_ESCAPES = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
+
+
+def script_json(data: Any) -> Markup:
+    """JSON that is safe verbatim inside a <script> element (and still valid JSON).
+
+    ``<`` can only occur inside JSON strings, where ``\\u003c`` means the same character; with it
+    gone, neither ``</script>`` nor ``<!--`` can appear in the element's text."""
+    text = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    for char, escape in _JSON_ESCAPES.items():
+        text = text.replace(char, escape)
+    return Markup(text)
+
+
+def inline_script(js: str) -> Markup:
+    """A trusted script (the Vega bundle) made safe to inline: no early ``</script``."""
+    js = re.sub(r"</(script)", r"<\\/\1", js, flags=re.IGNORECASE)
+    return Markup(js.replace("<!--", "<\\!--"))
+
+
+def inline_style(css: str) -> Markup:
+    return Markup(re.sub(r"</(style)", r"<\\/\1", css, flags=re.IGNORECASE))
+
+
+@cache
+def vega_bundle() -> str:
+    """The vega + vega-lite + vega-embed runtime, built offline by vl-convert (~0.9 MB)."""
+    import vl_convert
+
+    return vl_convert.javascript_bundle()
+
+
+def stylesheet() -> str:
+    return STYLE_CSS.read_text(encoding="utf-8")
+
+
+# --- jinja ------------------------------------------------------------------------------------
+
+
+def _num(value: float | int | None, digits: int = 4, signed: bool = False) -> str:
+    if value is None:
+        return "\u2014"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return f"{value:{'+' if signed else ''}.{digits}g}"
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+@cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["num"] = _num
+    env.filters["pct"] = _pct
+    return env
+
+
+def page_assets(*, single_file: bool, assets_href: str) -> dict[str, Any]:
+    """CSS and Vega runtime for a page: inlined (single file) or linked from the site assets."""
+    if single_file:
+        return {
+            "css_inline": inline_style(stylesheet()),
+            "css_href": None,
+            "bundle_inline": inline_script(vega_bundle()),
+            "bundle_href": None,
+        }
+    base = assets_href.rstrip("/")
+    return {
+        "css_inline": None,
+        "css_href": f"{base}/style.css",
+        "bundle_inline": None,
+        "bundle_href": f"{base}/{BUNDLE_NAME}",
+    }
+
+
+def chart_blocks(
+    charts: Mapping[str, Any], titles: Mapping[str, tuple[str, str]]
+) -> tuple[list[dict[str, str]], Markup]:
+    """Chart placeholders for the template and the JSON of their specs, keyed by element id."""
+    blocks, specs = [], {}
+    for name, chart in charts.items():
+        element_id = f"chart-{name}"
+        title, caption = titles.get(name, (name, ""))
+        blocks.append({"id": element_id, "name": name, "title": title, "caption": caption})
+        specs[element_id] = chart.to_dict()
+    return blocks, script_json(specs)
+
+
+# --- the dossier ------------------------------------------------------------------------------
+
+
+def _score(score: Any) -> dict[str, Any] | None:
+    if score is None:
+        return None
+    return {
+        "text": score.text,
+        "display": visible_text(score.text),
+        "token": score.token,
+        "id": score.id,
+        "logit": score.logit,
+        "prob": score.prob,
+        "first_subtoken_of": score.first_subtoken_of,
+    }
+
+
+def _plain(value: Any) -> str:
+    return (
+        value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
+    )
+
+
+def relevance_csv(result: CaseResult) -> str:
+    att = result.attribution
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["position", "token", "token_id", "special", "relevance"])
+    for i, (text, tid, special, rel) in enumerate(
+        zip(att.token_texts, att.token_ids, att.special, att.relevance, strict=True)
+    ):
+        writer.writerow([i, text, tid, int(special), repr(float(rel))])
+    return buf.getvalue()
+
+
+def case_file_name(result: CaseResult) -> str:
+    """The case file's own name, stripped of any directory (it is written next to the page)."""
+    name = Path(result.case_file).name
+    return name if _SAFE_ID.fullmatch(name) else f"{result.case_id}.toml"
+
+
+def write_data_files(result: CaseResult, out_dir: Path) -> list[dict[str, str]]:
+    """data.json, relevance.csv and the case file; returns the downloads they make."""
+    case_name = case_file_name(result)
+    (out_dir / "data.json").write_text(result.dumps() + "\n", encoding="utf-8")
+    (out_dir / "relevance.csv").write_text(relevance_csv(result), encoding="utf-8")
+    (out_dir / case_name).write_text(result.case_toml, encoding="utf-8")
+    downloads = [
+        {"href": "data.json", "label": "data.json", "note": "every number on this page"},
+        {"href": "relevance.csv", "label": "relevance.csv", "note": "input relevance per token"},
+        {"href": case_name, "label": case_name, "note": "the case file"},
+    ]
+    pdf = Path("figures") / f"{result.case_id}.pdf"
+    if (out_dir / pdf).is_file():
+        downloads.insert(0, {"href": pdf.as_posix(), "label": pdf.name, "note": "PDF figure set"})
+    return downloads
+
+
+def dossier_context(result: CaseResult) -> dict[str, Any]:
+    """Everything the dossier template shows, as plain data."""
+    att = result.attribution
+    cells = [
+        {
+            "id": f"tok-{c.position}",
+            "display": c.display,
+            "tooltip": c.tooltip,
+            "background": c.color.background_hex,
+            "foreground": c.color.foreground_hex,
+            "special": c.special,
+            "newline_after": c.newline_after,
+        }
+        for c in token_cells(att)
+    ]
+    faith = None
+    if result.faithfulness:
+        f = result.faithfulness
+        faith = {
+            "sentence": f.get("sentence") or "",
+            "flip_k": [{"ordering": k, "value": v} for k, v in (f.get("flip_k") or {}).items()],
+            "aopc": [{"ordering": k, "value": v} for k, v in (f.get("aopc") or {}).items()],
+        }
+    neurons = None
+    if result.neurons:
+        neurons = [
+            {
+                "layer": str(n.get("layer")),
+                "position": n.get("position"),
+                "token": visible_text(str(n.get("token", ""))),
+                "relevance": n.get("relevance"),
+                "top": [
+                    {"index": t.get("index"), "relevance": t.get("relevance")}
+                    for t in n.get("top") or []
+                ],
+            }
+            for n in result.neurons
+        ]
+    comparisons = None
+    if result.comparisons:
+        comparisons = [
+            {
+                "model": str(c.get("model")),
+                "explained": c.get("explained"),
+                "target_logit": c.get("target_logit"),
+                "contrast_logit": c.get("contrast_logit"),
+            }
+            for c in result.comparisons
+        ]
+    return {
+        "id": result.case_id,
+        "title": result.title,
+        "description": result.description,
+        "model": result.model,
+        "prompt": result.prompt,
+        "prefix": result.prefix,
+        "chat": result.chat,
+        "tags": [{"key": k, "value": v} for k, v in result.tags.items()],
+        "objective": att.objective,
+        "mode": att.mode,
+        "strategy": att.strategy,
+        "explained": att.explained,
+        "relevance_sum": att.relevance_sum,
+        "conservation": att.conservation,
+        "target": _score(att.target),
+        "contrast": _score(att.contrast),
+        "top_k": [
+            dict(
+                _score(s) or {},
+                rank=i + 1,
+                is_target=s.id == att.target.id,
+                is_contrast=att.contrast is not None and s.id == att.contrast.id,
+            )
+            for i, s in enumerate(att.top_k)
+        ],
+        "notes": list(att.notes),
+        "tokens": cells,
+        "n_tokens": len(cells),
+        "faithfulness": faith,
+        "neurons": neurons,
+        "comparisons": comparisons,
+        "environment": [
+            {"key": k, "value": _plain(result.environment[k])} for k in sorted(result.environment)
+        ],
+    }
+
+
+def render_dossier_page(
+    result: CaseResult,
+    out_dir: Path,
+    *,
+    single_file: bool = False,
+    assets_href: str = "../assets",
+    index_href: str | None = None,
+) -> Path:
+    """:func:`render_dossier` with a link back to the site's index (used by the site builder)."""
+    check_case_id(result.case_id)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    downloads = write_data_files(result, out_dir)
+    blocks, specs = chart_blocks(charts_mod.dossier_charts(result), CHART_TITLES)
+    sections: dict[str, list[dict[str, str]]] = {}
+    for block in blocks:
+        sections.setdefault(CHART_SECTIONS.get(block["name"], "other"), []).append(block)
+    page = {
+        "title": f"{result.title} \u2014 reportgen dossier",
+        "index_href": index_href,
+        "chart_specs": specs,
+        **page_assets(single_file=single_file, assets_href=assets_href),
+    }
+    html = (
+        environment()
+        .get_template("dossier.html.j2")
+        .render(
+            page=page,
+            case=dossier_context(result),
+            charts=sections,
+            downloads=downloads,
+        )
+    )
+    path = out_dir / "index.html"
+    path.write_text(html, encoding="utf-8")
+    return path
+
+
+def render_dossier(
+    result: CaseResult, out_dir: Path, *, single_file: bool = False, assets_href: str = "../assets"
+) -> Path:
+    """Write out_dir/index.html (the dossier) with data.json, relevance.csv and the case file.
+
+    With ``single_file`` the stylesheet and the Vega runtime are inlined, so the one .html file
+    can be attached to a bug report and opened offline; otherwise they are linked from
+    ``assets_href`` (the site writes them once for all cases)."""
+    return render_dossier_page(result, out_dir, single_file=single_file, assets_href=assets_href)

@@ -1,0 +1,155 @@
+"""The static site: an index like a paper's project page, one dossier per case, shared assets.
+
+Everything is linked relatively, so the output folder can be pushed to GitHub Pages, served by
+``reportgen serve`` or opened straight from disk. The Vega runtime is written once into
+``assets/`` rather than into every page. LaTeX is not run here: the caller renders the figure
+sets (into ``cases/<id>/figures/``) first, and the index links each PDF that exists."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .render import charts as charts_mod
+from .render.html import (
+    BUNDLE_NAME,
+    STYLE_CSS,
+    chart_blocks,
+    check_case_id,
+    environment,
+    page_assets,
+    render_dossier_page,
+    vega_bundle,
+)
+from .results import CaseResult
+
+SITE_TITLE = "Why does the model pick the wrong token?"
+SITE_INTRO = (
+    "Failure cases of language models, each explained with contrastive AttnLRP attribution: "
+    "which input tokens push the model towards the wrong token (red) and which towards the "
+    "right one (blue), how the decision flows through the layers, and how faithful the "
+    "explanation is. Every case has its own dossier with the numbers and a PDF figure set."
+)
+INDEX_CHART_TITLES = {
+    "benchmarks": ("Cases per benchmark", "Number of cases with each benchmark tag."),
+    "models": (
+        "Explained value across models",
+        "One dot per case; f > 0 means the wrong token wins.",
+    ),
+    "comparison": (
+        "Same case, other model",
+        "Explained value on the case's model (x) against a compared model (y); dashed: y = x.",
+    ),
+    "outcomes": ("Benchmark outcomes", "Items that passed and failed in each benchmark run."),
+}
+
+
+def write_assets(assets_dir: Path) -> Path:
+    """Copy the stylesheet and write the Vega runtime once for every page of the site."""
+    assets_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(STYLE_CSS, assets_dir / "style.css")
+    (assets_dir / BUNDLE_NAME).write_text(vega_bundle(), encoding="utf-8")
+    return assets_dir
+
+
+def _flip_k(result: CaseResult) -> Any:
+    if not result.faithfulness:
+        return None
+    return (result.faithfulness.get("flip_k") or {}).get("attnlrp")
+
+
+def _row(result: CaseResult, out_dir: Path) -> dict[str, Any]:
+    case_dir = f"cases/{result.case_id}"
+    pdf = Path(case_dir) / "figures" / f"{result.case_id}.pdf"
+    benchmark = result.tags.get("benchmark")
+    pattern = result.tags.get("pattern")
+    search = " ".join([result.case_id, result.title, result.model, *result.tags.values()]).lower()
+    return {
+        "id": result.case_id,
+        "title": result.title,
+        "href": f"{case_dir}/index.html",
+        "model": result.model,
+        "benchmark": benchmark,
+        "pattern": pattern,
+        "explained": result.attribution.explained,
+        "has_faithfulness": result.faithfulness is not None,
+        "flip_k": _flip_k(result),
+        "pdf_href": pdf.as_posix() if (out_dir / pdf).is_file() else None,
+        "search": search,
+    }
+
+
+def _summary(s: dict[str, Any]) -> dict[str, Any]:
+    keys = ("items", "passed", "failed", "pinned", "unpinned")
+    return {"benchmark": str(s["benchmark"]), **{k: s.get(k, 0) for k in keys}}
+
+
+def build_site(
+    results: list[CaseResult],
+    out_dir: Path,
+    *,
+    failures: list[tuple[str, str]] = (),
+    summaries: list[dict] = (),
+    single_file: bool = False,
+) -> Path:
+    """Write the whole site into ``out_dir`` and return the path of its index.html.
+
+    ``failures`` are (case file, reason) pairs of cases that could not be computed; they are
+    listed on the index so a partial build never hides what is missing. ``summaries`` are
+    per-benchmark outcome counts. With ``single_file`` every dossier inlines its assets."""
+    out_dir = Path(out_dir)
+    seen: set[str] = set()
+    for result in results:
+        check_case_id(result.case_id)
+        if result.case_id in seen:
+            raise ValueError(f"two results share the case id {result.case_id!r}")
+        seen.add(result.case_id)
+    results = sorted(results, key=lambda r: r.case_id)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_assets(out_dir / "assets")
+    (out_dir / ".nojekyll").write_text("", encoding="utf-8")
+    for result in results:
+        render_dossier_page(
+            result,
+            out_dir / "cases" / result.case_id,
+            single_file=single_file,
+            assets_href="../../assets",
+            index_href="../../index.html",
+        )
+
+    charts = {"benchmarks": charts_mod.benchmark_counts_chart(results)} if results else {}
+    if results:
+        charts["models"] = charts_mod.logit_diff_chart(results)
+    scatter = charts_mod.comparison_scatter(results)
+    if scatter is not None:
+        charts["comparison"] = scatter
+    outcomes = charts_mod.summaries_chart(list(summaries))
+    if outcomes is not None:
+        charts["outcomes"] = outcomes
+    blocks, specs = chart_blocks(charts, INDEX_CHART_TITLES)
+
+    rows = [_row(r, out_dir) for r in results]
+    site = {
+        "title": SITE_TITLE,
+        "intro": SITE_INTRO,
+        "rows": rows,
+        "n_cases": len(results),
+        "n_models": len({r.model for r in results}),
+        "n_benchmarks": len({r.tags.get("benchmark", "untagged") for r in results}),
+        "has_flip": any(r["has_faithfulness"] for r in rows),
+        "failures": [{"file": str(f), "reason": str(reason)} for f, reason in failures],
+        "summaries": [_summary(s) for s in summaries],
+    }
+    page = {
+        "title": f"{SITE_TITLE} \u2014 reportgen",
+        "index_href": None,
+        "chart_specs": specs,
+        **page_assets(single_file=single_file, assets_href="assets"),
+    }
+    html = environment().get_template("index.html.j2").render(page=page, site=site, charts=blocks)
+    index = out_dir / "index.html"
+    index.write_text(html, encoding="utf-8")
+    return index

@@ -1,0 +1,76 @@
+"""The CLI end to end on a tiny local model: JSON output and one-line errors."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from tiny_models import save_tiny_llama
+
+from reportgen.cli import main
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-cli"))
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_attribute_writes_the_documented_json(model_dir, tmp_path):
+    out = tmp_path / "a.json"
+    result = run("attribute", "--model", model_dir, "--prompt", "the capital of france is", "--target", "paris", "--contrast", "lyon", "--bos", "--json", str(out))
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    for key in ("model", "mode", "strategy", "tokens", "token_ids", "relevance", "explained", "target", "contrast", "top_k"):
+        assert key in data
+    assert data["tokens"][0] == "<s>" and data["tokens"][-1] == "is"
+    assert len(data["relevance"]) == len(data["token_ids"]) == 6
+    assert data["explained"] == pytest.approx(data["target"]["logit"] - data["contrast"]["logit"], abs=1e-5)
+    assert {"text", "id", "logit"} <= set(data["target"])
+
+
+def test_attribute_token_ids_and_strategies(model_dir, tmp_path):
+    out = tmp_path / "b.json"
+    result = run("attribute", "--model", model_dir, "--prompt", "list three primary colors", "--chat", "--prefix", "red :", "--target", "id:20", "--strategy", "demean", "--json", str(out))
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["target"]["id"] == 20 and data["strategy"] == "demean" and data["contrast"] is None
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "no-such-model-xyz"], "unknown model"),
+        (["--prompt", ""], "--prompt is required"),
+        (["--target", "zebra"], "not in the vocabulary"),
+        (["--contrast", "id:999999"], "outside the vocabulary"),
+        (["--strategy", "by_ref_token", "--contrast", None], "--contrast is required"),
+    ],
+)
+def test_bad_input_is_one_line_and_non_zero(model_dir, tmp_path, args, message):
+    base = {"--model": model_dir, "--prompt": "the capital of france is", "--target": "paris", "--contrast": "lyon"}
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        base[flag] = value
+    argv = ["attribute", "--json", str(tmp_path / "x.json")]
+    for flag, value in base.items():
+        if value is not None:
+            argv += [flag, value]
+    result = run(*argv)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_validate_reports_broken_files(tmp_path):
+    (tmp_path / "bad.toml").write_text('id = "x"\nmodel = "m"\nprompt = "p"\n')
+    result = run("validate", str(tmp_path))
+    assert result.exit_code == 1
+    assert "bad.toml: field 'target': is required" in result.output
+
+
+def test_models_list():
+    result = run("models", "list")
+    assert result.exit_code == 0 and "smollm2-135m-instruct" in result.output
