@@ -8,7 +8,6 @@ sets (into ``cases/<id>/figures/``) first, and the index links each PDF that exi
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 

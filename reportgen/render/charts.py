@@ -16,7 +16,7 @@ import altair as alt
 
 from ..results import CaseResult
 from .colors import NEGATIVE_HEX, POSITIVE_HEX, SPECIAL_HEX
-from .tokens import segment_sums, token_cells
+from .tokens import TokenCell, segment_sums, token_cells
 
 SIGN_DOMAIN = ["supports target", "supports contrast", "special token"]
 SIGN_RANGE = [POSITIVE_HEX, NEGATIVE_HEX, SPECIAL_HEX]
@@ -66,6 +66,21 @@ def token_labels(tokens: Sequence[str]) -> list[str]:
 # --- dossier charts ---------------------------------------------------------------------------
 
 
+def _token_scale(cells: Sequence[TokenCell]) -> Any:
+    """Y scale of the per-token bars, fitted to the non-special tokens like the heatmap.
+
+    A special token's bar that goes beyond is cut at the axis (``clamp``) rather than letting
+    it squash every other bar to nothing."""
+    plain = [c.relevance for c in cells if not c.special]
+    if not plain:
+        return alt.Undefined
+    lo, hi = min(0.0, *plain), max(0.0, *plain)
+    if all(lo <= c.relevance <= hi for c in cells):
+        return alt.Undefined
+    pad = 0.05 * ((hi - lo) or 1.0)
+    return alt.Scale(domain=[lo - pad, hi + pad], clamp=True)
+
+
 def relevance_chart(result: CaseResult) -> alt.Chart:
     """Input relevance per token as bars, red/blue by sign, special tokens grey."""
     cells = token_cells(result.attribution)
@@ -85,7 +100,7 @@ def relevance_chart(result: CaseResult) -> alt.Chart:
         .mark_bar()
         .encode(
             x=alt.X("label:N", sort=labels, title=None, axis=alt.Axis(labelAngle=-60)),
-            y=alt.Y("relevance:Q", title="relevance R"),
+            y=alt.Y("relevance:Q", title="relevance R", scale=_token_scale(cells)),
             color=_sign_color(""),
             tooltip=[
                 alt.Tooltip("position:Q"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 from collections.abc import Mapping
 from functools import cache
@@ -20,6 +21,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from ..models import cache_dir
 from ..results import CaseResult
 from . import charts as charts_mod
 from .tokens import token_cells, visible_text
@@ -31,7 +33,11 @@ STYLE_CSS = ASSETS_DIR / "style.css"
 BUNDLE_NAME = "vega-bundle.js"
 
 CHART_TITLES = {
-    "relevance": ("Relevance per token", "Input relevance R of every token (special tokens grey)."),
+    "relevance": (
+        "Relevance per token",
+        "Input relevance R of every token; special tokens grey, cut at the axis when they "
+        "exceed the range of the other tokens.",
+    ),
     "segments": ("Segment breakdown", "Sum of relevance over each named span of the input."),
     "graph": (
         "Attribution graph",
@@ -107,10 +113,24 @@ def inline_style(css: str) -> Markup:
 
 @cache
 def vega_bundle() -> str:
-    """The vega + vega-lite + vega-embed runtime, built offline by vl-convert (~0.9 MB)."""
+    """The vega + vega-lite + vega-embed runtime, built offline by vl-convert (~0.9 MB).
+
+    Bundling takes ~5 s, so the result is kept in the reportgen cache, one file per
+    vl-convert version (the bundle only changes with it)."""
     import vl_convert
 
-    return vl_convert.javascript_bundle()
+    cached = cache_dir() / "assets" / f"vega-bundle-{vl_convert.__version__}.js"
+    if cached.is_file():
+        return cached.read_text(encoding="utf-8")
+    bundle = vl_convert.javascript_bundle()
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(bundle, encoding="utf-8")
+        tmp.replace(cached)
+    except OSError:
+        pass  # a read-only cache only costs time
+    return bundle
 
 
 def stylesheet() -> str:

@@ -1,0 +1,340 @@
+"""Publication figures: a LaTeX/PDF figure set per case, in the web page's colours and numbers.
+
+Writes, into one folder, ``<id>-heatmap.tex`` (tokens as ``\\colorbox``-es), ``<id>-graph.tex``
+(a TikZ drawing of the attribution graph), one vector PDF per Altair chart (vl-convert) and
+``<id>.tex``, the figure set that includes them all; pdflatex turns each .tex into a PDF beside it.
+
+Tokens are untrusted text: every string goes through :func:`escape_latex`, and pdflatex runs
+with ``-no-shell-escape``, so a token such as ``\\write18{...}`` or ``\\input{/etc/passwd}`` is
+printed, never executed. Characters pdflatex cannot set (emoji, CJK, ...) become a visible
+"U+XXXX" box instead of a failed compile."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import warnings
+from pathlib import Path
+
+from pylatex import Command, Document, Figure, NoEscape, Package, Section
+
+from ..errors import ReportgenError
+from ..results import CaseResult
+from . import charts as charts_mod
+from .colors import NEGATIVE, POSITIVE, RGB, SPECIAL_FG
+from .html import CHART_TITLES, check_case_id
+from .tokens import TokenCell, token_cells
+
+PDFLATEX_TIMEOUT_S = 120
+PDFLATEX_FLAGS = ["-no-shell-escape", "-interaction=nonstopmode", "-halt-on-error"]
+
+_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "{": r"\{",
+    "}": r"\}",
+    "$": r"\$",
+    "&": r"\&",
+    "#": r"\#",
+    "^": r"\textasciicircum{}",
+    "_": r"\_",
+    "%": r"\%",
+    "~": r"\textasciitilde{}",
+    '"': r"\textquotedbl{}",
+    "|": r"\textbar{}",
+    # characters that form T1 ligatures (<< -- `` ,, !` ?`) or an optional argument
+    "<": "{<}",
+    ">": "{>}",
+    "-": "{-}",
+    "`": "{`}",
+    "'": "{'}",
+    ",": "{,}",
+    "[": "{[}",
+    "]": "{]}",
+}
+
+
+class LatexError(ReportgenError):
+    """pdflatex failed on a case's figures; the message names the case and quotes the log."""
+
+
+def placeholder(char: str) -> str:
+    """A boxed code point for a character pdflatex cannot typeset (emoji, CJK, ...)."""
+    return rf"\fbox{{\tiny U+{ord(char):04X}}}"
+
+
+def _typesettable(char: str) -> bool:
+    """Printable ASCII and Latin-1 work with T1 + utf8 inputenc (checked by compiling them all)."""
+    code = ord(char)
+    return 0x20 <= code < 0x7F or (0xA0 <= code <= 0xFF and code != 0xAD)
+
+
+def escape_latex(text: str, *, visible_whitespace: bool = False) -> str:
+    """``text`` as LaTeX source that prints it literally, whatever it contains.
+
+    With ``visible_whitespace`` (tokens) newlines and tabs print as arrows and a token of only
+    spaces as ␣; otherwise (captions, titles) any whitespace is a plain space."""
+    only_space = visible_whitespace and text != "" and text.isspace()
+    out = []
+    for ch in text:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ch == " ":
+            out.append(
+                r"\textvisiblespace{}" if only_space else (r"\ " if visible_whitespace else " ")
+            )
+        elif ch == "\n":
+            out.append(r"$\hookleftarrow$" if visible_whitespace else " ")
+        elif ch == "\t":
+            out.append(r"$\rightarrow$" if visible_whitespace else " ")
+        elif _typesettable(ch):
+            out.append(ch)
+        else:
+            out.append(placeholder(ch))
+    if visible_whitespace and text == "":
+        out.append(r"$\emptyset$")
+    return "".join(out)
+
+
+def _rgb(color: RGB) -> str:
+    return "{},{},{}".format(*color)
+
+
+# --- documents --------------------------------------------------------------------------------
+
+
+def _standalone(path: Path, body: str, *, tikz: bool = False) -> Path:
+    doc = Document(
+        str(path.with_suffix("")),
+        documentclass="standalone",
+        document_options=["border=6pt"] if tikz else ["varwidth=16cm", "border=6pt"],
+        page_numbers=False,
+    )
+    doc.packages.append(Package("xcolor"))
+    if tikz:
+        doc.packages.append(Package("tikz"))
+    doc.preamble.append(NoEscape(r"\setlength{\fboxsep}{1.4pt}"))
+    doc.preamble.append(
+        NoEscape(
+            r"\newcommand{\tok}[3]{\colorbox[RGB]{#1}{\textcolor[RGB]{#2}{\strut #3}}\allowbreak}"
+        )
+    )
+    doc.append(NoEscape(body))
+    doc.generate_tex()
+    return path
+
+
+def heatmap_body(cells: list[TokenCell]) -> str:
+    """The token row: one coloured box per token, a line break after newline tokens."""
+    parts = [r"\noindent\ttfamily\small"]
+    for cell in cells:
+        text = escape_latex(cell.text, visible_whitespace=True)
+        if cell.special:
+            text = r"\textit{" + text + "}"
+        parts.append(
+            rf"\tok{{{_rgb(cell.color.background)}}}{{{_rgb(cell.color.foreground)}}}{{{text}}}%"
+        )
+        if cell.newline_after:
+            parts.append(r"\newline")
+    return "\n".join(parts)
+
+
+def graph_body(result: CaseResult) -> str:
+    """TikZ drawing of the graph: nodes at (token, layer), edge width and colour from the weight."""
+    graph = result.graph or {}
+    layers = [str(layer) for layer in graph["layers"]]
+    tokens = list(graph["tokens"])
+    dx, dy = 0.8, 0.7
+    y_of = {layer: i * dy for i, layer in enumerate(layers)}
+    edges = graph["edges"]
+    max_w = max((abs(float(e["weight"])) for e in edges), default=0.0) or 1.0
+    max_n = max((abs(float(v)) for row in graph["node_relevance"] for v in row), default=0.0) or 1.0
+    lines = [
+        r"\begin{tikzpicture}",
+        rf"\definecolor{{rgpos}}{{RGB}}{{{_rgb(POSITIVE)}}}",
+        rf"\definecolor{{rgneg}}{{RGB}}{{{_rgb(NEGATIVE)}}}",
+        rf"\definecolor{{rgaxis}}{{RGB}}{{{_rgb(SPECIAL_FG)}}}",
+    ]
+    for layer in layers:
+        lines.append(
+            rf"\node[anchor=east,font=\tiny\sffamily,text=rgaxis] at (-0.3,{y_of[layer]:.3f}) "
+            rf"{{{escape_latex(layer)}}};"
+        )
+    for i, token in enumerate(tokens):
+        label = escape_latex(f"{i} {token}", visible_whitespace=True)
+        lines.append(
+            rf"\node[anchor=east,rotate=60,font=\tiny\ttfamily,text=rgaxis] at ({i * dx:.3f},-0.35) "
+            rf"{{{label}}};"
+        )
+    for e in sorted(edges, key=lambda e: abs(float(e["weight"]))):
+        w = float(e["weight"])
+        width = 0.3 + 3.7 * abs(w) / max_w
+        x1, y1 = int(e["source"]) * dx, y_of[str(e["source_layer"])]
+        x2, y2 = int(e["target"]) * dx, y_of[str(e["target_layer"])]
+        color = "rgpos" if w >= 0 else "rgneg"
+        lines.append(
+            rf"\draw[color={color},line width={width:.2f}pt,opacity=0.6,line cap=round] "
+            rf"({x1:.3f},{y1:.3f}) -- ({x2:.3f},{y2:.3f});"
+        )
+    for layer, row in zip(layers, graph["node_relevance"], strict=True):
+        for i, value in enumerate(row):
+            v = float(value)
+            if v == 0:
+                continue
+            radius = 0.02 + 0.16 * math.sqrt(abs(v) / max_n)
+            color = "rgpos" if v >= 0 else "rgneg"
+            lines.append(
+                rf"\fill[color={color},opacity=0.85] ({i * dx:.3f},{y_of[layer]:.3f}) circle ({radius:.3f});"
+            )
+    lines.append(r"\end{tikzpicture}")
+    return "\n".join(lines)
+
+
+def _figure(doc: Document, pdf_name: str, caption: str) -> None:
+    with doc.create(Figure(position="htbp")) as fig:
+        fig.append(NoEscape(r"\centering"))
+        fig.append(
+            NoEscape(
+                r"\includegraphics[max width=\linewidth,max totalheight=0.42\textheight]"
+                rf"{{{pdf_name}}}"
+            )
+        )
+        fig.add_caption(NoEscape(caption))
+
+
+def _figure_set(result: CaseResult, out_dir: Path, figures: list[tuple[str, str]]) -> Path:
+    case_id = result.case_id
+    doc = Document(
+        str(out_dir / case_id),
+        documentclass="article",
+        geometry_options={"margin": "2cm"},
+        page_numbers=False,
+    )
+    doc.preamble.append(NoEscape(r"\pdfminorversion=7"))
+    for package in ("graphicx", "xcolor", "caption"):
+        doc.packages.append(Package(package))
+    doc.packages.append(Package("adjustbox", options=["export"]))
+    with doc.create(Section(NoEscape(escape_latex(result.title)), numbering=False, label=False)):
+        att = result.attribution
+        facts = [
+            ("case", result.case_id),
+            ("model", result.model),
+            ("objective", att.objective),
+            ("target", att.target.text),
+            ("contrast", att.contrast.text if att.contrast else "none"),
+        ]
+        doc.append(NoEscape(r"\begin{description}\small"))
+        for key, value in facts:
+            doc.append(
+                NoEscape(rf"\item[{key}] \texttt{{{escape_latex(value, visible_whitespace=True)}}}")
+            )
+        doc.append(NoEscape(rf"\item[explained value $f$] {att.explained:+.4f}"))
+        doc.append(NoEscape(r"\end{description}"))
+        for pdf_name, caption in figures:
+            _figure(doc, pdf_name, caption)
+    doc.append(Command("clearpage"))
+    doc.generate_tex()
+    return out_dir / f"{case_id}.tex"
+
+
+# --- compiling --------------------------------------------------------------------------------
+
+
+def _log_excerpt(log: Path, stdout: str, lines: int = 20) -> str:
+    """The first TeX error ("! ...") with its context line, then the last lines of the log."""
+    text = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else stdout
+    all_lines = text.splitlines()
+    first = next((i for i, line in enumerate(all_lines) if line.startswith("!")), None)
+    head = all_lines[first : first + 3] if first is not None else []
+    return "\n".join([*head, "...", *all_lines[-lines:]])
+
+
+def compile_tex(tex: Path, case_id: str, pdflatex: str = "pdflatex") -> Path:
+    """Run pdflatex once on ``tex`` in its own folder; raise :class:`LatexError` on failure."""
+    env = dict(os.environ, openout_any="p", shell_escape="f")
+    try:
+        proc = subprocess.run(
+            [pdflatex, *PDFLATEX_FLAGS, tex.name],
+            cwd=tex.parent,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=PDFLATEX_TIMEOUT_S,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise LatexError(
+            f"case {case_id!r}: pdflatex on {tex.name} timed out after {PDFLATEX_TIMEOUT_S} s"
+        ) from exc
+    pdf = tex.with_suffix(".pdf")
+    log = tex.with_suffix(".log")
+    if proc.returncode != 0 or not pdf.is_file():
+        raise LatexError(
+            f"case {case_id!r}: pdflatex failed on {tex} (exit {proc.returncode}); "
+            f"from the log:\n{_log_excerpt(log, proc.stdout)}"
+        )
+    for suffix in (".aux", ".log"):
+        tex.with_suffix(suffix).unlink(missing_ok=True)
+    return pdf
+
+
+def render_latex(result: CaseResult, out_dir: Path, *, compile_pdf: bool = True) -> Path | None:
+    """Write the case's LaTeX figure set into ``out_dir`` and compile it to ``<case_id>.pdf``.
+
+    Returns the PDF's path, or None when it was not compiled (``compile_pdf=False``, or no
+    pdflatex on PATH -- then with a warning, since the .tex sources are still useful)."""
+    case_id = check_case_id(result.case_id)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    standalone = [
+        _standalone(
+            out_dir / f"{case_id}-heatmap.tex", heatmap_body(token_cells(result.attribution))
+        )
+    ]
+    figures = [
+        (
+            f"{case_id}-heatmap.pdf",
+            "Input relevance: red supports the target, blue the contrast; intensity relative "
+            r"to the largest $|R|$ of a non-special token (special tokens grey).",
+        )
+    ]
+    charts = charts_mod.dossier_charts(result)
+    if result.graph:
+        standalone.append(
+            _standalone(out_dir / f"{case_id}-graph.tex", graph_body(result), tikz=True)
+        )
+        figures.append(
+            (
+                f"{case_id}-graph.pdf",
+                "Attribution graph: nodes at (token, layer), edge width proportional to $|w|$, "
+                "red positive, blue negative.",
+            )
+        )
+    import vl_convert
+
+    for name, chart in charts.items():
+        if name == "graph":  # drawn with TikZ above; the slider makes sense only on the web
+            continue
+        pdf_name = f"{case_id}-{name}.pdf"
+        (out_dir / pdf_name).write_bytes(vl_convert.vegalite_to_pdf(chart.to_dict()))
+        title, caption = CHART_TITLES.get(name, (name, ""))
+        figures.append((pdf_name, escape_latex(f"{title}. {caption}")))
+    main = _figure_set(result, out_dir, figures)
+
+    if not compile_pdf:
+        return None
+    pdflatex = shutil.which("pdflatex")
+    if pdflatex is None:
+        warnings.warn(
+            f"case {case_id!r}: pdflatex not found; wrote the .tex sources to {out_dir} "
+            "without compiling them",
+            stacklevel=2,
+        )
+        return None
+    for tex in standalone:
+        compile_tex(tex, case_id, pdflatex)
+    return compile_tex(main, case_id, pdflatex)

@@ -1,0 +1,119 @@
+"""The LaTeX figure set: the escape function on hostile text, and real pdflatex compiles."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from render_fixtures import hostile_result, make_result
+
+from reportgen.render import latex
+from reportgen.render.latex import LatexError, escape_latex, placeholder, render_latex
+
+needs_pdflatex = pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex missing")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("plain text", "plain text"),
+        ("\\", r"\textbackslash{}"),
+        ("{x}", r"\{x\}"),
+        ("$ & # _ %", r"\$ \& \# \_ \%"),
+        ("^~", r"\textasciicircum{}\textasciitilde{}"),
+        ("\\input{/etc/passwd}", r"\textbackslash{}input\{/etc/passwd\}"),
+        ("\\write18{rm -rf x}", r"\textbackslash{}write18\{rm {-}rf x\}"),
+        ("<<--``", "{<}{<}{-}{-}{`}{`}"),
+        ("café ß", "café ß"),
+        ("😀", r"\fbox{\tiny U+1F600}"),
+        ("中文", r"\fbox{\tiny U+4E2D}\fbox{\tiny U+6587}"),
+        ("a\nb", "a b"),
+    ],
+)
+def test_escape_latex(text: str, expected: str) -> None:
+    assert escape_latex(text) == expected
+
+
+def test_escape_latex_visible_whitespace() -> None:
+    assert escape_latex("\n", visible_whitespace=True) == r"$\hookleftarrow$"
+    assert escape_latex(" ", visible_whitespace=True) == r"\textvisiblespace{}"
+    assert escape_latex(" the", visible_whitespace=True) == r"\ the"
+    assert escape_latex("", visible_whitespace=True) == r"$\emptyset$"
+
+
+def test_escaped_text_has_no_live_commands() -> None:
+    hostile = "\\input{/etc/passwd} \\write18{rm -rf x} \\def\\x{} \\catcode`\\@=11 %"
+    out = escape_latex(hostile)
+    # every backslash left is one we wrote: \textbackslash, \textasciicircum, \% ...
+    allowed = ("\\textbackslash{}", "\\{", "\\}", "\\%", "\\textasciicircum{}")
+    stripped = out
+    for token in allowed:
+        stripped = stripped.replace(token, "")
+    assert "\\" not in stripped
+    assert "{" not in stripped.replace("{`}", "").replace("{-}", "").replace("{}", "")
+
+
+def test_placeholder_names_the_code_point() -> None:
+    assert placeholder("\U0001f600") == r"\fbox{\tiny U+1F600}"
+
+
+def test_sources_without_compiling(tmp_path: Path) -> None:
+    result = make_result()
+    assert render_latex(result, tmp_path, compile_pdf=False) is None
+    for name in ("synthetic-case.tex", "synthetic-case-heatmap.tex", "synthetic-case-graph.tex"):
+        assert (tmp_path / name).is_file()
+    assert (tmp_path / "synthetic-case-relevance.pdf").read_bytes().startswith(b"%PDF")
+    heatmap = (tmp_path / "synthetic-case-heatmap.tex").read_text()
+    assert r"\tok{178,24,43}" in heatmap  # the strongest non-special token: full red, as on the web
+    assert r"\tok{224,224,224}" in heatmap  # the special token: grey
+    main = (tmp_path / "synthetic-case.tex").read_text()
+    assert "synthetic-case-graph.pdf" in main and "synthetic-case-faithfulness.pdf" in main
+
+
+def test_missing_pdflatex_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(latex.shutil, "which", lambda name: None)
+    with pytest.warns(UserWarning, match="pdflatex not found"):
+        assert render_latex(make_result(full=False), tmp_path) is None
+    assert (tmp_path / "synthetic-case.tex").is_file()
+
+
+@needs_pdflatex
+def test_hostile_case_compiles_without_side_effects(tmp_path: Path) -> None:
+    out = tmp_path / "figures"
+    pdf = render_latex(hostile_result(), out)
+    assert pdf == out / "hostile-case.pdf"
+    assert pdf.read_bytes().startswith(b"%PDF")
+    assert (out / "hostile-case-heatmap.pdf").is_file() and (
+        out / "hostile-case-graph.pdf"
+    ).is_file()
+    assert (out / "hostile-case-heatmap.tex").is_file()  # sources stay beside the PDFs
+    produced = {p.name for p in tmp_path.rglob("*")}
+    assert not any(name in {"x", "passwd"} for name in produced), produced
+    assert {p.suffix for p in out.iterdir()} <= {".tex", ".pdf"}
+
+
+@needs_pdflatex
+def test_failed_compile_names_the_case(tmp_path: Path) -> None:
+    tex = tmp_path / "broken.tex"
+    tex.write_text("\\documentclass{article}\\begin{document}\\undefinedmacro\\end{document}\n")
+    with pytest.raises(LatexError, match=r"(?s)case 'broken-case'.*Undefined control sequence"):
+        latex.compile_tex(tex, "broken-case")
+
+
+def test_pdflatex_runs_without_shell_escape(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    calls = []
+
+    def fake_run(args, **kwargs):  # noqa: ANN001, ANN003
+        calls.append(args)
+        Path(kwargs["cwd"], args[-1]).with_suffix(".pdf").write_bytes(b"%PDF")
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    monkeypatch.setattr(latex.subprocess, "run", fake_run)
+    tex = tmp_path / "a.tex"
+    tex.write_text("")
+    latex.compile_tex(tex, "a")
+    assert calls[0][1:4] == ["-no-shell-escape", "-interaction=nonstopmode", "-halt-on-error"]
