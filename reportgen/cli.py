@@ -274,6 +274,125 @@ def run(case_file: Path, out: Path, pdf: bool, single_file: bool, no_cache: bool
 
 
 @main.command()
+@click.argument("case_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@question_options
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="FILE.json or FILE.npz",
+)
+@click.option(
+    "--node-threshold",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Skip target nodes with |R| below this (default: the case's, else 0 = exact).",
+)
+@click.option(
+    "--prune/--no-prune",
+    "do_prune",
+    default=True,
+    show_default=True,
+    help="Apply the case's pruning (cumulative mass p=0.85 by default) and keep the part connected to the output.",
+)
+@click.option(
+    "--split/--no-split",
+    default=None,
+    help="Split every block at mid-block (attention vs MLP nodes).",
+)
+@click.option(
+    "--method", type=click.Choice(["auto", "packed", "closed"]), default="auto", show_default=True
+)
+@click.option("--no-cache", is_flag=True)
+@one_line_errors
+def graph(
+    case_file: Path | None,
+    model_spec: str,
+    prompt: str | None,
+    target: str | None,
+    contrast: str | None,
+    mode: str | None,
+    strategy: str | None,
+    top_k_avg: int,
+    chat: bool,
+    prefix: str,
+    bos: bool | None,
+    device: str,
+    dtype: str,
+    four_bit: bool,
+    out: Path,
+    node_threshold: float | None,
+    do_prune: bool,
+    split: bool | None,
+    method: str,
+    no_cache: bool,
+) -> None:
+    """Attribution graph of a case (or of --model/--prompt/... flags): edges between hidden states."""
+    import dataclasses
+
+    from .cases import GraphSettings, load_case
+    from .pipeline import Question
+
+    if case_file is not None:
+        case = load_case(case_file)
+        question, settings, model_spec = Question.from_case(case), case.graph, case.model
+    else:
+        question = _question_from_flags(
+            prompt, target, contrast, mode, strategy, top_k_avg, chat, prefix, bos
+        )
+        settings = GraphSettings(node_threshold=0.0)
+    settings = dataclasses.replace(
+        settings,
+        node_threshold=settings.node_threshold if node_threshold is None else node_threshold,
+        split=settings.split if split is None else split,
+        prune=settings.prune if do_prune else "none",
+        method=method if method != "auto" else settings.method,
+    )
+    if out.suffix not in (".json", ".npz"):
+        raise click.ClickException("--out must end in .json or .npz")
+    _quiet_libraries()
+    from tqdm import tqdm
+
+    from .compute import code_version, model_identity
+    from .graphs import compute_graph
+    from .models import load_model
+    from .pipeline import prepare_question
+
+    loaded = load_model(
+        model_spec, device=device, dtype=dtype, quantize="4bit" if four_bit else None
+    )
+    prepared = prepare_question(loaded, question)
+    with tqdm(total=loaded.model.config.num_hidden_layers, desc="graph", unit="layer") as bar:
+        result = compute_graph(
+            loaded,
+            prepared.inputs.token_ids,
+            prepared.objective,
+            settings,
+            model_identity=model_identity(model_spec),
+            code=code_version(),
+            use_cache=not no_cache,
+            progress=lambda done, total: bar.update(done - bar.n),
+        )
+    chosen = result.pruned
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npz":
+        import numpy as np
+
+        np.savez_compressed(out, **chosen.to_npz())
+    else:
+        data = chosen.to_json()
+        data["metrics"] = result.metrics
+        data["neurons"] = result.neurons
+        _write_json(out, data)
+    meta = chosen.meta
+    click.echo(
+        f"{len(chosen.layers)} node layers x {chosen.n_tokens} tokens, {chosen.n_edges} edges "
+        f"(of {result.full.n_edges}); method {meta['method']}, {meta['backward_passes']} backward passes "
+        f"of batch <= {meta['batch_size']} -> {out}"
+    )
+
+
+@main.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
     "--out",

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .attribution import attribute
 from .cases import Case
+from .graphs import compute_graph
 from .models import EMBEDDED_MODELS, LoadedModel, cache_dir, embedded_path
-from .pipeline import Question, explain
+from .pipeline import Question, prepare_question
 from .results import CaseResult
 
 _COMPUTE_PACKAGES = ("lxt", "reportgen")
@@ -112,13 +114,38 @@ def compute_case(
     """All numbers of one case. Later steps (graph, metrics, faithfulness) plug in here."""
     case_text = Path(case.path).read_text(encoding="utf-8")
     progress("attribution")
-    attribution = explain(loaded, Question.from_case(case))
+    question = prepare_question(loaded, Question.from_case(case))
+    attribution = attribute(
+        loaded,
+        question.inputs,
+        question.objective,
+        target=question.target,
+        contrast=question.contrast,
+    )
     n = len(attribution.token_ids)
     for name, (start, end) in case.segments.items():
         if end > n:
             raise ValueError(
                 f"{case.path}: field 'segments.{name}': span [{start}, {end}) exceeds the {n} tokens"
             )
+    progress("graph")
+    graph = compute_graph(
+        loaded,
+        question.inputs.token_ids,
+        question.objective,
+        case.graph,
+        model_identity=model_identity(case.model),
+        code=code_version(),
+    )
+    graph_data = graph.pruned.to_json()
+    graph_data["meta"].update(
+        {
+            "edges_before_pruning": graph.full.n_edges,
+            "edges_after_pruning": graph.pruned.n_edges,
+            "prune": case.graph.prune,
+            "p": case.graph.p,
+        }
+    )
     return CaseResult(
         case_id=case.id,
         title=case.title,
@@ -132,5 +159,8 @@ def compute_case(
         case_file=Path(case.path).name,
         case_toml=case_text,
         attribution=attribution,
+        graph=graph_data,
+        metrics=graph.metrics,
+        neurons=graph.neurons,
         environment=environment(loaded, command),
     )

@@ -11,7 +11,6 @@ targets cost ceil(n/B) backward passes of the block instead of n."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -38,6 +37,27 @@ MID_STATE: dict[str, str] = {
     "olmo3": "mlp",
     "gpt2": "ln_2",
     "bert": "intermediate",
+}
+
+
+#: model_type -> the MLP's output projection: its input holds the MLP neurons
+NEURON_MODULE: dict[str, str] = {
+    **{
+        t: "mlp.down_proj"
+        for t in (
+            "llama",
+            "mistral",
+            "qwen2",
+            "qwen3",
+            "olmo",
+            "olmo2",
+            "olmo3",
+            "phi3",
+            "gemma3_text",
+        )
+    },
+    "gpt2": "mlp.c_proj",
+    "bert": "output.dense",
 }
 
 
@@ -162,6 +182,7 @@ class Trace:
     names: list[str]
     calls: list[_Call]  # how each block was called (to replay it)
     explained: float
+    neuron_relevance: list[torch.Tensor] = field(default_factory=list)  # per block [n, mlp width]
 
 
 def _first(output: Any) -> torch.Tensor:
@@ -193,11 +214,23 @@ def trace(model: nn.Module, token_ids: torch.Tensor, objective: Objective, *, sp
         args[0].retain_grad()
         mids.append(args[0])
 
+    neurons: list[torch.Tensor] = []
+
+    def neuron_hook(module, args):
+        args[0].retain_grad()
+        neurons.append(args[0])
+
     for block in blocks:
         handles.append(block.register_forward_pre_hook(pre_hook, with_kwargs=True))
         handles.append(block.register_forward_hook(out_hook, with_kwargs=True))
         if split:
             handles.append(_mid_module(block, model_type).register_forward_pre_hook(mid_hook))
+        if model_type in NEURON_MODULE:
+            handles.append(
+                block.get_submodule(NEURON_MODULE[model_type]).register_forward_pre_hook(
+                    neuron_hook
+                )
+            )
     try:
         with lxt.lrp_rules(model), torch.enable_grad():
             embeddings = model.get_input_embeddings()(token_ids).detach().requires_grad_(True)
@@ -221,6 +254,7 @@ def trace(model: nn.Module, token_ids: torch.Tensor, objective: Objective, *, sp
         names=names,
         calls=calls,
         explained=float(value.detach()),
+        neuron_relevance=[(x.detach() * x.grad)[0] for x in neurons if x.grad is not None],
     )
 
 
@@ -341,6 +375,7 @@ def build_graph(
     batch_size: int | None = None,
     memory_budget_gb: float = 2.0,
     progress: Callable[[int, int], None] = lambda done, total: None,
+    traced: Trace | None = None,
 ) -> AttributionGraph:
     """The attribution graph by batch-packed multi-target backpropagation.
 
@@ -349,7 +384,8 @@ def build_graph(
     size derived from ``memory_budget_gb`` and the sequence length."""
     device = next(model.parameters()).device
     ids = torch.tensor([list(token_ids)], device=device)
-    traced = trace(model, ids, objective, split=split)
+    if traced is None:
+        traced = trace(model, ids, objective, split=split)
     blocks = decoder_blocks(model)
     model_type = lxt.core.model_type_of(model)
     n = ids.shape[1]
@@ -440,5 +476,45 @@ def per_target_reference(
     return build_graph(model, tokenizer, token_ids, objective, split=split, batch_size=1)
 
 
-def ceil_div(a: int, b: int) -> int:
-    return -(-a // b) if b else math.inf
+def refine_neurons(
+    traced: Trace, graph: AttributionGraph, *, top_nodes: int = 8, top_units: int = 10
+) -> list[dict[str, Any]]:
+    """Coarse to fine: for the strongest nodes still in ``graph`` (after pruning), the hidden
+    dimensions (h * g per dimension) and, for block outputs, the MLP neurons of that block at that
+    position that carry the most relevance."""
+    from .prune import active_nodes
+
+    active = active_nodes(graph)
+    magnitude = np.where(active, np.abs(graph.node_relevance), -1.0)
+    order = np.argsort(-magnitude, axis=None, kind="stable")[:top_nodes]
+    details = []
+    for flat in order:
+        layer, position = divmod(int(flat), graph.n_tokens)
+        if magnitude[layer, position] < 0:
+            break
+        per_dim = (
+            (traced.states[layer][0, position] * traced.grads[layer][0, position])
+            .double()
+            .cpu()
+            .numpy()
+        )
+        entry: dict[str, Any] = {
+            "layer": graph.layers[layer],
+            "position": position,
+            "token": graph.tokens[position],
+            "relevance": float(graph.node_relevance[layer, position]),
+            "dimensions": _top_units(per_dim, top_units),
+        }
+        name = graph.layers[layer]
+        if name not in ("emb",) and not name.endswith(".mid") and traced.neuron_relevance:
+            block = int(name)
+            neurons = traced.neuron_relevance[block][position].double().cpu().numpy()
+            entry["mlp_neurons"] = _top_units(neurons, top_units)
+            entry["mlp_relevance"] = float(neurons.sum())
+        details.append(entry)
+    return details
+
+
+def _top_units(values: np.ndarray, count: int) -> list[dict[str, float | int]]:
+    order = np.argsort(-np.abs(values), kind="stable")[:count]
+    return [{"index": int(i), "relevance": float(values[i])} for i in order]

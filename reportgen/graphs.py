@@ -1,0 +1,163 @@
+"""The graph step of a case: edges (cached on disk), pruning, metrics, neuron details."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .cases import GraphSettings
+from .graph import AttributionGraph, build_graph, refine_neurons, trace
+from .metrics import graph_metrics
+from .models import LoadedModel, cache_dir
+from .objectives import Objective
+from .prune import prune
+
+
+@dataclass(frozen=True)
+class GraphResult:
+    full: AttributionGraph
+    pruned: AttributionGraph
+    metrics: list[dict[str, Any]]
+    neurons: list[dict[str, Any]]
+
+
+def graph_key(
+    model_identity: str,
+    token_ids: tuple[int, ...],
+    objective: Objective,
+    split: bool,
+    node_threshold: float,
+    code: str,
+) -> str:
+    payload = json.dumps(
+        {
+            "model": model_identity,
+            "tokens": list(token_ids),
+            "objective": dataclasses.asdict(objective),
+            "layers": "all",
+            "split": split,
+            "node_threshold": node_threshold,
+            "code": code,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def _load_cached(key: str) -> tuple[AttributionGraph, list[dict[str, Any]]] | None:
+    folder = cache_dir() / "graphs"
+    arrays, meta = folder / f"{key}.npz", folder / f"{key}.json"
+    if not (arrays.exists() and meta.exists()):
+        return None
+    try:
+        with np.load(arrays, allow_pickle=False) as data:
+            stored = json.loads(meta.read_text())
+            graph = AttributionGraph(
+                tokens=tuple(stored["tokens"]),
+                layers=tuple(stored["layers"]),
+                node_relevance=data["node_relevance"],
+                edge_source_layer=data["edge_source_layer"],
+                edge_target_layer=data["edge_target_layer"],
+                edge_source=data["edge_source"],
+                edge_target=data["edge_target"],
+                edge_weight=data["edge_weight"],
+                meta=stored["meta"],
+            )
+            return graph, stored["neurons_by_node"]
+    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        return None
+
+
+def _store(key: str, graph: AttributionGraph, neurons_by_node: list[dict[str, Any]]) -> None:
+    folder = cache_dir() / "graphs"
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        folder / f"{key}.tmp.npz",
+        node_relevance=graph.node_relevance,
+        edge_source_layer=graph.edge_source_layer,
+        edge_target_layer=graph.edge_target_layer,
+        edge_source=graph.edge_source,
+        edge_target=graph.edge_target,
+        edge_weight=graph.edge_weight,
+    )
+    (folder / f"{key}.tmp.npz").replace(folder / f"{key}.npz")
+    meta = {
+        "tokens": list(graph.tokens),
+        "layers": list(graph.layers),
+        "meta": graph.meta,
+        "neurons_by_node": neurons_by_node,
+    }
+    (folder / f"{key}.json").write_text(json.dumps(meta))
+
+
+def compute_graph(
+    loaded: LoadedModel,
+    token_ids: tuple[int, ...],
+    objective: Objective,
+    settings: GraphSettings,
+    *,
+    model_identity: str,
+    code: str,
+    use_cache: bool = True,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> GraphResult:
+    import torch
+
+    if settings.layers != "all":
+        raise ValueError('graph.layers: only "all" is supported so far')
+    if settings.method == "closed":
+        raise ValueError(
+            'graph.method: the closed form is not available yet; use "packed" or "auto"'
+        )
+    key = graph_key(
+        model_identity, token_ids, objective, settings.split, settings.node_threshold, code
+    )
+    cached = _load_cached(key) if use_cache else None
+    if cached is not None:
+        full, node_neurons = cached
+    else:
+        ids = torch.tensor([list(token_ids)], device=loaded.model.device)
+        traced = trace(loaded.model, ids, objective, split=settings.split)
+        full = build_graph(
+            loaded.model,
+            loaded.tokenizer,
+            token_ids,
+            objective,
+            split=settings.split,
+            node_threshold=settings.node_threshold,
+            progress=progress,
+            traced=traced,
+        )
+        # neuron details for every node that could survive pruning are cheap to keep
+        node_neurons = refine_neurons(traced, full, top_nodes=64)
+        _store(key, full, node_neurons)
+    pruned = prune(
+        full,
+        settings.prune,
+        p=settings.p,
+        threshold=settings.threshold,
+        node_threshold=settings.node_threshold,
+    )
+    kept = {(n["layer"], n["position"]) for n in _strongest(pruned, 8)}
+    neurons = [n for n in node_neurons if (n["layer"], n["position"]) in kept]
+    return GraphResult(full=full, pruned=pruned, metrics=graph_metrics(pruned), neurons=neurons)
+
+
+def _strongest(graph: AttributionGraph, count: int) -> list[dict[str, Any]]:
+    from .prune import active_nodes
+
+    active = active_nodes(graph)
+    magnitude = np.where(active, np.abs(graph.node_relevance), -1.0)
+    order = np.argsort(-magnitude, axis=None, kind="stable")[:count]
+    found = []
+    for flat in order:
+        layer, position = divmod(int(flat), graph.n_tokens)
+        if magnitude[layer, position] >= 0:
+            found.append({"layer": graph.layers[layer], "position": position})
+    return found
