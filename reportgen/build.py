@@ -103,6 +103,26 @@ def render_site(
     return pdf_failures
 
 
+def _cached_figures(result: CaseResult, render_latex: Callable[..., object]) -> Path:
+    """The compiled figure set of ``result``, from the cache when the result and the LaTeX code
+    are unchanged (pdflatex is the slowest part of a rebuild)."""
+    import hashlib
+
+    from .models import cache_dir
+    from .render import latex
+
+    digest = hashlib.sha256(result.dumps().encode())
+    digest.update(Path(latex.__file__).read_bytes())
+    folder = cache_dir() / "figures" / digest.hexdigest()[:24]
+    if not (folder / f"{result.case_id}.pdf").exists():
+        partial = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        render_latex(result, partial)
+        shutil.rmtree(folder, ignore_errors=True)
+        partial.rename(folder)
+    return folder
+
+
 def build(
     paths: Iterable[str | Path],
     out: Path,

@@ -23,7 +23,7 @@ from .pipeline import Question, prepare_question
 from .results import CaseResult
 
 _COMPUTE_PACKAGES = ("lxt", "reportgen")
-_RENDER_ONLY = ("render", "site.py", "cli.py")
+_RENDER_ONLY = ("render", "site.py", "cli.py", "build.py")
 
 
 @lru_cache(maxsize=1)
