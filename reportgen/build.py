@@ -39,6 +39,12 @@ def compute_results(
     """Results for ``cases`` in order; models are loaded lazily, once each, only on a cache miss."""
     models: dict[str, LoadedModel] = {}
     results: list[CaseResult] = []
+
+    def load(spec: str) -> LoadedModel:
+        if spec not in models:
+            models[spec] = model_loader(spec)
+        return models[spec]
+
     for case in cases:
         try:
             key = result_key(case, Path(case.path).read_text(encoding="utf-8"))
@@ -46,9 +52,7 @@ def compute_results(
             if result is not None:
                 report.cached.append(case.id)
             else:
-                if case.model not in models:
-                    models[case.model] = model_loader(case.model)
-                result = compute_case(case, models[case.model], command=command)
+                result = compute_case(case, load(case.model), command=command, load_other=load)
                 store_result(key, result)
                 report.built.append(case.id)
             results.append(result)

@@ -17,8 +17,9 @@ from typing import Any
 from . import __version__
 from .attribution import attribute
 from .cases import Case
+from .compare import compare_models
 from .graphs import compute_graph
-from .models import EMBEDDED_MODELS, LoadedModel, cache_dir, embedded_path
+from .models import EMBEDDED_MODELS, LoadedModel, cache_dir, embedded_path, load_model
 from .pipeline import Question, prepare_question
 from .results import CaseResult
 
@@ -110,6 +111,7 @@ def compute_case(
     *,
     command: str,
     progress: Callable[[str], None] = lambda step: None,
+    load_other: Callable[[str], LoadedModel] = load_model,
 ) -> CaseResult:
     """All numbers of one case. Later steps (graph, metrics, faithfulness) plug in here."""
     case_text = Path(case.path).read_text(encoding="utf-8")
@@ -137,6 +139,16 @@ def compute_case(
         model_identity=model_identity(case.model),
         code=code_version(),
     )
+    comparisons, comparison_errors = None, []
+    if case.compare:
+        progress("comparison")
+        comparisons, comparison_errors = compare_models(
+            Question.from_case(case),
+            attribution,
+            {k: list(v) for k, v in case.segments.items()},
+            case.compare,
+            load_other,
+        )
     graph_data = graph.pruned.to_json()
     graph_data["meta"].update(
         {
@@ -162,5 +174,9 @@ def compute_case(
         graph=graph_data,
         metrics=graph.metrics,
         neurons=graph.neurons,
-        environment=environment(loaded, command),
+        comparisons=comparisons,
+        environment={
+            **environment(loaded, command),
+            **({"comparison_errors": comparison_errors} if comparison_errors else {}),
+        },
     )

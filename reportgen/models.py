@@ -290,6 +290,8 @@ def load_model(
             source = str(path.resolve())
             tokenizer = AutoTokenizer.from_pretrained(path)
             model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        elif spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+            raise ModelLoadError(f"model path {spec} does not exist")
         else:
             _check_hub_or_cache(spec)
             source = f"hf:{spec}"

@@ -100,3 +100,10 @@ def save_tiny_llama(folder) -> str:
     model.save_pretrained(folder)
     tiny_tokenizer().save_pretrained(folder)
     return str(folder)
+
+
+def save_tiny(model_type: str, folder, seed: int = 0) -> str:
+    """Any tiny architecture + the tiny tokenizer as a local model folder."""
+    tiny_model(model_type, seed=seed).save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return str(folder)
