@@ -65,6 +65,28 @@ def compute_results(
     return results
 
 
+def load_summaries(paths: Iterable[str | Path]) -> list[dict[str, object]]:
+    """`reportgen collect` writes OUT/<benchmark>/summary.json; the index shows their outcomes.
+    Lists (e.g. the unpinned failures with reasons) are counted."""
+    import json
+
+    summaries = []
+    for root in map(Path, paths):
+        for path in sorted(root.rglob("summary.json")) if root.is_dir() else []:
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue
+            if not isinstance(data, dict):
+                continue
+            data.setdefault("benchmark", path.parent.name)
+            for key in ("items", "passed", "failed", "pinned", "unpinned"):
+                if isinstance(data.get(key), list | dict):
+                    data[key] = len(data[key])
+            summaries.append(data)
+    return summaries
+
+
 def render_site(
     results: list[CaseResult],
     out: Path,
@@ -72,6 +94,7 @@ def render_site(
     *,
     pdf: bool,
     single_file: bool,
+    summaries: Iterable[dict[str, object]] = (),
     on_case: Callable[[CaseResult], None] = lambda r: None,
 ) -> list[tuple[str, str]]:
     """Render into a staging folder and swap it in; returns PDF failures (the page still ships)."""
@@ -92,7 +115,13 @@ def render_site(
                     Exception
                 ) as exc:  # a figure set that does not compile must not sink the site
                     pdf_failures.append((result.case_file, f"PDF figure set: {exc}"))
-        build_site(results, staging, failures=[*failures, *pdf_failures], single_file=single_file)
+        build_site(
+            results,
+            staging,
+            failures=[*failures, *pdf_failures],
+            summaries=list(summaries),
+            single_file=single_file,
+        )
         previous = out.with_name(f".{out.name}.previous")
         if previous.exists():
             shutil.rmtree(previous)
@@ -140,6 +169,7 @@ def build(
 ) -> BuildReport:
     from tqdm import tqdm
 
+    paths = list(paths)
     report = BuildReport(out=out)
     cases, errors = load_cases(paths)
     if errors:
