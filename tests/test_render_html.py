@@ -332,3 +332,23 @@ def test_build_site_refuses_unsafe_ids(tmp_path: Path) -> None:
     bad = CaseResult(**{**make_result(full=False).__dict__, "case_id": "../escape"})
     with pytest.raises(ValueError, match="not a safe file name"):
         build_site([bad], tmp_path)
+
+
+def test_graph_downloads_npz_and_csv(tmp_path):
+    import numpy as np
+    from render_fixtures import make_result
+
+    from reportgen.render.html import render_dossier
+
+    result = make_result()
+    render_dossier(result, tmp_path / "a")
+    render_dossier(result, tmp_path / "b")
+    assert (tmp_path / "a" / "graph.npz").read_bytes() == (tmp_path / "b" / "graph.npz").read_bytes()
+    with np.load(tmp_path / "a" / "graph.npz", allow_pickle=False) as data:
+        assert list(data["layers"]) == list(result.graph["layers"])
+        assert data["edge_weight"].shape[0] == len(result.graph["edges"])
+        np.testing.assert_allclose(data["node_relevance"], result.graph["node_relevance"])
+    rows = (tmp_path / "a" / "edges.csv").read_text().splitlines()
+    assert rows[0] == "source_layer,source,target_layer,target,weight"
+    assert len(rows) == len(result.graph["edges"]) + 1
+    assert "graph.npz" in (tmp_path / "a" / "index.html").read_text()

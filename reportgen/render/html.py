@@ -233,6 +233,53 @@ def relevance_csv(result: CaseResult) -> str:
     return buf.getvalue()
 
 
+def edges_csv(graph: dict[str, Any]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["source_layer", "source", "target_layer", "target", "weight"])
+    for e in graph["edges"]:
+        writer.writerow(
+            [
+                e["source_layer"],
+                e["source"],
+                e["target_layer"],
+                e["target"],
+                repr(float(e["weight"])),
+            ]
+        )
+    return buf.getvalue()
+
+
+def graph_npz(graph: dict[str, Any]) -> bytes:
+    """The graph as NumPy arrays; saved without pickles so np.load(allow_pickle=False) reads it.
+    Written with a fixed zip timestamp so the same graph gives the same bytes."""
+    import zipfile
+
+    import numpy as np
+
+    layers = list(graph["layers"])
+    index = {name: i for i, name in enumerate(layers)}
+    edges = graph["edges"]
+    arrays = {
+        "layers": np.array(layers, dtype=str),
+        "tokens": np.array(graph["tokens"], dtype=str),
+        "node_relevance": np.array(graph["node_relevance"], dtype=np.float64),
+        "edge_source_layer": np.array([index[e["source_layer"]] for e in edges], dtype=np.int16),
+        "edge_target_layer": np.array([index[e["target_layer"]] for e in edges], dtype=np.int16),
+        "edge_source": np.array([e["source"] for e in edges], dtype=np.int32),
+        "edge_target": np.array([e["target"] for e in edges], dtype=np.int32),
+        "edge_weight": np.array([e["weight"] for e in edges], dtype=np.float32),
+    }
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            member = io.BytesIO()
+            np.save(member, array, allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            archive.writestr(info, member.getvalue(), compress_type=zipfile.ZIP_DEFLATED)
+    return buf.getvalue()
+
+
 def case_file_name(result: CaseResult) -> str:
     """The case file's own name, stripped of any directory (it is written next to the page)."""
     name = Path(result.case_file).name
@@ -250,6 +297,17 @@ def write_data_files(result: CaseResult, out_dir: Path) -> list[dict[str, str]]:
         {"href": "relevance.csv", "label": "relevance.csv", "note": "input relevance per token"},
         {"href": case_name, "label": case_name, "note": "the case file"},
     ]
+    if result.graph is not None:
+        (out_dir / "graph.npz").write_bytes(graph_npz(result.graph))
+        downloads.append(
+            {
+                "href": "graph.npz",
+                "label": "graph.npz",
+                "note": "graph arrays (NumPy): nodes and edges",
+            }
+        )
+        (out_dir / "edges.csv").write_text(edges_csv(result.graph), encoding="utf-8")
+        downloads.append({"href": "edges.csv", "label": "edges.csv", "note": "graph edges"})
     pdf = Path("figures") / f"{result.case_id}.pdf"
     if (out_dir / pdf).is_file():
         downloads.insert(0, {"href": pdf.as_posix(), "label": pdf.name, "note": "PDF figure set"})
