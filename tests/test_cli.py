@@ -20,20 +20,61 @@ def run(*args):
 
 def test_attribute_writes_the_documented_json(model_dir, tmp_path):
     out = tmp_path / "a.json"
-    result = run("attribute", "--model", model_dir, "--prompt", "the capital of france is", "--target", "paris", "--contrast", "lyon", "--bos", "--json", str(out))
+    result = run(
+        "attribute",
+        "--model",
+        model_dir,
+        "--prompt",
+        "the capital of france is",
+        "--target",
+        "paris",
+        "--contrast",
+        "lyon",
+        "--bos",
+        "--json",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
-    for key in ("model", "mode", "strategy", "tokens", "token_ids", "relevance", "explained", "target", "contrast", "top_k"):
+    for key in (
+        "model",
+        "mode",
+        "strategy",
+        "tokens",
+        "token_ids",
+        "relevance",
+        "explained",
+        "target",
+        "contrast",
+        "top_k",
+    ):
         assert key in data
     assert data["tokens"][0] == "<s>" and data["tokens"][-1] == "is"
     assert len(data["relevance"]) == len(data["token_ids"]) == 6
-    assert data["explained"] == pytest.approx(data["target"]["logit"] - data["contrast"]["logit"], abs=1e-5)
+    assert data["explained"] == pytest.approx(
+        data["target"]["logit"] - data["contrast"]["logit"], abs=1e-5
+    )
     assert {"text", "id", "logit"} <= set(data["target"])
 
 
 def test_attribute_token_ids_and_strategies(model_dir, tmp_path):
     out = tmp_path / "b.json"
-    result = run("attribute", "--model", model_dir, "--prompt", "list three primary colors", "--chat", "--prefix", "red :", "--target", "id:20", "--strategy", "demean", "--json", str(out))
+    result = run(
+        "attribute",
+        "--model",
+        model_dir,
+        "--prompt",
+        "list three primary colors",
+        "--chat",
+        "--prefix",
+        "red :",
+        "--target",
+        "id:20",
+        "--strategy",
+        "demean",
+        "--json",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["target"]["id"] == 20 and data["strategy"] == "demean" and data["contrast"] is None
@@ -50,7 +91,12 @@ def test_attribute_token_ids_and_strategies(model_dir, tmp_path):
     ],
 )
 def test_bad_input_is_one_line_and_non_zero(model_dir, tmp_path, args, message):
-    base = {"--model": model_dir, "--prompt": "the capital of france is", "--target": "paris", "--contrast": "lyon"}
+    base = {
+        "--model": model_dir,
+        "--prompt": "the capital of france is",
+        "--target": "paris",
+        "--contrast": "lyon",
+    }
     for flag, value in zip(args[::2], args[1::2], strict=True):
         base[flag] = value
     argv = ["attribute", "--json", str(tmp_path / "x.json")]
@@ -74,3 +120,20 @@ def test_validate_reports_broken_files(tmp_path):
 def test_models_list():
     result = run("models", "list")
     assert result.exit_code == 0 and "smollm2-135m-instruct" in result.output
+
+
+def test_four_bit_on_cpu_is_refused_with_a_reason(model_dir, tmp_path):
+    result = run(
+        "attribute",
+        "--model",
+        model_dir,
+        "--prompt",
+        "the capital",
+        "--target",
+        "paris",
+        "--4bit",
+        "--json",
+        str(tmp_path / "q.json"),
+    )
+    assert result.exit_code == 1
+    assert "4-bit" in result.output and "CUDA" in result.output
