@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 import lxt
-from reportgen.graph import _packed_rows, decoder_blocks, packing_size, trace
+from reportgen.graph import _chain, _packed_rows, decoder_blocks, packing_size, trace
 from reportgen.models import load_model
 from reportgen.objectives import Objective
 
@@ -40,36 +40,55 @@ def main() -> None:
     all_ids = loaded.tokenizer.encode(text)
     objective = Objective("logit_diff", target_id=7042, strategy="by_ref_token", contrast_id=38034)
     blocks = decoder_blocks(model)
-    print(f"torch threads {torch.get_num_threads()}; per-layer numbers averaged over {args.layers} layers")
-    print(f"{'tokens':>6} {'B':>5} {'packed passes':>13} {'packed s':>9} {'1/pass passes':>13} {'1/pass s':>9} {'speedup':>8} {'0.7B':>6} {'max diff':>9} {'peak GB':>8}")
+    print(
+        f"torch threads {torch.get_num_threads()}; per-layer numbers averaged over {args.layers} layers"
+    )
+    print(
+        f"{'tokens':>6} {'B':>5} {'packed passes':>13} {'packed s':>9} {'1/pass passes':>13} {'1/pass s':>9} {'speedup':>8} {'0.7B':>6} {'max diff':>9} {'peak GB':>8}"
+    )
     for n in args.lengths:
         ids = torch.tensor([all_ids[:n]])
         traced = trace(model, ids, objective, split=False)
-        batch = packing_size(n, config.hidden_size, config.intermediate_size, config.num_attention_heads, args.budget_gb * 2**30)
+        batch = packing_size(
+            n,
+            config.hidden_size,
+            config.intermediate_size,
+            config.num_attention_heads,
+            args.budget_gb * 2**30,
+        )
         packed_s = single_s = 0.0
         passes = 0
         max_diff = 0.0
         sample = list(np.linspace(0, n - 1, min(args.sample, n)).astype(int))
         with lxt.lrp_rules(model), torch.enable_grad():
             for layer in range(args.layers):
-                source, seed, call = traced.states[layer], traced.grads[layer + 1], traced.calls[layer]
+                source, seed = traced.states[layer], traced.grads[layer + 1]
+                run = _chain(blocks, traced.calls, range(layer, layer + 1))
                 start = time.perf_counter()
                 rows = {}
                 for first in range(0, n, batch):
                     chunk = list(range(first, min(n, first + batch)))
-                    for j, row in zip(chunk, _packed_rows(blocks[layer], call, source, seed, chunk, None), strict=True):
+                    for j, row in zip(chunk, _packed_rows(run, source, seed, chunk), strict=True):
                         rows[j] = row
                     passes += 1
                 packed_s += time.perf_counter() - start
                 start = time.perf_counter()
                 for j in sample:
-                    single = _packed_rows(blocks[layer], call, source, seed, [int(j)], None)[0]
-                    max_diff = max(max_diff, float(np.abs(single - rows[int(j)]).max() / (np.abs(rows[int(j)]).max() + 1e-12)))
+                    single = _packed_rows(run, source, seed, [int(j)])[0]
+                    max_diff = max(
+                        max_diff,
+                        float(
+                            np.abs(single - rows[int(j)]).max()
+                            / (np.abs(rows[int(j)]).max() + 1e-12)
+                        ),
+                    )
                 single_s += (time.perf_counter() - start) * n / len(sample)
         packed_s /= args.layers
         single_s /= args.layers
         per_layer_passes = passes // args.layers
-        print(f"{n:>6} {batch:>5} {per_layer_passes:>13} {packed_s:>9.3f} {n:>13} {single_s:>9.3f} {single_s / packed_s:>7.1f}x {0.7 * min(batch, n):>6.0f} {max_diff:>9.1e} {peak_rss_gb():>8.2f}")
+        print(
+            f"{n:>6} {batch:>5} {per_layer_passes:>13} {packed_s:>9.3f} {n:>13} {single_s:>9.3f} {single_s / packed_s:>7.1f}x {0.7 * min(batch, n):>6.0f} {max_diff:>9.1e} {peak_rss_gb():>8.2f}"
+        )
 
 
 if __name__ == "__main__":

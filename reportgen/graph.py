@@ -326,18 +326,34 @@ def _replay(block: nn.Module, call: _Call, hidden: torch.Tensor) -> torch.Tensor
     return _first(block(hidden, *call.args, **call.kwargs))
 
 
+def _chain(
+    blocks: nn.ModuleList, calls: list[_Call], span: range
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Replay the blocks in ``span`` one after another, each with the arguments it got in the trace."""
+
+    def run(hidden: torch.Tensor) -> torch.Tensor:
+        for index in span:
+            hidden = _replay(blocks[index], calls[index], hidden)
+        return hidden
+
+    return run
+
+
 def _packed_rows(
-    block: nn.Module,
-    call: _Call,
+    run: Callable[[torch.Tensor], torch.Tensor],
     source: torch.Tensor,
     seed: torch.Tensor,
     targets: Sequence[int],
-    capture: Callable[[nn.Module, Callable[[], torch.Tensor]], torch.Tensor] | None,
+    capture: Callable[[nn.Module, Callable[[], torch.Tensor]], torch.Tensor] | None = None,
+    last_block: nn.Module | None = None,
 ) -> np.ndarray:
-    """Rows A[j, :] for the target positions ``targets`` in one backward pass."""
+    """Rows A[j, :] for the target positions ``targets`` in one backward pass.
+
+    With ``capture`` the seed is placed at the mid-block state of ``last_block`` instead of at
+    the output of ``run``."""
     batch = len(targets)
     x = source.expand(batch, *source.shape[1:]).clone().requires_grad_(True)
-    out = capture(block, lambda: _replay(block, call, x)) if capture else _replay(block, call, x)
+    out = capture(last_block, lambda: run(x)) if capture else run(x)
     seeds = torch.zeros_like(out)
     index = torch.tensor(list(targets), device=out.device)
     seeds[torch.arange(batch, device=out.device), index] = seed[0, index]
@@ -376,6 +392,7 @@ def build_graph(
     memory_budget_gb: float = 2.0,
     progress: Callable[[int, int], None] = lambda done, total: None,
     traced: Trace | None = None,
+    layers: Sequence[int] | None = None,
 ) -> AttributionGraph:
     """The attribution graph by batch-packed multi-target backpropagation.
 
@@ -410,10 +427,21 @@ def build_graph(
     passes = skipped = 0
     step = 2 if split else 1
     total = len(blocks)
+    # node layers kept: the embeddings plus the outputs of the chosen blocks (all by default)
+    chosen = list(range(total)) if layers is None else sorted(set(layers))
+    if chosen and (chosen[0] < 0 or chosen[-1] >= total):
+        raise ValueError(
+            f"graph layers must be block indices in 0..{total - 1}, got {list(layers or [])}"
+        )
+    if split and len(chosen) != total:
+        raise ValueError("a layer subset cannot be combined with the mid-block split")
+    kept_states = [0]
     with lxt.lrp_rules(model), torch.enable_grad():
-        for layer, block in enumerate(blocks):
-            source_index = layer * step
-            target_index = source_index + 1
+        previous = -1
+        for last in chosen:
+            span = range(previous + 1, last + 1)  # the blocks between two kept node layers
+            source_index = (previous + 1) * step
+            target_index = source_index + 1 if split else last + 1
             source = traced.states[source_index]
             seed = traced.grads[target_index]
             active = [
@@ -423,17 +451,23 @@ def build_graph(
             ]
             skipped += sum(1 for j in range(n) if seed[0, j].any()) - len(active)
             capture = _capture_mid(model_type) if split else None
+            run = _chain(blocks, traced.calls, span)
             for start in range(0, len(active), batch_size):
                 chunk = active[start : start + batch_size]
-                rows = _packed_rows(block, traced.calls[layer], source, seed, chunk, capture)
-                buffer.add(source_index, target_index, np.array(chunk), rows)
+                rows = _packed_rows(run, source, seed, chunk, capture, blocks[last])
+                buffer.add(len(kept_states) - 1, len(kept_states), np.array(chunk), rows)
                 passes += 1
+            kept_states.append(target_index)
             if split:  # the MLP half is position-wise: mid -> output edges are the diagonal R_mid
                 mid = target_index
                 diagonal = np.diag(relevance[mid])
                 positions = np.nonzero(relevance[mid] != 0)[0]
-                buffer.add(mid, mid + 1, positions, diagonal[positions])
-            progress(layer + 1, total)
+                buffer.add(len(kept_states) - 1, len(kept_states), positions, diagonal[positions])
+                kept_states.append(mid + 1)
+            previous = last
+            progress(last + 1, total)
+    relevance = relevance[kept_states]
+    names = [traced.names[i] for i in kept_states]
     columns = buffer.arrays()
     exact = node_threshold == 0.0 and min_edge_weight == 0.0 and top_per_target is None
     meta = {
@@ -453,7 +487,7 @@ def build_graph(
     }
     return AttributionGraph(
         tokens=tuple(tokenizer.convert_ids_to_tokens(list(token_ids))),
-        layers=tuple(traced.names),
+        layers=tuple(names),
         node_relevance=relevance,
         edge_source_layer=columns[0],
         edge_target_layer=columns[1],
@@ -492,8 +526,9 @@ def refine_neurons(
         layer, position = divmod(int(flat), graph.n_tokens)
         if magnitude[layer, position] < 0:
             break
+        state = traced.names.index(graph.layers[layer])  # a layer-subset graph skips states
         per_dim = (
-            (traced.states[layer][0, position] * traced.grads[layer][0, position])
+            (traced.states[state][0, position] * traced.grads[state][0, position])
             .double()
             .cpu()
             .numpy()

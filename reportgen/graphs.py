@@ -34,13 +34,14 @@ def graph_key(
     split: bool,
     node_threshold: float,
     code: str,
+    layers: list[int] | None = None,
 ) -> str:
     payload = json.dumps(
         {
             "model": model_identity,
             "tokens": list(token_ids),
             "objective": dataclasses.asdict(objective),
-            "layers": "all",
+            "layers": layers if layers is not None else "all",
             "split": split,
             "node_threshold": node_threshold,
             "code": code,
@@ -109,14 +110,13 @@ def compute_graph(
 ) -> GraphResult:
     import torch
 
-    if settings.layers != "all":
-        raise ValueError('graph.layers: only "all" is supported so far')
     if settings.method == "closed":
         raise ValueError(
             'graph.method: the closed form is not available yet; use "packed" or "auto"'
         )
+    layers = None if settings.layers == "all" else list(settings.layers)
     key = graph_key(
-        model_identity, token_ids, objective, settings.split, settings.node_threshold, code
+        model_identity, token_ids, objective, settings.split, settings.node_threshold, code, layers
     )
     cached = _load_cached(key) if use_cache else None
     if cached is not None:
@@ -133,6 +133,7 @@ def compute_graph(
             node_threshold=settings.node_threshold,
             progress=progress,
             traced=traced,
+            layers=layers,
         )
         # neuron details for every node that could survive pruning are cheap to keep
         node_neurons = refine_neurons(traced, full, top_nodes=64)

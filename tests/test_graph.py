@@ -77,3 +77,16 @@ def test_packing_size_shrinks_with_sequence_length():
     long = packing_size(1024, 576, 1536, 9, budget)
     assert short > long >= 1
     assert packing_size(10_000, 576, 1536, 9, 1e6) == 1
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3_text"])
+def test_layer_subset_spans_several_blocks_exactly(arch, tokenizer):
+    model = tiny_model(arch, "sdpa", torch.float64)
+    full = build_graph(model, tokenizer, IDS, OBJECTIVE)
+    subset = build_graph(model, tokenizer, IDS, OBJECTIVE, layers=[1])
+    assert subset.layers == ("emb", "1")
+    np.testing.assert_allclose(subset.node_relevance, full.node_relevance[[0, 2]])
+    columns = subset.dense(0).sum(0)
+    np.testing.assert_allclose(columns, subset.node_relevance[0], rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError, match="block indices"):
+        build_graph(model, tokenizer, IDS, OBJECTIVE, layers=[5])
