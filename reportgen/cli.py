@@ -9,6 +9,7 @@ import os
 import shlex
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
 from typing import Any
@@ -133,25 +134,57 @@ def question_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--4bit", "four_bit", is_flag=True, help="Load 4-bit with bitsandbytes (CUDA only)."
         ),
     ]
+
+    @wraps(func)
+    def packed(*args: Any, **kwargs: Any) -> Any:
+        flags = QuestionFlags(
+            **{name: kwargs.pop(name) for name in QuestionFlags.__dataclass_fields__}
+        )
+        return func(*args, flags=flags, **kwargs)
+
     for option in reversed(options):
-        func = option(func)
-    return func
+        packed = option(packed)
+    return packed
 
 
-def _question_from_flags(
-    prompt: str | None,
-    target: str | None,
-    contrast: str | None,
-    mode: str | None,
-    strategy: str | None,
-    top_k_avg: int,
-    chat: bool,
-    prefix: str,
-    bos: bool | None,
-) -> Any:
+@dataclass(frozen=True)
+class QuestionFlags:
+    """The flags shared by `attribute` and `graph`, as one value."""
+
+    model_spec: str
+    prompt: str | None
+    target: str | None
+    contrast: str | None
+    mode: str | None
+    strategy: str | None
+    top_k_avg: int
+    chat: bool
+    prefix: str
+    bos: bool | None
+    device: str
+    dtype: str
+    four_bit: bool
+
+    def question(self) -> Any:
+        return _question_from_flags(self)
+
+    def load(self, model_spec: str | None = None) -> Any:
+        from .models import load_model
+
+        return load_model(
+            model_spec or self.model_spec,
+            device=self.device,
+            dtype=self.dtype,
+            quantize="4bit" if self.four_bit else None,
+        )
+
+
+def _question_from_flags(flags: QuestionFlags) -> Any:
     from .inputs import PromptSpec
     from .pipeline import Question
 
+    prompt, target, contrast = flags.prompt, flags.target, flags.contrast
+    mode, strategy = flags.mode, flags.strategy
     if prompt is None or not prompt.strip():
         raise click.ClickException("--prompt is required and must not be empty")
     mode = mode or ("logit_diff" if contrast is not None or strategy is not None else "max_logit")
@@ -166,12 +199,12 @@ def _question_from_flags(
     elif strategy is not None:
         raise click.ClickException("--strategy only applies to --mode logit_diff")
     return Question(
-        prompt=PromptSpec(prompt, chat=chat, prefix=prefix, bos=bos),
+        prompt=PromptSpec(prompt, chat=flags.chat, prefix=flags.prefix, bos=flags.bos),
         target=_token_value(target),
         contrast=_token_value(contrast),
         mode=mode,
         strategy=strategy,
-        k=top_k_avg,
+        k=flags.top_k_avg,
     )
 
 
@@ -192,34 +225,13 @@ def _write_json(path: Path, data: Any) -> None:
     help="Where to write the result.",
 )
 @one_line_errors
-def attribute(
-    model_spec: str,
-    prompt: str | None,
-    target: str | None,
-    contrast: str | None,
-    mode: str | None,
-    strategy: str | None,
-    top_k_avg: int,
-    chat: bool,
-    prefix: str,
-    bos: bool | None,
-    device: str,
-    dtype: str,
-    four_bit: bool,
-    json_out: Path,
-) -> None:
+def attribute(flags: QuestionFlags, json_out: Path) -> None:
     """Input relevance of one prediction (AttnLRP), written as JSON."""
-    question = _question_from_flags(
-        prompt, target, contrast, mode, strategy, top_k_avg, chat, prefix, bos
-    )
+    question = flags.question()
     _quiet_libraries()
-    from .models import load_model
     from .pipeline import explain
 
-    loaded = load_model(
-        model_spec, device=device, dtype=dtype, quantize="4bit" if four_bit else None
-    )
-    result = explain(loaded, question)
+    result = explain(flags.load(), question)
     _write_json(json_out, result.to_json())
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
@@ -307,19 +319,7 @@ def run(case_file: Path, out: Path, pdf: bool, single_file: bool, no_cache: bool
 @one_line_errors
 def graph(
     case_file: Path | None,
-    model_spec: str,
-    prompt: str | None,
-    target: str | None,
-    contrast: str | None,
-    mode: str | None,
-    strategy: str | None,
-    top_k_avg: int,
-    chat: bool,
-    prefix: str,
-    bos: bool | None,
-    device: str,
-    dtype: str,
-    four_bit: bool,
+    flags: QuestionFlags,
     out: Path,
     node_threshold: float | None,
     do_prune: bool,
@@ -337,10 +337,11 @@ def graph(
         case = load_case(case_file)
         question, settings, model_spec = Question.from_case(case), case.graph, case.model
     else:
-        question = _question_from_flags(
-            prompt, target, contrast, mode, strategy, top_k_avg, chat, prefix, bos
+        question, settings, model_spec = (
+            flags.question(),
+            GraphSettings(node_threshold=0.0),
+            flags.model_spec,
         )
-        settings = GraphSettings(node_threshold=0.0)
     settings = dataclasses.replace(
         settings,
         node_threshold=settings.node_threshold if node_threshold is None else node_threshold,
@@ -355,12 +356,9 @@ def graph(
 
     from .compute import code_version, model_identity
     from .graphs import compute_graph
-    from .models import load_model
     from .pipeline import prepare_question
 
-    loaded = load_model(
-        model_spec, device=device, dtype=dtype, quantize="4bit" if four_bit else None
-    )
+    loaded = flags.load(model_spec)
     prepared = prepare_question(loaded, question)
     with tqdm(total=loaded.model.config.num_hidden_layers, desc="graph", unit="layer") as bar:
         result = compute_graph(
