@@ -136,8 +136,8 @@ class AttributionGraph:
 
     def to_npz(self) -> dict[str, np.ndarray]:
         return {
-            "tokens": np.array(self.tokens, dtype=object),
-            "layers": np.array(self.layers, dtype=object),
+            "tokens": np.array(self.tokens, dtype=str),
+            "layers": np.array(self.layers, dtype=str),
             "node_relevance": self.node_relevance,
             "edge_source_layer": self.edge_source_layer,
             "edge_target_layer": self.edge_target_layer,

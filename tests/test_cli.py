@@ -137,3 +137,42 @@ def test_four_bit_on_cpu_is_refused_with_a_reason(model_dir, tmp_path):
     )
     assert result.exit_code == 1
     assert "4-bit" in result.output and "CUDA" in result.output
+
+
+def test_graph_json_matches_attribute_and_sums_exactly(model_dir, tmp_path):
+    import numpy as np
+
+    flags = [
+        "--model",
+        model_dir,
+        "--prompt",
+        "the capital of france is",
+        "--target",
+        "paris",
+        "--contrast",
+        "lyon",
+        "--bos",
+    ]
+    assert run("attribute", *flags, "--json", str(tmp_path / "a.json")).exit_code == 0
+    result = run("graph", *flags, "--no-prune", "--split", "--out", str(tmp_path / "g.json"))
+    assert result.exit_code == 0, result.output
+    attribution = json.loads((tmp_path / "a.json").read_text())
+    graph = json.loads((tmp_path / "g.json").read_text())
+    assert graph["tokens"] == attribution["tokens"]
+    assert graph["layers"] == ["emb", "0.mid", "0", "1.mid", "1"]
+    relevance = np.array(graph["node_relevance"])
+    np.testing.assert_allclose(relevance[0], attribution["relevance"], rtol=1e-5, atol=1e-7)
+    n = len(graph["tokens"])
+    for layer, name in enumerate(graph["layers"][:-1]):
+        columns = np.zeros(n)
+        for edge in graph["edges"]:
+            if edge["source_layer"] == name:
+                assert edge["target_layer"] == graph["layers"][layer + 1]
+                columns[edge["source"]] += edge["weight"]
+        np.testing.assert_allclose(columns, relevance[layer], rtol=1e-3, atol=1e-6)
+    assert graph["meta"]["method"] == "packed" and graph["meta"]["exact"] is True
+    assert len(graph["metrics"]) == 5
+    npz = run("graph", *flags, "--out", str(tmp_path / "g.npz"))
+    assert npz.exit_code == 0
+    with np.load(tmp_path / "g.npz", allow_pickle=False) as data:
+        assert list(data["layers"]) == ["emb", "0", "1"] and list(data["tokens"]) == graph["tokens"]
