@@ -383,10 +383,11 @@ def graph(
         data["neurons"] = result.neurons
         _write_json(out, data)
     meta = chosen.meta
+    packing = f" of batch <= {meta['batch_size']}" if "batch_size" in meta else ""
     click.echo(
         f"{len(chosen.layers)} node layers x {chosen.n_tokens} tokens, {chosen.n_edges} edges "
-        f"(of {result.full.n_edges}); method {meta['method']}, {meta['backward_passes']} backward passes "
-        f"of batch <= {meta['batch_size']} -> {out}"
+        f"(of {result.full.n_edges}); method {meta['method']}, {meta['backward_passes']} backward "
+        f"pass(es){packing} -> {out}"
     )
 
 
@@ -506,6 +507,96 @@ def serve(port: int, directory: Path) -> None:
             server.serve_forever()
         except KeyboardInterrupt:
             pass
+
+
+@main.command()
+@click.argument("benchmark")
+@click.option(
+    "--model",
+    "model_spec",
+    default="smollm2-135m-instruct",
+    show_default=True,
+    help="Embedded model name, local folder, .gguf file or Hugging Face id.",
+)
+@click.option("--models", "models_csv", help="Comma-separated models: the same items on each.")
+@click.option("--items", "items_csv", help="Comma-separated item ids (e.g. HumanEval/12).")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N items.")
+@click.option(
+    "--budget",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="Continuations tried per failure.",
+)
+@click.option(
+    "--top-k",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Alternatives tried per position.",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--max-new-tokens", type=click.IntRange(min=1), help="Default: the benchmark's.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("cases"),
+    show_default=True,
+    help="Cases go to OUT/<benchmark>/.",
+)
+@click.option("--force", is_flag=True, help="Overwrite case files that were edited by hand.")
+@click.option(
+    "--data",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="FILE.jsonl of your own items (benchmark jsonl; instructions: other prompts).",
+)
+@one_line_errors
+def collect(
+    benchmark: str,
+    model_spec: str,
+    models_csv: str | None,
+    items_csv: str | None,
+    limit: int | None,
+    budget: int,
+    top_k: int,
+    batch_size: int,
+    max_new_tokens: int | None,
+    out: Path,
+    force: bool,
+    data: Path | None,
+) -> None:
+    """Run a model on BENCHMARK (humaneval, instructions, arithmetic, jsonl), pin each failure
+    to a token pair by strict recovery, and write the pairs as case files."""
+    if items_csv and limit:
+        raise click.ClickException("give --items or --limit, not both")
+    models = [m.strip() for m in models_csv.split(",") if m.strip()] if models_csv else [model_spec]
+    items = [i.strip() for i in items_csv.split(",") if i.strip()] if items_csv else None
+    _quiet_libraries()
+    from .collect.runner import Settings
+    from .collect.runner import collect as run_collect
+
+    summary = run_collect(
+        benchmark,
+        models,
+        items=items,
+        limit=limit,
+        settings=Settings(
+            budget=budget, top_k=top_k, batch_size=batch_size, max_new_tokens=max_new_tokens
+        ),
+        out=out,
+        force=force,
+        data=data,
+    )
+    for run in summary["runs"]:
+        kept = [c for c, status in run["files"].items() if status == "kept"]
+        if kept:
+            click.echo(f"kept hand-edited (use --force): {', '.join(kept)}", err=True)
+    rate = f"{summary['pin_rate']:.0%}" if summary["pin_rate"] is not None else "n/a"
+    click.echo(
+        f"{summary['benchmark']}: {summary['items']} items, {summary['passed']} passed, "
+        f"{summary['failed']} failed, {summary['pinned']} pinned ({rate}) in {summary['wall_s']:.0f}s "
+        f"-> {out / summary['benchmark']}"
+    )
 
 
 if __name__ == "__main__":

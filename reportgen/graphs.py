@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .cases import GraphSettings
+from .closed_form import ClosedFormUnsupportedError, closed_form, supports_closed_form
 from .graph import AttributionGraph, build_graph, refine_neurons, trace
 from .metrics import graph_metrics
 from .models import LoadedModel, cache_dir
@@ -97,6 +98,18 @@ def _store(key: str, graph: AttributionGraph, neurons_by_node: list[dict[str, An
     (folder / f"{key}.json").write_text(json.dumps(meta))
 
 
+def choose_method(model: Any, method: str, layers: list[int] | None) -> str:
+    """``auto`` takes the closed form where the architecture has its shape and every block's
+    output is a node layer; ``packed`` always works and stays the reference."""
+    if method == "packed":
+        return "packed"
+    closed_ok = supports_closed_form(model) and layers is None
+    if method == "closed" and not closed_ok:
+        reason = "a layer subset" if layers is not None else "this architecture"
+        raise ValueError(f'graph.method: no closed form for {reason}; use "packed" or "auto"')
+    return "closed" if closed_ok else "packed"
+
+
 def compute_graph(
     loaded: LoadedModel,
     token_ids: tuple[int, ...],
@@ -110,31 +123,52 @@ def compute_graph(
 ) -> GraphResult:
     import torch
 
-    if settings.method == "closed":
-        raise ValueError(
-            'graph.method: the closed form is not available yet; use "packed" or "auto"'
-        )
     layers = None if settings.layers == "all" else list(settings.layers)
+    use_closed = choose_method(loaded.model, settings.method, layers) == "closed"
+    # the closed form costs the same with or without skipped targets: compute it exactly and
+    # leave the node threshold to pruning
+    node_threshold = 0.0 if use_closed else settings.node_threshold
     key = graph_key(
-        model_identity, token_ids, objective, settings.split, settings.node_threshold, code, layers
+        model_identity,
+        token_ids,
+        objective,
+        settings.split,
+        node_threshold,
+        f"{code}|{'closed' if use_closed else 'packed'}",
+        layers,
     )
     cached = _load_cached(key) if use_cache else None
     if cached is not None:
         full, node_neurons = cached
     else:
-        ids = torch.tensor([list(token_ids)], device=loaded.model.device)
-        traced = trace(loaded.model, ids, objective, split=settings.split)
-        full = build_graph(
-            loaded.model,
-            loaded.tokenizer,
-            token_ids,
-            objective,
-            split=settings.split,
-            node_threshold=settings.node_threshold,
-            progress=progress,
-            traced=traced,
-            layers=layers,
-        )
+        full = traced = None
+        if use_closed:
+            try:
+                traced, full = closed_form(
+                    loaded.model,
+                    loaded.tokenizer,
+                    token_ids,
+                    objective,
+                    split=settings.split,
+                    progress=progress,
+                )
+            except ClosedFormUnsupportedError:
+                if settings.method == "closed":
+                    raise
+        if full is None:  # packed: the reference, and the fallback for what the closed form refuses
+            ids = torch.tensor([list(token_ids)], device=loaded.model.device)
+            traced = trace(loaded.model, ids, objective, split=settings.split)
+            full = build_graph(
+                loaded.model,
+                loaded.tokenizer,
+                token_ids,
+                objective,
+                split=settings.split,
+                node_threshold=settings.node_threshold,
+                progress=progress,
+                traced=traced,
+                layers=layers,
+            )
         # neuron details for every node that could survive pruning are cheap to keep
         node_neurons = refine_neurons(traced, full, top_nodes=64)
         _store(key, full, node_neurons)

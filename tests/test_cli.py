@@ -170,7 +170,31 @@ def test_graph_json_matches_attribute_and_sums_exactly(model_dir, tmp_path):
                 assert edge["target_layer"] == graph["layers"][layer + 1]
                 columns[edge["source"]] += edge["weight"]
         np.testing.assert_allclose(columns, relevance[layer], rtol=1e-3, atol=1e-6)
-    assert graph["meta"]["method"] == "packed" and graph["meta"]["exact"] is True
+    assert graph["meta"]["method"] == "closed" and graph["meta"]["exact"] is True
+    packed = run(
+        "graph",
+        *flags,
+        "--no-prune",
+        "--split",
+        "--method",
+        "packed",
+        "--out",
+        str(tmp_path / "p.json"),
+    )
+    assert packed.exit_code == 0, packed.output
+    reference = json.loads((tmp_path / "p.json").read_text())
+    assert reference["meta"]["method"] == "packed"
+
+    def as_dict(g):
+        return {
+            (e["source_layer"], e["target_layer"], e["source"], e["target"]): e["weight"]
+            for e in g["edges"]
+        }
+
+    closed_edges, packed_edges = as_dict(graph), as_dict(reference)
+    assert closed_edges.keys() == packed_edges.keys()
+    scale = max(abs(w) for w in packed_edges.values())
+    assert max(abs(closed_edges[k] - packed_edges[k]) for k in packed_edges) < 1e-5 * scale
     assert len(graph["metrics"]) == 5
     npz = run("graph", *flags, "--out", str(tmp_path / "g.npz"))
     assert npz.exit_code == 0

@@ -1,0 +1,170 @@
+"""Closed-form edges (SPEC.md section 7) against the batch-packed reference, on tiny models."""
+
+import numpy as np
+import pytest
+import torch
+from tiny_models import ARCHITECTURES, tiny_model, tiny_tokenizer
+
+import reportgen.closed_form as closed_module
+import reportgen.graph as graph_module
+from reportgen.closed_form import closed_form, closed_form_graph, supports_closed_form
+from reportgen.graph import build_graph
+from reportgen.objectives import Objective
+
+# 12 tokens: longer than the sliding window (4) of mistral, olmo3 and gemma3's local layers
+IDS = [3, 15, 27, 8, 44, 9, 61, 12, 5, 70, 33, 18]
+OBJECTIVE = Objective("logit_diff", 5, "by_ref_token", 7)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return tiny_tokenizer()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny float64 matmuls gain nothing from threads and crawl on an oversubscribed box."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class _RecordingBuffer(graph_module._EdgeBuffer):
+    """The edge buffer, also keeping every row in float64 (the graph stores float32)."""
+
+    rows: dict[tuple[int, int], np.ndarray]
+
+    def add(self, source_layer, target_layer, targets, rows):
+        store = self.__dict__.setdefault("rows", {})
+        for target, row in zip(targets, rows, strict=True):
+            store[(int(source_layer), int(target))] = np.array(row, dtype=np.float64)
+        super().add(source_layer, target_layer, targets, rows)
+
+
+def _rows(monkeypatch, build):
+    """Run ``build`` and return its float64 rows {(source layer, target position): row}."""
+    made = []
+
+    def factory(*args, **kwargs):
+        buffer = _RecordingBuffer(*args, **kwargs)
+        made.append(buffer)
+        return buffer
+
+    monkeypatch.setattr(graph_module, "_EdgeBuffer", factory)
+    monkeypatch.setattr(closed_module, "_EdgeBuffer", factory)
+    graph = build()
+    monkeypatch.undo()
+    (buffer,) = made
+    return graph, buffer.__dict__.get("rows", {})
+
+
+def _assert_same(monkeypatch, model, tokenizer, ids, split, **closed_kwargs):
+    packed, packed_rows = _rows(
+        monkeypatch, lambda: build_graph(model, tokenizer, ids, OBJECTIVE, split=split)
+    )
+    closed, closed_rows = _rows(
+        monkeypatch,
+        lambda: closed_form_graph(model, tokenizer, ids, OBJECTIVE, split=split, **closed_kwargs),
+    )
+    assert closed.layers == packed.layers
+    np.testing.assert_array_equal(closed.node_relevance, packed.node_relevance)
+    assert closed.meta["method"] == "closed" and closed.meta["backward_passes"] == 1
+    assert closed.meta["exact"] and closed.meta["explained"] == packed.meta["explained"]
+    assert set(closed_rows) == set(packed_rows)
+    for (source, target), row in packed_rows.items():
+        scale = np.abs(packed.node_relevance[source]).sum()
+        np.testing.assert_allclose(
+            closed_rows[(source, target)],
+            row,
+            rtol=0,
+            atol=1e-10 * scale,
+            err_msg=f"layer {packed.layers[source]} target {target}",
+        )
+    for source in range(len(closed.layers) - 1):
+        relevance = closed.node_relevance[source]
+        columns = sum(
+            (row for (s, _), row in closed_rows.items() if s == source),
+            np.zeros(len(ids)),
+        )
+        np.testing.assert_allclose(columns, relevance, rtol=0, atol=1e-10 * np.abs(relevance).sum())
+    assert closed.meta["column_sum_error"] < 1e-10
+    np.testing.assert_array_equal(closed.edge_source_layer, packed.edge_source_layer)
+    return closed, packed
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_closed_form_equals_packed_backward(arch, tokenizer, monkeypatch):
+    model = tiny_model(arch, "sdpa", torch.float64)
+    assert supports_closed_form(model)
+    for split in (False, True):
+        closed, _ = _assert_same(monkeypatch, model, tokenizer, IDS, split, chunk=5)
+        if split:
+            mid_to_out = closed.dense(1)
+            assert np.count_nonzero(mid_to_out - np.diag(np.diag(mid_to_out))) == 0
+    assert model.config._attn_implementation == "sdpa"  # restored
+
+
+def test_sliding_window_limits_lookback(tokenizer):
+    model = tiny_model("mistral", "sdpa", torch.float64)
+    graph = closed_form_graph(model, tokenizer, IDS, OBJECTIVE)
+    for source in range(len(graph.layers) - 1):
+        target, origin = np.nonzero(graph.dense(source))
+        assert (target - origin).max() == 3  # window 4: j - 3 .. j
+
+
+def test_positions_beyond_max_position_embeddings(tokenizer, monkeypatch):
+    """140 tokens > max_position_embeddings (128) for a rotary model, several row chunks."""
+    ids = [int(i) for i in np.random.RandomState(1).randint(5, 97, size=140)]
+    model = tiny_model("qwen3", "sdpa", torch.float64)
+    _assert_same(monkeypatch, model, tokenizer, ids, False, chunk=64)
+
+
+def test_eager_model_and_sparse_options_match_packed(tokenizer):
+    model = tiny_model("gemma3_text", "eager", torch.float64)
+    for kwargs in ({"top_per_target": 3}, {"min_edge_weight": 1e-3}):
+        packed = build_graph(model, tokenizer, IDS, OBJECTIVE, **kwargs)
+        closed = closed_form_graph(model, tokenizer, IDS, OBJECTIVE, **kwargs)
+        assert not closed.meta["exact"]
+        assert closed.n_edges == packed.n_edges
+        for source in range(len(packed.layers) - 1):
+            np.testing.assert_allclose(
+                closed.dense(source), packed.dense(source), rtol=1e-5, atol=1e-7
+            )
+    assert model.config._attn_implementation == "eager"
+
+
+def test_node_threshold_skips_targets_like_packed(tokenizer):
+    model = tiny_model("llama", "sdpa", torch.float64)
+    exact = closed_form_graph(model, tokenizer, IDS, OBJECTIVE)
+    threshold = float(np.median(np.abs(exact.node_relevance[1:])))
+    packed = build_graph(model, tokenizer, IDS, OBJECTIVE, node_threshold=threshold)
+    closed = closed_form_graph(model, tokenizer, IDS, OBJECTIVE, node_threshold=threshold)
+    assert closed.meta["skipped_targets"] == packed.meta["skipped_targets"] > 0
+    assert "approximate" in closed.meta["note"] and not closed.meta["exact"]
+    assert set(zip(closed.edge_target_layer, closed.edge_target, strict=True)) == set(
+        zip(packed.edge_target_layer, packed.edge_target, strict=True)
+    )
+
+
+def test_trace_is_returned_and_float32_is_close(tokenizer):
+    model = tiny_model("llama", "sdpa", torch.float32)
+    traced, graph = closed_form(model, tokenizer, IDS, OBJECTIVE, split=True)
+    assert traced.names == list(graph.layers)
+    packed = build_graph(model, tokenizer, IDS, OBJECTIVE, split=True, traced=traced)
+    for source in range(len(graph.layers) - 1):
+        scale = np.abs(graph.node_relevance[source]).sum()
+        np.testing.assert_allclose(
+            graph.dense(source), packed.dense(source), rtol=0, atol=1e-5 * scale
+        )
+
+
+def test_unsupported_model_is_refused(tokenizer):
+    class Config:
+        model_type = "not-a-transformer"
+
+    model = torch.nn.Linear(2, 2)
+    model.config = Config()
+    assert not supports_closed_form(model)
+    with pytest.raises(closed_module.ClosedFormUnsupportedError):
+        closed_form_graph(model, tokenizer, IDS, OBJECTIVE)
