@@ -18,6 +18,7 @@ from . import __version__
 from .attribution import attribute
 from .cases import Case
 from .compare import compare_models
+from .faithfulness import failure_pattern, faithfulness, flip_sentence
 from .graphs import compute_graph
 from .models import EMBEDDED_MODELS, LoadedModel, cache_dir, embedded_path, load_model
 from .pipeline import Question, prepare_question
@@ -139,6 +140,20 @@ def compute_case(
         model_identity=model_identity(case.model),
         code=code_version(),
     )
+    progress("faithfulness")
+    faith = faithfulness(
+        loaded,
+        attribution.token_ids,
+        question.objective,
+        attribution.relevance,
+        attribution.special,
+        budget=50,
+        insertion=False,  # the dossier shows deletion curves; insertion doubles the cost
+    )
+    faith["sentence"] = flip_sentence(faith, attribution.token_texts)
+    pattern = failure_pattern(attribution.relevance, attribution.special, list(case.relevant))
+    if pattern is not None:
+        faith["failure_pattern"] = pattern
     comparisons, comparison_errors = None, []
     if case.compare:
         progress("comparison")
@@ -174,6 +189,7 @@ def compute_case(
         graph=graph_data,
         metrics=graph.metrics,
         neurons=graph.neurons,
+        faithfulness=faith,
         comparisons=comparisons,
         environment={
             **environment(loaded, command),

@@ -336,6 +336,9 @@ def dossier_context(result: CaseResult) -> dict[str, Any]:
             "sentence": f.get("sentence") or "",
             "flip_k": [{"ordering": k, "value": v} for k, v in (f.get("flip_k") or {}).items()],
             "aopc": [{"ordering": k, "value": v} for k, v in (f.get("aopc") or {}).items()],
+            "mask": f.get("mask") or "",
+            "pattern": f.get("failure_pattern"),
+            "label": result.tags.get("pattern", ""),
         }
     neurons = None
     if result.neurons:
@@ -347,8 +350,13 @@ def dossier_context(result: CaseResult) -> dict[str, Any]:
                 "relevance": n.get("relevance"),
                 "top": [
                     {"index": t.get("index"), "relevance": t.get("relevance")}
-                    for t in n.get("top") or []
+                    for t in n.get("dimensions") or n.get("top") or []
                 ],
+                "mlp": [
+                    {"index": t.get("index"), "relevance": t.get("relevance")}
+                    for t in n.get("mlp_neurons") or []
+                ],
+                "mlp_relevance": n.get("mlp_relevance"),
             }
             for n in result.neurons
         ]

@@ -1,0 +1,396 @@
+"""Faithfulness of an input attribution: does masking the tokens it ranks highest flip the
+prediction? (SPEC.md section 6.)
+
+An attribution is only worth explaining a failure with if the tokens it blames really move the
+model. The test here measures that directly, against orderings that need no AttnLRP at all:
+
+* ``attnlrp``: the given relevance, highest first (tokens that push towards the target first);
+* ``grad_x_input``: plain gradient x input summed over the hidden dimension, highest first;
+* ``gradient``: L2 norm of the plain gradient per token, highest first (unsigned);
+* ``random``: ``random_seeds`` seeded permutations (``random.Random(seed).shuffle``), averaged.
+
+Masking. A masked token keeps its position (``inputs_embeds`` is fed with the same length and
+the model derives the same position ids); only its input embedding row is replaced:
+
+* ``"zero"`` (default): by the zero vector. It removes the token's content without putting any
+  other token in its place; the norms of the first layer see a zero row, which is a state the
+  model never saw in training -- the usual price of a deletion test, and the same for every
+  ordering, so the comparison between orderings stays fair.
+* ``"unk"``: by the embedding of the tokenizer's unk token (else its pad token). Closer to the
+  training distribution, but that token carries its own meaning.
+
+Special tokens (chat markers, BOS) are never masked and never ranked: removing the template's
+structure breaks the model for reasons unrelated to the question asked.
+
+Definitions (K = min(budget, number of maskable tokens); all sequences are scored in batches
+under ``torch.no_grad``; identical masked sets are scored once):
+
+* deletion curve: f after masking the top-k tokens of an ordering, k = 0..K (curve[0] = f0);
+* flip-k: the smallest k >= 1 with f_k <= 0, i.e. the model no longer prefers the target (for
+  ``logit_diff``/``by_ref_token``: it now prefers the contrast); None when no k <= K flips, and
+  None for every ordering when f0 <= 0 already (nothing to flip);
+* random flip-k: the mean over seeds, a seed that never flips within K counted as K + 1 -- a
+  lower bound on the true mean that does not drop the hard permutations (dropping them would
+  flatter the random baseline); None only when no seed flips. The per-seed values are kept
+  under ``random_flip_k_seeds``;
+* AOPC: mean over k = 1..K of (f0 - f_k) -- larger means the ordering finds the tokens that
+  carry f sooner; the random AOPC is that of the mean random curve (the mean is linear);
+* insertion curve: start with every maskable token masked and unmask the top-k, k = 0..K.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+from .attribution import _forward_kwargs, input_gradient
+from .objectives import Objective
+
+ORDERINGS = ("attnlrp", "grad_x_input", "gradient", "random")
+MASKS = ("zero", "unk")
+TOP_POSITIVE = 5  # how many top positive tokens the OIT rule looks at
+
+_NAMES = {
+    "attnlrp": "AttnLRP",
+    "grad_x_input": "gradient × input",
+    "gradient": "gradient norm",
+    "random": "random",
+}
+
+
+def _unwrap(model: Any) -> tuple[Any, Any]:
+    """Accept a LoadedModel (module + tokenizer) or a bare module."""
+    if hasattr(model, "model") and hasattr(model, "tokenizer"):
+        return model.model, model.tokenizer
+    return model, None
+
+
+def _fill_token(module: Any, tokenizer: Any, mask_token_id: int | None) -> int:
+    """The token whose embedding replaces masked rows for mask='unk': the one asked for, else
+    the tokenizer's (or config's) unk token, else its pad token."""
+    token_id = mask_token_id
+    for source in (tokenizer, getattr(module, "config", None)):
+        for name in ("unk_token_id", "pad_token_id"):
+            if token_id is None and source is not None:
+                token_id = getattr(source, name, None)
+    if token_id is None:
+        raise ValueError("mask='unk' needs an unk or pad token (pass mask_token_id)")
+    return int(token_id)
+
+
+def _mask_row(module: Any, token_id: int | None) -> torch.Tensor:
+    embedding = module.get_input_embeddings()
+    weight = embedding.weight
+    if token_id is None:
+        return torch.zeros(weight.shape[-1], dtype=weight.dtype, device=weight.device)
+    ids = torch.tensor([token_id], device=weight.device)
+    return embedding(ids)[0].detach()
+
+
+def _mask_description(mask: str, tokenizer: Any, token_id: int | None) -> str:
+    common = "positions unchanged, special tokens never masked"
+    if mask == "zero":
+        return f"input embedding replaced by zeros ({common})"
+    name = None
+    if tokenizer is not None and token_id is not None:
+        name = tokenizer.convert_ids_to_tokens(int(token_id))
+    label = f"{name!r}, id {token_id}" if name else f"id {token_id}"
+    return f"input embedding replaced by the unk/pad token's embedding ({label}; {common})"
+
+
+def _rank(scores: Sequence[float], maskable: Sequence[int]) -> list[int]:
+    """Maskable positions by descending score; ties keep position order (stable)."""
+    return sorted(maskable, key=lambda i: -float(scores[i]))
+
+
+def _score_sets(
+    module: Any,
+    base: torch.Tensor,
+    fill: torch.Tensor,
+    objective: Objective,
+    sets: Iterable[frozenset[int]],
+    batch_size: int,
+) -> dict[frozenset[int], float]:
+    """f for each masked set, scored once each in batches (the cost of the whole test)."""
+    unique = list(dict.fromkeys(sets))
+    kwargs = _forward_kwargs(module)
+    values: dict[frozenset[int], float] = {}
+    with torch.no_grad():
+        for start in range(0, len(unique), batch_size):
+            chunk = unique[start : start + batch_size]
+            batch = base.unsqueeze(0).repeat(len(chunk), 1, 1)
+            for row, positions in enumerate(chunk):
+                if positions:
+                    batch[row, sorted(positions)] = fill
+            logits = module(inputs_embeds=batch, **kwargs).logits[:, -1]
+            for positions, value in zip(
+                chunk, objective.value(logits.float()).tolist(), strict=True
+            ):
+                values[positions] = float(value)
+    return values
+
+
+def _deletion_sets(order: Sequence[int], budget: int) -> list[frozenset[int]]:
+    return [frozenset(order[:k]) for k in range(budget + 1)]
+
+
+def _insertion_sets(
+    order: Sequence[int], maskable: Sequence[int], budget: int
+) -> list[frozenset[int]]:
+    everything = frozenset(maskable)
+    return [everything - frozenset(order[:k]) for k in range(budget + 1)]
+
+
+def _flip_k(curve: Sequence[float]) -> int | None:
+    if not curve or curve[0] <= 0:
+        return None
+    return next((k for k in range(1, len(curve)) if curve[k] <= 0), None)
+
+
+def _aopc(curve: Sequence[float]) -> float | None:
+    if len(curve) < 2:
+        return None
+    return float(sum(curve[0] - f for f in curve[1:]) / (len(curve) - 1))
+
+
+def faithfulness(
+    model: Any,
+    token_ids: Sequence[int],
+    objective: Objective,
+    relevance: Sequence[float],
+    special: Sequence[bool],
+    *,
+    budget: int = 50,
+    random_seeds: int = 5,
+    mask: str = "zero",
+    mask_token_id: int | None = None,
+    batch_size: int = 16,
+    insertion: bool = True,
+) -> dict[str, Any]:
+    """Flip test, deletion/insertion curves and AOPC of ``relevance`` against the gradient
+    baselines and random orders (definitions in the module docstring).
+
+    ``model`` is a LoadedModel or a bare module with ``get_input_embeddings()`` whose
+    ``forward(inputs_embeds=...)`` returns ``.logits`` [batch, positions, vocab]. Returns plain
+    data only (JSON-ready). ``insertion=False`` skips the insertion curves (half the cost;
+    ``"insertion"`` is then empty)."""
+    if mask not in MASKS:
+        raise ValueError(f"mask must be one of {MASKS}, got {mask!r}")
+    n = len(token_ids)
+    if len(relevance) != n or len(special) != n:
+        raise ValueError(
+            f"relevance ({len(relevance)}) and special ({len(special)}) must have one entry per "
+            f"token ({n})"
+        )
+    if budget < 0 or random_seeds < 1:
+        raise ValueError("budget must be >= 0 and random_seeds >= 1")
+    module, tokenizer = _unwrap(model)
+    weight = module.get_input_embeddings().weight
+    ids = torch.tensor([list(token_ids)], device=weight.device)
+    embeddings, gradient, _, value = input_gradient(module, ids, objective, lrp=False)
+    base = embeddings[0]
+    fill_id = _fill_token(module, tokenizer, mask_token_id) if mask == "unk" else None
+    fill = _mask_row(module, fill_id)
+
+    maskable = [i for i in range(n) if not special[i]]
+    k_max = min(budget, len(maskable))
+    grad_x_input = (embeddings * gradient).sum(-1)[0].float().tolist()
+    grad_norm = gradient[0].float().norm(dim=-1).tolist()
+    orders = {
+        "attnlrp": _rank(relevance, maskable),
+        "grad_x_input": _rank(grad_x_input, maskable),
+        "gradient": _rank(grad_norm, maskable),
+    }
+    random_orders = []
+    for seed in range(random_seeds):
+        order = list(maskable)
+        random.Random(seed).shuffle(order)
+        random_orders.append(order)
+
+    all_orders = [*orders.values(), *random_orders]
+    sets = [s for o in all_orders for s in _deletion_sets(o, k_max)]
+    if insertion:
+        sets += [s for o in all_orders for s in _insertion_sets(o, maskable, k_max)]
+    scores = _score_sets(module, base, fill, objective, sets, batch_size)
+
+    def deletion(order: Sequence[int]) -> list[float]:
+        return [scores[s] for s in _deletion_sets(order, k_max)]
+
+    def inserting(order: Sequence[int]) -> list[float]:
+        return [scores[s] for s in _insertion_sets(order, maskable, k_max)]
+
+    curves = {name: deletion(order) for name, order in orders.items()}
+    seed_curves = [deletion(order) for order in random_orders]
+    curves["random"] = [sum(c[k] for c in seed_curves) / random_seeds for k in range(k_max + 1)]
+    inserted: dict[str, list[float]] = {}
+    if insertion:
+        inserted = {name: inserting(order) for name, order in orders.items()}
+        seed_inserted = [inserting(order) for order in random_orders]
+        inserted["random"] = [
+            sum(c[k] for c in seed_inserted) / random_seeds for k in range(k_max + 1)
+        ]
+
+    f0 = curves["attnlrp"][0]
+    flip_k: dict[str, int | float | None] = {name: _flip_k(curves[name]) for name in orders}
+    seed_flips = [_flip_k(c) for c in seed_curves]
+    if any(k is not None for k in seed_flips):
+        counted = [k if k is not None else k_max + 1 for k in seed_flips]
+        flip_k["random"] = float(sum(counted) / len(counted))
+    else:
+        flip_k["random"] = None
+    result: dict[str, Any] = {
+        "flip_k": flip_k,
+        "aopc": {name: _aopc(curve) for name, curve in curves.items()},
+        "curves": curves,
+        "insertion": inserted,
+        "order": {
+            **{name: order[:k_max] for name, order in orders.items()},
+            "random": random_orders[0][:k_max],
+        },
+        "budget": k_max,
+        "mask": _mask_description(mask, tokenizer, fill_id),
+        "baseline_f": f0,
+        "gradient_f": float(value),  # f from the gradient pass (same input, unbatched)
+        "random_flip_k_seeds": seed_flips,
+        "random_seeds": random_seeds,
+        "n_tokens": n,
+        "maskable": len(maskable),
+        "contrastive": objective.mode == "logit_diff" and objective.strategy == "by_ref_token",
+    }
+    if f0 <= 0:
+        result["note"] = (
+            "f0 <= 0: the model does not prefer the target, so there is nothing to flip"
+        )
+    return result
+
+
+def flip_sentence(result: dict[str, Any], tokens_text: list[str]) -> str:
+    """One sentence for the dossier: how few tokens flip the preference, and what that means
+    next to the baselines (a random order is the yardstick)."""
+    budget = result["budget"]
+    flips = result["flip_k"]
+    to = "to the contrast" if result.get("contrastive") else "(f ≤ 0)"
+    if result["baseline_f"] <= 0:
+        return "the model does not prefer the target here (f ≤ 0), so there is nothing to flip."
+    random_k = flips.get("random")
+    seeds = result.get("random_flip_k_seeds") or []
+    missed = sum(k is None for k in seeds)
+    if random_k is None:
+        random_part = f"no random order flips it within {budget} masked tokens"
+    else:
+        random_part = f"random order needs {random_k:.1f} on average"
+        if missed:
+            verb = "seed never flips" if missed == 1 else "seeds never flip"
+            random_part += (
+                f" ({missed} of {len(seeds)} {verb} within {budget}, counted as {budget + 1})"
+            )
+    others = [
+        f"{_NAMES[name]} needs {flips[name]}"
+        for name in ("grad_x_input", "gradient")
+        if flips.get(name) is not None
+    ]
+    k = flips.get("attnlrp")
+    if k is not None:
+        shown = [repr(tokens_text[i]) for i in result["order"]["attnlrp"][:k][:5]]
+        listed = ", ".join(shown) + (", …" if k > 5 else "")
+        noun = "token" if k == 1 else "tokens"
+        baselines = "; ".join([*others, random_part])
+        return (
+            f"masking {k} {noun} — {listed} — flips the preference {to} (AttnLRP order); "
+            f"{baselines}."
+        )
+    flipping = [
+        f"{_NAMES[name]} needs {flips[name]}"
+        for name in ("grad_x_input", "gradient")
+        if flips.get(name) is not None
+    ]
+    if not flipping and random_k is None:
+        return f"no ordering flips the preference within {budget} masked tokens."
+    return (
+        f"the AttnLRP order does not flip the preference within {budget} masked tokens; "
+        + "; ".join([*flipping, random_part])
+        + "."
+    )
+
+
+def failure_pattern(
+    relevance: Sequence[float],
+    special: Sequence[bool],
+    relevant_spans: Sequence[tuple[int, int]],
+) -> dict[str, Any] | None:
+    """A hint at why the model fails, when the case marks the spans that should drive the right
+    answer (``relevant``, half-open token ranges [start, end)). ``relevance`` is towards the
+    (wrong) target, so positive relevance pushes the model into the failure.
+
+    Rule (special tokens ignored throughout; m non-special tokens, r of them inside the spans):
+
+    * URT (under-weighted relevant tokens) when the relevant tokens hold less of the total |R|
+      than a uniform share would give them: sum_inside |R| / sum_all |R| < r / m. The model
+      barely uses the tokens that should decide the answer.
+    * OIT (over-weighted irrelevant tokens) when the tokens outside the spans push the target
+      harder than the relevant tokens matter at all: sum of positive R outside the spans >
+      sum_inside |R|. Irrelevant context outweighs what should decide the answer.
+    * "URT+OIT" when both hold, "none" when neither (the relevant tokens are read and weigh as
+      much as the rest: a misreading rather than a weighting problem).
+
+    Returns None when no span is given or no non-special token falls inside the spans."""
+    n = len(relevance)
+    if len(special) != n:
+        raise ValueError("relevance and special must have the same length")
+    inside = {
+        i
+        for start, end in relevant_spans
+        for i in range(max(start, 0), min(end, n))
+        if not special[i]
+    }
+    tokens = [i for i in range(n) if not special[i]]
+    if not inside or not tokens:
+        return None
+    total_abs = sum(abs(float(relevance[i])) for i in tokens)
+    relevant_abs = sum(abs(float(relevance[i])) for i in inside)
+    relevant_sum = float(sum(float(relevance[i]) for i in inside))
+    by_abs = sorted(tokens, key=lambda i: -abs(float(relevance[i])))
+    rank = {i: r for r, i in enumerate(by_abs)}
+    span = max(len(tokens) - 1, 1)
+    mean_rank = sum(rank[i] for i in inside) / len(inside) / span
+    positive = [i for i in sorted(tokens, key=lambda i: -float(relevance[i])) if relevance[i] > 0]
+    top = positive[:TOP_POSITIVE]
+    top_outside = sum(i not in inside for i in top)
+    token_share = len(inside) / len(tokens)
+    relevant_share = relevant_abs / total_abs if total_abs else 0.0
+    outside = [i for i in tokens if i not in inside]
+    outside_push = sum(max(float(relevance[i]), 0.0) for i in outside)
+    urt = relevant_share < token_share
+    oit = outside_push > relevant_abs
+    top_mass = sum(float(relevance[i]) for i in top)
+    outside_mass = sum(float(relevance[i]) for i in top if i not in inside)
+    pattern = "URT+OIT" if urt and oit else "URT" if urt else "OIT" if oit else "none"
+    reasons = []
+    if urt:
+        reasons.append(
+            f"the relevant tokens hold {relevant_share:.0%} of |R| though they are "
+            f"{token_share:.0%} of the tokens"
+        )
+    if oit:
+        reasons.append(
+            f"tokens outside the spans push the target with {outside_push:.3g} in all, more than "
+            f"the {relevant_abs:.3g} |R| of the relevant tokens"
+        )
+    if not reasons:
+        reasons.append(
+            f"the relevant tokens hold {relevant_share:.0%} of |R| ({token_share:.0%} of the "
+            "tokens) and outweigh the push from elsewhere: they are read, but misread"
+        )
+    return {
+        "pattern": pattern,
+        "relevant_share": relevant_share,
+        "token_share": token_share,
+        "relevant_sum": relevant_sum,
+        "top_outside": top_outside,
+        "top_outside_share": outside_mass / top_mass if top else 0.0,
+        "mean_rank_fraction": mean_rank,
+        "reason": "; ".join(reasons),
+    }
