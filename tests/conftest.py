@@ -13,7 +13,9 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Results cache per test session; the model cache stays shared (fetching is expensive)."""
-    real_models = Path(os.environ.get("REPORTGEN_CACHE") or Path.home() / ".cache" / "reportgen") / "models"
+    real_models = (
+        Path(os.environ.get("REPORTGEN_CACHE") or Path.home() / ".cache" / "reportgen") / "models"
+    )
     cache = tmp_path_factory.getbasetemp() / "reportgen-cache"
     cache.mkdir(exist_ok=True)
     if not (cache / "models").exists() and real_models.exists():

@@ -41,7 +41,15 @@ def test_prepare_input_bos_chat_and_prefix(loaded):
     tokens = tok.convert_ids_to_tokens(list(chat.token_ids))
     assert tokens[0] == "<|user|>" and tokens[-3:] == ["<|assistant|>", "red", ":"]
     assert chat.prompt_length == len(tokens) - 2
-    exact = prepare_input(tok, PromptSpec("list colors", chat=True, prefix="red :", prefix_ids=tuple(tok.encode("red :", add_special_tokens=False))))
+    exact = prepare_input(
+        tok,
+        PromptSpec(
+            "list colors",
+            chat=True,
+            prefix="red :",
+            prefix_ids=tuple(tok.encode("red :", add_special_tokens=False)),
+        ),
+    )
     assert exact.token_ids[-2:] == tuple(tok.encode("red :", add_special_tokens=False))
     with pytest.raises(TokenError, match="prefix_ids decode"):
         prepare_input(tok, PromptSpec("list colors", prefix="blue", prefix_ids=(30,)))
@@ -63,7 +71,14 @@ def test_resolve_token(loaded):
 
 @pytest.mark.parametrize("strategy", ["by_ref_token", "by_topk_avg", "demean"])
 def test_explain_value_equals_the_models_own_logits(loaded, strategy):
-    question = Question(PromptSpec("the capital of france is", bos=True), "paris", "lyon", "logit_diff", strategy, k=5)
+    question = Question(
+        PromptSpec("the capital of france is", bos=True),
+        "paris",
+        "lyon",
+        "logit_diff",
+        strategy,
+        k=5,
+    )
     result = explain(loaded, question)
     ids = torch.tensor([result.token_ids])
     with torch.no_grad():
@@ -84,7 +99,9 @@ def test_explain_value_equals_the_models_own_logits(loaded, strategy):
 
 
 def test_max_logit_defaults_to_the_greedy_token(loaded):
-    result = explain(loaded, Question(PromptSpec("list three primary colors"), None, None, "max_logit", None))
+    result = explain(
+        loaded, Question(PromptSpec("list three primary colors"), None, None, "max_logit", None)
+    )
     assert result.target.id == result.top_k[0].id
     assert result.explained == pytest.approx(result.top_k[0].logit, abs=1e-6)
 

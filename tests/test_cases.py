@@ -35,17 +35,25 @@ def test_good_case_parses(tmp_path):
 @pytest.mark.parametrize(
     "change, field, problem",
     [
-        (("id = \"ok-case\"", "id = \"Bad Id\""), "id", "must match"),
-        (("model = \"smollm2-135m-instruct\"\n", ""), "model", "required"),
-        (("prompt = \"List three primary colors.\"", "prompt = \"  \""), "prompt", "must not be empty"),
-        (("target = \" Y\"", "target = 3.5"), "target", "must be a string or an integer"),
-        (("contrast = \" Blue\"\n", "mode = \"logit_diff\"\n"), "contrast", "required for mode logit_diff"),
-        (("segments = { instruction = [0, 3] }", "segments = { instruction = [3, 1] }"), "segments.instruction", "span"),
+        (('id = "ok-case"', 'id = "Bad Id"'), "id", "must match"),
+        (('model = "smollm2-135m-instruct"\n', ""), "model", "required"),
+        (('prompt = "List three primary colors."', 'prompt = "  "'), "prompt", "must not be empty"),
+        (('target = " Y"', "target = 3.5"), "target", "must be a string or an integer"),
+        (
+            ('contrast = " Blue"\n', 'mode = "logit_diff"\n'),
+            "contrast",
+            "required for mode logit_diff",
+        ),
+        (
+            ("segments = { instruction = [0, 3] }", "segments = { instruction = [3, 1] }"),
+            "segments.instruction",
+            "span",
+        ),
         (("p = 0.9", "p = 1.5"), "graph.p", "must be in"),
-        (("prune = \"cum_mass\"", "prune = \"magic\""), "graph.prune", "must be one of"),
-        (("tags = { benchmark = \"custom\" }", "tagz = 1"), "tagz", "unknown field"),
-        (("target = \" Y\"", "target = \" Y\"\nchat = \"yes\""), "chat", "true or false"),
-        (("target = \" Y\"", "target = \" Y\"\nk = true"), "k", "boolean"),
+        (('prune = "cum_mass"', 'prune = "magic"'), "graph.prune", "must be one of"),
+        (('tags = { benchmark = "custom" }', "tagz = 1"), "tagz", "unknown field"),
+        (('target = " Y"', 'target = " Y"\nchat = "yes"'), "chat", "true or false"),
+        (('target = " Y"', 'target = " Y"\nk = true'), "k", "boolean"),
     ],
 )
 def test_errors_name_file_and_field(tmp_path, change, field, problem):
@@ -57,7 +65,7 @@ def test_errors_name_file_and_field(tmp_path, change, field, problem):
 
 
 def test_invalid_toml_names_the_file(tmp_path):
-    path = write(tmp_path, "id = \"x\nprompt =")
+    path = write(tmp_path, 'id = "x\nprompt =')
     with pytest.raises(CaseError, match="invalid TOML") as info:
         load_case(path)
     assert str(path) in str(info.value)

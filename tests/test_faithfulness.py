@@ -214,7 +214,9 @@ def test_failure_pattern_rules():
     rel = [0.0, 0.1, 0.1, -1.0, -0.8, 0.05, 0.0, 0.0, 0.0, 0.0]
     got = failure_pattern(rel, special, spans)
     assert got["pattern"] == "URT" and got["relevant_sum"] == pytest.approx(0.2)
-    assert got["relevant_share"] == pytest.approx(0.2 / 2.05) and got["token_share"] == pytest.approx(2 / 9)
+    assert got["relevant_share"] == pytest.approx(0.2 / 2.05) and got[
+        "token_share"
+    ] == pytest.approx(2 / 9)
     assert 0 < got["relevant_share"] <= 1
     # no spans, or spans covering only special tokens: no hint
     assert failure_pattern(rel, special, []) is None

@@ -28,8 +28,12 @@ def test_column_sums_equal_source_relevance_and_packing_is_exact(arch, split, to
     for source in range(len(packed.layers) - 1):
         columns = packed.dense(source).sum(0)
         relevance = packed.node_relevance[source]
-        np.testing.assert_allclose(columns, relevance, rtol=1e-3, atol=1e-6 * np.abs(relevance).sum())
-        np.testing.assert_allclose(packed.dense(source), one_by_one.dense(source), rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(
+            columns, relevance, rtol=1e-3, atol=1e-6 * np.abs(relevance).sum()
+        )
+        np.testing.assert_allclose(
+            packed.dense(source), one_by_one.dense(source), rtol=1e-6, atol=1e-9
+        )
     # the explained logit difference sits on the last token of the last layer (BERT's MLM head
     # has a biased transform + LayerNorm between them that absorbs part of it)
     if arch != "bert":
@@ -45,7 +49,9 @@ def test_embedding_layer_relevance_equals_input_relevance(arch, tokenizer):
     model = tiny_model(arch, "sdpa", torch.float64)
     graph = build_graph(model, tokenizer, IDS, OBJECTIVE)
     emb, grad, _, _ = input_gradient(model, torch.tensor([IDS]), OBJECTIVE, lrp=True)
-    np.testing.assert_allclose(graph.node_relevance[0], (emb * grad).sum(-1)[0].numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        graph.node_relevance[0], (emb * grad).sum(-1)[0].numpy(), rtol=1e-9, atol=1e-12
+    )
 
 
 def test_node_threshold_skips_targets_and_says_so(tokenizer):
@@ -68,7 +74,9 @@ def test_sparse_storage_keeps_top_edges_per_target(tokenizer):
         for j in range(len(IDS)):
             row = np.abs(dense[j])
             if row.any():
-                assert set(np.nonzero(kept[j])[0]) == set(np.argsort(-row, kind="stable")[:2]) - set(np.nonzero(row == 0)[0])
+                assert set(np.nonzero(kept[j])[0]) == set(
+                    np.argsort(-row, kind="stable")[:2]
+                ) - set(np.nonzero(row == 0)[0])
 
 
 def test_packing_size_shrinks_with_sequence_length():

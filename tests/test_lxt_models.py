@@ -103,7 +103,11 @@ def _reference_llama_relevance(model, ids, target, contrast):
         return s * x + (1 - s) * x.detach()
 
     def rms(x, norm):
-        return norm.weight * x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon).detach()
+        return (
+            norm.weight
+            * x
+            / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon).detach()
+        )
 
     def rope(x, cos, sin):
         x1, x2 = x[..., : hd // 2], x[..., hd // 2 :]

@@ -10,7 +10,9 @@ from lxt.rules import _qkv_sections
 torch.manual_seed(0)
 
 
-def _grad(module: nn.Module, x: torch.Tensor, seed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _grad(
+    module: nn.Module, x: torch.Tensor, seed: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     x = x.clone().requires_grad_(True)
     y = module(x)
     (g,) = torch.autograd.grad(y, x, seed)
@@ -73,7 +75,9 @@ def test_fused_qkv_sections_and_scales():
     handle = lxt.FusedQKVGradient().attach(lin, Cfg)
     _, g = _grad(lin, x, seed)
     handle.remove()
-    scale = torch.cat([torch.full((16,), 0.25), torch.full((8,), 0.25), torch.full((8,), 0.5)]).double()
+    scale = torch.cat(
+        [torch.full((16,), 0.25), torch.full((8,), 0.25), torch.full((8,), 0.5)]
+    ).double()
     torch.testing.assert_close(g, (seed * scale) @ lin.weight)
 
 
@@ -84,7 +88,9 @@ class _RMS(nn.Module):
         self.variance_epsilon = 1e-6
 
     def forward(self, x):
-        return self.weight * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)
+        return (
+            self.weight * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)
+        )
 
 
 @pytest.mark.parametrize("offset", [0.0, 1.0])

@@ -46,7 +46,13 @@ def hand_graph() -> AttributionGraph:
 def edge_set(graph):
     return {
         (int(a), int(b), int(c), int(d))
-        for a, b, c, d in zip(graph.edge_source_layer, graph.edge_target_layer, graph.edge_source, graph.edge_target, strict=True)
+        for a, b, c, d in zip(
+            graph.edge_source_layer,
+            graph.edge_target_layer,
+            graph.edge_source,
+            graph.edge_target,
+            strict=True,
+        )
     }
 
 
@@ -57,9 +63,17 @@ def test_threshold():
 
 
 def test_cumulative_mass_per_transition():
-    assert cumulative_mass_cutoff(np.array([0.5, 0.3, 0.1, 0.05, -0.05]), 0.85) == pytest.approx(0.1)
+    assert cumulative_mass_cutoff(np.array([0.5, 0.3, 0.1, 0.05, -0.05]), 0.85) == pytest.approx(
+        0.1
+    )
     pruned = prune_cumulative_mass(hand_graph(), 0.85)
-    assert edge_set(pruned) == {(0, 1, 0, 0), (0, 1, 1, 1), (0, 1, 0, 1), (1, 2, 0, 2), (1, 2, 1, 2)}
+    assert edge_set(pruned) == {
+        (0, 1, 0, 0),
+        (0, 1, 1, 1),
+        (0, 1, 0, 1),
+        (1, 2, 0, 2),
+        (1, 2, 1, 2),
+    }
     assert edge_set(prune_cumulative_mass(hand_graph(), 1.0)) == edge_set(hand_graph())
 
 
@@ -76,16 +90,26 @@ def test_node_threshold_and_active_nodes():
     pruned = prune_nodes(hand_graph(), 0.3)
     # nodes above 0.3: (0,0) (1,0) (1,1) (2,2)
     assert edge_set(pruned) == {(0, 1, 0, 0), (0, 1, 0, 1), (1, 2, 0, 2), (1, 2, 1, 2)}
-    assert active_nodes(pruned).tolist() == [[True, False, False], [True, True, False], [False, False, True]]
+    assert active_nodes(pruned).tolist() == [
+        [True, False, False],
+        [True, True, False],
+        [False, False, True],
+    ]
 
 
 def test_recipe():
     assert edge_set(prune(hand_graph(), "cum_mass", p=0.85)) == {
-        (0, 1, 0, 0), (0, 1, 1, 1), (0, 1, 0, 1), (1, 2, 0, 2), (1, 2, 1, 2),
+        (0, 1, 0, 0),
+        (0, 1, 1, 1),
+        (0, 1, 0, 1),
+        (1, 2, 0, 2),
+        (1, 2, 1, 2),
     }
     assert edge_set(prune(hand_graph(), "none")) == edge_set(hand_graph())
     assert edge_set(prune(hand_graph(), "threshold", threshold=0.2, node_threshold=0.3)) == {
-        (0, 1, 0, 0), (1, 2, 0, 2), (1, 2, 1, 2),
+        (0, 1, 0, 0),
+        (1, 2, 0, 2),
+        (1, 2, 1, 2),
     }
 
 

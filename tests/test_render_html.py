@@ -343,7 +343,9 @@ def test_graph_downloads_npz_and_csv(tmp_path):
     result = make_result()
     render_dossier(result, tmp_path / "a")
     render_dossier(result, tmp_path / "b")
-    assert (tmp_path / "a" / "graph.npz").read_bytes() == (tmp_path / "b" / "graph.npz").read_bytes()
+    assert (tmp_path / "a" / "graph.npz").read_bytes() == (
+        tmp_path / "b" / "graph.npz"
+    ).read_bytes()
     with np.load(tmp_path / "a" / "graph.npz", allow_pickle=False) as data:
         assert list(data["layers"]) == list(result.graph["layers"])
         assert data["edge_weight"].shape[0] == len(result.graph["edges"])

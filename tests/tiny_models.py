@@ -68,8 +68,32 @@ def tiny_model(
 
 
 WORDS = [
-    "the", "capital", "of", "france", "is", "paris", "lyon", "list", "three", "primary", "colors",
-    "red", "blue", "yellow", "green", "a", "b", "c", "1", "2", "3", "+", "=", ".", ",", ":",
+    "the",
+    "capital",
+    "of",
+    "france",
+    "is",
+    "paris",
+    "lyon",
+    "list",
+    "three",
+    "primary",
+    "colors",
+    "red",
+    "blue",
+    "yellow",
+    "green",
+    "a",
+    "b",
+    "c",
+    "1",
+    "2",
+    "3",
+    "+",
+    "=",
+    ".",
+    ",",
+    ":",
 ]
 
 

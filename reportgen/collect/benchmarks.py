@@ -1,0 +1,104 @@
+"""The adapter interface and the registry of benchmarks (an explicit dict that refuses overwrites).
+
+An adapter is small: its items, a prompt builder, a stop rule, a verifier, and the data its
+verifier needs (written to a case's ``[source]`` table so anyone can re-check it)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ReportgenError
+
+
+@dataclass(frozen=True)
+class Item:
+    """One benchmark item: ``id`` as the benchmark names it (``"HumanEval/12"``), ``slug`` the
+    case id it becomes, ``prompt`` the user's request, ``data`` what the verifier needs."""
+
+    id: str
+    slug: str
+    prompt: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    message: str
+
+
+class Benchmark:
+    """Base class of the adapters. ``chat`` is whether the model gets the chat template."""
+
+    name: str = ""
+    max_new_tokens: int = 128
+    search_version: int = 2  # bump when the candidate order changes: journaled searches are redone
+
+    def items(self, data: Path | None = None) -> list[Item]:
+        raise NotImplementedError
+
+    def prompt(self, item: Item, chat: bool) -> str:
+        """The text of the case's ``prompt`` field (the user turn when ``chat``)."""
+        return item.prompt
+
+    def stop(self, text: str, chat: bool) -> bool:
+        """True once the output so far is complete (EOS always stops too)."""
+        return False
+
+    def answer_end(self, text: str, chat: bool) -> int | None:
+        """Character offset after which the output no longer matters to the verdict (tokens
+        from there on are not tried as recovering positions); None: all of it matters."""
+        return None
+
+    def priority(self, item: Item, output: str, offset: int, chosen: str, alternative: str) -> int:
+        """Which (greedy token, alternative) pairs are tried first (lower first; ties by the
+        logit gap): where a failure of this benchmark usually starts. ``offset`` is where the
+        greedy token ``chosen`` starts in ``output``."""
+        return 0
+
+    def verify(self, item: Item, output: str, chat: bool) -> Verdict:
+        raise NotImplementedError
+
+    def source(self, item: Item) -> dict[str, Any]:
+        """The data a re-checker needs, for the case's ``[source]`` table."""
+        return {}
+
+
+BENCHMARKS: dict[str, Callable[[], Benchmark]] = {}
+
+
+def register(name: str, factory: Callable[[], Benchmark]) -> None:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
+        raise ValueError(f"benchmark name {name!r} must match [a-z0-9-]+")
+    if name in BENCHMARKS:
+        raise ValueError(f"benchmark {name!r} is already registered")
+    BENCHMARKS[name] = factory
+
+
+def get_benchmark(name: str) -> Benchmark:
+    _register_builtins()
+    if name not in BENCHMARKS:
+        raise ReportgenError(f"unknown benchmark {name!r} (known: {', '.join(sorted(BENCHMARKS))})")
+    return BENCHMARKS[name]()
+
+
+def _register_builtins() -> None:
+    if "humaneval" in BENCHMARKS:
+        return
+    from .arithmetic import Arithmetic
+    from .humaneval import HumanEval
+    from .instructions import Instructions
+    from .jsonl import JsonlBenchmark
+
+    register("humaneval", HumanEval)
+    register("instructions", Instructions)
+    register("arithmetic", Arithmetic)
+    register("jsonl", JsonlBenchmark)
+
+
+def slugify(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "item"

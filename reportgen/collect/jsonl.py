@@ -1,0 +1,78 @@
+"""The user's own items (``--data FILE.jsonl``), one JSON object a line:
+``{"id": ..., "prompt": ..., <one verifier>}`` where the verifier is ``"tests"`` (Python run after
+the code of the reply, in the sandbox), ``"answer"`` (a reference answer checked with
+math-verify) or ``"instruction_id_list"`` + ``"kwargs"`` (IFEval checkers)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import ReportgenError
+from .arithmetic import check_answer
+from .benchmarks import Benchmark, Item, Verdict, slugify
+from .humaneval import extract_code
+from .instructions import check_instructions
+from .sandbox import run_python
+
+
+class JsonlBenchmark(Benchmark):
+    name = "jsonl"
+    max_new_tokens = 256
+
+    def items(self, data: Path | None = None) -> list[Item]:
+        if data is None:
+            raise ReportgenError("the jsonl benchmark needs --data FILE.jsonl")
+        items: list[Item] = []
+        seen: set[str] = set()
+        for n, line in enumerate(Path(data).read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ReportgenError(f"{data}:{n}: invalid JSON ({exc.msg})") from None
+            if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+                raise ReportgenError(f"{data}:{n}: needs a string field 'prompt'")
+            kinds = [k for k in ("tests", "answer", "instruction_id_list") if k in row]
+            if len(kinds) != 1:
+                raise ReportgenError(
+                    f"{data}:{n}: needs exactly one of 'tests', 'answer', 'instruction_id_list'"
+                )
+            item_id = str(row.get("id", n))
+            if item_id in seen:
+                raise ReportgenError(f"{data}:{n}: duplicate id {item_id!r}")
+            seen.add(item_id)
+            verifier: dict[str, Any] = {"kind": kinds[0]}
+            if kinds[0] == "tests":
+                verifier["tests"] = str(row["tests"])
+            elif kinds[0] == "answer":
+                verifier["answer"] = str(row["answer"])
+            else:
+                ids = list(row["instruction_id_list"])
+                verifier["instruction_id_list"] = ids
+                verifier["kwargs"] = [dict(k) for k in row.get("kwargs", [{}] * len(ids))]
+            items.append(
+                Item(
+                    id=item_id,
+                    slug="jsonl-" + slugify(item_id),
+                    prompt=row["prompt"],
+                    data=verifier,
+                )
+            )
+        return items
+
+    def verify(self, item: Item, output: str, chat: bool) -> Verdict:
+        kind = item.data["kind"]
+        if kind == "tests":
+            result = run_python(extract_code(output) + "\n\n" + item.data["tests"] + "\n")
+            return Verdict(result.passed, result.message)
+        if kind == "answer":
+            return check_answer(output, item.data["answer"])
+        return check_instructions(
+            output, item.data["instruction_id_list"], item.data["kwargs"], item.prompt
+        )
+
+    def source(self, item: Item) -> dict[str, Any]:
+        return {k: v for k, v in item.data.items()}

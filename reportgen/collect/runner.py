@@ -1,0 +1,452 @@
+"""`reportgen collect`: generate, verify, search each failure for a recovering token pair,
+check the pair through the ordinary case path, write the cases and summary.json."""
+
+from __future__ import annotations
+
+import re
+import time
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ReportgenError
+from .benchmarks import Benchmark, Item, get_benchmark
+from .generate import (
+    Generation,
+    append_jsonl,
+    eos_ids,
+    generate_items,
+    greedy,
+    read_jsonl,
+    settings_key,
+)
+from .recover import Found, candidates, search
+from .writer import case_toml, write_case, write_summary
+
+
+@dataclass(frozen=True)
+class Settings:
+    budget: int = 32
+    top_k: int = 4
+    batch_size: int = 8
+    max_new_tokens: int | None = None  # None: the benchmark's own
+    explain_check: bool = True  # also run AttnLRP on each written case (the full case path)
+    time_limit: float | None = None  # seconds; failures not searched by then stay unpinned
+
+
+def model_slug(spec: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", Path(spec).name.lower()).strip("-") or "model"
+
+
+def select_items(items: list[Item], wanted: Sequence[str] | None, limit: int | None) -> list[Item]:
+    if wanted:
+        by_key = {i.id: i for i in items} | {i.slug: i for i in items}
+        missing = [w for w in wanted if w not in by_key]
+        if missing:
+            raise ReportgenError(f"unknown item(s): {', '.join(missing)}")
+        return [by_key[w] for w in wanted]
+    return items[:limit] if limit is not None else items
+
+
+def work_dir() -> Path:
+    from ..models import cache_dir
+
+    return cache_dir() / "collect"
+
+
+class _Run:
+    """One benchmark on one model."""
+
+    def __init__(
+        self,
+        loaded: Any,
+        model_spec: str,
+        bench: Benchmark,
+        settings: Settings,
+        out: Path,
+        force: bool,
+        case_suffix: str,
+        log: Callable[[str], None],
+    ) -> None:
+        self.loaded, self.model_spec, self.bench = loaded, model_spec, bench
+        self.settings, self.out, self.force = settings, out, force
+        self.case_suffix, self.log = case_suffix, log
+        tok = loaded.tokenizer
+        self.tok = tok
+        self.chat = bool(getattr(tok, "chat_template", None))
+        self.eos = eos_ids(loaded)
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else min(self.eos)
+        self.max_new = settings.max_new_tokens or bench.max_new_tokens
+        self.skip_ids = set(int(i) for i in tok.all_special_ids) | self.eos
+
+    # --- helpers ---------------------------------------------------------------------------
+    def text(self, ids: Sequence[int]) -> str:
+        return self.tok.decode(list(ids), skip_special_tokens=True)
+
+    def head(self, item: Item) -> list[int]:
+        from ..inputs import PromptSpec, prepare_input
+
+        spec = PromptSpec(self.bench.prompt(item, self.chat), chat=self.chat)
+        return list(prepare_input(self.tok, spec).token_ids)
+
+    def stop(self, ids: list[int]) -> bool:
+        return self.bench.stop(self.text(ids), self.chat)
+
+    def last_position(self, ids: list[int]) -> int | None:
+        end = self.bench.answer_end(self.text(ids), self.chat)
+        if end is None:
+            return None
+        last = 0
+        for p in range(len(ids)):
+            if len(self.text(ids[:p])) < end:
+                last = p
+            else:
+                break
+        return last
+
+    # --- the phases ------------------------------------------------------------------------
+    def run(self, items: list[Item]) -> dict[str, Any]:
+        from tqdm import tqdm
+
+        started = time.monotonic()
+        s = self.settings
+        gen_key = settings_key(
+            {
+                "model": self.model_spec,
+                "benchmark": self.bench.name,
+                "chat": self.chat,
+                "max_new_tokens": self.max_new,
+                "batch_size": s.batch_size,
+                "items": [i.id for i in items],
+                "prompts": [self.bench.prompt(i, self.chat) for i in items],
+            }
+        )
+        search_key = settings_key(
+            {
+                "budget": s.budget,
+                "top_k": s.top_k,
+                "gen": gen_key,
+                "search": self.bench.search_version,
+            }
+        )
+        journal = work_dir() / self.bench.name / f"{model_slug(self.model_spec)}-{gen_key}.jsonl"
+        records = read_jsonl(journal)
+        gens = {r["item"]: r for r in records if r.get("kind") == "gen"}
+        pins = {
+            r["item"]: r
+            for r in records
+            if r.get("kind") == "pin" and r.get("search") == search_key
+        }
+        heads = [self.head(i) for i in items]
+        keys = [i.id for i in items]
+        record_k = max(s.top_k + 1, 2)
+
+        def finished(index: int, gen: Generation) -> dict[str, Any]:
+            item = items[index]
+            verdict = self.bench.verify(item, self.text(gen.ids), self.chat)
+            record = {
+                "kind": "gen",
+                "item": item.id,
+                "ids": gen.ids,
+                "stopped": gen.stopped,
+                "top_ids": gen.top_ids,
+                "top_logits": gen.top_logits,
+                "passed": verdict.passed,
+                "message": verdict.message,
+            }
+            append_jsonl(journal, record)
+            gens[item.id] = record
+            return record
+
+        todo = sum(1 for k in keys if k not in gens)
+        gen_started = time.monotonic()
+        with tqdm(
+            total=todo, desc=f"{self.bench.name} generate", unit="item", disable=todo == 0
+        ) as bar:
+            generate_items(
+                self.loaded.model,
+                heads,
+                keys,
+                eos=self.eos,
+                max_new_tokens=self.max_new,
+                stop=self.stop,
+                finished=finished,
+                done=set(gens),
+                batch_size=s.batch_size,
+                top_k=record_k,
+                pad_id=self.pad_id,
+                progress=bar.update,
+            )
+        gen_seconds = time.monotonic() - gen_started
+        failed = [i for i, item in enumerate(items) if not gens[item.id]["passed"]]
+        with tqdm(total=len(failed), desc=f"{self.bench.name} recover", unit="failure") as bar:
+            for index in failed:
+                item = items[index]
+                if item.id not in pins:
+                    if s.time_limit is not None and time.monotonic() - started > s.time_limit:
+                        # not journaled: a later run searches it
+                        pins[item.id] = {"reason": "not searched: the time limit was reached"}
+                    else:
+                        pins[item.id] = self.recover(item, heads[index], gens[item.id], search_key)
+                        append_jsonl(journal, pins[item.id])
+                bar.update(1)
+        pinned, unpinned, files = [], [], {}
+        for index in failed:
+            item = items[index]
+            pin = pins[item.id]
+            if pin.get("case"):
+                status = write_case(self.out / f"{pin['case_id']}.toml", pin["case"], self.force)
+                files[pin["case_id"]] = status
+                pinned.append(pin["case_id"])
+            else:
+                unpinned.append({"item": item.id, "reason": pin["reason"]})
+        passed = len(items) - len(failed)
+        return {
+            "model": self.model_spec,
+            "chat": self.chat,
+            "items": len(items),
+            "passed": passed,
+            "failed": len(failed),
+            "pinned": len(pinned),
+            "pin_rate": round(len(pinned) / len(failed), 4) if failed else None,
+            "cases": pinned,
+            "files": files,
+            "unpinned": unpinned,
+            "continuations": sum(int(pins[items[i].id].get("tried", 0)) for i in failed),
+            "generated_tokens": sum(len(gens[k]["ids"]) for k in keys),
+            "generation_s": round(gen_seconds, 1),
+            "wall_s": round(time.monotonic() - started, 1),
+            "journal": str(journal),
+        }
+
+    def recover(
+        self, item: Item, head: list[int], record: dict[str, Any], search_key: str
+    ) -> dict[str, Any]:
+        s = self.settings
+        gen = Generation(record["ids"], record["stopped"], record["top_ids"], record["top_logits"])
+        decoded: dict[int, str] = {}
+
+        def piece(i: int) -> str:
+            if i not in decoded:
+                decoded[i] = self.tok.decode([i])
+            return decoded[i]
+
+        full_text = self.text(gen.ids)
+        offsets = [len(self.text(gen.ids[:p])) for p in range(len(gen.ids))]
+        cands = candidates(
+            gen,
+            top_k=s.top_k,
+            skip_ids=self.skip_ids,
+            last_position=self.last_position(gen.ids),
+            same_text=lambda a, b: piece(a) == piece(b),
+            priority=lambda position, chosen, alt: self.bench.priority(
+                item, full_text, offsets[position], piece(chosen), piece(alt)
+            ),
+        )
+        rejected: list[str] = []
+        accepted: dict[str, Any] = {}
+
+        def passes(ids: list[int]) -> bool:
+            return self.bench.verify(item, self.text(ids), self.chat).passed
+
+        def accept(found: Found) -> bool:
+            ok, reason, case = self.confirm(item, head, gen, found, record["message"])
+            if ok:
+                accepted.update(case)
+            else:
+                rejected.append(reason)
+            return ok
+
+        result = search(
+            self.loaded.model,
+            head,
+            gen,
+            cands,
+            passes=passes,
+            eos=self.eos,
+            max_new_tokens=self.max_new,
+            stop=self.stop,
+            budget=s.budget,
+            batch_size=s.batch_size,
+            accept=accept,
+            pad_id=self.pad_id,
+        )
+        base = {"kind": "pin", "item": item.id, "search": search_key, "tried": result.tried}
+        if result.found:
+            return base | accepted
+        if rejected:
+            reason = "recovering pair(s) found but dropped: " + "; ".join(dict.fromkeys(rejected))
+        elif not cands:
+            reason = "no candidate positions (nothing among the top-k to try)"
+        elif result.exhausted:
+            reason = f"no recovering pair among all {result.tried} candidates (top-{s.top_k})"
+        else:
+            reason = f"no recovering pair within the budget of {s.budget} continuations (of {len(cands)} candidates)"
+        return base | {"reason": reason}
+
+    def confirm(
+        self, item: Item, head: list[int], gen: Generation, found: Found, fail_message: str
+    ) -> tuple[bool, str, dict[str, Any]]:
+        """The pair must survive the ordinary case path: the written case, loaded and
+        re-tokenised as `reportgen attribute` does, gives the same ids and greedy target; and
+        unbatched greedy continuation fails with the target and passes with the contrast."""
+        import torch
+
+        from ..cases import parse_case
+        from ..pipeline import Question, prepare_question
+
+        cand = found.candidate
+        p = cand.position
+        prefix_ids = list(gen.ids[:p])
+        target, contrast = int(gen.ids[p]), int(cand.alternative)
+        # one sequence at a time, without padding: what a plain re-check would run
+        continuations = []
+        for tok in (target, contrast):
+            if tok in self.eos or self.stop(prefix_ids + [tok]):
+                continuations.append(Generation([], "stop"))
+                continue
+            continuations.append(
+                greedy(
+                    self.loaded.model,
+                    [head + prefix_ids + [tok]],
+                    eos=self.eos,
+                    max_new_tokens=self.max_new - p - 1,
+                    stop=lambda row, new, tok=tok: self.stop(prefix_ids + [tok] + new),
+                    pad_id=self.pad_id,
+                )[0]
+            )
+        fail_ids = prefix_ids + [target] + continuations[0].ids
+        pass_ids = prefix_ids + [contrast] + continuations[1].ids
+        fail_v = self.bench.verify(item, self.text(fail_ids), self.chat)
+        pass_v = self.bench.verify(item, self.text(pass_ids), self.chat)
+        if fail_v.passed:
+            return False, "the target path passes when continued unbatched", {}
+        if not pass_v.passed:
+            return False, "the contrast path fails when continued unbatched", {}
+        case_id = item.slug + self.case_suffix
+        path = self.out / f"{case_id}.toml"
+        target_text, contrast_text = self.tok.decode([target]), self.tok.decode([contrast])
+        fields = {
+            "id": case_id,
+            "title": f"{item.id}: writes {target_text!r} where {contrast_text!r} would recover",
+            "description": (
+                f"{self.bench.name} item {item.id}: the greedy output fails ({fail_v.message}). "
+                f"At output token {p} the model prefers {target_text!r} over {contrast_text!r} "
+                f"(logit gap {cand.gap:.3f}); with {contrast_text!r} there, greedy continuation "
+                f"passes ({pass_v.message})."
+            ),
+            "model": self.model_spec,
+            "chat": self.chat,
+            "prompt": self.bench.prompt(item, self.chat),
+            "prefix": self.tok.decode(prefix_ids),
+            "prefix_ids": prefix_ids,
+            "target": target,
+            "contrast": contrast,
+            "tags": {"benchmark": self.bench.name, "pattern": ""},
+        }
+        source = {
+            "benchmark": self.bench.name,
+            "item": item.id,
+            **self.bench.source(item),
+            "max_new_tokens": self.max_new,
+            "position": p,
+            "rank": cand.rank,
+            "logit_gap": cand.gap,
+            "target_text": target_text,
+            "contrast_text": contrast_text,
+            "failing": fail_v.message,
+            "recovering": pass_v.message,
+            "failing_output": self.text(fail_ids),
+            "recovering_output": self.text(pass_ids),
+        }
+        text = case_toml(fields, source)
+        try:
+            case = parse_case(tomllib.loads(text.split("\n", 1)[1]), str(path))
+            question = Question.from_case(case)
+            prepared = prepare_question(self.loaded, question)
+        except Exception as exc:  # noqa: BLE001 - any failure drops the pair with its reason
+            return False, f"case does not load ({exc})", {}
+        ids = list(prepared.inputs.token_ids)
+        if ids != head + prefix_ids:
+            return False, "the case re-tokenises to different ids", {}
+        with torch.no_grad():
+            logits = self.loaded.model(
+                input_ids=torch.tensor([ids], device=self.loaded.model.device), use_cache=False
+            ).logits[0, -1]
+        if int(logits.argmax()) != target or prepared.objective.target_id != target:
+            return False, "the target is not the greedy token on the case path", {}
+        if self.settings.explain_check:
+            from ..pipeline import explain
+
+            attribution = explain(self.loaded, question)
+            if attribution.top_k[0].id != target:
+                return False, "the target is not top-1 in `reportgen attribute`", {}
+        return True, "", {"case_id": case_id, "case": text, "position": p}
+
+
+def collect(
+    benchmark: str,
+    models: Sequence[str],
+    *,
+    items: Sequence[str] | None = None,
+    limit: int | None = None,
+    settings: Settings = Settings(),
+    out: Path = Path("cases"),
+    force: bool = False,
+    data: Path | None = None,
+    log: Callable[[str], None] = lambda msg: None,
+) -> dict[str, Any]:
+    """Collect ``benchmark`` on each model; write OUT/<benchmark>/<case>.toml + summary.json."""
+    from ..models import load_model
+
+    if not models:
+        raise ReportgenError("no model given")
+    if settings.budget < 1 or settings.top_k < 1 or settings.batch_size < 1:
+        raise ReportgenError("--budget, --top-k and the batch size must be >= 1")
+    bench = get_benchmark(benchmark)
+    all_items = bench.items(data)
+    chosen = select_items(all_items, items, limit)
+    if not chosen:
+        raise ReportgenError("no items selected")
+    folder = out / bench.name
+    runs = []
+    started = time.monotonic()
+    for spec in models:
+        loaded = load_model(spec)
+        suffix = "" if len(models) == 1 else "-" + model_slug(spec)
+        run = _Run(loaded, spec, bench, settings, folder, force, suffix, log)
+        runs.append(run.run(chosen))
+    first = runs[0]
+    summary = {
+        "benchmark": bench.name,
+        "model": first["model"] if len(runs) == 1 else [r["model"] for r in runs],
+        "items_available": len(all_items),
+        "selection": (
+            "items " + ",".join(items)
+            if items
+            else f"first {limit}"
+            if limit is not None
+            else "all"
+        ),
+        "items": sum(r["items"] for r in runs),
+        "passed": sum(r["passed"] for r in runs),
+        "failed": sum(r["failed"] for r in runs),
+        "pinned": sum(r["pinned"] for r in runs),
+        "pin_rate": None,
+        "unpinned": [u | {"model": r["model"]} for r in runs for u in r["unpinned"]],
+        "wall_s": round(time.monotonic() - started, 1),
+        "settings": {
+            "budget": settings.budget,
+            "top_k": settings.top_k,
+            "batch_size": settings.batch_size,
+            "max_new_tokens": settings.max_new_tokens or bench.max_new_tokens,
+            "decoding": "greedy",
+        },
+        "runs": [{k: v for k, v in r.items() if k != "journal"} for r in runs],
+    }
+    if summary["failed"]:
+        summary["pin_rate"] = round(summary["pinned"] / summary["failed"], 4)
+    write_summary(folder / "summary.json", summary)
+    return summary

@@ -1,0 +1,106 @@
+"""Deterministic case files for collected pairs and the per-benchmark summary.json.
+
+A written case starts with a comment line holding the sha256 of the rest of the file; a file
+whose content no longer matches its hash (edited by hand), or that has no such line, is kept
+unless ``force``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+HEADER = "# collected by `reportgen collect`; edits are kept (re-collect overwrites only with --force). sha256="
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def toml_string(text: str) -> str:
+    out = ['"']
+    for ch in text:
+        code = ord(ch)
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif code < 0x20 or code == 0x7F or 0xD800 <= code <= 0xDFFF:
+            out.append(f"\\u{code:04X}" if code < 0xD800 or code > 0xDFFF else "\\uFFFD")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def toml_key(key: str) -> str:
+    return key if _BARE_KEY.match(key) else toml_string(key)
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return toml_string(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        return "{ " + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def case_toml(fields: dict[str, Any], source: dict[str, Any]) -> str:
+    """Top-level ``fields`` in their given order, then the ``[source]`` table."""
+    lines = [f"{toml_key(k)} = {toml_value(v)}" for k, v in fields.items() if v is not None]
+    lines.append("")
+    lines.append("[source]")
+    lines.extend(f"{toml_key(k)} = {toml_value(v)}" for k, v in source.items() if v is not None)
+    body = "\n".join(lines) + "\n"
+    return f"{HEADER}{_digest(body)}\n{body}"
+
+
+def _digest(body: str) -> str:
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def is_hand_edited(path: Path) -> bool:
+    """True when ``path`` exists and is not exactly what collect wrote."""
+    if not path.exists():
+        return False
+    text = path.read_text(encoding="utf-8")
+    first, _, body = text.partition("\n")
+    if not first.startswith(HEADER):
+        return True
+    return first[len(HEADER) :].strip() != _digest(body)
+
+
+def write_case(path: Path, text: str, force: bool = False) -> str:
+    """Write a case file: 'written', 'unchanged' or 'kept' (hand-edited, not forced)."""
+    if path.exists():
+        if path.read_text(encoding="utf-8") == text:
+            return "unchanged"
+        if is_hand_edited(path) and not force:
+            return "kept"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return "written"
+
+
+def write_summary(path: Path, summary: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)

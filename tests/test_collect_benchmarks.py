@@ -1,0 +1,214 @@
+"""The adapters without a model: registry, instruction checkers on hand-made texts, the
+arithmetic generator and math-verify, the jsonl format, and the case writer."""
+
+import json
+import tomllib
+
+import pytest
+
+from reportgen.cases import parse_case
+from reportgen.collect import benchmarks as registry
+from reportgen.collect.arithmetic import Arithmetic, check_answer, generate
+from reportgen.collect.benchmarks import Benchmark, get_benchmark, register
+from reportgen.collect.instructions import DATA, OFFLINE_UNSUPPORTED, _registry, check_instructions
+from reportgen.collect.jsonl import JsonlBenchmark
+from reportgen.collect.writer import case_toml, is_hand_edited, write_case
+from reportgen.errors import ReportgenError
+
+pytest.importorskip("langdetect")  # with if-verifiable (its own import needs `datasets`)
+pytest.importorskip("math_verify")
+
+
+def test_registry_refuses_overwrites_and_unknown_names(monkeypatch):
+    assert isinstance(get_benchmark("arithmetic"), Arithmetic)
+    with pytest.raises(ValueError, match="already registered"):
+        register("arithmetic", Benchmark)
+    with pytest.raises(ReportgenError, match="unknown benchmark"):
+        get_benchmark("no-such-benchmark")
+    monkeypatch.setitem(registry.BENCHMARKS, "x", Benchmark)  # cleaned up by monkeypatch
+    with pytest.raises(ValueError):
+        register("Bad Name", Benchmark)
+
+
+@pytest.mark.parametrize(
+    ("ids", "kwargs", "good", "bad"),
+    [
+        (["punctuation:no_comma"], [{}], "Paris is lovely in spring.", "Paris, France."),
+        (["change_case:english_lowercase"], [{}], "the moon is bright.", "The moon is bright."),
+        (["change_case:english_capital"], [{}], "THE SEA IS BLUE.", "THE sea IS BLUE."),
+        (
+            ["detectable_format:number_bullet_lists"],
+            [{"num_bullets": 2}],
+            "* umbrella\n* boots",
+            "* umbrella\n* boots\n* coat",
+        ),
+        (
+            ["startend:end_checker"],
+            [{"end_phrase": "That is all."}],
+            "Sunny today. That is all.",
+            "That is all. Sunny today.",
+        ),
+        (
+            ["keywords:frequency"],
+            [{"keyword": "banana", "frequency": 2, "relation": "at least"}],
+            "banana and banana",
+            "one banana",
+        ),
+        (
+            ["keywords:forbidden_words"],
+            [{"forbidden_words": ["cold"]}],
+            "Winter is quiet.",
+            "Winter is cold.",
+        ),
+        (
+            ["length_constraints:number_words"],
+            [{"num_words": 5, "relation": "less than"}],
+            "Tea is warm.",
+            "Tea is a warm and lovely drink.",
+        ),
+        (["detectable_format:json_format"], [{}], '{"capital": "Rome"}', "Rome is the capital."),
+        (["startend:quotation"], [{}], '"Study every day."', "Study every day."),
+        (
+            ["change_case:english_lowercase", "punctuation:no_comma"],
+            [{}, {}],
+            "rain falls softly",
+            "rain falls, softly",
+        ),
+    ],
+)
+def test_instruction_checkers_on_hand_made_texts(ids, kwargs, good, bad):
+    assert check_instructions(good, ids, kwargs, "prompt").passed
+    verdict = check_instructions(bad, ids, kwargs, "prompt")
+    assert not verdict.passed and "not followed" in verdict.message
+
+
+def test_instruction_data_file():
+    rows = [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]
+    assert len(rows) >= 40
+    assert len({r["key"] for r in rows}) == len(rows)
+    known = _registry()
+    for row in rows:
+        assert len(row["instruction_id_list"]) == len(row["kwargs"])
+        for iid in row["instruction_id_list"]:
+            assert iid in known and iid not in OFFLINE_UNSUPPORTED
+    with pytest.raises(ReportgenError, match="NLTK"):
+        check_instructions("One. Two.", ["length_constraints:number_sentences"], [{}], "p")
+    assert not check_instructions("", ["punctuation:no_comma"], [{}], "p").passed
+
+
+def test_arithmetic_generator_is_reproducible_and_its_answers_check():
+    assert generate(2) == generate(2)
+    assert generate(2, seed=1) != generate(2)
+    items = Arithmetic().items()
+    assert len(items) == 48 and len({i.slug for i in items}) == 48
+    for item in items:
+        answer = item.data["answer"]
+        assert int(answer) >= 0
+        assert check_answer(f"So the answer is {answer}.", answer).passed
+        assert not check_answer(f"So the answer is {int(answer) + 1}.", answer).passed
+    one = generate(1, 1)[0]
+    numbers = [int(w.strip(".")) for w in one.prompt.split() if w.strip(".").isdigit()]
+    op = "gives away" in one.prompt
+    assert (
+        int(one.data["answer"]) == (numbers[0] - numbers[1] if op else numbers[0] + numbers[1])
+        or "times" in one.prompt
+    )
+    assert not check_answer("I do not know.", "4").passed
+
+
+def test_jsonl_items_and_verifiers(tmp_path):
+    data = tmp_path / "mine.jsonl"
+    data.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"id": "sum", "prompt": "Write add(a, b).", "tests": "assert add(2, 3) == 5"},
+                {"id": "q1", "prompt": "What is 6 * 7?", "answer": "42"},
+                {
+                    "prompt": "No commas.",
+                    "instruction_id_list": ["punctuation:no_comma"],
+                    "kwargs": [{}],
+                },
+            ]
+        )
+    )
+    bench = JsonlBenchmark()
+    items = bench.items(data)
+    assert [i.slug for i in items] == ["jsonl-sum", "jsonl-q1", "jsonl-3"]
+    assert bench.verify(items[0], "```python\ndef add(a, b):\n    return a + b\n```", True).passed
+    assert not bench.verify(items[0], "def add(a, b):\n    return a - b", True).passed
+    assert bench.verify(items[1], "It is 42.", True).passed
+    assert not bench.verify(items[2], "a, b", True).passed
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "x"}\n')
+    with pytest.raises(ReportgenError, match="exactly one"):
+        bench.items(bad)
+
+
+def test_case_writer_round_trips_awkward_text_and_is_deterministic(tmp_path):
+    awkward = 'a "quote" \\ back\nslash\ttab \x7f del \x01 ctrl — ünïcode ```'
+    fields = {
+        "id": "x-1",
+        "model": "m",
+        "chat": True,
+        "prompt": awkward,
+        "prefix": awkward,
+        "prefix_ids": [1, 2],
+        "target": 3,
+        "contrast": 4,
+        "tags": {"benchmark": "b", "pattern": ""},
+    }
+    source = {
+        "benchmark": "b",
+        "item": "B/1",
+        "kwargs": [{"n": 2, "relation": "at least"}, {}],
+        "answer": "4",
+    }
+    text = case_toml(fields, source)
+    assert text == case_toml(dict(fields), dict(source))
+    data = tomllib.loads(text)
+    assert data["prompt"] == awkward and data["source"]["kwargs"][0] == {
+        "n": 2,
+        "relation": "at least",
+    }
+    case = parse_case(data, "x.toml")
+    assert case.source["item"] == "B/1" and case.prefix_ids == (1, 2)
+    path = tmp_path / "x-1.toml"
+    assert write_case(path, text) == "written" and not is_hand_edited(path)
+    assert write_case(path, text) == "unchanged"
+    path.write_text(text.replace("B/1", "B/2"))
+    assert is_hand_edited(path)
+    assert write_case(path, text) == "kept" and "B/2" in path.read_text()
+    assert write_case(path, text, force=True) == "written" and path.read_text() == text
+    path.write_text(text.split("\n", 1)[1])  # no header: written by hand
+    assert write_case(path, text) == "kept"
+
+
+def test_cli_collect_errors_are_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from reportgen.cli import main
+
+    runner = CliRunner()
+    result = runner.invoke(main, ["collect", "no-such-benchmark", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "unknown benchmark" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    result = runner.invoke(
+        main, ["collect", "arithmetic", "--items", "9step-0001", "--out", str(tmp_path)]
+    )
+    assert result.exit_code != 0 and "unknown item" in result.output
+    result = runner.invoke(main, ["collect", "jsonl", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "--data" in result.output
+
+
+def test_arithmetic_tries_computed_numbers_first():
+    bench = Arithmetic()
+    item = generate(1, 1)[0]  # e.g. "Leo has 74 cards. He gives away 50. ..."
+    given = [w for w in item.prompt.replace(".", " ").split() if w.isdigit()]
+    output = f"He has {given[0]} - {given[1]} = 10 left."
+    computed = output.index("10")
+    assert bench.priority(item, output, computed - 1, " 1", " 2") == 0  # leading digit, new number
+    assert bench.priority(item, output, computed + 1, "0", "4") == 1  # later digit of it
+    assert bench.priority(item, output, output.index(given[0]) - 1, " " + given[0][0], " 9") == 2
+    assert bench.priority(item, output, 0, "He", "She") == 3
+    assert bench.priority(item, output, output.index("-") - 1, " -", " +") == 0

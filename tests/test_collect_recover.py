@@ -1,0 +1,272 @@
+"""Generation and the strict-recovery search on a tiny random model with a toy verifier whose
+recovering position is known; then `collect` end to end: resume, determinism, --force."""
+
+import json
+
+import pytest
+import torch
+from tiny_models import save_tiny_llama
+
+from reportgen.cases import load_case
+from reportgen.collect import benchmarks as registry
+from reportgen.collect.benchmarks import Benchmark, Item, Verdict
+from reportgen.collect.generate import Generation, greedy, prefix_cache
+from reportgen.collect.recover import candidates, search
+from reportgen.collect.runner import Settings, collect
+from reportgen.collect.writer import HEADER
+from reportgen.inputs import PromptSpec, prepare_input
+from reportgen.models import load_model
+from reportgen.pipeline import Question, prepare_question
+
+PROMPT = "list three primary colors"
+MAX_NEW = 8
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    folder = save_tiny_llama(tmp_path_factory.mktemp("tiny-collect"))
+    return folder, load_model(folder)
+
+
+def _head(loaded):
+    return list(prepare_input(loaded.tokenizer, PromptSpec(PROMPT, chat=True)).token_ids)
+
+
+def test_batched_and_cached_generation_match_one_at_a_time(tiny):
+    _, loaded = tiny
+    head = _head(loaded)
+    other = list(
+        prepare_input(loaded.tokenizer, PromptSpec("the capital of france", chat=True)).token_ids
+    )
+    single = [
+        greedy(loaded.model, [h], eos=set(), max_new_tokens=MAX_NEW)[0].ids for h in (head, other)
+    ]
+    batch = greedy(loaded.model, [head, other], eos=set(), max_new_tokens=MAX_NEW, top_k=3)
+    assert [g.ids for g in batch] == single
+    assert all(len(g.top_ids) == MAX_NEW and g.top_ids[0][0] == g.ids[0] for g in batch)
+    # continuing from a shared prefix cache == re-encoding everything
+    g = single[0]
+    shared = prefix_cache(loaded.model, head + g)
+    cached = greedy(
+        loaded.model,
+        [g[2:4], g[2:5]],
+        eos=set(),
+        max_new_tokens=3,
+        shared=shared,
+        shared_length=len(head) + 2,
+    )
+    assert [c.ids for c in cached] == [g[4:7], g[5:8]]
+
+
+def _known_recovery(loaded, position=3, rank=2):
+    """A toy verifier that passes exactly when output[position] is the rank-th alternative."""
+    head = _head(loaded)
+    gen = greedy(loaded.model, [head], eos=set(), max_new_tokens=MAX_NEW, top_k=5)[0]
+    want = gen.top_ids[position][rank]
+    return head, gen, want
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_search_finds_the_known_position_within_budget(tiny, reuse):
+    _, loaded = tiny
+    position = 3
+    head, gen, want = _known_recovery(loaded, position)
+    cands = candidates(gen, top_k=4, skip_ids=set())
+    calls = []
+
+    def passes(ids):
+        calls.append(ids)
+        return len(ids) > position and ids[position] == want
+
+    result = search(
+        loaded.model,
+        head,
+        gen,
+        cands,
+        passes=passes,
+        eos=set(),
+        max_new_tokens=MAX_NEW,
+        budget=len(cands),
+        batch_size=3,
+        reuse_prefix=reuse,
+    )
+    assert result.found and result.found[0].candidate.position == position
+    assert result.found[0].candidate.alternative == want
+    assert result.tried <= len(cands) and len(calls) == result.tried
+    # the recovering output continues greedily after the alternative
+    out = result.found[0].output_ids
+    assert out[:position] == gen.ids[:position] and len(out) == MAX_NEW
+
+
+def test_search_never_exceeds_the_budget(tiny):
+    _, loaded = tiny
+    head, gen, want = _known_recovery(loaded)
+    cands = candidates(gen, top_k=4, skip_ids=set())
+    index = next(i for i, c in enumerate(cands) if c.alternative == want and c.position == 3)
+    for budget in (1, max(1, index)):
+        calls = []
+        result = search(
+            loaded.model,
+            head,
+            gen,
+            cands,
+            passes=lambda ids, calls=calls: calls.append(1) or False,
+            eos=set(),
+            max_new_tokens=MAX_NEW,
+            budget=budget,
+            batch_size=4,
+        )
+        assert result.tried == len(calls) == min(budget, len(cands)) and not result.found
+    result = search(
+        loaded.model,
+        head,
+        gen,
+        cands,
+        passes=lambda ids: ids[3] == want,
+        eos=set(),
+        max_new_tokens=MAX_NEW,
+        budget=index + 1,
+        batch_size=4,
+    )
+    assert result.found and result.tried <= index + 1
+
+
+def test_candidates_order_and_filters():
+    gen = Generation(
+        [5, 6, 7],
+        "length",
+        [[5, 1, 2], [6, 3, 4], [7, 8, 9]],
+        [[3.0, 1.0, 0.0], [2.0, 1.9, 0.5], [5.0, 4.0, 1.0]],
+    )
+    cands = candidates(gen, top_k=2, skip_ids={9})
+    assert [(c.position, c.alternative) for c in cands] == [(1, 3), (2, 8), (1, 4), (0, 1), (0, 2)]
+    assert [c.position for c in candidates(gen, top_k=2, skip_ids=set(), last_position=0)] == [0, 0]
+    first = candidates(
+        gen, top_k=2, skip_ids=set(), priority=lambda p, chosen, alt: 0 if alt == 2 else 1
+    )
+    assert (first[0].position, first[0].alternative) == (0, 2)
+
+
+class ToyBench(Benchmark):
+    """Passes when the output's 4th token is the word ``want``."""
+
+    name = "toy-recovery"
+    max_new_tokens = MAX_NEW
+    want = ""
+
+    def items(self, data=None):
+        return [Item("toy/1", "toy-1", PROMPT), Item("toy/2", "toy-2", PROMPT + " .")]
+
+    def verify(self, item, output, chat):
+        words = output.split()
+        ok = len(words) > 3 and words[3] == self.want
+        return Verdict(ok, f"4th word {words[3] if len(words) > 3 else None!r}")
+
+    def source(self, item):
+        return {"want": self.want}
+
+
+@pytest.fixture()
+def toy(tiny, monkeypatch):
+    folder, loaded = tiny
+    _, gen, want = _known_recovery(loaded)
+    ToyBench.want = loaded.tokenizer.decode([want])
+    registry._register_builtins()
+    monkeypatch.setitem(registry.BENCHMARKS, ToyBench.name, ToyBench)
+    return folder, loaded
+
+
+def test_collect_writes_cases_that_survive_the_case_path(toy, tmp_path):
+    folder, loaded = toy
+    settings = Settings(budget=40, top_k=4, batch_size=4)
+    summary = collect(ToyBench.name, [folder], out=tmp_path / "a", settings=settings)
+    assert summary["items"] == 2 and summary["failed"] == 2
+    assert summary["pinned"] >= 1
+    files = sorted((tmp_path / "a" / ToyBench.name).glob("*.toml"))
+    assert [f.stem for f in files] == summary["runs"][0]["cases"]
+    for f in files:
+        case = load_case(f)
+        assert case.source["benchmark"] == ToyBench.name and case.prefix_ids is not None
+        prepared = prepare_question(loaded, Question.from_case(case))
+        with torch.no_grad():
+            logits = loaded.model(input_ids=torch.tensor([list(prepared.inputs.token_ids)])).logits[
+                0, -1
+            ]
+        assert int(logits.argmax()) == case.target != case.contrast
+        assert ToyBench().verify(None, case.source["recovering_output"], True).passed
+        assert not ToyBench().verify(None, case.source["failing_output"], True).passed
+    data = json.loads((tmp_path / "a" / ToyBench.name / "summary.json").read_text())
+    assert data["pinned"] == summary["pinned"] and "wall_s" in data
+
+    # resume: the journal has every item, so nothing is generated or searched again
+    calls = []
+    import reportgen.collect.runner as runner
+
+    orig_generate = runner.generate_items
+
+    def counting_generate(*args, **kwargs):
+        finished = kwargs["finished"]
+        kwargs["finished"] = lambda i, g: calls.append(i) or finished(i, g)
+        return orig_generate(*args, **kwargs)
+
+    runner.generate_items = counting_generate
+    try:
+        again = collect(ToyBench.name, [folder], out=tmp_path / "b", settings=settings)
+    finally:
+        runner.generate_items = orig_generate
+    assert calls == [] and again["runs"][0]["continuations"] == summary["runs"][0]["continuations"]
+    # determinism: the same files, byte for byte
+    for f in files:
+        assert (tmp_path / "b" / ToyBench.name / f.name).read_bytes() == f.read_bytes()
+
+
+def test_collect_resume_after_interruption_skips_finished_items(toy, tmp_path, monkeypatch):
+    folder, _ = toy
+    from reportgen.collect import generate as gen_module
+
+    real_append = gen_module.append_jsonl
+    written = []
+
+    def crash_after_first(path, record):
+        real_append(path, record)
+        written.append(record["item"])
+        if record["kind"] == "gen" and len(written) == 1:
+            raise KeyboardInterrupt
+
+    import reportgen.collect.runner as runner
+
+    monkeypatch.setattr(runner, "append_jsonl", crash_after_first)
+    settings = Settings(budget=4, top_k=2, batch_size=1, explain_check=False)
+    with pytest.raises(KeyboardInterrupt):
+        collect(ToyBench.name, [folder], out=tmp_path, settings=settings)
+    monkeypatch.setattr(runner, "append_jsonl", real_append)
+    finished = []
+    orig = runner.generate_items
+
+    def spy(*args, **kwargs):
+        inner = kwargs["finished"]
+        kwargs["finished"] = lambda i, g: finished.append(i) or inner(i, g)
+        return orig(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "generate_items", spy)
+    summary = collect(ToyBench.name, [folder], out=tmp_path, settings=settings)
+    assert finished == [1]  # item 0 was done before the interruption
+    assert summary["items"] == 2
+
+
+def test_force_protects_hand_edited_cases(toy, tmp_path):
+    folder, _ = toy
+    settings = Settings(budget=40, top_k=4, batch_size=4, explain_check=False)
+    summary = collect(ToyBench.name, [folder], out=tmp_path, settings=settings)
+    case_id = summary["runs"][0]["cases"][0]
+    path = tmp_path / ToyBench.name / f"{case_id}.toml"
+    original = path.read_text()
+    assert original.startswith(HEADER)
+    edited = original.replace('pattern = ""', 'pattern = "hand-labelled"')
+    path.write_text(edited)
+    again = collect(ToyBench.name, [folder], out=tmp_path, settings=settings)
+    assert again["runs"][0]["files"][case_id] == "kept" and path.read_text() == edited
+    forced = collect(ToyBench.name, [folder], out=tmp_path, settings=settings, force=True)
+    assert forced["runs"][0]["files"][case_id] == "written" and path.read_text() == original
+    untouched = collect(ToyBench.name, [folder], out=tmp_path, settings=settings)
+    assert untouched["runs"][0]["files"][case_id] == "unchanged"
