@@ -1,12 +1,18 @@
 """Attribution-graph edges: closed form (SPEC.md section 7) vs the batch-packed backward (section 3).
 
     .venv/bin/python benchmarks/bench_graph_closed.py [--lengths 128 512 2048] [--packed-max 512]
-        [--long 10000] [--top-per-target 64] [--threads N]
+        [--long 10000] [--long-p 0.85] [--long-threshold TAU] [--top-per-target 64] [--threads N]
 
 Each (method, length) runs in its own child process so the peak RSS is that run's own. Prints
 seconds, peak RSS, the max difference of closed vs packed edges (|delta| / max |packed edge|,
 on all edges of all transitions), and the closed-form column-sum check. The packed backward only
-runs up to --packed-max tokens (it needs ~n/B backward passes per layer)."""
+runs up to --packed-max tokens (it needs ~n/B backward passes per layer).
+
+--long N runs the closed form alone on N tokens with pruning while streaming (SPEC section 4;
+no layer's n x n edges are held): per-layer cumulative mass --long-p (default 0.85; 0 = off)
+and/or the global threshold --long-threshold; activation checkpointing is on from 4,096 tokens.
+It prints seconds (trace = the first progress report: forward, checkpointed backward and the
+first layer's edges), peak RSS and the edges kept."""
 
 from __future__ import annotations
 
@@ -22,10 +28,19 @@ from pathlib import Path
 
 import numpy as np
 
+LENGTHS = [128, 512, 2048]
 TEXT = "The quick brown fox jumps over the lazy dog while the model counts tokens. "
 
 
-def _child(method: str, n: int, out: str, model_name: str, top: int | None, threads: int | None):
+def _child(
+    method: str,
+    n: int,
+    out: str,
+    model_name: str,
+    top: int | None,
+    threads: int | None,
+    prune: dict | None = None,
+):
     import torch
 
     from reportgen.closed_form import closed_form_graph
@@ -40,9 +55,27 @@ def _child(method: str, n: int, out: str, model_name: str, top: int | None, thre
     objective = Objective("logit_diff", target_id=7042, strategy="by_ref_token", contrast_id=38034)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
+    reports: list[float] = []
+
+    def progress(done: int, total: int) -> None:
+        reports.append(time.perf_counter() - start)
+        if prune:
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(
+                f"  layer {done}/{total} at {reports[-1]:.0f} s, peak {rss:.0f} MB",
+                file=sys.stderr,
+                flush=True,
+            )
+
     if method == "closed":
         graph = closed_form_graph(
-            loaded.model, loaded.tokenizer, ids, objective, top_per_target=top
+            loaded.model,
+            loaded.tokenizer,
+            ids,
+            objective,
+            top_per_target=top,
+            progress=progress,
+            **(prune or {}),
         )
     else:
         graph = build_graph(loaded.model, loaded.tokenizer, ids, objective, top_per_target=top)
@@ -67,6 +100,7 @@ def _child(method: str, n: int, out: str, model_name: str, top: int | None, thre
                 "peak_rss_mb": peak / 1024,
                 "model_rss_mb": before / 1024,
                 "edges": graph.n_edges,
+                "first_layer_s": reports[0] if reports else None,
                 "meta": meta,
                 "threads": torch.get_num_threads(),
             }
@@ -74,16 +108,22 @@ def _child(method: str, n: int, out: str, model_name: str, top: int | None, thre
     )
 
 
-def _run(method: str, n: int, args: argparse.Namespace, folder: str) -> tuple[dict, str]:
+def _run(
+    method: str, n: int, args: argparse.Namespace, folder: str, prune: dict | None = None
+) -> tuple[dict, str]:
     out = os.path.join(folder, f"{method}-{n}.npz")
     command = [sys.executable, __file__, "--child", method, str(n), out, "--model", args.model]
+    if prune:
+        command += ["--prune", json.dumps(prune)]
     if args.top_per_target:
         command += ["--top-per-target", str(args.top_per_target)]
     if args.threads:
         command += ["--threads", str(args.threads)]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        command, stdout=subprocess.PIPE, stderr=None if prune else subprocess.PIPE, text=True
+    )
     if result.returncode != 0:
-        raise SystemExit(f"{method} {n} failed:\n{result.stderr[-4000:]}")
+        raise SystemExit(f"{method} {n} failed:\n{(result.stderr or '')[-4000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1]), out
 
 
@@ -104,27 +144,32 @@ def _max_rel_diff(closed: str, packed: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--lengths", type=int, nargs="+", default=[128, 512, 2048])
+    parser.add_argument("--lengths", type=int, nargs="+", default=LENGTHS)
     parser.add_argument("--packed-max", type=int, default=512)
     parser.add_argument(
         "--long", type=int, default=None, help="also run the closed form on N tokens"
     )
+    parser.add_argument("--long-p", type=float, default=0.85, help="cumulative mass (0: off)")
+    parser.add_argument("--long-threshold", type=float, default=0.0, help="|A| > tau")
     parser.add_argument("--top-per-target", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--child", nargs=3, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--prune", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         method, n, out = args.child
-        _child(method, int(n), out, args.model, args.top_per_target, args.threads)
+        prune = json.loads(args.prune) if args.prune else None
+        _child(method, int(n), out, args.model, args.top_per_target, args.threads, prune)
         return
-    lengths = list(args.lengths) + ([args.long] if args.long else [])
+    lengths = [] if args.long and args.lengths == LENGTHS else list(args.lengths)
     top = args.top_per_target
     print(f"model {args.model}, top_per_target={top}, threads={args.threads or 'default'}")
     header = (
         f"{'tokens':>7} {'closed s':>9} {'closed MB':>10} {'packed s':>9} {'packed MB':>10} "
         f"{'speed-up':>8} {'max rel diff':>12} {'col err':>8} {'edges':>10} {'passes':>7}"
     )
-    print(header)
+    if lengths:
+        print(header)
     with tempfile.TemporaryDirectory() as folder:
         for n in lengths:
             closed, closed_file = _run("closed", n, args, folder)
@@ -147,12 +192,32 @@ def main() -> None:
                 f"{passes!s:>7}",
                 flush=True,
             )
-    print(
-        "peak MB = the child process's max RSS (model included); speed-up = packed s / closed s; "
-        "max rel diff = max |closed - packed| / max |packed| over all edges (float32 model); "
-        "col err = closed-form max |column sum - source relevance| / sum |source relevance|; "
-        "passes = packed backward passes (closed: 1)"
-    )
+    if lengths:
+        print(
+            "peak MB = the child process's max RSS (model included); speed-up = packed s / closed"
+            " s; max rel diff = max |closed - packed| / max |packed| over all edges (float32"
+            " model); col err = closed-form max |column sum - source relevance| / sum |source"
+            " relevance|; passes = packed backward passes (closed: 1)"
+        )
+    if args.long:
+        prune = {}
+        if args.long_p:
+            prune["cumulative_mass"] = args.long_p
+        if args.long_threshold:
+            prune["min_edge_weight"] = args.long_threshold
+        prune = prune or {"min_edge_weight": 0.0}
+        with tempfile.TemporaryDirectory() as folder:
+            result, _ = _run("closed", args.long, args, folder, prune)
+        meta = result["meta"]
+        print(
+            f"long prompt: {args.long} tokens, closed form, pruning while streaming {prune}\n"
+            f"  seconds {result['seconds']:.1f} (first layer done at "
+            f"{result['first_layer_s']:.1f} s), peak RSS {result['peak_rss_mb']:.0f} MB "
+            f"(model loaded: {result['model_rss_mb']:.0f} MB), threads {result['threads']}\n"
+            f"  edges kept {result['edges']}, checkpointed {meta.get('checkpointed')}, "
+            f"recomputed chunks {meta.get('recomputed_chunks', 0)}, "
+            f"column-sum error {meta['column_sum_error']:.1e}"
+        )
 
 
 if __name__ == "__main__":

@@ -22,6 +22,14 @@ the duration of the computation to a registered attention implementation that re
 (query, key, value, attention_mask, scaling) and then runs transformers' own sdpa.  The
 attention weights are recomputed from those with the model's own mask, so causal, sliding-window
 and bidirectional masks are honoured without knowing which one the model uses.
+
+Long prompts (issue #9): edges are produced in chunks of target rows over only the source
+columns the rows can attend to, and pruned while they stream -- a global threshold
+(``min_edge_weight``) or the per-layer cumulative mass (``cumulative_mass``, exact: a histogram
+of |A| brackets the cutoff, the edges of the bracketing bin give it) -- so no layer's n x n edges
+are held. The trace can checkpoint every block (recomputed in the backward pass), and keeps
+only the per-position residual term and the head-output gradient of each block, not the
+activations they come from.
 """
 
 from __future__ import annotations
@@ -83,7 +91,8 @@ class _Attention:
     mask: torch.Tensor | None  # [1 or heads, n, n], bool (True = attend) or additive float
     causal: bool  # only used when mask is None
     scaling: float
-    output: torch.Tensor  # [1, n, heads, d_v], gradient retained
+    shape: tuple[int, ...]  # of the output [1, n, heads, d_v]
+    grad: torch.Tensor | None = None  # the output's gradient, set by a hook in the backward
 
 
 @dataclass
@@ -91,6 +100,7 @@ class _Recorder:
     layer_of: dict[int, int]  # id(attention module) -> block index
     calls: dict[int, _Attention] = field(default_factory=dict)
     jvp: bool = False
+    replay: bool = False  # a checkpointed block is being recomputed in the backward pass
     tangents: tuple[torch.Tensor | None, ...] | None = None
 
 
@@ -108,7 +118,7 @@ def _capture_attention(
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     recorder = _ACTIVE[-1] if _ACTIVE else None
-    if recorder is None or id(module) not in recorder.layer_of:
+    if recorder is None or id(module) not in recorder.layer_of or recorder.replay:
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     if recorder.jvp:
         recorder.tangents = tuple(fwAD.unpack_dual(x).tangent for x in (query, key, value))
@@ -123,8 +133,6 @@ def _capture_attention(
     if query.shape[0] != 1:
         raise ClosedFormUnsupportedError("the closed form handles a batch of one sequence")
     output, weights = sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    if output.requires_grad:
-        output.retain_grad()
     is_causal = kwargs.get("is_causal")
     is_causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
     scaling = kwargs.get("scaling")
@@ -136,8 +144,11 @@ def _capture_attention(
         mask=mask,
         causal=bool(is_causal) and query.shape[2] > 1,
         scaling=float(scaling) if scaling is not None else 1.0 / math.sqrt(query.shape[-1]),
-        output=output,
+        shape=tuple(output.shape),
     )
+    if output.requires_grad:  # keep only the gradient, not the output itself
+        call = recorder.calls[recorder.layer_of[id(module)]]
+        output.register_hook(lambda grad: setattr(call, "grad", grad.detach()))
     return output, weights
 
 
@@ -251,32 +262,19 @@ def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     return x.repeat_interleave(heads // x.shape[0], dim=0)
 
 
-def _scores_mask(
-    attention: _Attention, rows: slice, n: int, device: torch.device
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """(allowed bool mask, additive float mask) for the target rows; None when absent."""
-    mask = attention.mask
-    if mask is None:
-        if not attention.causal:
-            return None, None
-        j = torch.arange(rows.start, rows.stop, device=device)[:, None]
-        return (torch.arange(n, device=device)[None, :] <= j)[None], None
-    part = mask[:, rows, :n]
-    if part.dtype == torch.bool:
-        return part, None
-    return None, part
-
-
 @dataclass
 class _Layer:
-    """One layer's per-head tensors in the working dtype (kv heads repeated)."""
+    """One layer's per-head tensors in the working dtype (kv heads repeated).
+
+    ``q_lin``/``k_lin``/``v_lin`` are None where they equal ``q``/``k``/``v`` bit for bit
+    (bias-free projections): the products with them are then reused instead of recomputed."""
 
     q: torch.Tensor  # [H, n, d]
     k: torch.Tensor
     v: torch.Tensor
-    q_lin: torch.Tensor  # q°, k°, v°
-    k_lin: torch.Tensor
-    v_lin: torch.Tensor
+    q_lin: torch.Tensor | None  # q°, k°, v°
+    k_lin: torch.Tensor | None
+    v_lin: torch.Tensor | None
     u: torch.Tensor  # [H, n, d_v] gradient at the head outputs
 
 
@@ -285,13 +283,15 @@ def _layer(
 ) -> _Layer:
     heads = attention.query.shape[0]
     plain = (attention.query, attention.key, attention.value)
-    parts = [
-        _heads((t if t is not None else torch.zeros_like(x)).to(dtype), heads)
-        for t, x in zip(tangents, plain, strict=True)
-    ]
-    grad = attention.output.grad
+    parts: list[torch.Tensor | None] = []
+    for t, x in zip(tangents, plain, strict=True):
+        t = t if t is not None else torch.zeros_like(x)
+        parts.append(None if torch.equal(t, x) else _heads(t.to(dtype), heads))
+    grad = attention.grad
     if grad is None:
-        grad = torch.zeros_like(attention.output)
+        grad = torch.zeros(
+            attention.shape, dtype=attention.query.dtype, device=attention.query.device
+        )
     return _Layer(
         q=attention.query.to(dtype),
         k=_heads(attention.key.to(dtype), heads),
@@ -303,36 +303,347 @@ def _layer(
     )
 
 
+def _columns(attention: _Attention, rows: slice, n: int) -> slice:
+    """The source columns the target ``rows`` can attend to (always including the rows
+    themselves, where the query/residual terms sit); every edge outside is exactly zero."""
+    mask = attention.mask
+    if mask is None:
+        return slice(0, rows.stop if attention.causal else n)
+    part = mask[:, rows, :n]
+    allowed = part if part.dtype == torch.bool else part > float("-inf")
+    hit = torch.nonzero(allowed.any(0).any(0))
+    if hit.numel() == 0:
+        return slice(rows.start, rows.stop)
+    return slice(min(int(hit[0]), rows.start), max(int(hit[-1]) + 1, rows.stop))
+
+
+def _scores_mask(
+    attention: _Attention, rows: slice, columns: slice, device: torch.device
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(allowed bool mask, additive float mask) for the target rows; None when absent."""
+    mask = attention.mask
+    if mask is None:
+        if not attention.causal:
+            return None, None
+        if columns.stop <= rows.start + 1:  # every column is at or before the first row
+            return None, None
+        j = torch.arange(rows.start, rows.stop, device=device)[:, None]
+        return (torch.arange(columns.start, columns.stop, device=device)[None, :] <= j)[None], None
+    part = mask[:, rows, columns]
+    if part.dtype == torch.bool:
+        return part, None
+    return None, part
+
+
+def _plain_rows(
+    attention: _Attention, layer: _Layer, rows: slice, columns: slice
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_layer_rows`` for bias-free projections (q° = q, k° = k, v° = v) and no explicit mask
+    (causal or none): the same terms with the fewest passes over the [heads, c, m] tensors,
+    which dominate the cost of long prompts."""
+    k = layer.k[:, columns]
+    scores = torch.matmul(layer.q[:, rows] * attention.scaling, k.transpose(1, 2))  # [H, c, m]
+    block = None
+    if attention.causal and rows.stop - 1 > rows.start:  # only the last c columns need it
+        c = rows.stop - rows.start
+        block = scores[:, :, rows.start - columns.start : rows.stop - columns.start]
+        above = torch.arange(c, device=scores.device)
+        above = above[None, :] > above[:, None]
+        block.masked_fill_(above, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    if block is not None:
+        block.masked_fill_(above, 0.0)  # finite again; the weights (and dscores) are 0 there
+    weighted = torch.matmul(layer.u[:, rows], layer.v[:, columns].transpose(1, 2)).mul_(weights)
+    # dscores = a (<u,v> - sum_m a <u,v_m>), then times the scaled scores: the key-path factor
+    dscores = torch.addcmul(weighted, weights, weighted.sum(-1, keepdim=True), value=-1)
+    del weights
+    dscores.mul_(scores)
+    del scores
+    diagonal = QK_SHARE.scale * dscores.sum((0, 2))  # query path: the same product, summed
+    paths = dscores.add_(weighted, alpha=V_SHARE.scale / QK_SHARE.scale)
+    del weighted
+    return paths.sum(0).mul_(QK_SHARE.scale), diagonal
+
+
 def _layer_rows(
     attention: _Attention, layer: _Layer, rows: slice
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attention-path edges E^v + E^k [c, n] and the query-path diagonal E^q [c] for ``rows``."""
+) -> tuple[torch.Tensor, torch.Tensor, slice]:
+    """Attention-path edges E^v + E^k [c, m] over the source ``columns`` (m of them; all other
+    sources get exactly zero), the query-path diagonal E^q [c], and ``columns``."""
     n = layer.k.shape[1]
+    columns = _columns(attention, rows, n)
+    if attention.mask is None and layer.q_lin is layer.k_lin is layer.v_lin is None:
+        return (*_plain_rows(attention, layer, rows, columns), columns)
     q = layer.q[:, rows]
     u = layer.u[:, rows]
-    scores = torch.matmul(q, layer.k.transpose(1, 2)) * attention.scaling  # [H, c, n]
-    allowed, additive = _scores_mask(attention, rows, n, scores.device)
+    k = layer.k[:, columns]
+    v = layer.v[:, columns]
+    qk = torch.matmul(q, k.transpose(1, 2))  # [H, c, m]
+    scores = qk * attention.scaling
+    allowed, additive = _scores_mask(attention, rows, columns, scores.device)
     if additive is not None:
-        scores = scores + additive.to(scores.dtype)
+        scores += additive.to(scores.dtype)
     if allowed is not None:
-        scores = scores.masked_fill(~allowed, float("-inf"))
+        scores.masked_fill_(~allowed, float("-inf"))
     weights = torch.softmax(scores, dim=-1)
     del scores
-    weights = torch.nan_to_num(weights)  # fully masked rows (padding) carry nothing
-    uv = torch.matmul(u, layer.v.transpose(1, 2))
-    # d(softmax input): a[j,i] (<u_j,v_i> - sum_m a[j,m] <u_j,v_m>)
-    dscores = weights * (uv - (weights * uv).sum(-1, keepdim=True))
-    del uv
-    paths = V_SHARE.scale * weights * torch.matmul(u, layer.v_lin.transpose(1, 2))  # E^v
-    key_part = torch.matmul(q, layer.k_lin.transpose(1, 2))
-    paths += (QK_SHARE.scale * attention.scaling) * dscores * key_part  # E^k
-    del key_part
+    weights = torch.nan_to_num_(weights)  # fully masked rows (padding) carry nothing
+    uv = torch.matmul(u, v.transpose(1, 2))
+    if layer.v_lin is not None:
+        value = torch.matmul(u, layer.v_lin[:, columns].transpose(1, 2)).mul_(weights)
+        uv.mul_(weights)
+    else:
+        uv.mul_(weights)
+        value = uv
+    # d(softmax input): a[j,i] (<u_j,v_i> - sum_m a[j,m] <u_j,v_m>); uv now holds a * <u, v>
+    dscores = uv - weights * uv.sum(-1, keepdim=True)
+    del weights
+    paths = value.mul(V_SHARE.scale)  # E^v
+    del value, uv
+    qk_scale = QK_SHARE.scale * attention.scaling
+    if layer.k_lin is not None:
+        key_part = torch.matmul(q, layer.k_lin[:, columns].transpose(1, 2))
+        paths.addcmul_(dscores, key_part, value=qk_scale)  # E^k
+        del key_part
+    else:
+        paths.addcmul_(dscores, qk, value=qk_scale)
     edges = paths.sum(0)  # heads summed
     del paths
-    diagonal = (QK_SHARE.scale * attention.scaling) * (
-        dscores * torch.matmul(layer.q_lin[:, rows], layer.k.transpose(1, 2))
-    ).sum((0, 2))
-    return edges, diagonal
+    if layer.q_lin is not None:
+        del qk
+        query_part = torch.matmul(layer.q_lin[:, rows], k.transpose(1, 2))
+    else:
+        query_part = qk
+    diagonal = qk_scale * (dscores * query_part).sum((0, 2))
+    return edges, diagonal, columns
+
+
+#: sequences at least this long are traced with per-block activation checkpointing by default
+CHECKPOINT_FROM = 4096
+
+#: float32 magnitudes binned by their top 16 bits (exponent + 7 mantissa bits): 128 bins per
+#: octave, monotone in the magnitude, no range to guess
+_BINS = 1 << 15
+
+#: while streaming, a chunk keeps its candidate edges down to this many bins (2 octaves) below
+#: the running cumulative-mass cutoff; chunks whose floor ends up above the final cutoff are
+#: recomputed in a second pass
+_MARGIN_BINS = 256
+
+
+def _bin_of(magnitude: np.ndarray) -> np.ndarray:
+    """Bin index of non-negative float32 magnitudes (bit pattern order = value order)."""
+    return (magnitude.view(np.int32) >> 16).astype(np.int64)
+
+
+def _candidates(
+    rows: np.ndarray, targets: np.ndarray, offset: int, min_weight: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sources, targets, float32 weights) of the edges kept from ``rows`` (float64 [c, m],
+    source columns offset..offset+m), in ``_EdgeBuffer``'s order: the non-zero ones, or with
+    ``min_weight`` those whose stored float32 weight has |w| > min_weight (exactly the edges
+    ``prune.prune_threshold`` keeps of the full graph)."""
+    if min_weight > 0:
+        stored = rows.astype(np.float32)
+        row_index, columns = np.nonzero(np.abs(stored) > min_weight)
+        weights = stored[row_index, columns]
+    else:
+        row_index, columns = np.nonzero(rows)
+        weights = rows[row_index, columns].astype(np.float32)
+    return (columns + offset).astype(np.int32), targets[row_index].astype(np.int32), weights
+
+
+@dataclass
+class _MassCut:
+    """Exact per-transition cumulative-mass pruning (SPEC section 4) without the full edge list.
+
+    A histogram of |A| (count and exact float64 sum per bin) brackets the cutoff a_k* to one
+    bin; the edges in that bin are then collected exactly to find a_k* itself, so the kept set
+    is that of ``prune.prune_cumulative_mass`` on the full graph (up to the float64 rounding of
+    the running sums)."""
+
+    p: float
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(_BINS, np.int64))
+    sums: np.ndarray = field(default_factory=lambda: np.zeros(_BINS, np.float64))
+
+    def observe(self, weights: np.ndarray) -> None:
+        magnitude = np.abs(weights)
+        magnitude = magnitude[magnitude > 0]
+        if magnitude.size:
+            bins = _bin_of(magnitude)
+            self.counts += np.bincount(bins, minlength=_BINS)
+            self.sums += np.bincount(bins, weights=magnitude.astype(np.float64), minlength=_BINS)
+
+    def add(self, counts: np.ndarray, sums: np.ndarray) -> None:
+        self.counts += counts
+        self.sums += sums
+
+    def bracket(self) -> tuple[int, float, float] | None:
+        """(bin of a_k*, mass in the bins above it, p * total), or None if nothing is kept."""
+        present = np.nonzero(self.counts)[0][::-1]  # non-empty bins, largest first
+        if present.size == 0:
+            return None
+        cumulative = np.cumsum(self.sums[present])
+        goal = self.p * cumulative[-1]
+        index = min(int(np.searchsorted(cumulative, goal, side="left")), present.size - 1)
+        chosen = int(present[index])
+        return chosen, float(cumulative[index] - self.sums[chosen]), float(goal)
+
+
+def _select(
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], cut: tuple[int, float, float] | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The edges of ``parts`` (sources, targets, weights; together a superset of every edge in
+    and above the cutoff bin) kept by the cumulative-mass rule, ordered by (target, source)."""
+    if cut is None or not parts:
+        return np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32)
+    chosen, above, goal = cut
+    sources = np.concatenate([s for s, _, _ in parts])
+    targets = np.concatenate([t for _, t, _ in parts])
+    weights = np.concatenate([w for _, _, w in parts])
+    magnitude = np.abs(weights)
+    bins = _bin_of(magnitude)
+    in_bin = np.sort(magnitude[bins == chosen].astype(np.float64))[::-1]
+    cumulative = above + np.cumsum(in_bin)
+    index = min(int(np.searchsorted(cumulative, goal, side="left")), in_bin.size - 1)
+    cutoff = np.float32(in_bin[index])
+    keep = (magnitude >= cutoff) & (magnitude > 0)
+    order = np.lexsort((sources[keep], targets[keep]))
+    return sources[keep][order], targets[keep][order], weights[keep][order]
+
+
+class _ChunkEdges:
+    """One chunk's edges (torch [c, m], source columns offset..offset+m) for the active target
+    rows, as ``_candidates`` selects them, without leaving torch for the full block."""
+
+    def __init__(
+        self, edges: torch.Tensor, keep: np.ndarray, start: int, offset: int, min_weight: float
+    ) -> None:
+        index = np.nonzero(keep)[0]
+        if index.size < keep.size:
+            edges = edges[torch.from_numpy(index).to(edges.device)]
+        self.targets = (start + index).astype(np.int32)
+        self.offset = offset
+        self.weights = edges.to(torch.float32)  # what the graph stores
+        self.magnitude = self.weights.abs()
+        if min_weight > 0:
+            self.valid = self.magnitude > min_weight
+        else:  # non-zero in the working dtype, as the unpruned edge list
+            self.valid = edges != 0
+        self.bins = self.magnitude.view(torch.int32) >> 16
+
+    def histogram(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-bin count and float64 sum of the non-zero magnitudes."""
+        bins = torch.where(self.valid & (self.magnitude > 0), self.bins, _BINS).flatten().long()
+        counts = torch.bincount(bins, minlength=_BINS + 1)[:_BINS]
+        sums = torch.bincount(bins, weights=self.magnitude.flatten().double(), minlength=_BINS + 1)
+        return counts.cpu().numpy(), sums[:_BINS].cpu().numpy()
+
+    def take(self, floor: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sources, targets, weights) of the selected edges in bins >= ``floor`` (0: all)."""
+        chosen = self.valid if floor <= 0 else self.valid & (self.bins >= floor)
+        rows, columns = torch.nonzero(chosen, as_tuple=True)
+        return (
+            (columns + self.offset).to(torch.int32).cpu().numpy(),
+            self.targets[rows.cpu().numpy()],
+            self.weights[rows, columns].cpu().numpy(),
+        )
+
+
+def _emit(
+    buffer: _EdgeBuffer,
+    source_layer: int,
+    target_layer: int,
+    edges: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    sources, targets, weights = edges
+    count = sources.size
+    buffer.parts.append(
+        (
+            np.full(count, source_layer, np.int16),
+            np.full(count, target_layer, np.int16),
+            sources,
+            targets,
+            weights,
+        )
+    )
+
+
+@contextlib.contextmanager
+def _quiet_hooks(block: nn.Module, model: nn.Module) -> Iterator[None]:
+    """While a checkpointed block is recomputed in the backward pass, run only the lxt rule hooks
+    on its submodules (the tracing hooks already saw the original forward)."""
+    patch = getattr(model, "_lxt_patch", None)
+    rule_ids = {handle.id for handle in patch.handles} if patch is not None else set()
+    saved = []
+    for module in block.modules():
+        if module is block:
+            continue
+        saved.append((module, module._forward_pre_hooks, module._forward_hooks))
+        module._forward_pre_hooks = type(module._forward_pre_hooks)(
+            (k, h) for k, h in module._forward_pre_hooks.items() if k in rule_ids
+        )
+        module._forward_hooks = type(module._forward_hooks)(
+            (k, h) for k, h in module._forward_hooks.items() if k in rule_ids
+        )
+    try:
+        yield
+    finally:
+        for module, pre_hooks, hooks in saved:
+            module._forward_pre_hooks, module._forward_hooks = pre_hooks, hooks
+
+
+@contextlib.contextmanager
+def _checkpointed(model: nn.Module, blocks: nn.ModuleList, recorder: _Recorder) -> Iterator[None]:
+    """Per-block activation checkpointing (non-reentrant) for the trace: each block keeps only
+    its input and what the tracing hooks hold, and is recomputed during the backward pass. The
+    original autograd graph is kept, so retained gradients of tensors inside the block are
+    filled as without checkpointing."""
+    from torch.utils.checkpoint import checkpoint
+
+    def wrap(block: nn.Module, original: Callable[..., Any]) -> Callable[..., Any]:
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            runs = [0]
+
+            def run(*a: Any, **k: Any) -> Any:
+                runs[0] += 1
+                if runs[0] == 1:
+                    return original(*a, **k)
+                recorder.replay = True
+                try:
+                    with _quiet_hooks(block, model):
+                        return original(*a, **k)
+                finally:
+                    recorder.replay = False
+
+            return checkpoint(run, *args, use_reentrant=False, **kwargs)
+
+        return forward
+
+    patched = []
+    for block in blocks:
+        own = block.__dict__.get("forward")
+        block.forward = wrap(block, block.forward)
+        patched.append((block, own))
+    try:
+        yield
+    finally:
+        for block, own in patched:
+            if own is None:
+                del block.forward
+            else:
+                block.forward = own
+
+
+def _chunk_edges(
+    attention: _Attention, layer: _Layer, residual: torch.Tensor, start: int, chunk: int
+) -> tuple[torch.Tensor, slice]:
+    """All edges E[j, i] of the targets start..start+chunk over the source ``columns``."""
+    rows = slice(start, min(start + chunk, residual.shape[0]))
+    edges, diagonal, columns = _layer_rows(attention, layer, rows)
+    index = torch.arange(rows.stop - rows.start, device=edges.device)
+    edges[index, index + start - columns.start] += diagonal + residual[rows]
+    return edges, columns
 
 
 def closed_form(
@@ -346,29 +657,53 @@ def closed_form(
     node_threshold: float = 0.0,
     min_edge_weight: float = 0.0,
     top_per_target: int | None = None,
+    cumulative_mass: float | None = None,
+    checkpoint: bool | None = None,
     progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> tuple[Trace, AttributionGraph]:
     """The trace of f's modified backward and the attribution graph from it, in closed form.
 
-    Same nodes, node relevance and edge semantics as ``graph.build_graph`` (the reference)."""
+    Same nodes, node relevance and edge semantics as ``graph.build_graph`` (the reference).
+
+    Pruning while streaming (no layer's n x n edges are ever held):
+    ``min_edge_weight`` keeps |A| > tau (= ``prune.prune_threshold``); ``cumulative_mass=p``
+    keeps, per transition, the edges ``prune.prune_cumulative_mass(graph, p)`` keeps on the full
+    graph (of the edges the other options leave). ``checkpoint`` recomputes each block in the
+    backward pass instead of storing its activations (default: from ``CHECKPOINT_FROM`` tokens)."""
     if not supports_closed_form(model):
         raise ClosedFormUnsupportedError(
             f"no closed form for {type(model).__name__}; use the packed backward"
         )
+    if cumulative_mass is not None and top_per_target is not None:
+        raise ValueError("cumulative_mass and top_per_target cannot be combined")
     model_type = lxt.core.model_type_of(model)
     blocks = decoder_blocks(model)
     device = next(model.parameters()).device
     ids = torch.tensor([list(token_ids)], device=device)
     n = ids.shape[1]
+    if checkpoint is None:
+        checkpoint = n >= CHECKPOINT_FROM
     recorder = _Recorder(layer_of=_attention_modules(blocks))
-    residuals: dict[int, torch.Tensor] = {}
+    # per block: its input h_s, then <g_res[j], h_s[j]> (the residual edge) once the backward
+    # reaches the residual sum; neither the residual sum nor its gradient is kept
+    inputs: dict[int, torch.Tensor] = {}
+    residuals: dict[int, torch.Tensor | None] = {}
     handles = []
 
+    def input_hook(index: int) -> Callable[..., None]:
+        def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            inputs[index] = (args[0] if args else kwargs["hidden_states"]).detach()
+
+        return hook
+
     def residual_hook(index: int) -> Callable[..., None]:
+        def reduce(grad: torch.Tensor) -> None:
+            residuals[index] = (grad * inputs[index]).sum(-1)[0]
+
         def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
-            if not recorder.jvp and args[0].requires_grad:
-                args[0].retain_grad()
-                residuals[index] = args[0]
+            if not recorder.jvp and not recorder.replay and args[0].requires_grad:
+                residuals.setdefault(index, None)
+                args[0].register_hook(reduce)
 
         return hook
 
@@ -376,8 +711,10 @@ def closed_form(
         for index, block in enumerate(blocks):
             module = block.get_submodule(RESIDUAL_SUM[model_type])
             handles.append(module.register_forward_pre_hook(residual_hook(index)))
+            handles.append(block.register_forward_pre_hook(input_hook(index), with_kwargs=True))
         try:
-            traced = trace(model, ids, objective, split=split)
+            with _checkpointed(model, blocks, recorder) if checkpoint else contextlib.nullcontext():
+                traced = trace(model, ids, objective, split=split)
         finally:
             for handle in handles:
                 handle.remove()
@@ -398,8 +735,9 @@ def closed_form(
         buffer = _EdgeBuffer(min_edge_weight, top_per_target)
         step = 2 if split else 1
         column_error = 0.0
-        skipped = 0
+        skipped = recomputed = 0
         norm_map = _norm_only_map(model)
+        starts = range(0, n, chunk)
         for layer, block in enumerate(blocks):
             source_index = layer * step
             target_index = source_index + 1
@@ -409,10 +747,10 @@ def closed_form(
             attention = recorder.calls[layer]
             tensors = _layer(attention, tangents, work)
             del tangents
-            gradient = residuals[layer].grad
+            residual = residuals[layer]
             residual = (
-                (gradient * source).sum(-1)[0].to(work)
-                if gradient is not None
+                residual.to(work)
+                if residual is not None
                 else torch.zeros(n, dtype=work, device=device)
             )
             seed = traced.grads[target_index][0]
@@ -420,37 +758,83 @@ def closed_form(
                 np.abs(relevance[target_index]) > node_threshold
             )
             skipped += int((seed != 0).any(-1).sum()) - int(active.sum())
-            columns = torch.zeros(n, dtype=torch.float64, device=device)
-            for start in range(0, n, chunk):
-                rows = slice(start, min(start + chunk, n))
-                edges, diagonal = _layer_rows(attention, tensors, rows)
-                index = torch.arange(rows.stop - rows.start, device=device)
-                edges[index, index + start] += diagonal + residual[rows]
-                columns += edges.double().sum(0)
-                keep = active[rows]
-                if keep.any():
-                    targets = np.arange(rows.start, rows.stop)[keep]
-                    _add(
-                        buffer,
-                        source_index,
-                        target_index,
-                        targets,
-                        edges.double().cpu().numpy()[keep],
+
+            columns_sum = torch.zeros(n, dtype=torch.float64, device=device)
+            cut = _MassCut(cumulative_mass) if cumulative_mass is not None else None
+            stored: list[tuple[int, list[tuple[np.ndarray, ...]]]] = []  # (floor bin, parts)
+            for start in starts:
+                edges, columns = _chunk_edges(attention, tensors, residual, start, chunk)
+                columns_sum[columns] += edges.sum(0, dtype=torch.float64)
+                keep = active[start : start + chunk]
+                if not keep.any():
+                    stored.append((-1, []))
+                    continue
+                if cut is None and (
+                    top_per_target is not None or type(buffer).add is not _PLAIN_ADD
+                ):  # per-row top-k, or a buffer that records its rows
+                    targets = np.arange(start, start + keep.size)[keep]
+                    rows = edges.double().cpu().numpy()[keep]
+                    _add(buffer, source_index, target_index, targets, rows, columns.start, n)
+                    continue
+                chunk_edges = _ChunkEdges(edges, keep, start, columns.start, min_edge_weight)
+                del edges
+                if cut is None:
+                    _emit(buffer, source_index, target_index, chunk_edges.take(0))
+                    continue
+                cut.add(*chunk_edges.histogram())
+                running = cut.bracket()
+                floor = max(running[0] - _MARGIN_BINS, 0) if running is not None else 0
+                stored.append((floor, [chunk_edges.take(floor)]))
+                del chunk_edges
+            if cut is not None:
+                final = cut.bracket()
+                parts = []
+                for start, (floor, kept) in zip(starts, stored, strict=True):
+                    if final is None or floor <= final[0]:
+                        parts.extend(kept)
+                        continue
+                    recomputed += 1  # the running floor was above the final cutoff bin
+                    edges, columns = _chunk_edges(attention, tensors, residual, start, chunk)
+                    keep = active[start : start + chunk]
+                    parts.append(
+                        _ChunkEdges(edges, keep, start, columns.start, min_edge_weight).take(
+                            final[0]
+                        )
                     )
+                    del edges
+                del stored
+                _emit(buffer, source_index, target_index, _select(parts, final))
+                del parts
             scale = max(float(np.abs(relevance[source_index]).sum()), 1e-30)
             column_error = max(
                 column_error,
-                float(np.abs(columns.cpu().numpy() - relevance[source_index]).max()) / scale,
+                float(np.abs(columns_sum.cpu().numpy() - relevance[source_index]).max()) / scale,
             )
             del tensors
             recorder.calls[layer] = None  # type: ignore[assignment] - free the layer's tensors
             if split:
                 mid = target_index
                 positions = np.nonzero(relevance[mid] != 0)[0]
-                buffer.add(mid, mid + 1, positions, np.diag(relevance[mid])[positions])
+                if cut is None and type(buffer).add is not _PLAIN_ADD:
+                    buffer.add(mid, mid + 1, positions, np.diag(relevance[mid])[positions])
+                else:  # the MLP half is position-wise: the diagonal R_mid, never as n x n
+                    found = _candidates(
+                        relevance[mid][positions, None], positions, 0, min_edge_weight
+                    )
+                    found = (found[1], found[1].copy(), found[2])  # source = target
+                    if cut is not None:
+                        mass = _MassCut(cumulative_mass)
+                        mass.observe(found[2])
+                        found = _select([found], mass.bracket())
+                    _emit(buffer, mid, mid + 1, found)
             progress(layer + 1, len(blocks))
     columns_arrays = buffer.arrays()
-    exact = node_threshold == 0.0 and min_edge_weight == 0.0 and top_per_target is None
+    exact = (
+        node_threshold == 0.0
+        and min_edge_weight == 0.0
+        and top_per_target is None
+        and cumulative_mass is None
+    )
     meta = {
         "method": "closed",
         "split": split,
@@ -460,6 +844,7 @@ def closed_form(
         "node_threshold": node_threshold,
         "min_edge_weight": min_edge_weight,
         "top_per_target": top_per_target,
+        "checkpointed": checkpoint,
         "explained": traced.explained,
         "exact": exact,
         "column_sum_error": column_error,
@@ -467,6 +852,9 @@ def closed_form(
         if node_threshold == 0.0
         else f"targets with |R| <= {node_threshold} were left out: column sums are approximate",
     }
+    if cumulative_mass is not None:
+        meta["pruned_cumulative_mass"] = cumulative_mass
+        meta["recomputed_chunks"] = recomputed
     graph = AttributionGraph(
         tokens=tuple(tokenizer.convert_ids_to_tokens(list(token_ids))),
         layers=tuple(traced.names),
@@ -492,6 +880,8 @@ def closed_form_graph(
     node_threshold: float = 0.0,
     min_edge_weight: float = 0.0,
     top_per_target: int | None = None,
+    cumulative_mass: float | None = None,
+    checkpoint: bool | None = None,
     progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> AttributionGraph:
     """``closed_form`` without the trace."""
@@ -505,6 +895,8 @@ def closed_form_graph(
         node_threshold=node_threshold,
         min_edge_weight=min_edge_weight,
         top_per_target=top_per_target,
+        cumulative_mass=cumulative_mass,
+        checkpoint=checkpoint,
         progress=progress,
     )[1]
 
@@ -513,22 +905,19 @@ _PLAIN_ADD = _EdgeBuffer.add
 
 
 def _add(
-    buffer: _EdgeBuffer, source_layer: int, target_layer: int, targets: np.ndarray, rows: np.ndarray
+    buffer: _EdgeBuffer,
+    source_layer: int,
+    target_layer: int,
+    targets: np.ndarray,
+    rows: np.ndarray,
+    offset: int,
+    n: int,
 ) -> None:
-    """``buffer.add`` for a block of rows, vectorised when no per-row top-k is asked for (the
-    same edges in the same order)."""
+    """``buffer.add`` for a block of rows over the source columns offset..offset+m, vectorised
+    when no per-row top-k is asked for (the same edges in the same order)."""
     if buffer.top_per_target is not None or type(buffer).add is not _PLAIN_ADD:
-        buffer.add(source_layer, target_layer, targets, rows)
+        full = np.zeros((rows.shape[0], n), dtype=rows.dtype)
+        full[:, offset : offset + rows.shape[1]] = rows
+        buffer.add(source_layer, target_layer, targets, full)
         return
-    keep = np.abs(rows) > buffer.min_weight if buffer.min_weight > 0 else rows != 0
-    row_index, sources = np.nonzero(keep)
-    count = sources.size
-    buffer.parts.append(
-        (
-            np.full(count, source_layer, np.int16),
-            np.full(count, target_layer, np.int16),
-            sources.astype(np.int32),
-            targets[row_index].astype(np.int32),
-            rows[row_index, sources].astype(np.float32),
-        )
-    )
+    _emit(buffer, source_layer, target_layer, _candidates(rows, targets, offset, buffer.min_weight))

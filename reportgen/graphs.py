@@ -17,7 +17,11 @@ from .graph import AttributionGraph, build_graph, refine_neurons, trace
 from .metrics import graph_metrics
 from .models import LoadedModel, cache_dir
 from .objectives import Objective
-from .prune import prune
+from .prune import finish_pruning, prune
+
+#: from this many tokens on, the closed form prunes while it streams (the full edge set of a
+#: layer grows like n^2: 10k tokens would be 1.5e9 edges)
+STREAMING_FROM = 4096
 
 
 @dataclass(frozen=True)
@@ -128,13 +132,21 @@ def compute_graph(
     # the closed form costs the same with or without skipped targets: compute it exactly and
     # leave the node threshold to pruning
     node_threshold = 0.0 if use_closed else settings.node_threshold
+    # long prompts: prune by method while the closed form streams, never holding all n^2 edges
+    streaming: dict[str, float] = {}
+    if use_closed and len(token_ids) >= STREAMING_FROM and settings.prune != "none":
+        streaming = (
+            {"cumulative_mass": settings.p}
+            if settings.prune == "cum_mass"
+            else {"min_edge_weight": settings.threshold}
+        )
     key = graph_key(
         model_identity,
         token_ids,
         objective,
         settings.split,
         node_threshold,
-        f"{code}|{'closed' if use_closed else 'packed'}",
+        f"{code}|{'closed' if use_closed else 'packed'}|{sorted(streaming.items())}",
         layers,
     )
     cached = _load_cached(key) if use_cache else None
@@ -151,6 +163,7 @@ def compute_graph(
                     objective,
                     split=settings.split,
                     progress=progress,
+                    **streaming,
                 )
             except ClosedFormUnsupportedError:
                 if settings.method == "closed":
@@ -172,13 +185,16 @@ def compute_graph(
         # neuron details for every node that could survive pruning are cheap to keep
         node_neurons = refine_neurons(traced, full, top_nodes=64)
         _store(key, full, node_neurons)
-    pruned = prune(
-        full,
-        settings.prune,
-        p=settings.p,
-        threshold=settings.threshold,
-        node_threshold=settings.node_threshold,
-    )
+    if streaming:  # edges are already pruned by method
+        pruned = finish_pruning(full, settings.node_threshold)
+    else:
+        pruned = prune(
+            full,
+            settings.prune,
+            p=settings.p,
+            threshold=settings.threshold,
+            node_threshold=settings.node_threshold,
+        )
     kept = {(n["layer"], n["position"]) for n in _strongest(pruned, 8)}
     neurons = [n for n in node_neurons if (n["layer"], n["position"]) in kept]
     return GraphResult(full=full, pruned=pruned, metrics=graph_metrics(pruned), neurons=neurons)

@@ -73,6 +73,13 @@ def active_nodes(graph: AttributionGraph) -> np.ndarray:
     return active
 
 
+def finish_pruning(graph: AttributionGraph, node_threshold: float = 0.0) -> AttributionGraph:
+    """After the edges are pruned by method: drop weak nodes, keep the part connected to the output."""
+    if node_threshold > 0:
+        graph = prune_nodes(graph, node_threshold)
+    return connected_subgraph(graph)
+
+
 def prune(
     graph: AttributionGraph,
     method: str,
@@ -89,6 +96,4 @@ def prune(
         if method == "cum_mass"
         else prune_threshold(graph, threshold)
     )
-    if node_threshold > 0:
-        pruned = prune_nodes(pruned, node_threshold)
-    return connected_subgraph(pruned)
+    return finish_pruning(pruned, node_threshold)

@@ -168,3 +168,20 @@ def test_unsupported_model_is_refused(tokenizer):
     assert not supports_closed_form(model)
     with pytest.raises(closed_module.ClosedFormUnsupportedError):
         closed_form_graph(model, tokenizer, IDS, OBJECTIVE)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_projection_biases_take_the_general_path(arch, tokenizer, monkeypatch):
+    """Non-zero q/k/v biases: q°, k°, v° differ from q, k, v, so the products with them are
+    computed, not reused (random init leaves biases at zero)."""
+    model = tiny_model(arch, "sdpa", torch.float64)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("bias") and ("attn" in name or "proj" in name):
+                param.add_(0.2 * torch.randn_like(param))
+    _assert_same(monkeypatch, model, tokenizer, IDS, False, chunk=5)
+    fast = []
+    original = closed_module._plain_rows
+    monkeypatch.setattr(closed_module, "_plain_rows", lambda *a: fast.append(1) or original(*a))
+    closed_form_graph(model, tokenizer, IDS, OBJECTIVE, chunk=5)
+    assert not fast
