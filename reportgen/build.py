@@ -110,10 +110,9 @@ def render_site(
             for result in results:
                 on_case(result)
                 try:
-                    render_latex(result, staging / "cases" / result.case_id / "figures")
-                except (
-                    Exception
-                ) as exc:  # a figure set that does not compile must not sink the site
+                    figures = _cached_figures(result, render_latex)
+                    shutil.copytree(figures, staging / "cases" / result.case_id / "figures")
+                except Exception as exc:  # a figure set that fails must not sink the site
                     pdf_failures.append((result.case_file, f"PDF figure set: {exc}"))
         build_site(
             results,

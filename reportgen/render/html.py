@@ -194,7 +194,8 @@ def chart_blocks(
         element_id = f"chart-{name}"
         title, caption = titles.get(name, (name, ""))
         blocks.append({"id": element_id, "name": name, "title": title, "caption": caption})
-        specs[element_id] = chart.to_dict()
+        # validated by the chart tests; skipping jsonschema here makes a page ~10x faster
+        specs[element_id] = chart.to_dict(validate=False)
     return blocks, script_json(specs)
 
 
