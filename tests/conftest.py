@@ -21,3 +21,12 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     if not (cache / "models").exists() and real_models.exists():
         (cache / "models").symlink_to(real_models)
     monkeypatch.setenv("REPORTGEN_CACHE", str(cache))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny float64 matmuls gain nothing from threads and crawl on an oversubscribed box."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

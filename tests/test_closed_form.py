@@ -22,12 +22,8 @@ def tokenizer():
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny float64 matmuls gain nothing from threads and crawl on an oversubscribed box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """See conftest.one_thread."""
 
 
 class _RecordingBuffer(graph_module._EdgeBuffer):

@@ -21,11 +21,8 @@ def tokenizer():
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """See conftest.one_thread."""
 
 
 def _edges(graph: AttributionGraph) -> dict[tuple[int, int, int, int], float]:
