@@ -770,7 +770,7 @@ def closed_form(
                     stored.append((-1, []))
                     continue
                 if cut is None and (
-                    top_per_target is not None or type(buffer).add is not _PLAIN_ADD
+                    top_per_target is not None or buffer.wants_rows
                 ):  # per-row top-k, or a buffer that records its rows
                     targets = np.arange(start, start + keep.size)[keep]
                     rows = edges.double().cpu().numpy()[keep]
@@ -815,7 +815,7 @@ def closed_form(
             if split:
                 mid = target_index
                 positions = np.nonzero(relevance[mid] != 0)[0]
-                if cut is None and type(buffer).add is not _PLAIN_ADD:
+                if cut is None and buffer.wants_rows:
                     buffer.add(mid, mid + 1, positions, np.diag(relevance[mid])[positions])
                 else:  # the MLP half is position-wise: the diagonal R_mid, never as n x n
                     found = _candidates(
@@ -901,9 +901,6 @@ def closed_form_graph(
     )[1]
 
 
-_PLAIN_ADD = _EdgeBuffer.add
-
-
 def _add(
     buffer: _EdgeBuffer,
     source_layer: int,
@@ -915,7 +912,7 @@ def _add(
 ) -> None:
     """``buffer.add`` for a block of rows over the source columns offset..offset+m, vectorised
     when no per-row top-k is asked for (the same edges in the same order)."""
-    if buffer.top_per_target is not None or type(buffer).add is not _PLAIN_ADD:
+    if buffer.top_per_target is not None or buffer.wants_rows:
         full = np.zeros((rows.shape[0], n), dtype=rows.dtype)
         full[:, offset : offset + rows.shape[1]] = rows
         buffer.add(source_layer, target_layer, targets, full)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -286,6 +286,9 @@ class _EdgeBuffer:
     min_weight: float
     top_per_target: int | None
     parts: list[tuple[np.ndarray, ...]] = field(default_factory=list)
+    #: a buffer that inspects every full row (tests do) gets them through ``add`` row by row;
+    #: otherwise the closed form selects edges on the torch side and skips the dense rows
+    wants_rows: ClassVar[bool] = False
 
     def add(
         self, source_layer: int, target_layer: int, targets: np.ndarray, rows: np.ndarray

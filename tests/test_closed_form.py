@@ -29,6 +29,8 @@ def _one_thread(one_thread):
 class _RecordingBuffer(graph_module._EdgeBuffer):
     """The edge buffer, also keeping every row in float64 (the graph stores float32)."""
 
+    wants_rows = True
+
     rows: dict[tuple[int, int], np.ndarray]
 
     def add(self, source_layer, target_layer, targets, rows):

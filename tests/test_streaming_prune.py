@@ -168,7 +168,9 @@ def test_top_per_target_with_cumulative_mass_is_refused(tokenizer):
 
 
 class _RowBuffer(closed_module._EdgeBuffer):
-    """An edge buffer with its own ``add``: the closed form then hands it full float64 rows."""
+    """An edge buffer that asks for rows: the closed form then hands it full float64 rows."""
+
+    wants_rows = True
 
     def add(self, source_layer, target_layer, targets, rows):
         super().add(source_layer, target_layer, targets, rows)
