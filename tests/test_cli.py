@@ -14,6 +14,22 @@ def model_dir(tmp_path_factory):
     return save_tiny_llama(tmp_path_factory.mktemp("tiny-cli"))
 
 
+def paris_flags(model_dir):
+    """The question most CLI tests ask: paris vs lyon after 'the capital of france is'."""
+    prompt = "the capital of france is"
+    return [
+        "--model",
+        model_dir,
+        "--prompt",
+        prompt,
+        "--target",
+        "paris",
+        "--contrast",
+        "lyon",
+        "--bos",
+    ]
+
+
 def run(*args):
     return CliRunner().invoke(main, list(args))
 
@@ -22,15 +38,7 @@ def test_attribute_writes_the_documented_json(model_dir, tmp_path):
     out = tmp_path / "a.json"
     result = run(
         "attribute",
-        "--model",
-        model_dir,
-        "--prompt",
-        "the capital of france is",
-        "--target",
-        "paris",
-        "--contrast",
-        "lyon",
-        "--bos",
+        *paris_flags(model_dir),
         "--json",
         str(out),
     )
@@ -142,17 +150,7 @@ def test_four_bit_on_cpu_is_refused_with_a_reason(model_dir, tmp_path):
 def test_graph_json_matches_attribute_and_sums_exactly(model_dir, tmp_path):
     import numpy as np
 
-    flags = [
-        "--model",
-        model_dir,
-        "--prompt",
-        "the capital of france is",
-        "--target",
-        "paris",
-        "--contrast",
-        "lyon",
-        "--bos",
-    ]
+    flags = paris_flags(model_dir)
     assert run("attribute", *flags, "--json", str(tmp_path / "a.json")).exit_code == 0
     result = run("graph", *flags, "--no-prune", "--split", "--out", str(tmp_path / "g.json"))
     assert result.exit_code == 0, result.output
