@@ -212,3 +212,25 @@ def test_arithmetic_tries_computed_numbers_first():
     assert bench.priority(item, output, output.index(given[0]) - 1, " " + given[0][0], " 9") == 2
     assert bench.priority(item, output, 0, "He", "She") == 3
     assert bench.priority(item, output, output.index("-") - 1, " -", " +") == 0
+
+
+def test_humaneval_priority_tries_statements_before_comments_before_prose():
+    from reportgen.collect.humaneval import HumanEval
+
+    bench = HumanEval()
+    item = bench.items()[0]
+    output = (
+        "Here is the function:\n```python\ndef f(x):\n"
+        '    """Double x."""\n    # scale it\n    return x * 2\n```\nDone.'
+    )
+
+    def at(text: str) -> int:
+        return bench.priority(item, output, output.index(text), text, "?")
+
+    assert at("return") == 0
+    assert at("def f") == 0
+    assert at("Double") == 1  # inside the docstring
+    assert at("scale") == 1  # a comment line
+    assert at("Here") == 2  # prose before the code block
+    # a base model's completion (no fence) is code from its first character
+    assert bench.priority(item, "    return x * 2\n", 4, "return", "?") == 0

@@ -65,6 +65,7 @@ class HumanEval(Benchmark):
     name = "humaneval"
     max_new_tokens = 256
     timeout = 10.0
+    search_version = 3
 
     def items(self, data: Path | None = None) -> list[Item]:
         return [
@@ -93,6 +94,22 @@ class HumanEval(Benchmark):
             return match.end() if match else None
         cut = cut_completion(text)
         return len(cut) if len(cut) < len(text) else None
+
+    def priority(self, item: Item, output: str, offset: int, chosen: str, alternative: str) -> int:
+        """Statements of the code first, then its comments and docstrings, then the prose
+        around it: a 135M model's code fails in what it computes, rarely in how it talks."""
+        start = 0
+        opened = re.search(r"```[^\n`]*\n", output)  # as extract_code: no fence, all code
+        if opened is not None:
+            if offset < opened.end():
+                return 2
+            start = opened.end()
+        code = output[start:offset]
+        line = code[code.rfind("\n") + 1 :] + output[offset : offset + len(chosen)]
+        in_docstring = (code.count('"""') + code.count("'''")) % 2 == 1
+        if in_docstring or line.lstrip().startswith("#"):
+            return 1
+        return 0
 
     def verify(self, item: Item, output: str, chat: bool) -> Verdict:
         result = run_python(program(item.data["problem"], output, chat), timeout=self.timeout)
