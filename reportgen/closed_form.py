@@ -49,13 +49,17 @@ import lxt
 from lxt.patches import QK_SHARE, V_SHARE
 from lxt.rules import LayerNormRule, RMSNormRule
 
+from .attention_impl import attention_function
 from .graph import (
     MID_STATE,
     AttributionGraph,
+    HeadEdges,
     Trace,
     _EdgeBuffer,
     _replay,
+    check_blocks,
     decoder_blocks,
+    node_relevance,
     trace,
 )
 from .objectives import Objective
@@ -152,44 +156,15 @@ def _capture_attention(
     return output, weights
 
 
-def _register() -> None:
-    """Add our implementation to transformers' registries (class-level ``register``, which keeps
-    every other entry; calling it again is harmless)."""
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-    from transformers.modeling_utils import AttentionInterface
-
-    AttentionInterface.register(IMPLEMENTATION, _capture_attention)
-    AttentionMaskInterface.register(IMPLEMENTATION, sdpa_mask)
-
-
-def _configs(model: nn.Module) -> list[Any]:
-    seen: dict[int, Any] = {}
-    for module in model.modules():
-        config = getattr(module, "config", None)
-        if config is not None and hasattr(config, "_attn_implementation_internal"):
-            seen.setdefault(id(config), config)
-            for name in getattr(config, "sub_configs", {}) or {}:
-                sub = getattr(config, name, None)
-                if sub is not None and hasattr(sub, "_attn_implementation_internal"):
-                    seen.setdefault(id(sub), sub)
-    return list(seen.values())
-
-
 @contextlib.contextmanager
 def _capturing(model: nn.Module, recorder: _Recorder) -> Iterator[_Recorder]:
-    """Switch every config of ``model`` to the capturing attention implementation."""
-    _register()
-    configs = _configs(model)
-    previous = [config._attn_implementation_internal for config in configs]
-    for config in configs:
-        config._attn_implementation_internal = IMPLEMENTATION
-    _ACTIVE.append(recorder)
-    try:
-        yield recorder
-    finally:
-        _ACTIVE.remove(recorder)
-        for config, value in zip(configs, previous, strict=True):
-            config._attn_implementation_internal = value
+    """Route every attention call of ``model`` through the capturing implementation."""
+    with attention_function(model, IMPLEMENTATION, _capture_attention):
+        _ACTIVE.append(recorder)
+        try:
+            yield recorder
+        finally:
+            _ACTIVE.remove(recorder)
 
 
 def supports_closed_form(model: nn.Module) -> bool:
@@ -366,13 +341,18 @@ def _plain_rows(
 
 
 def _layer_rows(
-    attention: _Attention, layer: _Layer, rows: slice
+    attention: _Attention, layer: _Layer, rows: slice, *, per_head: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, slice]:
     """Attention-path edges E^v + E^k [c, m] over the source ``columns`` (m of them; all other
-    sources get exactly zero), the query-path diagonal E^q [c], and ``columns``."""
+    sources get exactly zero), the query-path diagonal E^q [c], and ``columns``; with
+    ``per_head`` the same terms before the sum over heads ([H, c, m] and [H, c])."""
     n = layer.k.shape[1]
     columns = _columns(attention, rows, n)
-    if attention.mask is None and layer.q_lin is layer.k_lin is layer.v_lin is None:
+    if (
+        not per_head
+        and attention.mask is None
+        and layer.q_lin is layer.k_lin is layer.v_lin is None
+    ):
         return (*_plain_rows(attention, layer, rows, columns), columns)
     q = layer.q[:, rows]
     u = layer.u[:, rows]
@@ -407,14 +387,14 @@ def _layer_rows(
         del key_part
     else:
         paths.addcmul_(dscores, qk, value=qk_scale)
-    edges = paths.sum(0)  # heads summed
+    edges = paths if per_head else paths.sum(0)  # heads summed
     del paths
     if layer.q_lin is not None:
         del qk
         query_part = torch.matmul(layer.q_lin[:, rows], k.transpose(1, 2))
     else:
         query_part = qk
-    diagonal = qk_scale * (dscores * query_part).sum((0, 2))
+    diagonal = qk_scale * (dscores * query_part).sum(2 if per_head else (0, 2))
     return edges, diagonal, columns
 
 
@@ -646,43 +626,66 @@ def _chunk_edges(
     return edges, columns
 
 
-def closed_form(
+@dataclass
+class _Session:
+    """f's modified backward, traced once with every block's attention call captured: what each
+    layer's closed-form edges are computed from."""
+
+    model: nn.Module
+    blocks: nn.ModuleList
+    recorder: _Recorder
+    traced: Trace
+    residuals: dict[int, torch.Tensor | None]  # block -> <g_mid[j], h_s[j]> (None: no gradient)
+    relevance: np.ndarray  # [node layers, n] float64
+    checkpoint: bool
+    step: int  # node layers per block (2 with the mid-block split)
+
+    @property
+    def n(self) -> int:
+        return self.relevance.shape[1]
+
+    @property
+    def work(self) -> torch.dtype:
+        return torch.promote_types(self.traced.states[0].dtype, torch.float32)
+
+    def layer(self, index: int) -> tuple[_Attention, _Layer, torch.Tensor]:
+        """Block ``index``'s attention call, its per-head tensors (with q°, k°, v° from a
+        forward-mode replay) and its residual-path diagonal."""
+        source = self.traced.states[index * self.step]
+        with lxt.lrp_rules(self.model, _norm_only_map(self.model)):
+            tangents = _linear_parts(
+                self.blocks[index], self.traced.calls[index], source, self.recorder
+            )
+        attention = self.recorder.calls[index]
+        tensors = _layer(attention, tangents, self.work)
+        residual = self.residuals[index]
+        if residual is None:
+            residual = torch.zeros(self.n, dtype=self.work, device=source.device)
+        return attention, tensors, residual.to(self.work)
+
+    def release(self, index: int) -> None:
+        self.recorder.calls[index] = None  # type: ignore[assignment] - free the layer's tensors
+
+
+@contextlib.contextmanager
+def _session(
     model: nn.Module,
-    tokenizer: Any,
     token_ids: Sequence[int],
     objective: Objective,
     *,
-    split: bool = False,
-    chunk: int = 256,
-    node_threshold: float = 0.0,
-    min_edge_weight: float = 0.0,
-    top_per_target: int | None = None,
-    cumulative_mass: float | None = None,
-    checkpoint: bool | None = None,
-    progress: Callable[[int, int], None] = lambda done, total: None,
-) -> tuple[Trace, AttributionGraph]:
-    """The trace of f's modified backward and the attribution graph from it, in closed form.
-
-    Same nodes, node relevance and edge semantics as ``graph.build_graph`` (the reference).
-
-    Pruning while streaming (no layer's n x n edges are ever held):
-    ``min_edge_weight`` keeps |A| > tau (= ``prune.prune_threshold``); ``cumulative_mass=p``
-    keeps, per transition, the edges ``prune.prune_cumulative_mass(graph, p)`` keeps on the full
-    graph (of the edges the other options leave). ``checkpoint`` recomputes each block in the
-    backward pass instead of storing its activations (default: from ``CHECKPOINT_FROM`` tokens)."""
+    split: bool,
+    checkpoint: bool | None,
+) -> Iterator[_Session]:
     if not supports_closed_form(model):
         raise ClosedFormUnsupportedError(
             f"no closed form for {type(model).__name__}; use the packed backward"
         )
-    if cumulative_mass is not None and top_per_target is not None:
-        raise ValueError("cumulative_mass and top_per_target cannot be combined")
     model_type = lxt.core.model_type_of(model)
     blocks = decoder_blocks(model)
     device = next(model.parameters()).device
     ids = torch.tensor([list(token_ids)], device=device)
-    n = ids.shape[1]
     if checkpoint is None:
-        checkpoint = n >= CHECKPOINT_FROM
+        checkpoint = ids.shape[1] >= CHECKPOINT_FROM
     recorder = _Recorder(layer_of=_attention_modules(blocks))
     # per block: its input h_s, then <g_res[j], h_s[j]> (the residual edge) once the backward
     # reaches the residual sum; neither the residual sum nor its gradient is kept
@@ -725,34 +728,51 @@ def closed_form(
                 f"captured {len(recorder.calls)} attention calls and {len(residuals)} residual sums"
                 f" for {len(blocks)} blocks"
             )
-        relevance = np.stack(
-            [
-                (s * g).sum(-1)[0].double().cpu().numpy()
-                for s, g in zip(traced.states, traced.grads, strict=True)
-            ]
+        relevance = node_relevance(traced)
+        inputs.clear()
+        yield _Session(
+            model, blocks, recorder, traced, residuals, relevance, checkpoint, 2 if split else 1
         )
-        work = torch.promote_types(traced.states[0].dtype, torch.float32)
+
+
+def closed_form(
+    model: nn.Module,
+    tokenizer: Any,
+    token_ids: Sequence[int],
+    objective: Objective,
+    *,
+    split: bool = False,
+    chunk: int = 256,
+    node_threshold: float = 0.0,
+    min_edge_weight: float = 0.0,
+    top_per_target: int | None = None,
+    cumulative_mass: float | None = None,
+    checkpoint: bool | None = None,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> tuple[Trace, AttributionGraph]:
+    """The trace of f's modified backward and the attribution graph from it, in closed form.
+
+    Same nodes, node relevance and edge semantics as ``graph.build_graph`` (the reference).
+
+    Pruning while streaming (no layer's n x n edges are ever held):
+    ``min_edge_weight`` keeps |A| > tau (= ``prune.prune_threshold``); ``cumulative_mass=p``
+    keeps, per transition, the edges ``prune.prune_cumulative_mass(graph, p)`` keeps on the full
+    graph (of the edges the other options leave). ``checkpoint`` recomputes each block in the
+    backward pass instead of storing its activations (default: from ``CHECKPOINT_FROM`` tokens)."""
+    if cumulative_mass is not None and top_per_target is not None:
+        raise ValueError("cumulative_mass and top_per_target cannot be combined")
+    with _session(model, token_ids, objective, split=split, checkpoint=checkpoint) as session:
+        traced, relevance, n = session.traced, session.relevance, session.n
+        blocks, device = session.blocks, traced.states[0].device
         buffer = _EdgeBuffer(min_edge_weight, top_per_target)
         step = 2 if split else 1
         column_error = 0.0
         skipped = recomputed = 0
-        norm_map = _norm_only_map(model)
         starts = range(0, n, chunk)
-        for layer, block in enumerate(blocks):
+        for layer in range(len(blocks)):
             source_index = layer * step
             target_index = source_index + 1
-            source = traced.states[source_index]
-            with lxt.lrp_rules(model, norm_map):
-                tangents = _linear_parts(block, traced.calls[layer], source, recorder)
-            attention = recorder.calls[layer]
-            tensors = _layer(attention, tangents, work)
-            del tangents
-            residual = residuals[layer]
-            residual = (
-                residual.to(work)
-                if residual is not None
-                else torch.zeros(n, dtype=work, device=device)
-            )
+            attention, tensors, residual = session.layer(layer)
             seed = traced.grads[target_index][0]
             active = (seed != 0).any(-1).cpu().numpy() & (
                 np.abs(relevance[target_index]) > node_threshold
@@ -811,7 +831,7 @@ def closed_form(
                 float(np.abs(columns_sum.cpu().numpy() - relevance[source_index]).max()) / scale,
             )
             del tensors
-            recorder.calls[layer] = None  # type: ignore[assignment] - free the layer's tensors
+            session.release(layer)
             if split:
                 mid = target_index
                 positions = np.nonzero(relevance[mid] != 0)[0]
@@ -844,7 +864,7 @@ def closed_form(
         "node_threshold": node_threshold,
         "min_edge_weight": min_edge_weight,
         "top_per_target": top_per_target,
-        "checkpointed": checkpoint,
+        "checkpointed": session.checkpoint,
         "explained": traced.explained,
         "exact": exact,
         "column_sum_error": column_error,
@@ -918,3 +938,47 @@ def _add(
         buffer.add(source_layer, target_layer, targets, full)
         return
     _emit(buffer, source_layer, target_layer, _candidates(rows, targets, offset, buffer.min_weight))
+
+
+def closed_form_heads(
+    model: nn.Module,
+    tokenizer: Any,
+    token_ids: Sequence[int],
+    objective: Objective,
+    *,
+    blocks: Sequence[int] | None = None,
+    chunk: int = 256,
+    checkpoint: bool | None = None,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> HeadEdges:
+    """Head-level edges of the chosen blocks (all by default) from the same single backward
+    pass as ``closed_form``: the value, key and query paths of each head kept apart instead of
+    summed (SPEC section 7, step 3), plus the residual diagonal."""
+    with _session(model, token_ids, objective, split=False, checkpoint=checkpoint) as session:
+        chosen = check_blocks(blocks, len(session.blocks))
+        n = session.n
+        per_block, residuals = [], []
+        for done, index in enumerate(chosen):
+            attention, tensors, residual = session.layer(index)
+            heads = torch.zeros(
+                tensors.q.shape[0], n, n, dtype=session.work, device=tensors.q.device
+            )
+            for start in range(0, n, chunk):
+                rows = slice(start, min(start + chunk, n))
+                paths, diagonal, columns = _layer_rows(attention, tensors, rows, per_head=True)
+                index_ = torch.arange(rows.stop - rows.start, device=paths.device)
+                paths[:, index_, index_ + start - columns.start] += diagonal
+                heads[:, rows, columns] = paths
+                del paths
+            per_block.append(heads.cpu().numpy())
+            residuals.append(residual.double().cpu().numpy())
+            del tensors, heads
+            progress(done + 1, len(chosen))
+        return HeadEdges(
+            tokens=tuple(tokenizer.convert_ids_to_tokens(list(token_ids))),
+            blocks=tuple(chosen),
+            heads=np.stack(per_block) if per_block else np.zeros((0, 0, n, n)),
+            residual=np.stack(residuals) if residuals else np.zeros((0, n)),
+            source_relevance=session.relevance[list(chosen)],
+            meta={"method": "closed", "backward_passes": 1, "chunk": chunk},
+        )

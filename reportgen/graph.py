@@ -147,6 +147,50 @@ class AttributionGraph:
         }
 
 
+@dataclass(frozen=True)
+class HeadEdges:
+    """Attention edges of chosen blocks, one matrix per head.
+
+    ``heads[b, h, j, i]`` is the relevance head h of block ``blocks[b]`` carries from source
+    position i (the block's input) to target position j (its output): value, key and query
+    paths of that head. ``residual[b, j]`` is the residual path (source = target). The heads
+    summed plus the residual diagonal are the block's edges in the ``AttributionGraph``, so every
+    column sums to the source relevance ``source_relevance[b, i]``."""
+
+    tokens: tuple[str, ...]
+    blocks: tuple[int, ...]
+    heads: np.ndarray  # [len(blocks), heads, n target, n source]
+    residual: np.ndarray  # [len(blocks), n]
+    source_relevance: np.ndarray  # [len(blocks), n]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def block_edges(self, position: int) -> np.ndarray:
+        """The edge matrix A[j, i] of ``blocks[position]`` (heads summed, residual added)."""
+        return self.heads[position].sum(0) + np.diag(self.residual[position])
+
+    def head_mass(self) -> np.ndarray:
+        """[len(blocks), heads]: the total |edge| each head carries, to rank heads."""
+        return np.abs(self.heads).sum((2, 3))
+
+    def to_npz(self) -> dict[str, np.ndarray]:
+        return {
+            "tokens": np.array(self.tokens, dtype=str),
+            "blocks": np.array(self.blocks, dtype=np.int32),
+            "heads": self.heads,
+            "residual": self.residual,
+            "source_relevance": self.source_relevance,
+            "method": np.array(self.meta.get("method", "")),
+        }
+
+
+def check_blocks(blocks: Sequence[int] | None, total: int) -> list[int]:
+    """The chosen block indices, sorted and unique (all when None); out of range is an error."""
+    chosen = list(range(total)) if blocks is None else sorted(set(int(b) for b in blocks))
+    if chosen and (chosen[0] < 0 or chosen[-1] >= total):
+        raise ValueError(f"blocks must be indices in 0..{total - 1}, got {list(blocks or [])}")
+    return chosen
+
+
 # --- tracing the model --------------------------------------------------------------------------
 
 
@@ -255,6 +299,16 @@ def trace(model: nn.Module, token_ids: torch.Tensor, objective: Objective, *, sp
         calls=calls,
         explained=float(value.detach()),
         neuron_relevance=[(x.detach() * x.grad)[0] for x in neurons if x.grad is not None],
+    )
+
+
+def node_relevance(traced: Trace) -> np.ndarray:
+    """R = h * g summed over the hidden dimension, per node layer and position (float64)."""
+    return np.stack(
+        [
+            (s * g).sum(-1)[0].double().cpu().numpy()
+            for s, g in zip(traced.states, traced.grads, strict=True)
+        ]
     )
 
 
@@ -420,22 +474,13 @@ def build_graph(
             memory_budget_gb * 2**30,
             traced.states[0].element_size(),
         )
-    relevance = np.stack(
-        [
-            (s * g).sum(-1)[0].double().cpu().numpy()
-            for s, g in zip(traced.states, traced.grads, strict=True)
-        ]
-    )
+    relevance = node_relevance(traced)
     buffer = _EdgeBuffer(min_edge_weight, top_per_target)
     passes = skipped = 0
     step = 2 if split else 1
     total = len(blocks)
     # node layers kept: the embeddings plus the outputs of the chosen blocks (all by default)
-    chosen = list(range(total)) if layers is None else sorted(set(layers))
-    if chosen and (chosen[0] < 0 or chosen[-1] >= total):
-        raise ValueError(
-            f"graph layers must be block indices in 0..{total - 1}, got {list(layers or [])}"
-        )
+    chosen = check_blocks(layers, total)
     if split and len(chosen) != total:
         raise ValueError("a layer subset cannot be combined with the mid-block split")
     kept_states = [0]
@@ -556,3 +601,111 @@ def refine_neurons(
 def _top_units(values: np.ndarray, count: int) -> list[dict[str, float | int]]:
     order = np.argsort(-np.abs(values), kind="stable")[:count]
     return [{"index": int(i), "relevance": float(values[i])} for i in order]
+
+
+# --- the per-head reference ----------------------------------------------------------------------
+
+#: attention implementation that masks the head-output gradient of the replayed block
+HEAD_MASK_IMPLEMENTATION = "reportgen_head_mask"
+_HEAD_MASK: list[torch.Tensor] = []  # [batch, heads] while a block is replayed
+
+
+def _head_masked_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, Any]:
+    """transformers' sdpa, with the gradient at the head outputs [batch, n, heads, d] multiplied
+    by the current head mask (the forward is untouched, so every rule sees the same inputs)."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    output, weights = sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    if _HEAD_MASK and output.requires_grad:
+        mask = _HEAD_MASK[-1].to(output.dtype)[:, None, :, None]
+        output.register_hook(lambda grad: grad * mask)
+    return output, weights
+
+
+def packed_head_edges(
+    model: nn.Module,
+    tokenizer: Any,
+    token_ids: Sequence[int],
+    objective: Objective,
+    *,
+    blocks: Sequence[int] | None = None,
+    batch_size: int | None = None,
+    memory_budget_gb: float = 2.0,
+    traced: Trace | None = None,
+) -> HeadEdges:
+    """Head-level edges by backpropagation, the reference for the closed form.
+
+    For target j and head h: one modified backward from block output j (seeded with f's
+    gradient there) with the gradient at the head outputs zeroed except for head h; the same
+    with every head zeroed leaves only the residual path, and the difference is head h's edges.
+    (j, h) rows are packed ``batch_size`` to a backward pass."""
+    from .attention_impl import attention_function
+
+    device = next(model.parameters()).device
+    ids = torch.tensor([list(token_ids)], device=device)
+    if traced is None:
+        traced = trace(model, ids, objective, split=False)
+    all_blocks = decoder_blocks(model)
+    if len(traced.states) != len(all_blocks) + 1:
+        raise ValueError("the per-head reference needs a trace without the mid-block split")
+    chosen = check_blocks(blocks, len(all_blocks))
+    n = ids.shape[1]
+    n_heads = model.config.num_attention_heads
+    if batch_size is None:
+        config = model.config
+        hidden = traced.states[0].shape[-1]
+        batch_size = packing_size(
+            n,
+            hidden,
+            getattr(config, "intermediate_size", None) or 4 * hidden,
+            n_heads,
+            memory_budget_gb * 2**30,
+            traced.states[0].element_size(),
+        )
+    per_block, residuals = [], []
+    passes = 0
+    with (
+        lxt.lrp_rules(model),
+        torch.enable_grad(),
+        attention_function(model, HEAD_MASK_IMPLEMENTATION, _head_masked_attention),
+    ):
+        for index in chosen:
+            source, seed = traced.states[index], traced.grads[index + 1]
+            targets = [j for j in range(n) if bool(seed[0, j].any())]
+            # head n_heads stands for "every head masked": the residual path alone
+            rows = [(j, h) for j in targets for h in range(n_heads + 1)]
+            result = np.zeros((n_heads + 1, n, n))
+            run = _chain(all_blocks, traced.calls, range(index, index + 1))
+            for start in range(0, len(rows), batch_size):
+                part = rows[start : start + batch_size]
+                mask = torch.zeros(len(part), n_heads, dtype=source.dtype, device=device)
+                for row, (_, h) in enumerate(part):
+                    if h < n_heads:
+                        mask[row, h] = 1
+                _HEAD_MASK.append(mask)
+                try:
+                    values = _packed_rows(run, source, seed, [j for j, _ in part])
+                finally:
+                    _HEAD_MASK.pop()
+                passes += 1
+                for row, (j, h) in enumerate(part):
+                    result[h, j] = values[row]
+            residual_rows = result[n_heads]
+            per_block.append(result[:n_heads] - residual_rows[None])
+            residuals.append(np.diag(residual_rows).copy())
+    relevance = node_relevance(traced)
+    return HeadEdges(
+        tokens=tuple(tokenizer.convert_ids_to_tokens(list(token_ids))),
+        blocks=tuple(chosen),
+        heads=np.stack(per_block) if per_block else np.zeros((0, n_heads, n, n)),
+        residual=np.stack(residuals) if residuals else np.zeros((0, n)),
+        source_relevance=relevance[chosen],
+        meta={"method": "packed", "backward_passes": passes, "batch_size": batch_size},
+    )

@@ -7,8 +7,13 @@ from tiny_models import ARCHITECTURES, tiny_model, tiny_tokenizer
 
 import reportgen.closed_form as closed_module
 import reportgen.graph as graph_module
-from reportgen.closed_form import closed_form, closed_form_graph, supports_closed_form
-from reportgen.graph import build_graph
+from reportgen.closed_form import (
+    closed_form,
+    closed_form_graph,
+    closed_form_heads,
+    supports_closed_form,
+)
+from reportgen.graph import build_graph, packed_head_edges
 from reportgen.objectives import Objective
 
 # 12 tokens: longer than the sliding window (4) of mistral, olmo3 and gemma3's local layers
@@ -183,3 +188,41 @@ def test_projection_biases_take_the_general_path(arch, tokenizer, monkeypatch):
     monkeypatch.setattr(closed_module, "_plain_rows", lambda *a: fast.append(1) or original(*a))
     closed_form_graph(model, tokenizer, IDS, OBJECTIVE, chunk=5)
     assert not fast
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_head_edges_equal_the_per_head_backward(arch, tokenizer):
+    """Per head: the closed form against backward passes with the other heads' gradient masked;
+    summed over heads (+ the residual diagonal): the block's edges of the graph; column sums:
+    the source relevance."""
+    model = tiny_model(arch, "sdpa", torch.float64)
+    blocks = [0, model.config.num_hidden_layers - 1]
+    closed = closed_form_heads(model, tokenizer, IDS, OBJECTIVE, blocks=blocks, chunk=5)
+    packed = packed_head_edges(model, tokenizer, IDS, OBJECTIVE, blocks=blocks, batch_size=16)
+    assert closed.blocks == packed.blocks == tuple(blocks)
+    assert closed.heads.shape == (2, model.config.num_attention_heads, len(IDS), len(IDS))
+    assert packed.meta["backward_passes"] > 1 and closed.meta["backward_passes"] == 1
+    graph = closed_form_graph(model, tokenizer, IDS, OBJECTIVE)
+    for position, block in enumerate(blocks):
+        scale = np.abs(packed.source_relevance[position]).sum()
+        np.testing.assert_allclose(
+            closed.heads[position], packed.heads[position], rtol=0, atol=1e-10 * scale
+        )
+        np.testing.assert_allclose(
+            closed.residual[position], packed.residual[position], rtol=0, atol=1e-10 * scale
+        )
+        # every head carries something, and no single head is the whole block
+        mass = closed.head_mass()[position]
+        assert (mass > 0).all() and (mass < mass.sum()).all()
+        edges = closed.block_edges(position)
+        np.testing.assert_allclose(edges, graph.dense(block), rtol=0, atol=1e-6 * scale)
+        np.testing.assert_allclose(
+            edges.sum(0), closed.source_relevance[position], rtol=0, atol=1e-10 * scale
+        )
+    np.testing.assert_array_equal(closed.source_relevance, packed.source_relevance)
+
+
+def test_head_edges_reject_bad_blocks(tokenizer):
+    model = tiny_model("llama", "sdpa", torch.float64)
+    with pytest.raises(ValueError, match="blocks must be indices"):
+        closed_form_heads(model, tokenizer, IDS, OBJECTIVE, blocks=[99])
