@@ -315,6 +315,13 @@ def run(case_file: Path, out: Path, pdf: bool, single_file: bool, no_cache: bool
 @click.option(
     "--method", type=click.Choice(["auto", "packed", "closed"]), default="auto", show_default=True
 )
+@click.option(
+    "--heads",
+    "heads_spec",
+    metavar="BLOCKS",
+    help='Also write one edge matrix per attention head of these blocks ("all" or 0,5,29) '
+    "to OUT's stem + .heads.npz.",
+)
 @click.option("--no-cache", is_flag=True)
 @one_line_errors
 def graph(
@@ -325,6 +332,7 @@ def graph(
     do_prune: bool,
     split: bool | None,
     method: str,
+    heads_spec: str | None,
     no_cache: bool,
 ) -> None:
     """Attribution graph of a case (or of --model/--prompt/... flags): edges between hidden states."""
@@ -351,6 +359,7 @@ def graph(
     )
     if out.suffix not in (".json", ".npz"):
         raise click.ClickException("--out must end in .json or .npz")
+    head_blocks = _parse_blocks(heads_spec) if heads_spec is not None else None
     _quiet_libraries()
     from tqdm import tqdm
 
@@ -388,6 +397,53 @@ def graph(
         f"{len(chosen.layers)} node layers x {chosen.n_tokens} tokens, {chosen.n_edges} edges "
         f"(of {result.full.n_edges}); method {meta['method']}, {meta['backward_passes']} backward "
         f"pass(es){packing} -> {out}"
+    )
+    if heads_spec is not None:
+        _write_head_edges(loaded, prepared, head_blocks, settings.method, out)
+
+
+def _parse_blocks(spec: str) -> list[int] | None:
+    """``all`` -> None; ``0,5,29`` -> [0, 5, 29]."""
+    if spec.strip() == "all":
+        return None
+    try:
+        return [int(part) for part in spec.split(",") if part.strip()]
+    except ValueError:
+        raise click.ClickException(
+            f'--heads: expected "all" or block indices like 0,5,29, got {spec!r}'
+        ) from None
+
+
+def _write_head_edges(
+    loaded: Any, prepared: Any, blocks: list[int] | None, method: str, out: Path
+) -> None:
+    import numpy as np
+    from tqdm import tqdm
+
+    from .graphs import compute_head_edges
+
+    total = len(blocks) if blocks is not None else loaded.model.config.num_hidden_layers
+    with tqdm(total=total, desc="heads", unit="block") as bar:
+        try:
+            heads = compute_head_edges(
+                loaded,
+                prepared.inputs.token_ids,
+                prepared.objective,
+                blocks=blocks,
+                method=method,
+                progress=lambda done, _: bar.update(done - bar.n),
+            )
+        except ValueError as error:
+            raise click.ClickException(f"--heads: {error}") from None
+    path = out.with_name(out.stem + ".heads.npz")
+    np.savez_compressed(path, **heads.to_npz())
+    mass = heads.head_mass()
+    strongest = ", ".join(
+        f"{block}.h{int(row.argmax())}" for block, row in zip(heads.blocks, mass, strict=True)
+    )
+    click.echo(
+        f"{len(heads.blocks)} block(s) x {heads.heads.shape[1]} heads, method "
+        f"{heads.meta['method']}; strongest head per block: {strongest} -> {path}"
     )
 
 

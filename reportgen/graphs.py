@@ -12,8 +12,20 @@ from typing import Any
 import numpy as np
 
 from .cases import GraphSettings
-from .closed_form import ClosedFormUnsupportedError, closed_form, supports_closed_form
-from .graph import AttributionGraph, build_graph, refine_neurons, trace
+from .closed_form import (
+    ClosedFormUnsupportedError,
+    closed_form,
+    closed_form_heads,
+    supports_closed_form,
+)
+from .graph import (
+    AttributionGraph,
+    HeadEdges,
+    build_graph,
+    packed_head_edges,
+    refine_neurons,
+    trace,
+)
 from .metrics import graph_metrics
 from .models import LoadedModel, cache_dir
 from .objectives import Objective
@@ -212,3 +224,22 @@ def _strongest(graph: AttributionGraph, count: int) -> list[dict[str, Any]]:
         if magnitude[layer, position] >= 0:
             found.append({"layer": graph.layers[layer], "position": position})
     return found
+
+
+def compute_head_edges(
+    loaded: LoadedModel,
+    token_ids: tuple[int, ...],
+    objective: Objective,
+    *,
+    blocks: list[int] | None,
+    method: str = "auto",
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> HeadEdges:
+    """One edge matrix per attention head for ``blocks`` (all when None): dense n x n per head,
+    so ask for a few blocks on long prompts. The closed form gets them from its one backward
+    pass; ``packed`` is the reference (a backward pass per target and head, packed)."""
+    if choose_method(loaded.model, method, None) == "closed":
+        return closed_form_heads(
+            loaded.model, loaded.tokenizer, token_ids, objective, blocks=blocks, progress=progress
+        )
+    return packed_head_edges(loaded.model, loaded.tokenizer, token_ids, objective, blocks=blocks)

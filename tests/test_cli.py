@@ -198,3 +198,46 @@ def test_graph_json_matches_attribute_and_sums_exactly(model_dir, tmp_path):
     assert npz.exit_code == 0
     with np.load(tmp_path / "g.npz", allow_pickle=False) as data:
         assert list(data["layers"]) == ["emb", "0", "1"] and list(data["tokens"]) == graph["tokens"]
+
+
+def test_graph_writes_head_edges_on_request(model_dir, tmp_path):
+    import numpy as np
+
+    flags = paris_flags(model_dir)
+    graph_out = tmp_path / "g.json"
+    result = run("graph", *flags, "--no-prune", "--heads", "1", "--out", str(graph_out))
+    assert result.exit_code == 0, result.output
+    assert "strongest head per block: 1.h" in result.output
+    graph = json.loads(graph_out.read_text())
+    n = len(graph["tokens"])
+    block_edges = np.zeros((n, n))
+    for edge in graph["edges"]:
+        if edge["source_layer"] == "0":  # the input of block 1
+            block_edges[edge["target"], edge["source"]] += edge["weight"]
+    packed = run(
+        "graph",
+        *flags,
+        "--no-prune",
+        "--method",
+        "packed",
+        "--heads",
+        "1",
+        "--out",
+        str(tmp_path / "p.json"),
+    )
+    assert packed.exit_code == 0, packed.output
+    with (
+        np.load(tmp_path / "g.heads.npz", allow_pickle=False) as closed,
+        np.load(tmp_path / "p.heads.npz", allow_pickle=False) as reference,
+    ):
+        assert list(closed["blocks"]) == [1] and str(closed["method"]) == "closed"
+        assert str(reference["method"]) == "packed"
+        heads = closed["heads"]
+        assert heads.shape[0] == 1 and heads.shape[1] > 1 and heads.shape[2:] == (n, n)
+        scale = np.abs(block_edges).max()
+        np.testing.assert_allclose(heads, reference["heads"], rtol=0, atol=1e-5 * scale)
+        summed = heads[0].sum(0) + np.diag(closed["residual"][0])
+        np.testing.assert_allclose(summed, block_edges, rtol=0, atol=1e-5 * scale)
+    bad = run("graph", *flags, "--heads", "7", "--out", str(tmp_path / "b.json"))
+    assert bad.exit_code != 0 and "--heads: blocks must be indices in 0..1" in bad.output
+    assert run("graph", *flags, "--heads", "x", "--out", str(tmp_path / "c.json")).exit_code != 0
