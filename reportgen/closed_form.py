@@ -965,9 +965,9 @@ def closed_form_heads(
             )
             for start in range(0, n, chunk):
                 rows = slice(start, min(start + chunk, n))
-                paths, diagonal, columns = _layer_rows(attention, tensors, rows, per_head=True)
-                index_ = torch.arange(rows.stop - rows.start, device=paths.device)
-                paths[:, index_, index_ + start - columns.start] += diagonal
+                paths, query_path, columns = _layer_rows(attention, tensors, rows, per_head=True)
+                diagonal = torch.arange(rows.stop - rows.start, device=paths.device)
+                paths[:, diagonal, diagonal + start - columns.start] += query_path
                 heads[:, rows, columns] = paths
                 del paths
             per_block.append(heads.cpu().numpy())
