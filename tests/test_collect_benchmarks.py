@@ -207,11 +207,33 @@ def test_arithmetic_tries_computed_numbers_first():
     given = [w for w in item.prompt.replace(".", " ").split() if w.isdigit()]
     output = f"He has {given[0]} - {given[1]} = 10 left."
     computed = output.index("10")
-    assert bench.priority(item, output, computed - 1, " 1", " 2") == 0  # leading digit, new number
+    assert bench.priority(item, output, computed - 1, " 1", " 9") == 0  # leading digit, new number
     assert bench.priority(item, output, computed + 1, "0", "4") == 1  # later digit of it
     assert bench.priority(item, output, output.index(given[0]) - 1, " " + given[0][0], " 9") == 2
     assert bench.priority(item, output, 0, "He", "She") == 3
     assert bench.priority(item, output, output.index("-") - 1, " -", " +") == 0
+
+
+def test_arithmetic_tries_the_correct_digit_of_a_miscomputed_equation_first():
+    from reportgen.collect.arithmetic import _correct_digits
+
+    assert _correct_digits("so 28 - 4 = ") == "24"
+    assert _correct_digits("so 28 - 4 = 2") == "4"
+    assert _correct_digits("16 x 3 + 2 = 5") == "0"  # precedence; the model's own numbers
+    assert _correct_digits("28 - 4 = 24") is None  # complete
+    assert _correct_digits("28 - 4 = 3") is None  # already wrong: a later digit cannot fix it
+    assert _correct_digits("7 / 2 = ") is None and _correct_digits("3 - 9 = ") is None
+    assert _correct_digits("He has 28 coins.") is None
+    bench = Arithmetic()
+    item = generate(1, 1)[0]
+    output = "She has 28 - 4 = 16 coins, then 16 - 4 = 12."
+    first = output.index("16")  # the first slip: 24 is right
+    assert bench.priority(item, output, first - 1, " 1", " 2") == -1
+    assert bench.priority(item, output, first - 1, " 1", " 3") == 0
+    assert bench.priority(item, output, first, "1", "2") == -1  # the space was its own token
+    assert bench.priority(item, output, first + 1, "6", "4") == 1  # "1" is already wrong
+    later = output.index("12")  # right for the model's own 16: nothing to fix there
+    assert bench.priority(item, output, later - 1, " 1", " 2") == 0
 
 
 def test_humaneval_priority_tries_statements_before_comments_before_prose():

@@ -18,6 +18,26 @@ SEED = 2024
 ANSWER_FORMAT = "Reply with just the number."
 OPERATORS = {"+", "-", "*", "/", "x", "×", "÷"}
 PER_STEPS = 16
+#: an equation the model is writing: "28 - 4 = " or "7 * 3 + 2 = 2" (result digits so far)
+_EQUATION = re.compile(r"((?:\d+\s*[-+*/x×÷]\s*)+\d+)\s*=\s*(\d*)$")
+
+
+def _correct_digits(text: str) -> str | None:
+    """Where ``text`` ends inside the result of an equation, the correct rest of that result
+    (digits); None otherwise. Arithmetic on the numbers the model itself wrote, so the first
+    slip of a chain of steps is found even when earlier numbers were already wrong."""
+    match = _EQUATION.search(text)
+    if match is None:
+        return None
+    expression = re.sub(r"[x×]", "*", match.group(1)).replace("÷", "/")
+    try:
+        value = eval(expression, {"__builtins__": {}}, {})  # noqa: S307 - digits and + - * / only
+    except (ZeroDivisionError, SyntaxError):
+        return None
+    if value != int(value) or value < 0:
+        return None
+    want, written = str(int(value)), match.group(2)
+    return want[len(written) :] if want.startswith(written) and want != written else None
 
 
 def _step(rng: random.Random, value: int, pronoun: str) -> tuple[str, int]:
@@ -78,7 +98,7 @@ def check_answer(output: str, answer: str) -> Verdict:
 class Arithmetic(Benchmark):
     name = "arithmetic"
     max_new_tokens = 128
-    search_version = 4
+    search_version = 5
 
     def items(self, data: Path | None = None) -> list[Item]:
         return [item for steps in (1, 2, 3) for item in generate(steps)]
@@ -91,9 +111,13 @@ class Arithmetic(Benchmark):
         return numbers[-1].end() if numbers else None
 
     def priority(self, item: Item, output: str, offset: int, chosen: str, alternative: str) -> int:
-        """First an operator swapped for another and the leading digit of a number the model
-        computed (one not in the problem), then its other digits, then other digits, then
-        the rest."""
+        """First the correct digit where the model miscomputes an equation it writes ("16 - 4
+        = 1" where 12 is right: the first slip), then an operator swapped for another and the
+        leading digit of a number the model computed (one not in the problem), then its other
+        digits, then other digits, then the rest."""
+        correct = _correct_digits(output[:offset] + chosen[: len(chosen) - len(chosen.lstrip())])
+        if correct is not None and alternative.strip() and correct.startswith(alternative.strip()):
+            return -1
         if chosen.strip() in OPERATORS and alternative.strip() in OPERATORS:
             return 0  # "33 - 13" where the problem adds
         if not any(ch.isdigit() for ch in chosen + alternative):
