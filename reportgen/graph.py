@@ -187,7 +187,7 @@ def check_blocks(blocks: Sequence[int] | None, total: int) -> list[int]:
     """The chosen block indices, sorted and unique (all when None); out of range is an error."""
     chosen = list(range(total)) if blocks is None else sorted(set(int(b) for b in blocks))
     if chosen and (chosen[0] < 0 or chosen[-1] >= total):
-        raise ValueError(f"blocks must be indices in 0..{total - 1}, got {list(blocks or [])}")
+        raise ValueError(f"expected block indices in 0..{total - 1}, got {list(blocks or [])}")
     return chosen
 
 

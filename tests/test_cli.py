@@ -239,5 +239,5 @@ def test_graph_writes_head_edges_on_request(model_dir, tmp_path):
         summed = heads[0].sum(0) + np.diag(closed["residual"][0])
         np.testing.assert_allclose(summed, block_edges, rtol=0, atol=1e-5 * scale)
     bad = run("graph", *flags, "--heads", "7", "--out", str(tmp_path / "b.json"))
-    assert bad.exit_code != 0 and "--heads: blocks must be indices in 0..1" in bad.output
+    assert bad.exit_code != 0 and "--heads: expected block indices in 0..1" in bad.output
     assert run("graph", *flags, "--heads", "x", "--out", str(tmp_path / "c.json")).exit_code != 0

@@ -224,5 +224,5 @@ def test_head_edges_equal_the_per_head_backward(arch, tokenizer):
 
 def test_head_edges_reject_bad_blocks(tokenizer):
     model = tiny_model("llama", "sdpa", torch.float64)
-    with pytest.raises(ValueError, match="blocks must be indices"):
+    with pytest.raises(ValueError, match="expected block indices"):
         closed_form_heads(model, tokenizer, IDS, OBJECTIVE, blocks=[99])
