@@ -20,11 +20,10 @@ from pathlib import Path
 
 import torch
 
-from reportgen.attribution import attribute
 from reportgen.cases import load_cases
 from reportgen.faithfulness import ORDERINGS, failure_pattern, faithfulness, flip_sentence
 from reportgen.models import load_model
-from reportgen.pipeline import Question, prepare_question
+from reportgen.pipeline import Question, attribute_prepared, prepare_question
 
 ROOT = Path(__file__).resolve().parent.parent
 SHORT = {"attnlrp": "lrp", "grad_x_input": "gxi", "gradient": "grad", "random": "rand"}
@@ -58,13 +57,7 @@ def main() -> None:
             loaded[case.model] = load_model(case.model)
         model = loaded[case.model]
         question = prepare_question(model, Question.from_case(case))
-        att = attribute(
-            model,
-            question.inputs,
-            question.objective,
-            target=question.target,
-            contrast=question.contrast,
-        )
+        att = attribute_prepared(model, question)
         tick = time.perf_counter()
         result = faithfulness(
             model,

@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .attribution import attribute
 from .cases import Case
 from .compare import compare_models
 from .faithfulness import failure_pattern, faithfulness, flip_sentence
 from .graphs import compute_graph
 from .models import EMBEDDED_MODELS, LoadedModel, cache_dir, embedded_path, load_model
-from .pipeline import Question, prepare_question
+from .pipeline import Question, attribute_prepared, prepare_question
 from .results import CaseResult
 
 _COMPUTE_PACKAGES = ("lxt", "reportgen")
@@ -118,13 +117,7 @@ def compute_case(
     case_text = Path(case.path).read_text(encoding="utf-8")
     progress("attribution")
     question = prepare_question(loaded, Question.from_case(case))
-    attribution = attribute(
-        loaded,
-        question.inputs,
-        question.objective,
-        target=question.target,
-        contrast=question.contrast,
-    )
+    attribution = attribute_prepared(loaded, question)
     n = len(attribution.token_ids)
     for name, (start, end) in case.segments.items():
         if end > n:

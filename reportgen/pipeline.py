@@ -81,8 +81,10 @@ def _greedy_next(loaded: LoadedModel, inputs: PreparedInput) -> int:
         return int(loaded.model(input_ids=ids).logits[0, -1].argmax())
 
 
-def explain(loaded: LoadedModel, question: Question, top_k: int = 10) -> Attribution:
-    prepared = prepare_question(loaded, question)
+def attribute_prepared(
+    loaded: LoadedModel, prepared: PreparedQuestion, top_k: int = 10
+) -> Attribution:
+    """AttnLRP of a prepared question (callers that also need its inputs or objective)."""
     return attribute(
         loaded,
         prepared.inputs,
@@ -91,3 +93,7 @@ def explain(loaded: LoadedModel, question: Question, top_k: int = 10) -> Attribu
         contrast=prepared.contrast,
         top_k=top_k,
     )
+
+
+def explain(loaded: LoadedModel, question: Question, top_k: int = 10) -> Attribution:
+    return attribute_prepared(loaded, prepare_question(loaded, question), top_k)

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from reportgen.attribution import attribute
 from reportgen.cases import load_case
 from reportgen.models import load_model
-from reportgen.pipeline import Question, prepare_question
+from reportgen.pipeline import Question, attribute_prepared, prepare_question
 
 pytestmark = pytest.mark.smollm2
 
@@ -64,13 +63,7 @@ def test_shipped_case_reproduces(path, models):
             f"relevant span [{start}, {end}) outside {n_tokens} tokens"
         )
 
-    result = attribute(
-        loaded,
-        prepared.inputs,
-        prepared.objective,
-        target=prepared.target,
-        contrast=prepared.contrast,
-    )
+    result = attribute_prepared(loaded, prepared)
     assert result.top_k[0].id == result.target.id, (
         f"target {case.target!r} is not the greedy token; the model now prefers "
         f"{result.top_k[0].token!r} ({result.top_k[0].logit:.2f} vs {result.target.logit:.2f})"
