@@ -639,6 +639,7 @@ class _Session:
     relevance: np.ndarray  # [node layers, n] float64
     checkpoint: bool
     step: int  # node layers per block (2 with the mid-block split)
+    norm_map: dict[str, Any]  # the norm rules alone: the forward-mode replay's patch map
 
     @property
     def n(self) -> int:
@@ -652,7 +653,7 @@ class _Session:
         """Block ``index``'s attention call, its per-head tensors (with q°, k°, v° from a
         forward-mode replay) and its residual-path diagonal."""
         source = self.traced.states[index * self.step]
-        with lxt.lrp_rules(self.model, _norm_only_map(self.model)):
+        with lxt.lrp_rules(self.model, self.norm_map):
             tangents = _linear_parts(
                 self.blocks[index], self.traced.calls[index], source, self.recorder
             )
@@ -731,7 +732,15 @@ def _session(
         relevance = node_relevance(traced)
         inputs.clear()
         yield _Session(
-            model, blocks, recorder, traced, residuals, relevance, checkpoint, 2 if split else 1
+            model,
+            blocks,
+            recorder,
+            traced,
+            residuals,
+            relevance,
+            checkpoint,
+            step=2 if split else 1,
+            norm_map=_norm_only_map(model),
         )
 
 
@@ -765,12 +774,11 @@ def closed_form(
         traced, relevance, n = session.traced, session.relevance, session.n
         blocks, device = session.blocks, traced.states[0].device
         buffer = _EdgeBuffer(min_edge_weight, top_per_target)
-        step = 2 if split else 1
         column_error = 0.0
         skipped = recomputed = 0
         starts = range(0, n, chunk)
         for layer in range(len(blocks)):
-            source_index = layer * step
+            source_index = layer * session.step
             target_index = source_index + 1
             attention, tensors, residual = session.layer(layer)
             seed = traced.grads[target_index][0]
@@ -889,36 +897,9 @@ def closed_form(
     return traced, graph
 
 
-def closed_form_graph(
-    model: nn.Module,
-    tokenizer: Any,
-    token_ids: Sequence[int],
-    objective: Objective,
-    *,
-    split: bool = False,
-    chunk: int = 256,
-    node_threshold: float = 0.0,
-    min_edge_weight: float = 0.0,
-    top_per_target: int | None = None,
-    cumulative_mass: float | None = None,
-    checkpoint: bool | None = None,
-    progress: Callable[[int, int], None] = lambda done, total: None,
-) -> AttributionGraph:
-    """``closed_form`` without the trace."""
-    return closed_form(
-        model,
-        tokenizer,
-        token_ids,
-        objective,
-        split=split,
-        chunk=chunk,
-        node_threshold=node_threshold,
-        min_edge_weight=min_edge_weight,
-        top_per_target=top_per_target,
-        cumulative_mass=cumulative_mass,
-        checkpoint=checkpoint,
-        progress=progress,
-    )[1]
+def closed_form_graph(*args: Any, **kwargs: Any) -> AttributionGraph:
+    """``closed_form`` (same arguments) without the trace: one parameter list to keep."""
+    return closed_form(*args, **kwargs)[1]
 
 
 def _add(

@@ -333,6 +333,21 @@ def packing_size(
     return max(1, int(budget_bytes // max(per_sequence, 1)))
 
 
+def _model_packing_size(model: nn.Module, traced: Trace, memory_budget_gb: float) -> int:
+    """``packing_size`` for ``model``'s block sizes and the traced sequence."""
+    config = model.config
+    state = traced.states[0]
+    hidden = state.shape[-1]
+    return packing_size(
+        state.shape[1],
+        hidden,
+        getattr(config, "intermediate_size", None) or 4 * hidden,
+        config.num_attention_heads,
+        memory_budget_gb * 2**30,
+        state.element_size(),
+    )
+
+
 @dataclass
 class _EdgeBuffer:
     """Edges as they stream in, kept sparse (threshold and/or top-k per target row)."""
@@ -463,17 +478,8 @@ def build_graph(
     blocks = decoder_blocks(model)
     model_type = lxt.core.model_type_of(model)
     n = ids.shape[1]
-    config = model.config
-    hidden = traced.states[0].shape[-1]
     if batch_size is None:
-        batch_size = packing_size(
-            n,
-            hidden,
-            getattr(config, "intermediate_size", None) or 4 * hidden,
-            config.num_attention_heads,
-            memory_budget_gb * 2**30,
-            traced.states[0].element_size(),
-        )
+        batch_size = _model_packing_size(model, traced, memory_budget_gb)
     relevance = node_relevance(traced)
     buffer = _EdgeBuffer(min_edge_weight, top_per_target)
     passes = skipped = 0
@@ -659,16 +665,7 @@ def packed_head_edges(
     n = ids.shape[1]
     n_heads = model.config.num_attention_heads
     if batch_size is None:
-        config = model.config
-        hidden = traced.states[0].shape[-1]
-        batch_size = packing_size(
-            n,
-            hidden,
-            getattr(config, "intermediate_size", None) or 4 * hidden,
-            n_heads,
-            memory_budget_gb * 2**30,
-            traced.states[0].element_size(),
-        )
+        batch_size = _model_packing_size(model, traced, memory_budget_gb)
     per_block, residuals = [], []
     passes = 0
     with (

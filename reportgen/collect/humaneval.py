@@ -15,6 +15,7 @@ INSTRUCTION = (
 )
 STOP_SEQUENCES = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
 _FENCE = re.compile(r"```[^\n`]*\n(.*?)```", re.DOTALL)
+_OPENING_FENCE = re.compile(r"```[^\n`]*\n")
 
 
 def load_problems() -> list[dict[str, Any]]:
@@ -32,7 +33,7 @@ def extract_code(reply: str) -> str:
     match = _FENCE.search(reply)
     if match:
         return match.group(1)
-    opened = re.search(r"```[^\n`]*\n", reply)
+    opened = _OPENING_FENCE.search(reply)
     if opened:  # an unclosed block (cut by the token limit): what follows the fence
         return reply[opened.end() :]
     return reply
@@ -99,7 +100,7 @@ class HumanEval(Benchmark):
         """Statements of the code first, then its comments and docstrings, then the prose
         around it: a 135M model's code fails in what it computes, rarely in how it talks."""
         start = 0
-        opened = re.search(r"```[^\n`]*\n", output)  # as extract_code: no fence, all code
+        opened = _OPENING_FENCE.search(output)  # as extract_code: no fence, all code
         if opened is not None:
             if offset < opened.end():
                 return 2
