@@ -5,6 +5,7 @@ verifier needs (written to a case's ``[source]`` table so anyone can re-check it
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -98,6 +99,20 @@ def _register_builtins() -> None:
     register("instructions", Instructions)
     register("arithmetic", Arithmetic)
     register("jsonl", JsonlBenchmark)
+
+
+def jsonl_rows(path: Path) -> list[tuple[int, Any]]:
+    """(line number, parsed value) of each non-blank line of a user's JSONL file; a line that
+    is not JSON is an error naming the file and the line."""
+    rows = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((n, json.loads(line)))
+        except json.JSONDecodeError as exc:
+            raise ReportgenError(f"{path}:{n}: invalid JSON ({exc.msg})") from None
+    return rows
 
 
 def slugify(text: str) -> str:

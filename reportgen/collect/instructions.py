@@ -4,14 +4,13 @@ IFEval checkers of the ``if-verifiable`` package. The prompts are our own (``dat
 
 from __future__ import annotations
 
-import json
 import sys
 import types
 from pathlib import Path
 from typing import Any
 
 from ..errors import ReportgenError
-from .benchmarks import Benchmark, Item, Verdict, slugify
+from .benchmarks import Benchmark, Item, Verdict, jsonl_rows, slugify
 
 DATA = Path(__file__).parent / "data" / "instructions.jsonl"
 # these two need NLTK data (punkt) that cannot be downloaded offline
@@ -64,13 +63,7 @@ def check_instructions(
 
 def read_items(path: Path) -> list[Item]:
     items = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ReportgenError(f"{path}:{n}: invalid JSON ({exc.msg})") from None
+    for _, row in jsonl_rows(path):
         key = str(row["key"])
         items.append(
             Item(

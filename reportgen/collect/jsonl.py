@@ -5,13 +5,12 @@ math-verify) or ``"instruction_id_list"`` + ``"kwargs"`` (IFEval checkers)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from ..errors import ReportgenError
 from .arithmetic import check_answer
-from .benchmarks import Benchmark, Item, Verdict, slugify
+from .benchmarks import Benchmark, Item, Verdict, jsonl_rows, slugify
 from .humaneval import extract_code
 from .instructions import check_instructions
 from .sandbox import run_python
@@ -26,13 +25,7 @@ class JsonlBenchmark(Benchmark):
             raise ReportgenError("the jsonl benchmark needs --data FILE.jsonl")
         items: list[Item] = []
         seen: set[str] = set()
-        for n, line in enumerate(Path(data).read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ReportgenError(f"{data}:{n}: invalid JSON ({exc.msg})") from None
+        for n, row in jsonl_rows(data):
             if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
                 raise ReportgenError(f"{data}:{n}: needs a string field 'prompt'")
             kinds = [k for k in ("tests", "answer", "instruction_id_list") if k in row]
