@@ -256,3 +256,14 @@ def test_humaneval_priority_tries_statements_before_comments_before_prose():
     assert at("Here") == 2  # prose before the code block
     # a base model's completion (no fence) is code from its first character
     assert bench.priority(item, "    return x * 2\n", 4, "return", "?") == 0
+
+
+def test_user_jsonl_with_a_broken_line_names_file_and_line(tmp_path):
+    from reportgen.collect.instructions import read_items
+    from reportgen.errors import ReportgenError
+
+    data = tmp_path / "mine.jsonl"
+    data.write_text('{"prompt": "Say hi.", "answer": "hi"}\n\n{"prompt": oops}\n')
+    for read in (JsonlBenchmark().items, read_items):
+        with pytest.raises(ReportgenError, match=r"mine\.jsonl:3: invalid JSON"):
+            read(data)
