@@ -117,3 +117,23 @@ def test_pdflatex_runs_without_shell_escape(
     tex.write_text("")
     latex.compile_tex(tex, "a")
     assert calls[0][1:4] == ["-no-shell-escape", "-interaction=nonstopmode", "-halt-on-error"]
+
+
+def test_graph_figure_draws_only_the_nodes_its_edges_touch():
+    from types import SimpleNamespace
+
+    from reportgen.render.latex import graph_body
+
+    graph = {
+        "layers": ["emb", "0"],
+        "tokens": ["a", "b", "c"],
+        "node_relevance": [[0.5, 0.2, 0.1], [0.0, 0.3, 0.9]],
+        "edges": [
+            {"source_layer": "emb", "target_layer": "0", "source": 0, "target": 2, "weight": 0.4}
+        ],
+    }
+    body = graph_body(SimpleNamespace(graph=graph))
+    assert body.count("circle") == 2  # (emb, 0) and (0, 2), not the four untouched nodes
+    assert body.count(r"\draw[") == 1
+    alone = graph_body(SimpleNamespace(graph={**graph, "edges": []}))
+    assert alone.count("circle") == 5  # no edges: every non-zero node

@@ -177,10 +177,15 @@ def graph_body(result: CaseResult) -> str:
             rf"\draw[color={color},line width={width:.2f}pt,opacity=0.6,line cap=round] "
             rf"({x1:.3f},{y1:.3f}) -- ({x2:.3f},{y2:.3f});"
         )
+    # long prompts: only the nodes the (pruned) edges touch -- a dot for every (layer, token)
+    # of a 300-token prompt overflows TeX's main memory in one tikzpicture
+    touched = {(str(e["source_layer"]), int(e["source"])) for e in edges} | {
+        (str(e["target_layer"]), int(e["target"])) for e in edges
+    }
     for layer, row in zip(layers, graph["node_relevance"], strict=True):
         for i, value in enumerate(row):
             v = float(value)
-            if v == 0:
+            if v == 0 or (touched and (layer, i) not in touched):
                 continue
             radius = 0.02 + 0.16 * math.sqrt(abs(v) / max_n)
             color = "rgpos" if v >= 0 else "rgneg"
