@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 import lxt
-from reportgen.graph import _chain, _packed_rows, decoder_blocks, packing_size, trace
+from reportgen.graph import _chain, _model_packing_size, _packed_rows, decoder_blocks, trace
 from reportgen.models import load_model
 from reportgen.objectives import Objective
 
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--budget-gb", type=float, default=2.0)
     args = parser.parse_args()
     loaded = load_model("smollm2-135m-instruct")
-    model, config = loaded.model, loaded.model.config
+    model = loaded.model
     text = "The quick brown fox jumps over the lazy dog while the model counts tokens. " * 400
     all_ids = loaded.tokenizer.encode(text)
     objective = Objective("logit_diff", target_id=7042, strategy="by_ref_token", contrast_id=38034)
@@ -49,13 +49,7 @@ def main() -> None:
     for n in args.lengths:
         ids = torch.tensor([all_ids[:n]])
         traced = trace(model, ids, objective, split=False)
-        batch = packing_size(
-            n,
-            config.hidden_size,
-            config.intermediate_size,
-            config.num_attention_heads,
-            args.budget_gb * 2**30,
-        )
+        batch = _model_packing_size(model, traced, args.budget_gb)
         packed_s = single_s = 0.0
         passes = 0
         max_diff = 0.0

@@ -30,3 +30,11 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    """The tiny word-level tokenizer of `tiny_models`, shared by the tiny-model graph tests."""
+    from tiny_models import tiny_tokenizer
+
+    return tiny_tokenizer()

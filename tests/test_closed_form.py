@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from tiny_models import ARCHITECTURES, tiny_model, tiny_tokenizer
+from tiny_models import ARCHITECTURES, tiny_model
 
 import reportgen.closed_form as closed_module
 import reportgen.graph as graph_module
@@ -21,14 +21,7 @@ IDS = [3, 15, 27, 8, 44, 9, 61, 12, 5, 70, 33, 18]
 OBJECTIVE = Objective("logit_diff", 5, "by_ref_token", 7)
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    return tiny_tokenizer()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread(one_thread):
-    """See conftest.one_thread."""
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class _RecordingBuffer(graph_module._EdgeBuffer):

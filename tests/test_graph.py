@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from tiny_models import ARCHITECTURES, tiny_model, tiny_tokenizer
+from tiny_models import ARCHITECTURES, tiny_model
 
 from reportgen.attribution import input_gradient
 from reportgen.graph import build_graph, packing_size
@@ -11,11 +11,6 @@ from reportgen.objectives import Objective
 
 IDS = [3, 15, 27, 8, 44, 9, 61, 12, 5]
 OBJECTIVE = Objective("logit_diff", 5, "by_ref_token", 7)
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return tiny_tokenizer()
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from tiny_models import tiny_model, tiny_tokenizer
+from tiny_models import tiny_model
 
 import reportgen.closed_form as closed_module
 from reportgen.closed_form import closed_form, closed_form_graph
@@ -15,14 +15,7 @@ IDS = [int(i) for i in np.random.RandomState(3).randint(5, 97, size=40)]
 OBJECTIVE = Objective("logit_diff", 5, "by_ref_token", 7)
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    return tiny_tokenizer()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread(one_thread):
-    """See conftest.one_thread."""
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _edges(graph: AttributionGraph) -> dict[tuple[int, int, int, int], float]:
