@@ -2,7 +2,6 @@
 recovering position is known; then `collect` end to end: resume, determinism, --force."""
 
 import json
-import re
 
 import pytest
 import torch
@@ -271,37 +270,3 @@ def test_force_protects_hand_edited_cases(toy, tmp_path):
     assert forced["runs"][0]["files"][case_id] == "written" and path.read_text() == original
     untouched = collect(ToyBench.name, [folder], out=tmp_path, settings=settings)
     assert untouched["runs"][0]["files"][case_id] == "unchanged"
-
-
-def _blaming_bench(word: int) -> type[ToyBench]:
-    """ToyBench whose failing verdicts blame the output's ``word``-th word (as a traceback's
-    line is blamed for HumanEval)."""
-
-    class Blaming(ToyBench):
-        name = f"toy-blame-{word}"  # own journal: the blame changes the order, not the key
-
-        def verify(self, item, output, chat):
-            verdict = super().verify(item, output, chat)
-            words = list(re.finditer(r"\S+", output))
-            if verdict.passed or len(words) <= word:
-                return verdict
-            return Verdict(False, verdict.message, ((words[word].start(), words[word].end()),))
-
-    return Blaming
-
-
-def test_blamed_tokens_are_tried_first(toy, tmp_path, monkeypatch):
-    """Two continuations find the recovering 4th word when the verdict blames it, and none of
-    the two tried finds it when the verdict blames the 6th word instead."""
-    folder, _ = toy
-    settings = Settings(budget=2, top_k=4, batch_size=2, explain_check=False)
-    pinned = {}
-    for word in (3, 5):
-        bench = _blaming_bench(word)
-        bench.want = ToyBench.want
-        monkeypatch.setitem(registry.BENCHMARKS, bench.name, bench)
-        summary = collect(bench.name, [folder], out=tmp_path, settings=settings, items=["toy/1"])
-        run = summary["runs"][0]
-        assert run["continuations"] <= settings.budget
-        pinned[word] = run["cases"]
-    assert pinned == {3: ["toy-1"], 5: []}

@@ -30,9 +30,6 @@ class Item:
 class Verdict:
     passed: bool
     message: str
-    # character spans of the output where the verifier saw the failure surface (the lines of a
-    # traceback): the search tries those tokens first, since the slip is often right there
-    blame: tuple[tuple[int, int], ...] = ()
 
 
 class Benchmark:

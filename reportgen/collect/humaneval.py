@@ -30,20 +30,13 @@ def load_problems() -> list[dict[str, Any]]:
 
 def extract_code(reply: str) -> str:
     """The first fenced block of a chat reply, or the whole reply where there is none."""
-    return located_code(reply, chat=True)[1]
-
-
-def located_code(output: str, chat: bool) -> tuple[int, str]:
-    """The code the tests run, and where it starts in ``output``."""
-    if not chat:
-        return 0, cut_completion(output)
-    match = _FENCE.search(output)
+    match = _FENCE.search(reply)
     if match:
-        return match.start(1), match.group(1)
-    opened = _OPENING_FENCE.search(output)
+        return match.group(1)
+    opened = _OPENING_FENCE.search(reply)
     if opened:  # an unclosed block (cut by the token limit): what follows the fence
-        return opened.end(), output[opened.end() :]
-    return 0, output
+        return reply[opened.end() :]
+    return reply
 
 
 def cut_completion(text: str) -> str:
@@ -56,43 +49,24 @@ def cut_completion(text: str) -> str:
     return text[:cut]
 
 
-def _program_head(problem: dict[str, Any], code: str, chat: bool) -> str:
-    """What precedes the code in the program: the problem's prompt (keeps its imports); a chat
-    reply may restate the whole function or give only its body."""
-    if chat and f"def {problem['entry_point']}" in code:
-        return problem["prompt"] + "\n"
-    return problem["prompt"]
-
-
 def program(problem: dict[str, Any], output: str, chat: bool) -> str:
-    code = located_code(output, chat)[1]
-    body = _program_head(problem, code, chat) + code
+    if chat:
+        code = extract_code(output)
+        # the reply may restate the whole function or give only its body
+        if f"def {problem['entry_point']}" in code:
+            body = problem["prompt"] + "\n" + code  # keeps the prompt's imports
+        else:
+            body = problem["prompt"] + code
+    else:
+        body = problem["prompt"] + cut_completion(output)
     return f"{body}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
-
-
-def blamed_spans(
-    output: str, code_start: int, code: str, first_line: int, program_lines: tuple[int, ...]
-) -> tuple[tuple[int, int], ...]:
-    """The spans of ``output`` holding the given (1-based) lines of a program in which ``code``
-    (found at ``code_start`` of the output) begins on line ``first_line``: the frames of a
-    traceback that fall in the model's code, not in the prompt or the tests."""
-    lines = code.split("\n")
-    line_starts = [code_start]
-    for line in lines[:-1]:
-        line_starts.append(line_starts[-1] + len(line) + 1)
-    spans = []
-    for number in dict.fromkeys(program_lines):
-        index = number - first_line
-        if 0 <= index < len(lines):
-            spans.append((line_starts[index], line_starts[index] + len(lines[index])))
-    return tuple(spans)
 
 
 class HumanEval(Benchmark):
     name = "humaneval"
     max_new_tokens = 256
     timeout = 10.0
-    search_version = 4  # 4: the lines of the traceback first (Verdict.blame)
+    search_version = 3
 
     def items(self, data: Path | None = None) -> list[Item]:
         return [
@@ -139,12 +113,8 @@ class HumanEval(Benchmark):
         return 0
 
     def verify(self, item: Item, output: str, chat: bool) -> Verdict:
-        problem = item.data["problem"]
-        result = run_python(program(problem, output, chat), timeout=self.timeout)
-        start, code = located_code(output, chat)
-        first_line = _program_head(problem, code, chat).count("\n") + 1
-        blame = blamed_spans(output, start, code, first_line, result.error_lines)
-        return Verdict(result.passed, result.message, blame)
+        result = run_python(program(item.data["problem"], output, chat), timeout=self.timeout)
+        return Verdict(result.passed, result.message)
 
     def source(self, item: Item) -> dict[str, Any]:
         return {"entry_point": item.data["problem"]["entry_point"]}

@@ -11,14 +11,13 @@ from typing import Any
 from ..errors import ReportgenError
 from .arithmetic import check_answer
 from .benchmarks import Benchmark, Item, Verdict, jsonl_rows, slugify
-from .humaneval import blamed_spans, located_code
+from .humaneval import extract_code
 from .instructions import check_instructions
 from .sandbox import run_python
 
 
 class JsonlBenchmark(Benchmark):
     name = "jsonl"
-    search_version = 3  # 3: for tests, the lines of the traceback first (Verdict.blame)
     max_new_tokens = 256
 
     def items(self, data: Path | None = None) -> list[Item]:
@@ -60,10 +59,8 @@ class JsonlBenchmark(Benchmark):
     def verify(self, item: Item, output: str, chat: bool) -> Verdict:
         kind = item.data["kind"]
         if kind == "tests":
-            start, code = located_code(output, chat=True)
-            result = run_python(code + "\n\n" + item.data["tests"] + "\n")
-            blame = blamed_spans(output, start, code, 1, result.error_lines)
-            return Verdict(result.passed, result.message, blame)
+            result = run_python(extract_code(output) + "\n\n" + item.data["tests"] + "\n")
+            return Verdict(result.passed, result.message)
         if kind == "answer":
             return check_answer(output, item.data["answer"])
         return check_instructions(

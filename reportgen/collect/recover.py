@@ -3,11 +3,9 @@ top-k alternatives, and continuing greedily, makes the verifier pass.
 
 Candidates (position, alternative) are tried cheapest-first: ordered by the logit gap between the
 greedy token and the alternative (so the lowest-margin positions and the best alternatives come
-first) within the tiers the caller's ``priority`` gives (the lines a traceback blames, then
-where a benchmark's failures usually start), restricted to the part of the output that decides
-the verdict. Continuations run in batches that reuse the KV cache of the shared prefix (prompt
-+ output up to the earliest position of the batch) instead of re-encoding it; the search stops
-at ``budget`` continuations."""
+first), restricted to the part of the output that decides the verdict. Continuations run in
+batches that reuse the KV cache of the shared prefix (prompt + output up to the earliest
+position of the batch) instead of re-encoding it; the search stops at ``budget`` continuations."""
 
 from __future__ import annotations
 
@@ -46,12 +44,11 @@ def candidates(
     skip_ids: set[int],
     last_position: int | None = None,
     same_text: Callable[[int, int], bool] | None = None,
-    priority: Callable[[int, int, int], Any] | None = None,
+    priority: Callable[[int, int, int], int] | None = None,
 ) -> list[Candidate]:
     """Every (position, alternative) among the top-k at each step up to ``last_position``,
-    ordered by ``priority(position, chosen, alternative)`` (any sort key, lower first), then the
-    logit gap."""
-    found: list[tuple[Any, Candidate]] = []
+    ordered by ``priority(position, chosen, alternative)`` (lower first), then the logit gap."""
+    found: list[tuple[int, Candidate]] = []
     end = len(gen.ids) if last_position is None else min(len(gen.ids), last_position + 1)
     for position in range(end):
         ids, logits = gen.top_ids[position], gen.top_logits[position]

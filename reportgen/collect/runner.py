@@ -235,23 +235,15 @@ class _Run:
 
         full_text = self.text(gen.ids)
         offsets = [len(self.text(gen.ids[:p])) for p in range(len(gen.ids))]
-        blame = self.bench.verify(item, full_text, self.chat).blame
-
-        def priority(position: int, chosen: int, alt: int) -> tuple[int, int]:
-            start = offsets[position]
-            end = start + len(piece(chosen))
-            blamed = any(start < b_end and end > b_start for b_start, b_end in blame)
-            return (0 if blamed else 1), self.bench.priority(
-                item, full_text, start, piece(chosen), piece(alt)
-            )
-
         cands = candidates(
             gen,
             top_k=s.top_k,
             skip_ids=self.skip_ids,
             last_position=self.last_position(gen.ids),
             same_text=lambda a, b: piece(a) == piece(b),
-            priority=priority,
+            priority=lambda position, chosen, alt: self.bench.priority(
+                item, full_text, offsets[position], piece(chosen), piece(alt)
+            ),
         )
         rejected: list[str] = []
         accepted: dict[str, Any] = {}

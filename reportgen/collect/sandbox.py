@@ -7,7 +7,6 @@ anywhere. Never executes anything inside the reportgen process."""
 from __future__ import annotations
 
 import os
-import re
 import resource
 import signal
 import subprocess
@@ -24,12 +23,6 @@ class SandboxResult:
     passed: bool
     message: str  # "passed", "timed out after 10s", or the last line of the error
     returncode: int | None
-    # lines of the program named by the error's traceback, outermost frame first (for a
-    # SyntaxError the offending line): where a verifier can tell the failure surfaced
-    error_lines: tuple[int, ...] = ()
-
-
-_PROGRAM_FRAME = re.compile(r'File "[^"\n]*program\.py", line (\d+)')
 
 
 def _user_processes(uid: int) -> int:
@@ -128,10 +121,8 @@ def run_python(
             return SandboxResult(False, f"timed out after {timeout:g}s", None)
         if proc.returncode == 0:
             return SandboxResult(True, "passed", 0)
-        stderr = err.decode("utf-8", "replace")
-        lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+        lines = [ln for ln in err.decode("utf-8", "replace").strip().splitlines() if ln.strip()]
         last = lines[-1].strip() if lines else f"exit status {proc.returncode}"
         if proc.returncode < 0:
             last = f"killed by signal {-proc.returncode}" + (f" ({last})" if lines else "")
-        frames = tuple(int(n) for n in _PROGRAM_FRAME.findall(stderr))
-        return SandboxResult(False, last[:300], proc.returncode, frames)
+        return SandboxResult(False, last[:300], proc.returncode)
