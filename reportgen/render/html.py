@@ -26,9 +26,9 @@ from ..results import CaseResult
 from . import charts as charts_mod
 from .tokens import token_cells, visible_text
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES_DIR = PROJECT_ROOT / "templates"
-ASSETS_DIR = PROJECT_ROOT / "site" / "assets"
+# package data: a wheel installed outside the source tree renders as well as a checkout
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 STYLE_CSS = ASSETS_DIR / "style.css"
 BUNDLE_NAME = "vega-bundle.js"
 
