@@ -1,0 +1,229 @@
+"""The optional project file (``reportgen.toml`` beside ``cases/``): one reader for all of it.
+
+A project file holds what is about a whole collection rather than one case:
+
+```toml
+[site]                      # the index as a project page (title, authors, abstract, links, ...)
+title = "..."
+
+[models.smollm2-135m-instruct]   # runtime settings per model (device, dtype, quantisation)
+device = "cpu"
+dtype = "float32"
+```
+
+This module parses and validates the file into plain dataclasses; every error names the file,
+the field and the problem (``CaseError``). The ``[site]`` and ``[models.*]`` tables are each
+parsed by one function here, so the runner and the site read the same codec."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import CaseError
+
+PROJECT_FILE = "reportgen.toml"
+DEVICES_HELP = "auto, cpu, cuda or cuda:N"
+DTYPES = ("float32", "bfloat16", "float16")
+QUANTIZATIONS = ("none", "4bit")
+
+
+@dataclass(frozen=True)
+class Author:
+    name: str
+    affiliation: str = ""
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class Link:
+    label: str
+    url: str
+
+
+@dataclass(frozen=True)
+class SiteInfo:
+    """What the index shows as a project page. Text fields are plain text (escaped when
+    rendered); ``abstract`` is Markdown, rendered with raw HTML disabled."""
+
+    title: str = ""
+    subtitle: str = ""
+    authors: tuple[Author, ...] = ()
+    abstract: str = ""
+    links: tuple[Link, ...] = ()
+    bibtex: str = ""
+    featured: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Runtime settings for one model; ``None`` means "not set here" (the CLI or default)."""
+
+    device: str | None = None
+    dtype: str | None = None
+    quantization: str | None = None
+
+
+@dataclass(frozen=True)
+class Project:
+    path: str | None = None
+    site: SiteInfo | None = None
+    models: dict[str, ModelSettings] = field(default_factory=dict)
+
+
+_TOP_FIELDS = {"site", "models"}
+_SITE_FIELDS = {"title", "subtitle", "authors", "abstract", "links", "bibtex", "featured"}
+_AUTHOR_FIELDS = {"name", "affiliation", "url"}
+_LINK_FIELDS = {"label", "url"}
+_MODEL_FIELDS = {"device", "dtype", "quantization"}
+
+
+def find_project_file(paths: list[Path] | tuple[Path, ...] = ()) -> Path | None:
+    """The project file for a build of ``paths``: ``reportgen.toml`` in the folder of the first
+    path (or the folder itself), in its parent (the folder holding ``cases/``), or in the current
+    directory, the first that exists."""
+    candidates: list[Path] = []
+    for path in paths[:1]:
+        folder = path if path.is_dir() else path.parent
+        candidates += [folder / PROJECT_FILE, folder.parent / PROJECT_FILE]
+    candidates.append(Path.cwd() / PROJECT_FILE)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_project(path: Path | None) -> Project:
+    """Parse a project file; ``None`` (no file) gives the empty project."""
+    if path is None:
+        return Project()
+    where = str(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CaseError(where, None, f"cannot read the project file ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CaseError(where, None, f"not valid TOML ({exc})") from None
+    _check_fields(where, "", data, _TOP_FIELDS)
+    site = parse_site(where, data["site"]) if "site" in data else None
+    models = parse_models(where, data.get("models", {}))
+    return Project(path=where, site=site, models=models)
+
+
+def parse_site(where: str, table: Any) -> SiteInfo:
+    if not isinstance(table, dict):
+        raise CaseError(where, "site", "must be a table")
+    _check_fields(where, "site.", table, _SITE_FIELDS)
+    text = {
+        name: _text(where, f"site.{name}", table.get(name, ""))
+        for name in ("title", "subtitle", "abstract", "bibtex")
+    }
+    authors = []
+    for index, entry in enumerate(_list(where, "site.authors", table.get("authors", []))):
+        name = f"site.authors[{index}]"
+        if isinstance(entry, str):
+            entry = {"name": entry}
+        if not isinstance(entry, dict):
+            raise CaseError(where, name, "must be a name or a table {name, affiliation, url}")
+        _check_fields(where, f"{name}.", entry, _AUTHOR_FIELDS)
+        if not entry.get("name"):
+            raise CaseError(where, f"{name}.name", "is required")
+        authors.append(
+            Author(
+                name=_text(where, f"{name}.name", entry["name"]),
+                affiliation=_text(where, f"{name}.affiliation", entry.get("affiliation", "")),
+                url=_url(where, f"{name}.url", entry.get("url", "")),
+            )
+        )
+    links = []
+    for index, entry in enumerate(_list(where, "site.links", table.get("links", []))):
+        name = f"site.links[{index}]"
+        if not isinstance(entry, dict):
+            raise CaseError(where, name, "must be a table {label, url}")
+        _check_fields(where, f"{name}.", entry, _LINK_FIELDS)
+        for key in ("label", "url"):
+            if not entry.get(key):
+                raise CaseError(where, f"{name}.{key}", "is required")
+        links.append(
+            Link(
+                label=_text(where, f"{name}.label", entry["label"]),
+                url=_url(where, f"{name}.url", entry["url"]),
+            )
+        )
+    featured = tuple(
+        _text(where, f"site.featured[{index}]", value)
+        for index, value in enumerate(_list(where, "site.featured", table.get("featured", [])))
+    )
+    return SiteInfo(authors=tuple(authors), links=tuple(links), featured=featured, **text)
+
+
+def parse_models(where: str, table: Any) -> dict[str, ModelSettings]:
+    if not isinstance(table, dict):
+        raise CaseError(where, "models", "must be a table of [models.NAME] tables")
+    models = {}
+    for model, settings in table.items():
+        name = f"models.{model}"
+        if not isinstance(settings, dict):
+            raise CaseError(where, name, "must be a table (device, dtype, quantization)")
+        _check_fields(where, f"{name}.", settings, _MODEL_FIELDS)
+        device = settings.get("device")
+        if device is not None:
+            device = _text(where, f"{name}.device", device)
+            if not is_device_spec(device):
+                raise CaseError(where, f"{name}.device", f"{device!r} is not one of {DEVICES_HELP}")
+        dtype = settings.get("dtype")
+        if dtype is not None and dtype not in DTYPES:
+            raise CaseError(where, f"{name}.dtype", f"{dtype!r} is not one of {', '.join(DTYPES)}")
+        quantization = settings.get("quantization")
+        if quantization is not None and quantization not in QUANTIZATIONS:
+            raise CaseError(
+                where,
+                f"{name}.quantization",
+                f"{quantization!r} is not one of {', '.join(QUANTIZATIONS)}",
+            )
+        models[model] = ModelSettings(device=device, dtype=dtype, quantization=quantization)
+    return models
+
+
+def is_device_spec(text: str) -> bool:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (N a non-negative integer)."""
+    if text in ("auto", "cpu", "cuda"):
+        return True
+    head, _, index = text.partition(":")
+    return head == "cuda" and index.isdigit()
+
+
+def _check_fields(where: str, prefix: str, table: dict, known: set[str]) -> None:
+    for key in table:
+        if key not in known:
+            raise CaseError(
+                where, f"{prefix}{key}", f"unknown field (known: {', '.join(sorted(known))})"
+            )
+
+
+def _text(where: str, name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise CaseError(where, name, f"must be a string, not {type(value).__name__}")
+    return value
+
+
+def _list(where: str, name: str, value: Any) -> list:
+    if not isinstance(value, list):
+        raise CaseError(where, name, f"must be a list, not {type(value).__name__}")
+    return value
+
+
+def _url(where: str, name: str, value: Any) -> str:
+    """Only http(s), mailto and relative links: a ``javascript:`` URL in a project file must not
+    become a clickable script on the project page."""
+    url = _text(where, name, value).strip()
+    if not url:
+        return ""
+    scheme = url.split(":", 1)[0].lower() if ":" in url.split("/", 1)[0] else ""
+    if scheme and scheme not in ("http", "https", "mailto"):
+        raise CaseError(where, name, f"links must be http(s), mailto or relative, not {scheme}:")
+    if any(ord(c) < 32 or ord(c) == 127 for c in url):
+        raise CaseError(where, name, "contains control characters")
+    return url
