@@ -1,19 +1,23 @@
 """`reportgen build`: every case -> cached CaseResult -> dossier + PDF -> the static site.
 
 The site is written to a staging folder beside the output and swapped in at the end, so an
-interrupted or failed build leaves the previous site intact."""
+interrupted or failed build leaves the previous site intact. What ``--out`` may be, the lock
+against a second build and the cleaning of a killed build's leftovers live in
+:mod:`reportgen.outdir`."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import outdir
 from .cases import Case, load_cases
 from .compute import cached_result, compute_case, result_key, store_result
-from .errors import ReportgenError
+from .errors import ReportgenError, warn
 from .models import LoadedModel, load_model
 from .results import CaseResult
 
@@ -52,17 +56,35 @@ def compute_results(
             if result is not None:
                 report.cached.append(case.id)
             else:
-                result = compute_case(case, load(case.model), command=command, load_other=load)
+                result = compute_case(
+                    case, load(case.model), command=command, load_other=load, use_cache=use_cache
+                )
                 store_result(key, result)
                 report.built.append(case.id)
             results.append(result)
-        except (ReportgenError, ValueError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 -- any per-case failure is that case's failure
             if not keep_going:
                 raise
-            report.failures.append((case.path, str(exc)))
+            report.failures.append((case.path, case_failure(case, exc)))
         finally:
             on_done(case)
     return results
+
+
+def case_failure(case: Case, exc: BaseException) -> str:
+    """One line for the index and the terminal: the reason, without repeating the file name;
+    an unexpected exception is named as such."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if text.startswith(f"{case.path}: "):
+        text = text[len(case.path) + 2 :]
+    if isinstance(exc, ReportgenError):
+        return text or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return (
+        f"unexpected {type(exc).__name__}: {text}" if text else f"unexpected {type(exc).__name__}"
+    )
 
 
 def load_summaries(paths: Iterable[str | Path]) -> list[dict[str, object]]:
@@ -96,22 +118,31 @@ def render_site(
     single_file: bool,
     summaries: Iterable[dict[str, object]] = (),
     on_case: Callable[[CaseResult], None] = lambda r: None,
+    use_cache: bool = True,
+    inputs: Iterable[str | Path] = (),
 ) -> list[tuple[str, str]]:
-    """Render into a staging folder and swap it in; returns PDF failures (the page still ships)."""
+    """Render into a staging folder and swap it in; returns PDF failures (the page still ships).
+
+    ``out`` is checked by :func:`outdir.check_out_folder` (again: it may have changed while the
+    cases were computed); the caller holds :func:`outdir.build_lock`."""
     from .render.latex import render_latex
     from .site import build_site
 
-    out = out.resolve()
+    out = outdir.check_out_folder(out, inputs)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    staging = Path(tempfile.mkdtemp(prefix=outdir.staging_prefix(out), dir=out.parent))
     pdf_failures: list[tuple[str, str]] = []
     try:
+        outdir.write_marker(staging, staging=True)
         if pdf:
             for result in results:
                 on_case(result)
                 try:
-                    figures = _cached_figures(result, render_latex)
+                    figures = _cached_figures(result, render_latex, use_cache=use_cache)
                     shutil.copytree(figures, staging / "cases" / result.case_id / "figures")
+                    (staging / "cases" / result.case_id / "figures" / _FIGURES_MANIFEST).unlink(
+                        missing_ok=True
+                    )
                 except Exception as exc:  # a figure set that fails must not sink the site
                     pdf_failures.append((result.case_file, f"PDF figure set: {exc}"))
         build_site(
@@ -121,24 +152,59 @@ def render_site(
             summaries=list(summaries),
             single_file=single_file,
         )
-        previous = out.with_name(f".{out.name}.previous")
-        if previous.exists():
-            shutil.rmtree(previous)
-        if out.exists():
-            out.rename(previous)
-        staging.rename(out)
-        if previous.exists():
-            shutil.rmtree(previous)
+        outdir.write_marker(staging)
+        outdir.make_world_readable(staging)
+        _swap_in(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return pdf_failures
 
 
-def _cached_figures(result: CaseResult, render_latex: Callable[..., object]) -> Path:
-    """The compiled figure set of ``result``, from the cache when the result and the LaTeX code
-    are unchanged (pdflatex is the slowest part of a rebuild)."""
+def _swap_in(staging: Path, out: Path) -> None:
+    """Replace ``out`` by ``staging`` with two renames; the old site is deleted only after the
+    new one is in place."""
+    previous = outdir.previous_path(out)
+    if previous.exists():
+        shutil.rmtree(previous)
+    if out.exists():
+        out.rename(previous)
+    staging.rename(out)
+    if previous.exists():
+        shutil.rmtree(previous)
+
+
+_FIGURES_MANIFEST = ".reportgen-figures.json"
+
+
+def _figures_intact(folder: Path, case_id: str) -> bool:
+    """A cached figure set is used only when every file matches the checksums written with it."""
     import hashlib
+    import json
+
+    try:
+        listed = json.loads((folder / _FIGURES_MANIFEST).read_text(encoding="utf-8"))
+        if not isinstance(listed, dict) or f"{case_id}.pdf" not in listed:
+            return False
+        present = {p.name for p in folder.iterdir() if p.name != _FIGURES_MANIFEST}
+        if present != set(listed):
+            return False
+        return all(
+            hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
+            for name, digest in listed.items()
+        )
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def _cached_figures(
+    result: CaseResult, render_latex: Callable[..., object], *, use_cache: bool = True
+) -> Path:
+    """The compiled figure set of ``result``, from the cache when the result and the LaTeX code
+    are unchanged (pdflatex is the slowest part of a rebuild). ``use_cache=False`` renders
+    afresh; a damaged cached set is rendered again with a warning."""
+    import hashlib
+    import json
 
     from .models import cache_dir
     from .render import latex
@@ -146,12 +212,23 @@ def _cached_figures(result: CaseResult, render_latex: Callable[..., object]) -> 
     digest = hashlib.sha256(result.dumps().encode())
     digest.update(Path(latex.__file__).read_bytes())
     folder = cache_dir() / "figures" / digest.hexdigest()[:24]
-    if not (folder / f"{result.case_id}.pdf").exists():
-        partial = folder.with_name(folder.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        render_latex(result, partial)
-        shutil.rmtree(folder, ignore_errors=True)
-        partial.rename(folder)
+    if use_cache and _figures_intact(folder, result.case_id):
+        return folder
+    if use_cache and ((folder / _FIGURES_MANIFEST).exists() or folder.is_file()):
+        warn(f"damaged figure cache entry {folder}; rendering the figures again")
+    partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    render_latex(result, partial)
+    sums = {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(partial.iterdir())
+        if p.is_file()
+    }
+    (partial / _FIGURES_MANIFEST).write_text(json.dumps(sums, indent=1), encoding="utf-8")
+    if folder.is_symlink() or folder.is_file():
+        folder.unlink()
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
     return folder
 
 
@@ -170,30 +247,43 @@ def build(
 
     paths = list(paths)
     report = BuildReport(out=out)
-    cases, errors = load_cases(paths)
-    if errors:
-        if not keep_going:
-            raise errors[0]
-        report.failures.extend((e.path, str(e)) for e in errors)
-    if not cases and not report.failures:
-        raise ReportgenError("no case files found")
-    with tqdm(total=len(cases), desc="computing", unit="case", disable=not progress) as bar:
-        results = compute_results(
-            cases,
-            use_cache=use_cache,
-            keep_going=keep_going,
-            command=command,
-            report=report,
-            on_done=lambda case: bar.update(1),
-        )
-    with tqdm(total=len(results), desc="rendering", unit="case", disable=not progress) as bar:
-        pdf_failures = render_site(
-            results,
-            out,
-            report.failures,
-            pdf=pdf,
-            single_file=single_file,
-            on_case=lambda r: bar.update(1),
-        )
+    resolved = outdir.check_out_folder(out, paths)  # refuse before any work
+    with outdir.build_lock(resolved, command):
+        outdir.clean_stale(resolved)
+        cases, errors = load_cases(paths)
+        if errors:
+            if not keep_going:
+                raise errors[0]
+            report.failures.extend((e.path, case_error_reason(e)) for e in errors)
+        if not cases and not report.failures:
+            raise ReportgenError("no case files found")
+        with tqdm(total=len(cases), desc="computing", unit="case", disable=not progress) as bar:
+            results = compute_results(
+                cases,
+                use_cache=use_cache,
+                keep_going=keep_going,
+                command=command,
+                report=report,
+                on_done=lambda case: bar.update(1),
+            )
+        with tqdm(total=len(results), desc="rendering", unit="case", disable=not progress) as bar:
+            pdf_failures = render_site(
+                results,
+                out,
+                report.failures,
+                pdf=pdf,
+                single_file=single_file,
+                on_case=lambda r: bar.update(1),
+                use_cache=use_cache,
+                inputs=paths,
+            )
     report.failures.extend(pdf_failures)
     return report
+
+
+def case_error_reason(error: ReportgenError) -> str:
+    """A case-file error without its file name (the failure list shows the file already)."""
+    problem, field_name = getattr(error, "problem", None), getattr(error, "field", None)
+    if problem is None:
+        return str(error)
+    return f"field '{field_name}': {problem}" if field_name else problem

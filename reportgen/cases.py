@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import re
 import tomllib
 from collections.abc import Iterable
@@ -12,7 +14,8 @@ from typing import Any
 from .errors import CaseError
 from .objectives import MODES, STRATEGIES
 
-ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]*")  # always with fullmatch: "$" accepts a final "\n"
+MAX_ID_LENGTH = 100  # ids become folder and file names (255 bytes at most on most systems)
 
 _KNOWN_FIELDS = {
     "id",
@@ -163,20 +166,17 @@ def _graph_settings(path: str, data: Any) -> GraphSettings:
             path, "graph.prune", f"must be one of {', '.join(PRUNE_METHODS)}, got {prune!r}"
         )
     numbers = {}
-    for name, default, low, high in (
-        ("p", 0.85, 0.0, 1.0),
-        ("threshold", 0.01, 0.0, None),
-        ("node_threshold", 0.01, 0.0, None),
+    for name, default, rule in (
+        ("p", 0.85, "in (0, 1]"),
+        ("threshold", 0.01, "finite and >= 0"),
+        ("node_threshold", 0.01, "finite and >= 0"),
     ):
         value = data.get(name, default)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise CaseError(path, f"graph.{name}", f"must be a number, got {value!r}")
-        if value < low or (high is not None and value > high):
-            raise CaseError(
-                path,
-                f"graph.{name}",
-                f"must be in [{low}, {high if high is not None else 'inf'}], got {value}",
-            )
+        ok = math.isfinite(value) and (0 < value <= 1 if name == "p" else value >= 0)
+        if not ok:
+            raise CaseError(path, f"graph.{name}", f"must be {rule}, got {value}")
         numbers[name] = float(value)
     split = data.get("split", False)
     if not isinstance(split, bool):
@@ -193,6 +193,21 @@ def _graph_settings(path: str, data: Any) -> GraphSettings:
     )
 
 
+def resolve_model_spec(spec: str, case_path: str) -> str:
+    """A model path in a case file means a path next to the case file, not one relative to
+    wherever the command was started; embedded names, HF ids and absolute paths stay as they
+    are. A spec is a path when it starts with ``.``, names a ``.gguf`` file, has more than one
+    ``/`` (HF ids have exactly one) or exists next to the case file."""
+    from .models import EMBEDDED_MODELS
+
+    if spec in EMBEDDED_MODELS or spec.startswith(("/", "~")) or os.path.isabs(spec):
+        return spec
+    here = Path(case_path).absolute().parent / spec
+    if spec.startswith(".") or spec.endswith(".gguf") or spec.count("/") > 1 or here.exists():
+        return str(here.resolve())
+    return spec
+
+
 def parse_case(data: dict[str, Any], path: str) -> Case:
     """Validate a parsed TOML table; ``path`` is only used in error messages."""
     unknown = set(data) - _KNOWN_FIELDS
@@ -202,18 +217,33 @@ def parse_case(data: dict[str, Any], path: str) -> Case:
             path, name, f"unknown field (known fields: {', '.join(sorted(_KNOWN_FIELDS))})"
         )
     case_id = _expect(path, data, "id", str, True)
-    if not ID_PATTERN.match(case_id):
+    if not ID_PATTERN.fullmatch(case_id):
         raise CaseError(
-            path, "id", f"must match [a-z0-9-]+ (it becomes the page URL), got {case_id!r}"
+            path,
+            "id",
+            "must match [a-z0-9][a-z0-9-]* in full: lowercase letters, digits and '-' "
+            f"(it becomes the page URL), got {case_id[:60]!r}",
+        )
+    if len(case_id) > MAX_ID_LENGTH:
+        raise CaseError(
+            path, "id", f"is {len(case_id)} characters long; at most {MAX_ID_LENGTH} are allowed"
         )
     model = _expect(path, data, "model", str, True)
     if not model.strip():
         raise CaseError(path, "model", "must not be empty")
+    model = resolve_model_spec(model, path)
     prompt = _expect(path, data, "prompt", str, True)
     if not prompt.strip():
         raise CaseError(path, "prompt", "must not be empty")
     target = _token_field(path, data, "target", True)
     contrast = _token_field(path, data, "contrast", False)
+    if contrast is not None and type(target) is type(contrast) and target == contrast:
+        raise CaseError(
+            path,
+            "contrast",
+            f"is the same as field 'target' ({target!r}): the logit difference would be 0. "
+            "The contrast is the token the model should have produced",
+        )
     mode = _expect(path, data, "mode", str) or (
         "logit_diff" if contrast is not None else "max_logit"
     )
@@ -275,7 +305,7 @@ def parse_case(data: dict[str, Any], path: str) -> Case:
         segments=segments,
         relevant=relevant,
         tags={str(k_): str(v) for k_, v in tags_raw.items()},
-        compare=tuple(compare),
+        compare=tuple(resolve_model_spec(m, path) for m in compare),
         graph=graph,
         source=_expect(path, data, "source", dict) or {},
         notes=_expect(path, data, "notes", str) or "",
@@ -290,6 +320,10 @@ def load_case(path: str | Path) -> Case:
         raise CaseError(str(path), None, "file not found") from None
     except UnicodeDecodeError as exc:
         raise CaseError(str(path), None, f"not UTF-8 text ({exc.reason})") from None
+    except IsADirectoryError:
+        raise CaseError(str(path), None, "is a folder, not a case file (rename it)") from None
+    except OSError as exc:
+        raise CaseError(str(path), None, f"cannot be read ({exc.strerror or exc})") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -303,16 +337,21 @@ def find_case_files(paths: Iterable[str | Path]) -> list[Path]:
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            found.extend(
-                sorted(
-                    q
-                    for q in p.rglob("*.toml")
-                    if not any(part.startswith(".") for part in q.parts)
-                )
-            )
+            found.extend(sorted(_walk_toml(p)))
         else:
             found.append(p)
     return found
+
+
+def _walk_toml(root: Path) -> Iterable[Path]:
+    """``*.toml`` below ``root``, hidden names skipped, symbolic links to folders not followed
+    (a loop would never end); a folder or a dangling link named ``x.toml`` is still listed, so
+    that loading it reports it."""
+    for base, dirs, files in os.walk(root, onerror=lambda exc: None):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in [*files, *dirs]:
+            if name.endswith(".toml") and not name.startswith("."):
+                yield Path(base) / name
 
 
 def load_cases(paths: Iterable[str | Path]) -> tuple[list[Case], list[CaseError]]:
@@ -326,6 +365,11 @@ def load_cases(paths: Iterable[str | Path]) -> tuple[list[Case], list[CaseError]
             case = load_case(path)
         except CaseError as exc:
             errors.append(exc)
+            continue
+        except Exception as exc:  # noqa: BLE001 -- one odd file must not stop the others
+            errors.append(
+                CaseError(str(path), None, f"cannot be loaded ({type(exc).__name__}: {exc})")
+            )
             continue
         if case.id in seen:
             errors.append(

@@ -74,8 +74,13 @@ def _token_value(value: str | None) -> str | int | None:
     """`--target 718` or `--target id:718` is a token id; anything else is text."""
     if value is None:
         return None
-    if value.startswith("id:") and value[3:].isdigit():
-        return int(value[3:])
+    if value.startswith("id:"):
+        number = value[3:].strip()
+        if not number.lstrip("+-").isdigit():
+            raise click.ClickException(f"{value!r}: after 'id:' give a token id such as id:718")
+        if int(number) < 0:
+            raise click.ClickException(f"{value!r}: token ids are >= 0")
+        return int(number)
     return value
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
+import shutil
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any
 from . import __version__
 from .cases import Case
 from .compare import compare_models
+from .errors import CaseError, warn
 from .faithfulness import failure_pattern, faithfulness, flip_sentence
 from .graphs import compute_graph
 from .models import EMBEDDED_MODELS, LoadedModel, cache_dir, embedded_path, load_model
@@ -43,22 +46,130 @@ def code_version() -> str:
 
 
 def model_identity(spec: str) -> str:
-    """A string that changes when the model's weights change, known without loading it."""
+    """A string that changes when the model's weights change, known without loading it.
+
+    Local folders and files (and fetched embedded models) are identified by the sha256 of
+    their files, so weights overwritten in place are never served from an old cache entry; the
+    hashes are remembered by path, size, mtime, ctime and inode (:func:`content_hash`). A
+    Hugging Face id is identified by the commit its local cache resolves to, and by the content
+    of that snapshot."""
     if spec in EMBEDDED_MODELS:
-        meta = embedded_path(spec) / "reportgen-model.json"
-        if meta.exists():
-            return f"{spec}:{json.loads(meta.read_text()).get('weights_sha256')}"
-        return f"{spec}:unfetched"
+        folder = embedded_path(spec)
+        if not (folder / "reportgen-model.json").exists():
+            return f"{spec}:unfetched"
+        return f"{spec}:{content_hash(folder)}"
     path = Path(spec).expanduser()
     if path.exists():
-        stat = path.stat()
-        return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        return f"{path.resolve()}:{content_hash(path)}"
+    snapshot = _hf_snapshot(spec)
+    if snapshot is not None:
+        return f"hf:{spec}@{snapshot.name}:{content_hash(snapshot)}"
     return f"hf:{spec}"
+
+
+def _hf_snapshot(spec: str) -> Path | None:
+    """The local HF cache snapshot folder ``refs/main`` points at, or None."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(spec, "config.json")
+    except Exception:  # noqa: BLE001 -- not a valid repo id, no hub library: not cached
+        return None
+    return Path(found).parent if isinstance(found, str) else None
+
+
+_HASH_MEMO = "content-hashes.json"
+_memo_seen: dict[str, dict[str, Any]] = {}
+
+
+def _file_state(path: Path) -> dict[str, int]:
+    st = path.stat()
+    return {
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "ctime_ns": st.st_ctime_ns,
+        "inode": st.st_ino,
+        "device": st.st_dev,
+    }
+
+
+def _model_files(path: Path) -> list[Path]:
+    """Every regular file of a model folder (weights, config, tokenizer), hidden ones skipped;
+    a single file is itself."""
+    if path.is_file():
+        return [path]
+    files = []
+    for item in sorted(path.rglob("*")):
+        relative = item.relative_to(path)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if item.is_file():
+            files.append(item)
+    return files
+
+
+def _read_memo(memo_path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(memo_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        warn(f"ignoring the damaged hash memo {memo_path}; model files are hashed again")
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def content_hash(path: Path) -> str:
+    """sha256 over the names and contents of a model file or folder's files. Each file is
+    hashed once and remembered on disk by its (path, size, mtime, ctime, inode); a file whose
+    state changed is hashed again."""
+    memo_path = cache_dir() / _HASH_MEMO
+    memo = {**_read_memo(memo_path), **_memo_seen}
+    changed = False
+    digest = hashlib.sha256()
+    root = path.resolve()
+    for file in _model_files(root):
+        real = file.resolve()
+        state = _file_state(real)
+        entry = memo.get(str(real))
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("sha256"), str)
+            and {k: entry.get(k) for k in state} == state
+        ):
+            entry = {**state, "sha256": _sha256_file(real)}
+            memo[str(real)] = entry
+            changed = True
+        _memo_seen[str(real)] = entry
+        digest.update(file.relative_to(root).as_posix().encode() if file != root else b"")
+        digest.update(b"\0" + entry["sha256"].encode() + b"\0")
+    if changed:
+        try:
+            memo_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = memo_path.with_name(f".{memo_path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(memo, sort_keys=True), encoding="utf-8")
+            tmp.replace(memo_path)
+        except OSError as exc:
+            warn(f"could not remember model hashes in {memo_path} ({exc.strerror or exc})")
+    return digest.hexdigest()[:32]
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def result_key(case: Case, case_text: str) -> str:
     payload = json.dumps(
-        {"case": case_text, "model": model_identity(case.model), "code": code_version()},
+        {
+            "case": case_text,
+            "model": model_identity(case.model),
+            "compare": [model_identity(m) for m in case.compare],
+            "code": code_version(),
+        },
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
@@ -68,22 +179,83 @@ def results_cache() -> Path:
     return cache_dir() / "results"
 
 
+_ENVELOPE = "reportgen-result"
+
+
+def _canonical(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, ensure_ascii=False)
+
+
 def cached_result(key: str) -> CaseResult | None:
+    """The stored result of ``key``, or None. Anything damaged or foreign (not JSON, not our
+    envelope, a checksum that does not match, wrong types, a folder, an unreadable file) is
+    reported in one line and recomputed, never trusted and never fatal."""
     path = results_cache() / f"{key}.json"
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return None
     try:
-        return CaseResult.from_json(json.loads(path.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, TypeError, KeyError):
-        return None  # a stale or damaged entry is recomputed, never trusted
+        data = json.loads(path.read_bytes().decode("utf-8"))
+        if not isinstance(data, dict) or data.get("format") != _ENVELOPE:
+            raise ValueError("not a reportgen result")
+        if data.get("key") != key or not isinstance(data.get("result"), dict):
+            raise ValueError("a result stored under another key")
+        body = data["result"]
+        if hashlib.sha256(_canonical(body).encode()).hexdigest() != data.get("sha256"):
+            raise ValueError("its checksum does not match its content")
+        result = CaseResult.from_json(body)
+        check_result(result)
+        return result
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        warn(f"damaged result cache entry {path} ({reason[:120]}); recomputing the case")
+        return None
+
+
+def check_result(result: CaseResult) -> None:
+    """Raise TypeError unless the fields every page reads have the types they need."""
+    att = result.attribution
+    n = len(att.token_ids)
+    checks = {
+        "case_id": isinstance(result.case_id, str),
+        "title": isinstance(result.title, str),
+        "model": isinstance(result.model, str),
+        "prompt": isinstance(result.prompt, str),
+        "explained": isinstance(att.explained, int | float) and not isinstance(att.explained, bool),
+        "token_ids": all(isinstance(t, int) for t in att.token_ids),
+        "relevance": len(att.relevance) == n
+        and all(isinstance(r, int | float) and not isinstance(r, bool) for r in att.relevance),
+        "token_texts": len(att.token_texts) == n
+        and all(isinstance(t, str) for t in att.token_texts),
+        "special": len(att.special) == n,
+        "graph": result.graph is None or isinstance(result.graph, dict),
+        "segments": isinstance(result.segments, dict),
+        "tags": isinstance(result.tags, dict),
+    }
+    bad = [name for name, ok in checks.items() if not ok]
+    if bad:
+        raise TypeError(f"wrong type or length of {', '.join(bad)}")
 
 
 def store_result(key: str, result: CaseResult) -> None:
+    """Write atomically; a cache that cannot be written costs a warning, never the result."""
     folder = results_cache()
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{key}.tmp"
-    tmp.write_text(result.dumps(), encoding="utf-8")
-    tmp.replace(folder / f"{key}.json")
+    target = folder / f"{key}.json"
+    body = result.to_json()
+    envelope = {
+        "format": _ENVELOPE,
+        "key": key,
+        "sha256": hashlib.sha256(_canonical(body).encode()).hexdigest(),
+        "result": body,
+    }
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        tmp = folder / f".{key}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(envelope, indent=1, ensure_ascii=False), encoding="utf-8")
+        tmp.replace(target)
+    except OSError as exc:
+        warn(f"could not store the result in the cache {target} ({exc.strerror or exc})")
 
 
 def environment(loaded: LoadedModel, command: str) -> dict[str, Any]:
@@ -112,17 +284,21 @@ def compute_case(
     command: str,
     progress: Callable[[str], None] = lambda step: None,
     load_other: Callable[[str], LoadedModel] = load_model,
+    use_cache: bool = True,
 ) -> CaseResult:
-    """All numbers of one case. Later steps (graph, metrics, faithfulness) plug in here."""
+    """All numbers of one case. Later steps (graph, metrics, faithfulness) plug in here.
+    ``use_cache=False`` (``--no-cache``) also bypasses the graph cache."""
     case_text = Path(case.path).read_text(encoding="utf-8")
     progress("attribution")
     question = prepare_question(loaded, Question.from_case(case))
     attribution = attribute_prepared(loaded, question)
     n = len(attribution.token_ids)
-    for name, (start, end) in case.segments.items():
+    spans = [(f"segments.{name}", span) for name, span in case.segments.items()]
+    spans += [(f"relevant[{i}]", span) for i, span in enumerate(case.relevant)]
+    for field_name, (start, end) in spans:
         if end > n:
-            raise ValueError(
-                f"{case.path}: field 'segments.{name}': span [{start}, {end}) exceeds the {n} tokens"
+            raise CaseError(
+                case.path, field_name, f"span [{start}, {end}) exceeds the {n} input tokens"
             )
     progress("graph")
     graph = compute_graph(
@@ -132,6 +308,7 @@ def compute_case(
         case.graph,
         model_identity=model_identity(case.model),
         code=code_version(),
+        use_cache=use_cache,
     )
     progress("faithfulness")
     faith = faithfulness(

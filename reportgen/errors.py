@@ -22,3 +22,12 @@ class ModelLoadError(ReportgenError):
 
 class TokenError(ReportgenError):
     """A target/contrast cannot be turned into a token of the model's vocabulary."""
+
+
+def warn(message: str) -> None:
+    """A one-line warning (e.g. a damaged cache entry that is recomputed). The CLI prints it as
+    ``warning: ...`` on stderr; as a library, Python's logging shows it or the caller's
+    handler takes it."""
+    import logging
+
+    logging.getLogger("reportgen").warning(message)

@@ -58,6 +58,12 @@ def prepare_input(tokenizer: Any, spec: PromptSpec) -> PreparedInput:
         add_special = True
     if spec.prefix_ids is not None:
         head_ids = tokenizer.encode(head, add_special_tokens=add_special)
+        vocab_size = len(tokenizer)
+        outside = [i for i in spec.prefix_ids if not 0 <= i < vocab_size]
+        if outside:
+            raise TokenError(
+                f"prefix_ids {outside[:5]} are outside the vocabulary (0..{vocab_size - 1})"
+            )
         decoded = tokenizer.decode(list(spec.prefix_ids))
         if decoded != spec.prefix:
             raise TokenError(f"prefix_ids decode to {decoded!r}, not to prefix {spec.prefix!r}")

@@ -63,6 +63,12 @@ def prepare_question(loaded: LoadedModel, question: Question) -> PreparedQuestio
     if question.mode == "logit_diff" and question.strategy == "by_ref_token":
         if contrast is None:
             raise TokenError("logit_diff with strategy by_ref_token needs a contrast token")
+        if contrast.id == target.id:
+            raise TokenError(
+                f"target {question.target!r} and contrast {question.contrast!r} are the same "
+                f"token (id {target.id}, {target.token!r}): the logit difference would be 0. "
+                "Give a contrast that starts with another token"
+            )
     objective = Objective(
         mode=question.mode,
         target_id=target.id,

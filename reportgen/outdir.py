@@ -1,0 +1,221 @@
+"""The site's output folder: what `build --out` may replace, the lock, staging, permissions.
+
+A build replaces its output folder as a whole, so it must never be pointed at something that is
+not its own. It writes only into a folder that is absent, empty, or a site it built before
+(recognised by the marker file :data:`MARKER` in the site root, which also lists every file the
+build wrote, so files a user added to a site are never deleted either). It refuses input folders
+and their ancestors, the home directory and ``/``.
+
+Two builds into the same folder: the second one refuses at once with a line naming the first
+(pid, start time, command) -- waiting could hide a build that hangs, and a refusal is never
+silently lost work. The lock is an ``fcntl.flock`` on ``<parent>/.<name>.lock``, released by the
+kernel when the holder dies, so a SIGKILLed build never blocks the next one; that next build
+then removes the staging folders the killed one left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from . import __version__
+from .errors import ReportgenError, warn
+
+MARKER = ".reportgen-site"
+DIR_MODE = 0o755
+FILE_MODE = 0o644
+
+
+class OutFolderError(ReportgenError):
+    """``--out`` names a folder the build must not replace."""
+
+
+def _refuse(out: Path, why: str) -> OutFolderError:
+    return OutFolderError(f"refusing to build the site into {out}: {why}")
+
+
+def read_marker(folder: Path) -> dict | None:
+    """The marker of a site reportgen built, or None (absent, unreadable or not ours)."""
+    try:
+        data = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("tool") != "reportgen":
+        return None
+    return data
+
+
+def site_files(folder: Path) -> list[str]:
+    """Every file and folder below ``folder`` as sorted relative POSIX paths (links included,
+    never followed)."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        rel = Path(root).relative_to(folder)
+        for name in [*dirs, *files]:
+            found.append((rel / name).as_posix())
+    return sorted(found)
+
+
+def write_marker(folder: Path, *, staging: bool = False) -> None:
+    """Mark ``folder`` as a reportgen site: at once when staging starts (so a killed build's
+    staging folder is recognisably ours), and last with the list of every file it holds."""
+    (folder / MARKER).write_text("", encoding="utf-8")  # listed in its own manifest
+    data: dict = {"tool": "reportgen", "version": __version__}
+    if not staging:
+        data["files"] = site_files(folder)
+    (folder / MARKER).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+
+
+def _input_folders(inputs: Iterable[str | Path]) -> list[Path]:
+    folders = []
+    for raw in inputs:
+        path = Path(raw).expanduser().absolute()
+        resolved = path.resolve()
+        for p in {path, resolved}:
+            folders.append(p if p.is_dir() else p.parent)
+    return folders
+
+
+def check_out_folder(out: str | Path, inputs: Iterable[str | Path] = ()) -> Path:
+    """The resolved output folder, or an :class:`OutFolderError` with a one-line reason.
+
+    Touches nothing. Refused: ``/``, the home directory and their ancestors, any input folder
+    (or a case file's folder), any ancestor of an input, any folder inside an input folder (the
+    next build would read the site's copies of the case files), a file, and a non-empty folder
+    that is not a reportgen site or that holds files the previous build did not write."""
+    given = Path(out).expanduser()
+    resolved = given.resolve()
+    home = Path.home().resolve()
+    if resolved == Path(resolved.anchor) or resolved in home.parents or resolved == home:
+        raise _refuse(given, "it is / or your home directory; choose a new folder such as ./site")
+    for folder in _input_folders(inputs):
+        for candidate in {folder, folder.resolve()}:
+            if resolved == candidate or resolved in candidate.parents:
+                raise _refuse(
+                    given,
+                    f"it holds the input {candidate}; the build replaces the whole folder. "
+                    "Choose a folder outside your case files",
+                )
+            if candidate in resolved.parents:
+                raise _refuse(
+                    given,
+                    f"it is inside the input folder {candidate} (the next build would read the "
+                    "site's copies of the case files); choose a folder outside it",
+                )
+    if given.is_symlink() and not given.exists():
+        raise _refuse(given, "it is a dangling symbolic link")
+    if resolved.exists() and not resolved.is_dir():
+        raise _refuse(given, "it is a file, not a folder")
+    if resolved.is_dir():
+        try:
+            entries = site_files(resolved)
+        except OSError as exc:
+            raise _refuse(given, f"it cannot be read ({exc.strerror or exc})") from None
+        if entries:
+            marker = read_marker(resolved)
+            if marker is None:
+                raise _refuse(
+                    given,
+                    f"it is not empty and is not a site reportgen built (no {MARKER} marker); "
+                    "choose an empty or new folder, or move its files away",
+                )
+            listed = marker.get("files")
+            if isinstance(listed, list):
+                extra = sorted(set(entries) - set(map(str, listed)))
+                if extra:
+                    more = f" and {len(extra) - 1} more" if len(extra) > 1 else ""
+                    raise _refuse(
+                        given,
+                        f"it holds files the previous build did not write ({extra[0]}{more}); "
+                        "move them out of the site folder first",
+                    )
+    return resolved
+
+
+def lock_path(out: Path) -> Path:
+    return out.parent / f".{out.name}.lock"
+
+
+@contextmanager
+def build_lock(out: Path, command: str = "reportgen build") -> Iterator[None]:
+    """Hold the lock of ``out`` (resolved) for a whole build; refuse if another build holds it."""
+    import fcntl
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    path = lock_path(out)
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 -- held for the whole build
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise ReportgenError(
+                f"another build is writing {out} ({holder}); wait for it to finish or "
+                "choose another --out"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+        handle.write(f"pid {os.getpid()}, started {started}: {command}"[:500] + "\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            handle.flush()
+    finally:
+        handle.close()  # releases the flock
+
+
+def staging_prefix(out: Path) -> str:
+    return f".{out.name}.staging-"
+
+
+def previous_path(out: Path) -> Path:
+    return out.with_name(f".{out.name}.previous")
+
+
+def _ours(folder: Path) -> bool:
+    """A staging or previous folder the build made: empty, or holding the marker."""
+    try:
+        return (
+            folder.is_dir()
+            and not folder.is_symlink()
+            and (read_marker(folder) is not None or not any(folder.iterdir()))
+        )
+    except OSError:
+        return False
+
+
+def clean_stale(out: Path) -> None:
+    """Remove what a killed build left beside ``out`` (call it holding the lock, so no live
+    build owns them). A site moved aside at the moment of the kill is put back first."""
+    previous = previous_path(out)
+    if not out.exists() and _ours(previous):
+        previous.rename(out)
+    for folder in [*out.parent.glob(staging_prefix(out) + "*"), previous]:
+        if _ours(folder):
+            warn(f"removing {folder.name}, left behind by an interrupted build")
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def make_world_readable(root: Path) -> None:
+    """Folders 0755, files 0644, whatever the umask or tempfile's 0700 said: the site is served
+    by web servers that run as another user."""
+    os.chmod(root, DIR_MODE)
+    for base, dirs, files in os.walk(root):
+        for name in dirs:
+            path = Path(base) / name
+            if not path.is_symlink():
+                os.chmod(path, DIR_MODE)
+        for name in files:
+            path = Path(base) / name
+            if not stat.S_ISLNK(path.lstat().st_mode):
+                os.chmod(path, FILE_MODE)
