@@ -5,6 +5,7 @@ commands so `reportgen --help` is instant."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shlex
 import sys
@@ -61,10 +62,24 @@ def one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+class _WarningLines(logging.Handler):
+    """reportgen's warnings (``errors.warn``) as ``warning: ...`` lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"warning: {record.getMessage()}", err=True)
+
+
+def _show_warnings() -> None:
+    logger = logging.getLogger("reportgen")
+    if not any(isinstance(h, _WarningLines) for h in logger.handlers):
+        logger.addHandler(_WarningLines())
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="reportgen")
 def main() -> None:
     """Failure dossiers for language models: contrastive AttnLRP, attribution graphs, a static site."""
+    _show_warnings()
 
 
 # --- options shared by `attribute` and `graph` -------------------------------------------------
@@ -265,8 +280,10 @@ def attribute(flags: QuestionFlags, json_out: Path) -> None:
 def run(case_file: Path, out: Path, pdf: bool, single_file: bool, no_cache: bool) -> None:
     """One dossier (HTML + data, PDF figure set) for CASE_FILE."""
     from .cases import load_case
+    from .outdir import check_out_folder, make_world_readable, write_marker
 
     case = load_case(case_file)
+    check_out_folder(out, [case_file])
     _quiet_libraries()
     from .build import BuildReport, compute_results
 
@@ -287,6 +304,8 @@ def run(case_file: Path, out: Path, pdf: bool, single_file: bool, no_cache: bool
 
         write_assets(out / "assets")
     (out / "case.json").write_text(result.dumps(), encoding="utf-8")
+    write_marker(out)
+    make_world_readable(out)
     click.echo(f"{case.id}: explained {result.attribution.explained:.4f} -> {page}")
 
 
@@ -510,6 +529,7 @@ def build(
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@one_line_errors
 def validate(paths: tuple[Path, ...]) -> None:
     """Check case files; every problem names the file and the field."""
     from .cases import load_cases
@@ -548,21 +568,50 @@ def models_fetch(name: str) -> None:
 
 
 @main.command()
-@click.option("--port", default=8000, show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
 @click.option(
     "--dir",
     "directory",
-    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    type=click.Path(file_okay=False, path_type=Path),
     default=DEFAULT_SITE,
     show_default=True,
 )
+@one_line_errors
 def serve(port: int, directory: Path) -> None:
     """Preview the built site on http://localhost:PORT."""
+    import errno
     import functools
     import http.server
 
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
-    with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
+    if not 0 < port < 65536:
+        raise click.ClickException(f"--port {port}: give a port between 1 and 65535, e.g. 8000")
+    if not (directory / "index.html").is_file():
+        raise click.ClickException(
+            f"{directory} is not a built site (no index.html); run `reportgen build --out "
+            f"{directory}` first or give --dir"
+        )
+
+    class SiteHandler(http.server.SimpleHTTPRequestHandler):
+        """Files of the site only: a folder without index.html is a 404, never a listing."""
+
+        def list_directory(self, path: Any) -> None:
+            self.send_error(404, "Not Found")
+            return None
+
+    handler = functools.partial(SiteHandler, directory=str(directory))
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise click.ClickException(
+                f"port {port} is already in use (another server?); choose another with --port"
+            ) from None
+        if exc.errno == errno.EACCES:
+            raise click.ClickException(
+                f"port {port} needs administrator rights; use a port above 1023"
+            ) from None
+        raise click.ClickException(f"cannot listen on port {port}: {exc.strerror or exc}") from None
+    with server:
         click.echo(f"serving {directory} on http://127.0.0.1:{port} (Ctrl+C stops)")
         try:
             server.serve_forever()

@@ -234,6 +234,35 @@ def _resolve_dtype(dtype: str) -> Any:
     return table[dtype]
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this machine does not have, with what to do instead."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ModelLoadError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelLoadError(
+                f"--device {device}: CUDA is not available on this machine (torch "
+                f"{torch.__version__}, {torch.cuda.device_count()} GPUs); use --device cpu"
+            )
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ModelLoadError(
+                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError(f"--device {device}: MPS is not available; use --device cpu")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise ModelLoadError(f"--device {device}: unsupported device type; use cpu or cuda")
+
+
 def load_model(
     spec: str,
     *,
@@ -253,6 +282,7 @@ def load_model(
             "4-bit models can only be attributed on CUDA: bitsandbytes' 4-bit backward on CPU "
             "gives wrong gradients (cosine 0.74 to fp32). Use --device cuda or drop --4bit."
         )
+    check_device(device)
     torch_dtype = _resolve_dtype(dtype)
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "attn_implementation": attn_implementation}
     if quantize == "4bit":
@@ -301,9 +331,23 @@ def load_model(
         raise
     except OSError as exc:
         known = ", ".join(EMBEDDED_MODELS)
+        if path.exists():
+            raise ModelLoadError(
+                f"cannot load the model at {path}: {_first_line(exc)}; check that its files are "
+                "complete and readable"
+            ) from None
         raise ModelLoadError(
             f"cannot load model {spec!r}: not an embedded model ({known}), not a local path, "
-            f"and not loadable from the Hugging Face hub or its local cache ({str(exc).splitlines()[0]})"
+            f"and not loadable from the Hugging Face hub or its local cache ({_first_line(exc)})"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 -- bad config.json, crafted GGUF header, ...
+        if path.suffix == ".gguf":
+            what, advice = "GGUF file", "it is damaged or not a GGUF model; download it again"
+        else:
+            what, advice = "model", "check its config.json and weight files, or fetch it again"
+        raise ModelLoadError(
+            f"cannot load the {what} {spec}: invalid content ({type(exc).__name__}: "
+            f"{_first_line(exc)}); {advice}"
         ) from None
     if quantize != "4bit":
         model = model.to(device)

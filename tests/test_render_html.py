@@ -215,7 +215,7 @@ def test_visible_whitespace() -> None:
     assert visible_text(" ") == "\u2423"
     assert visible_text(" the") == " the"
     assert visible_text("") == "\u2205"
-    assert visible_text("\x00") == "\u2400"
+    assert visible_text("\x00") == "\u27e6U+0000\u27e7"  # issue 14: U+XXXX, as the PDF
 
 
 # --- chart specs ------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from markupsafe import Markup
 from ..models import cache_dir
 from ..results import CaseResult
 from . import charts as charts_mod
-from .tokens import token_cells, visible_text
+from .tokens import token_cells, visible_controls, visible_text
 
 # package data: a wheel installed outside the source tree renders as well as a checkout
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -161,6 +161,8 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        # every {{ value }} of every page: hidden characters show as U+XXXX (tokens.py)
+        finalize=lambda v: visible_controls(v) if type(v) is str else v,
     )
     env.filters["num"] = _num
     env.filters["pct"] = _pct
@@ -230,7 +232,7 @@ def relevance_csv(result: CaseResult) -> str:
     for i, (text, tid, special, rel) in enumerate(
         zip(att.token_texts, att.token_ids, att.special, att.relevance, strict=True)
     ):
-        writer.writerow([i, text, tid, int(special), repr(float(rel))])
+        writer.writerow([i, visible_controls(text), tid, int(special), repr(float(rel))])
     return buf.getvalue()
 
 
@@ -282,9 +284,12 @@ def graph_npz(graph: dict[str, Any]) -> bytes:
 
 
 def case_file_name(result: CaseResult) -> str:
-    """The case file's own name, stripped of any directory (it is written next to the page)."""
+    """The case file's own name, stripped of any directory (it is written next to the page).
+    Only a ``.toml`` name is kept: the page's own files (data.json, index.html, ...) do not end
+    in .toml, so a case file named ``data.json`` cannot overwrite them."""
     name = Path(result.case_file).name
-    return name if _SAFE_ID.fullmatch(name) else f"{result.case_id}.toml"
+    ok = _SAFE_ID.fullmatch(name) and name.endswith(".toml") and name != ".toml"
+    return name if ok else f"{result.case_id}.toml"
 
 
 def write_data_files(result: CaseResult, out_dir: Path) -> list[dict[str, str]]:

@@ -16,11 +16,47 @@ TAB_MARK = "\u21e5"  # ⇥
 EMPTY_MARK = "\u2205"  # ∅
 
 
+_INVISIBLE_EXTRA = frozenset(
+    [*range(0x202A, 0x202F), *range(0x2066, 0x206A), *range(0x200B, 0x2010), 0x061C]
+    + [0x2028, 0x2029, 0x2060, 0xFEFF, 0x00AD]
+)
+
+
+def is_hidden_char(ch: str) -> bool:
+    """Characters a reader cannot see or that rearrange what they see: C0/C1 controls and DEL,
+    bidirectional overrides and isolates (U+202A-U+202E, U+2066-U+2069), zero-width
+    characters (U+200B-U+200D, U+2060, U+FEFF) and the other Unicode format characters."""
+    import unicodedata
+
+    code = ord(ch)
+    return (
+        code < 0x20
+        or 0x7F <= code <= 0x9F
+        or code in _INVISIBLE_EXTRA
+        or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
+    )
+
+
+def control_marker(ch: str) -> str:
+    """What a hidden character shows as: its code point, like the PDF's boxed U+XXXX."""
+    return f"\u27e6U+{ord(ch):04X}\u27e7"  # ⟦U+202E⟧
+
+
+def visible_controls(text: str, *, keep: str = "\n\t\r") -> str:
+    """``text`` with every hidden character (see :func:`is_hidden_char`) except those in
+    ``keep`` replaced by its ``U+XXXX`` marker: no raw NUL/ESC reaches a page or a CSV, a
+    right-to-left override cannot reorder the prompt, a zero-width space is seen."""
+    if text.isprintable() and not any(ord(c) in _INVISIBLE_EXTRA for c in text):
+        return text  # the common case, fast
+    return "".join(control_marker(c) if is_hidden_char(c) and c not in keep else c for c in text)
+
+
 def visible_text(text: str) -> str:
     """Token text with whitespace made visible, so a relevant "\\n" or " " can be seen.
 
     Newlines and tabs always get a mark; spaces only when the token is nothing but whitespace
-    (a leading space in " capital" shows as a gap in the coloured box already)."""
+    (a leading space in " capital" shows as a gap in the coloured box already); other hidden
+    characters show as their U+XXXX marker."""
     if text == "":
         return EMPTY_MARK
     out = []
@@ -34,8 +70,8 @@ def visible_text(text: str) -> str:
             out.append("\u240d")  # ␍
         elif ch == " " and only_space:
             out.append(SPACE_MARK)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(chr(0x2400 + ord(ch)) if ord(ch) < 0x20 else "\u2421")
+        elif is_hidden_char(ch):
+            out.append(control_marker(ch))
         else:
             out.append(ch)
     return "".join(out)
