@@ -265,7 +265,7 @@ def attribute(flags: QuestionFlags, json_out: Path) -> None:
 @click.argument("case_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     required=True,
     help="Folder for the dossier.",
 )
@@ -475,7 +475,7 @@ def _write_head_edges(
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     default=DEFAULT_SITE,
     show_default=True,
 )
@@ -572,7 +572,7 @@ def models_fetch(name: str) -> None:
 @click.option(
     "--dir",
     "directory",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     default=DEFAULT_SITE,
     show_default=True,
 )

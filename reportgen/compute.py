@@ -194,6 +194,8 @@ def cached_result(key: str) -> CaseResult | None:
     if not path.exists() and not path.is_symlink():
         return None
     try:
+        if path.exists() and not path.is_file():
+            raise ValueError("it is not a regular file")
         data = json.loads(path.read_bytes().decode("utf-8"))
         if not isinstance(data, dict) or data.get("format") != _ENVELOPE:
             raise ValueError("not a reportgen result")
@@ -250,7 +252,7 @@ def store_result(key: str, result: CaseResult) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
+            shutil.rmtree(target)  # a folder in the entry's place: damage in our own cache
         tmp = folder / f".{key}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(envelope, indent=1, ensure_ascii=False), encoding="utf-8")
         tmp.replace(target)

@@ -1,0 +1,195 @@
+"""Issue 14: `build --out` never deletes what is not its own; the lock, staging, permissions."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from tiny_models import save_tiny_llama
+
+from reportgen import build as build_module
+from reportgen import outdir
+from reportgen.cli import main
+from reportgen.errors import ReportgenError
+
+CASE = """
+id = "{id}"
+model = "{model}"
+prompt = "the capital of france is"
+target = "paris"
+contrast = "lyon"
+bos = true
+"""
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-safety-out"))
+
+
+@pytest.fixture
+def project(tmp_path, model_dir):
+    """A user's project: a README, notes and a cases folder with one case."""
+    (tmp_path / "README.md").write_text("my project\n")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me\n")
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    (cases / "a.toml").write_text(CASE.format(id="case-a", model=model_dir))
+    return tmp_path
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def build_cli(cwd: Path, *args: str):
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return CliRunner().invoke(main, ["build", *args, "--no-pdf"])
+    finally:
+        os.chdir(old)
+
+
+@pytest.mark.parametrize(
+    "out, reason",
+    [
+        (".", "holds the input"),
+        ("cases", "holds the input"),
+        ("notes", "not empty"),
+        ("README.md", "is a file"),
+        ("cases/site", "inside the input folder"),
+    ],
+)
+def test_build_refuses_folders_that_are_not_its_own(project, out, reason):
+    before = snapshot(project)
+    result = build_cli(project, "cases", "--out", out)
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "refusing to build the site" in lines[0] and reason in lines[0]
+    assert "Traceback" not in result.output
+    assert snapshot(project) == before  # nothing touched
+    assert not [p for p in project.iterdir() if p.name.startswith(".") and "lock" in p.name]
+
+
+def test_build_refuses_home_and_root(project, monkeypatch):
+    home = project / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for out in (str(home), "/"):
+        result = build_cli(project, "cases", "--out", out)
+        assert result.exit_code == 1 and "home directory" in result.output, result.output
+    assert list(home.iterdir()) == []
+
+
+def test_a_previous_site_is_replaced_but_a_file_added_to_it_is_not_lost(project):
+    site = project / "site"
+    assert build_cli(project, "cases", "--out", "site").exit_code == 0
+    marker = json.loads((site / outdir.MARKER).read_text())
+    assert marker["tool"] == "reportgen" and "index.html" in marker["files"]
+    assert build_cli(project, "cases", "--out", "site").exit_code == 0  # its own: rebuilt
+    (site / "my-notes.txt").write_text("mine")
+    result = build_cli(project, "cases", "--out", "site")
+    assert result.exit_code == 1 and "my-notes.txt" in result.output
+    assert (site / "my-notes.txt").read_text() == "mine"
+    # an empty folder and an absent one are fine
+    (project / "empty").mkdir()
+    assert build_cli(project, "cases", "--out", "empty").exit_code == 0
+    assert build_cli(project, "cases", "--out", "new/deeper").exit_code == 0
+
+
+def test_a_second_build_into_the_same_out_refuses_naming_the_first(project):
+    out = (project / "site").resolve()
+    with outdir.build_lock(out, "reportgen build the-first-one"):
+        with pytest.raises(ReportgenError) as info:
+            build_module.build([project / "cases"], out, progress=False, pdf=False)
+    message = str(info.value)
+    assert f"pid {os.getpid()}" in message and "the-first-one" in message and "wait" in message
+    assert not out.exists()
+    # a lock held by another process: the kernel releases it when that process dies
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys,time; from pathlib import Path; from reportgen import outdir\n"
+            f"with outdir.build_lock(Path({str(out)!r}), 'other'):\n"
+            "    print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(build_module.__file__).parent.parent)},
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ReportgenError, match=f"pid {holder.pid}"):
+            build_module.build([project / "cases"], out, progress=False, pdf=False)
+    finally:
+        holder.kill()  # like SIGKILL of a build
+        holder.wait()
+    build_module.build([project / "cases"], out, progress=False, pdf=False)
+    assert (out / "index.html").exists()
+
+
+def test_stale_staging_of_a_killed_build_is_cleaned_and_a_moved_site_restored(project):
+    out = (project / "site").resolve()
+    build_module.build([project / "cases"], out, progress=False, pdf=False)
+    index = (out / "index.html").read_text()
+    # a build killed while staging, one killed right after moving the old site aside
+    stale = out.parent / f"{outdir.staging_prefix(out)}abc123"
+    stale.mkdir()
+    outdir.write_marker(stale, staging=True)
+    (stale / "half.html").write_text("half")
+    empty = out.parent / f"{outdir.staging_prefix(out)}def456"
+    empty.mkdir()
+    foreign = out.parent / f"{outdir.staging_prefix(out)}mine"  # not ours: no marker
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("keep")
+    out.rename(outdir.previous_path(out))
+    outdir.clean_stale(out)
+    assert (out / "index.html").read_text() == index  # put back
+    assert not stale.exists() and not empty.exists() and not outdir.previous_path(out).exists()
+    assert (foreign / "keep.txt").read_text() == "keep"
+    # and a real build does it too
+    stale.mkdir()
+    outdir.write_marker(stale, staging=True)
+    build_module.build([project / "cases"], out, progress=False, pdf=False)
+    assert not stale.exists()
+
+
+def test_the_site_is_world_readable_whatever_the_umask(project):
+    old = os.umask(0o077)
+    try:
+        out = project / "site"
+        build_module.build([project / "cases"], out, progress=False, pdf=False)
+    finally:
+        os.umask(old)
+    modes = {p: stat.S_IMODE(p.stat().st_mode) for p in [out, *out.rglob("*")]}
+    assert all(m == 0o755 for p, m in modes.items() if p.is_dir())
+    assert all(m == 0o644 for p, m in modes.items() if p.is_file())
+    assert len(modes) > 5
+
+
+def test_a_case_file_named_data_json_does_not_overwrite_the_dossier_data(project, model_dir):
+    odd = project / "odd"
+    odd.mkdir()
+    (odd / "data.json").write_text(CASE.format(id="case-odd", model=model_dir))
+    out = project / "site"
+    report = build_module.build([odd / "data.json"], out, progress=False, pdf=False)
+    assert report.built == ["case-odd"]
+    data = json.loads((out / "cases" / "case-odd" / "data.json").read_text())
+    assert data["case_id"] == "case-odd" and "attribution" in data
+    assert (
+        (out / "cases" / "case-odd" / "case-odd.toml")
+        .read_text()
+        .strip()
+        .startswith('id = "case-odd"')
+    )
