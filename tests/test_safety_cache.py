@@ -1,0 +1,226 @@
+"""Issue 14: cache identity from content, --no-cache bypasses every cache, damaged entries of
+the result and figure caches are recomputed with a warning (never trusted, never fatal)."""
+
+import json
+import logging
+import os
+import shutil
+
+import pytest
+from tiny_models import save_tiny_llama, tiny_model
+
+from reportgen import build as build_module
+from reportgen import compute
+from reportgen.compute import model_identity, results_cache
+
+CASE = """
+id = "case-a"
+model = "{model}"
+prompt = "the capital of france is"
+target = "paris"
+contrast = "lyon"
+bos = true
+"""
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch):
+    """A fresh cache, a tiny model folder and one case."""
+    monkeypatch.setenv("REPORTGEN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(compute, "_memo_seen", {})
+    model = save_tiny_llama(tmp_path / "model")
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    (cases / "a.toml").write_text(CASE.format(model=model))
+    return tmp_path, cases, model
+
+
+def build(cases, out, **kwargs):
+    return build_module.build([cases], out, progress=False, pdf=False, **kwargs)
+
+
+def explained(out):
+    data = json.loads((out / "cases" / "case-a" / "data.json").read_text())
+    return data["attribution"]["explained"], data["graph"]["node_relevance"]
+
+
+def test_weights_overwritten_in_place_are_not_served_from_the_cache(setup):
+    tmp, cases, model = setup
+    out = tmp / "site"
+    first = build(cases, out)
+    assert first.built == ["case-a"]
+    old_f, old_graph = explained(out)
+    weights = next((tmp / "model").glob("*.safetensors"))
+    before = weights.stat()
+    other = tmp / "other"
+    tiny_model("llama", seed=7).save_pretrained(other)
+    new_bytes = next(other.glob("*.safetensors")).read_bytes()
+    assert len(new_bytes) == before.st_size  # same size: only the content tells them apart
+    with open(weights, "r+b") as handle:  # in place: same inode
+        handle.write(new_bytes)
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))  # and the old mtime
+    assert (
+        weights.stat().st_ino == before.st_ino and weights.stat().st_mtime_ns == before.st_mtime_ns
+    )
+    second = build(cases, out)
+    assert second.built == ["case-a"] and not second.cached
+    new_f, new_graph = explained(out)
+    assert new_f != pytest.approx(old_f) and new_graph != old_graph
+    assert build(cases, out).cached == ["case-a"]  # and the new model's entry is reused
+
+
+def test_weights_are_hashed_once_and_again_only_when_they_change(setup, monkeypatch):
+    _, _, model = setup
+    calls = []
+    real = compute._sha256_file
+    monkeypatch.setattr(compute, "_sha256_file", lambda p: calls.append(p.name) or real(p))
+    first = model_identity(model)
+    n_files = len(calls)
+    assert n_files >= 3 and any(name.endswith(".safetensors") for name in calls)
+    monkeypatch.setattr(compute, "_memo_seen", {})  # a new process: only the disk memo is left
+    assert model_identity(model) == first and len(calls) == n_files
+    config = os.path.join(model, "config.json")
+    data = json.loads(open(config).read())
+    data["rms_norm_eps"] = 1e-3
+    open(config, "w").write(json.dumps(data))
+    changed = model_identity(model)
+    assert changed != first and calls[n_files:] == ["config.json"]
+
+
+def test_hf_ids_are_identified_by_their_cached_commit(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("REPORTGEN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    repo = tmp_path / "hub" / "models--org--tiny"
+    assert model_identity("org/tiny") == "hf:org/tiny"  # not cached: nothing known
+    for commit in ("a" * 40, "b" * 40):
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / "main").write_text(commit)
+        snap = repo / "snapshots" / commit
+        snap.mkdir(parents=True)
+        (snap / "config.json").write_text('{"model_type": "llama"}')
+        identity = model_identity("org/tiny")
+        assert identity.startswith(f"hf:org/tiny@{commit}:")
+
+
+def test_no_cache_bypasses_results_graphs_and_figures(setup, monkeypatch):
+    tmp, cases, _ = setup
+    out = tmp / "site"
+    build_module.build([cases], out, progress=False, pdf=True)
+    graph_flags, renders = [], []
+    real_graph = compute.compute_graph
+
+    def spy_graph(*args, **kwargs):
+        graph_flags.append(kwargs.get("use_cache"))
+        return real_graph(*args, **kwargs)
+
+    monkeypatch.setattr(compute, "compute_graph", spy_graph)
+    import reportgen.render.latex as latex
+
+    real_latex = latex.render_latex
+    monkeypatch.setattr(
+        latex, "render_latex", lambda *a, **k: renders.append(1) or real_latex(*a, **k)
+    )
+    monkeypatch.setattr(
+        build_module, "cached_result", lambda key: pytest.fail("--no-cache read the result cache")
+    )
+    report = build_module.build([cases], out, progress=False, pdf=True, use_cache=False)
+    assert report.built == ["case-a"] and graph_flags == [False] and renders == [1]
+    assert (out / "cases" / "case-a" / "figures" / "case-a.pdf").exists()
+
+
+def _entry():
+    (path,) = results_cache().glob("*.json")
+    return path
+
+
+def _rehash(envelope):
+    import hashlib
+
+    envelope["sha256"] = hashlib.sha256(compute._canonical(envelope["result"]).encode()).hexdigest()
+    return envelope
+
+
+def _edit(path, change):
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def _wrong_type(envelope):
+    envelope["result"]["attribution"]["explained"] = "big"
+    _rehash(envelope)
+
+
+def _missing_field(envelope):
+    del envelope["result"]["attribution"]
+    _rehash(envelope)
+
+
+def _fifo(path):
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _folder(path):
+    path.unlink()
+    path.mkdir()
+    (path / "x").write_text("x")
+
+
+def _loop(path):
+    path.unlink()
+    path.symlink_to(path.name)  # unreadable: a symbolic link to itself
+
+
+DAMAGE = {
+    "binary garbage": lambda p: p.write_bytes(b"\x00\xff\xfe\x89PNG garbage"),
+    "a JSON string": lambda p: p.write_text('"hello"'),
+    "a JSON list": lambda p: p.write_text("[1, 2, 3]"),
+    "truncated": lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]),
+    "edited number": lambda p: _edit(
+        p, lambda d: d["result"]["attribution"].__setitem__("explained", 123.0)
+    ),
+    "wrong field type, checksum fixed": lambda p: _edit(p, _wrong_type),
+    "missing field, checksum fixed": lambda p: _edit(p, _missing_field),
+    "entry of another key": lambda p: _edit(p, lambda d: d.__setitem__("key", "0" * 24)),
+    "a directory in its place": _folder,
+    "a fifo in its place": _fifo,
+    "unreadable (symlink loop)": _loop,
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_result_cache_entry_is_recomputed_with_a_warning(setup, caplog, damage):
+    tmp, cases, _ = setup
+    out = tmp / "site"
+    build(cases, out)
+    good_f, _ = explained(out)
+    DAMAGE[damage](_entry())
+    with caplog.at_level(logging.WARNING, logger="reportgen"):
+        report = build(cases, out)
+    assert report.built == ["case-a"] and not report.failures
+    warnings = [r.getMessage() for r in caplog.records if "result cache entry" in r.getMessage()]
+    assert len(warnings) == 1 and "recomputing" in warnings[0] and "\n" not in warnings[0]
+    assert explained(out)[0] == pytest.approx(good_f)
+    assert build(cases, out).cached == ["case-a"]  # the entry was repaired
+
+
+def test_a_damaged_figure_set_is_rendered_again(setup, caplog):
+    from reportgen.models import cache_dir
+
+    tmp, cases, _ = setup
+    out = tmp / "site"
+    build_module.build([cases], out, progress=False, pdf=True)
+    (pdf,) = (cache_dir() / "figures").glob("*/case-a.pdf")
+    good = pdf.read_bytes()
+    pdf.write_bytes(b"%PDF-1.4 tampered")
+    with caplog.at_level(logging.WARNING, logger="reportgen"):
+        build_module.build([cases], out, progress=False, pdf=True)
+    assert any("damaged figure cache entry" in r.getMessage() for r in caplog.records)
+    shipped = (out / "cases" / "case-a" / "figures" / "case-a.pdf").read_bytes()
+    assert shipped != b"%PDF-1.4 tampered" and shipped[:4] == good[:4] == b"%PDF"
+    shutil.rmtree(pdf.parent)
+    build_module.build([cases], out, progress=False, pdf=True)  # a missing set: rendered again
+    assert (out / "cases" / "case-a" / "figures" / "case-a.pdf").exists()
