@@ -1,0 +1,194 @@
+"""Issue 14: validation matches what the build needs, and no per-case error aborts a
+--keep-going build; every failure is one line naming the file and the field."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from tiny_models import save_tiny_llama
+
+from reportgen import build as build_module
+from reportgen.cases import load_case
+from reportgen.cli import main
+from reportgen.errors import CaseError
+
+GOOD = """
+id = "{id}"
+model = "{model}"
+prompt = "the capital of france is"
+target = "paris"
+contrast = "lyon"
+bos = true
+segments = {{ question = [1, 4] }}
+"""
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-safety-cases"))
+
+
+def case_text(model, case_id="case-a", **replace):
+    text = GOOD.format(id=case_id, model=model)
+    for old, new in replace.items():
+        text = text.replace(old, new)
+    return text
+
+
+SEG = "segments = { question = [1, 4] }"  # the last line: a [graph] table may follow it
+VALIDATE_ERRORS = [
+    # (what the line in the case becomes, field, words of the problem)
+    ('id = "case-a"', 'id = "case-a\\n"', "id", "must match"),
+    ('id = "case-a"', f'id = "{"a" * 300}"', "id", "at most 100"),
+    ('id = "case-a"', 'id = "Case-A"', "id", "must match"),
+    ('contrast = "lyon"', 'contrast = "paris"', "contrast", "same as field 'target'"),
+    ('target = "paris"\ncontrast = "lyon"', "target = 7\ncontrast = 7", "contrast", "'target'"),
+    (SEG, SEG + "\n[graph]\np = nan", "graph.p", "in (0, 1]"),
+    (SEG, SEG + "\n[graph]\np = inf", "graph.p", "in (0, 1]"),
+    (SEG, SEG + "\n[graph]\np = 0.0", "graph.p", "in (0, 1]"),
+    (SEG, SEG + "\n[graph]\nthreshold = -1.0", "graph.threshold", ">= 0"),
+    (SEG, SEG + "\n[graph]\nthreshold = inf", "graph.threshold", "finite"),
+    (SEG, SEG + "\n[graph]\nnode_threshold = nan", "graph.node_threshold", "finite"),
+    ("bos = true", "bos = true\nk = 0", "k", ">= 1"),
+    ("bos = true", "bos = true\nrelevant = [[3, 1]]", "relevant[0]", "span"),
+    ("bos = true", "bos = true\nprefix_ids = [-1]", "prefix_ids", "non-negative"),
+    ('target = "paris"', "target = -5", "target", ">= 0"),
+]
+
+
+@pytest.mark.parametrize("old, new, field, problem", VALIDATE_ERRORS)
+def test_validate_rejects_what_the_build_cannot_use(tmp_path, model_dir, old, new, field, problem):
+    path = tmp_path / "case.toml"
+    path.write_text(case_text(model_dir).replace(old, new))
+    with pytest.raises(CaseError) as info:
+        load_case(path)
+    assert info.value.field == field and problem in info.value.problem
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and lines[0].startswith(f"error: {path}: field '{field}'")
+    assert len(lines) == 2 and lines[1] == "0 valid, 1 invalid"
+
+
+def odd_files(folder: Path, model_dir: str) -> dict[str, str]:
+    """Files a careless user leaves in a cases folder -> words their error must contain."""
+    folder.mkdir(exist_ok=True)
+    (folder / "x.toml").mkdir()  # a folder named like a case file
+    (folder / "loop.toml").symlink_to("loop.toml")  # a symbolic link loop
+    (folder / "dangling.toml").symlink_to("nowhere.toml")
+    (folder / "latin1.toml").write_bytes(b'id = "caf\xe9"\n')
+    (folder / "sub").mkdir()
+    (folder / "sub" / "back").symlink_to("..")  # a folder loop
+    return {
+        "x.toml": "is a folder",
+        "loop.toml": "cannot be read",
+        "dangling.toml": "not found",
+        "latin1.toml": "not UTF-8",
+    }
+
+
+def test_validate_reports_odd_files_one_line_each(tmp_path, model_dir):
+    cases = tmp_path / "cases"
+    expected = odd_files(cases, model_dir)
+    (cases / "good.toml").write_text(case_text(model_dir))
+    result = CliRunner().invoke(main, ["validate", str(cases)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    for name, words in expected.items():
+        (line,) = [x for x in result.output.splitlines() if f"{name}:" in x]
+        assert line.startswith("error: ") and words in line, line
+    assert result.output.strip().splitlines()[-1] == f"1 valid, {len(expected)} invalid"
+
+
+RUNTIME_ERRORS = {
+    # file name -> (case text changes, words of its failure line)
+    "beyond-relevant.toml": ({"bos = true": "bos = true\nrelevant = [[2, 99]]"}, "relevant[0]"),
+    "beyond-segment.toml": ({"[1, 4]": "[1, 99]"}, "segments.question"),
+    "same-token.toml": ({'contrast = "lyon"': 'contrast = "paris lyon"'}, "same token"),
+    "vocab.toml": (
+        {"bos = true": 'bos = true\nprefix = "x"\nprefix_ids = [5000]'},
+        "outside the vocabulary",
+    ),
+    "no-model.toml": ({"model = ": 'model = "./no-such-model" #'}, "does not exist"),
+    "unknown-word.toml": ({'target = "paris"': 'target = "zebra"'}, "not in the vocabulary"),
+}
+
+
+def test_keep_going_survives_every_kind_of_per_case_error(tmp_path, model_dir, monkeypatch):
+    cases = tmp_path / "cases"
+    expected = odd_files(cases, model_dir)
+    (cases / "good.toml").write_text(case_text(model_dir))
+    (cases / "newline.toml").write_text(case_text(model_dir, "x").replace('"x"', '"x\\n"'))
+    (cases / "long.toml").write_text(case_text(model_dir, "b" * 300))
+    expected |= {"newline.toml": "field 'id'", "long.toml": "field 'id'"}
+    for i, (name, (changes, words)) in enumerate(RUNTIME_ERRORS.items()):
+        (cases / name).write_text(case_text(model_dir, f"case-{i}", **changes))
+        expected[name] = words
+    # a bug in the computing code is that case's failure too, not the build's
+    (cases / "bug.toml").write_text(case_text(model_dir, "case-bug"))
+    expected["bug.toml"] = "unexpected RuntimeError: boom"
+    real = build_module.compute_case
+
+    def buggy(case, *args, **kwargs):
+        if case.id == "case-bug":
+            raise RuntimeError("boom")
+        return real(case, *args, **kwargs)
+
+    monkeypatch.setattr(build_module, "compute_case", buggy)
+    out = tmp_path / "site"
+    result = CliRunner().invoke(
+        main, ["build", str(cases), "--out", str(out), "--keep-going", "--no-pdf"]
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    failed = [line for line in result.output.splitlines() if line.startswith("FAILED ")]
+    assert len(failed) == len(expected), result.output
+    for name, words in expected.items():
+        (line,) = [x for x in failed if f"/{name}:" in x]
+        assert words in line, line
+    assert (out / "cases" / "case-a" / "index.html").exists()
+    index = (out / "index.html").read_text()
+    assert all(name in index for name in expected)
+    # without --keep-going: the first error, in one line, and no site
+    result = CliRunner().invoke(main, ["build", str(cases), "--out", str(tmp_path / "s2")])
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "s2").exists()
+
+
+def test_a_model_path_resolves_against_the_case_file(tmp_path, model_dir):
+    project = tmp_path / "project"
+    (project / "cases" / "deep").mkdir(parents=True)
+    os.symlink(model_dir, project / "tiny")
+    (project / "cases" / "deep" / "a.toml").write_text(case_text("../../tiny"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.chdir(elsewhere)
+    try:
+        case = load_case(project / "cases" / "deep" / "a.toml")
+        assert case.model == str((project / "tiny").resolve())
+        report = build_module.build(
+            [project / "cases"], tmp_path / "site", progress=False, pdf=False
+        )
+        assert report.built == ["case-a"]
+    finally:
+        os.chdir(tmp_path)
+    for spec in ("smollm2-135m-instruct", "org/name", "/abs/model"):
+        (project / "b.toml").write_text(case_text(spec))
+        assert load_case(project / "b.toml").model == spec
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_negative_token_id_and_same_target_contrast_on_the_command_line(model_dir, tmp_path):
+    out = tmp_path / "a.json"
+    flags = ["attribute", "--model", model_dir, "--prompt", "the capital of france is"]
+    result = run(*flags, "--target", "id:-5", "--json", str(out))
+    assert result.exit_code == 1 and "token ids are >= 0" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    result = run(*flags, "--target", "paris", "--contrast", "paris lyon", "--json", str(out))
+    assert result.exit_code == 1 and "same token" in result.output and "contrast" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert not out.exists()  # refused before anything is written
+    result = run(*flags, "--target", "id:7", "--json", str(out))
+    assert result.exit_code == 0 and json.loads(out.read_text())["target"]["id"] == 7
