@@ -27,7 +27,7 @@ from .pipeline import Question, attribute_prepared, prepare_question
 from .results import CaseResult
 
 _COMPUTE_PACKAGES = ("lxt", "reportgen")
-_RENDER_ONLY = ("render", "site.py", "cli.py", "build.py")
+_RENDER_ONLY = ("render", "site.py", "cli.py", "build.py", "outdir.py")
 
 
 @lru_cache(maxsize=1)
@@ -303,12 +303,13 @@ def compute_case(
                 case.path, field_name, f"span [{start}, {end}) exceeds the {n} input tokens"
             )
     progress("graph")
+    identity = model_identity(case.model)
     graph = compute_graph(
         loaded,
         question.inputs.token_ids,
         question.objective,
         case.graph,
-        model_identity=model_identity(case.model),
+        model_identity=identity,
         code=code_version(),
         use_cache=use_cache,
     )
@@ -365,6 +366,7 @@ def compute_case(
         comparisons=comparisons,
         environment={
             **environment(loaded, command),
+            "model_identity": identity,
             **({"comparison_errors": comparison_errors} if comparison_errors else {}),
         },
     )
