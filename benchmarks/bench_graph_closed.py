@@ -43,8 +43,8 @@ def _child(
 ):
     import torch
 
-    from reportgen.closed_form import closed_form_graph
-    from reportgen.graph import build_graph
+    from reportgen.graph.closed import closed_form_graph
+    from reportgen.graph.packed import build_graph
     from reportgen.models import load_model
     from reportgen.objectives import Objective
 

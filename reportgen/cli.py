@@ -364,7 +364,7 @@ def graph(
     from tqdm import tqdm
 
     from .compute import code_version, model_identity
-    from .graphs import compute_graph
+    from .graph.step import compute_graph
     from .pipeline import prepare_question
 
     loaded = flags.load(model_spec)
@@ -420,7 +420,7 @@ def _write_head_edges(
     import numpy as np
     from tqdm import tqdm
 
-    from .graphs import compute_head_edges
+    from .graph.step import compute_head_edges
 
     total = len(blocks) if blocks is not None else loaded.model.config.num_hidden_layers
     with tqdm(total=total, desc="heads", unit="block") as bar:

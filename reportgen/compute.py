@@ -18,7 +18,7 @@ from . import __version__
 from .cases import Case
 from .compare import compare_models
 from .faithfulness import failure_pattern, faithfulness, flip_sentence
-from .graphs import compute_graph
+from .graph.step import compute_graph
 from .models import EMBEDDED_MODELS, LoadedModel, cache_dir, embedded_path, load_model
 from .pipeline import Question, attribute_prepared, prepare_question
 from .results import CaseResult

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from reportgen.graph import AttributionGraph
-from reportgen.metrics import gini, graph_metrics, mass_hubs
-from reportgen.prune import (
+from reportgen.graph.types import AttributionGraph
+from reportgen.graph.metrics import gini, graph_metrics, mass_hubs
+from reportgen.graph.prune import (
     active_nodes,
     connected_subgraph,
     cumulative_mass_cutoff,
