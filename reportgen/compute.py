@@ -74,7 +74,7 @@ def cached_result(key: str) -> CaseResult | None:
         return None
     try:
         return CaseResult.from_json(json.loads(path.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError):  # JSONDecodeError is a ValueError
         return None  # a stale or damaged entry is recomputed, never trusted
 
 
@@ -157,15 +157,6 @@ def compute_case(
             case.compare,
             load_other,
         )
-    graph_data = graph.pruned.to_json()
-    graph_data["meta"].update(
-        {
-            "edges_before_pruning": graph.full.n_edges,
-            "edges_after_pruning": graph.pruned.n_edges,
-            "prune": case.graph.prune,
-            "p": case.graph.p,
-        }
-    )
     return CaseResult(
         case_id=case.id,
         title=case.title,
@@ -179,7 +170,12 @@ def compute_case(
         case_file=Path(case.path).name,
         case_toml=case_text,
         attribution=attribution,
-        graph=graph_data,
+        graph=graph.pruned.with_meta(
+            edges_before_pruning=graph.full.n_edges,
+            edges_after_pruning=graph.pruned.n_edges,
+            prune=case.graph.prune,
+            p=case.graph.p,
+        ),
         metrics=graph.metrics,
         neurons=graph.neurons,
         faithfulness=faith,

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from reportgen.graph.types import AttributionGraph
 from reportgen.graph.metrics import gini, graph_metrics, mass_hubs
 from reportgen.graph.prune import (
     active_nodes,
@@ -14,6 +13,7 @@ from reportgen.graph.prune import (
     prune_nodes,
     prune_threshold,
 )
+from reportgen.graph.types import AttributionGraph
 
 #   (source layer, target layer, source pos, target pos, weight)
 EDGES = [

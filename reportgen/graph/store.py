@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..objectives import Objective
-from .types import AttributionGraph
+from .types import AttributionGraph, npz_bytes
 
 #: bump when the entry layout changes (older entries are then recomputed)
 FORMAT = 2
@@ -114,9 +114,7 @@ def save(
     """Write the entry for ``key`` (each file replaced atomically; the metadata last)."""
     folder.mkdir(parents=True, exist_ok=True)
     arrays_path, meta_path = _paths(folder, key)
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, key=np.array(key), **graph.to_npz())
-    raw = buffer.getvalue()
+    raw = npz_bytes({"key": np.array(key), **graph.to_npz()})
     tmp = folder / f".{key}.npz.tmp"
     tmp.write_bytes(raw)
     tmp.replace(arrays_path)

@@ -7,6 +7,8 @@ docs/method.md section 3."""
 
 from __future__ import annotations
 
+import io
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -95,7 +97,7 @@ class AttributionGraph:
         }
 
     def to_npz(self) -> dict[str, np.ndarray]:
-        """The arrays (no pickles, no meta) for ``np.savez``."""
+        """The arrays (no pickles, no meta) for ``np.savez``; weights in float32."""
         return {
             "tokens": np.array(self.tokens, dtype=str),
             "layers": np.array(self.layers, dtype=str),
@@ -104,8 +106,13 @@ class AttributionGraph:
             "edge_target_layer": self.edge_target_layer,
             "edge_source": self.edge_source,
             "edge_target": self.edge_target,
-            "edge_weight": self.edge_weight,
+            "edge_weight": self.edge_weight.astype(np.float32),  # as computed
         }
+
+    def npz_bytes(self) -> bytes:
+        """``to_npz`` as the bytes of an .npz file: no pickles (``np.load(allow_pickle=False)``
+        reads it) and fixed zip timestamps, so the same graph gives the same bytes."""
+        return npz_bytes(self.to_npz())
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> AttributionGraph:
@@ -123,7 +130,9 @@ class AttributionGraph:
                 edge_target_layer=np.array([index[e["target_layer"]] for e in edges], np.int16),
                 edge_source=np.array([e["source"] for e in edges], dtype=np.int32),
                 edge_target=np.array([e["target"] for e in edges], dtype=np.int32),
-                edge_weight=np.array([e["weight"] for e in edges], dtype=np.float32),
+                # JSON numbers are float64: kept as they are (a computed graph's float32 weights
+                # come back exactly, and hand-written ones are not rounded)
+                edge_weight=np.array([e["weight"] for e in edges], dtype=np.float64),
                 meta=dict(data.get("meta") or {}),
             )
         except (KeyError, TypeError) as error:
@@ -166,8 +175,10 @@ class AttributionGraph:
             "edge_target_layer": (self.edge_target_layer, np.int16, len(self.layers)),
             "edge_source": (self.edge_source, np.int32, len(self.tokens)),
             "edge_target": (self.edge_target, np.int32, len(self.tokens)),
-            "edge_weight": (self.edge_weight, np.float32, None),
+            "edge_weight": (self.edge_weight, self.edge_weight.dtype, None),
         }
+        if self.edge_weight.dtype not in (np.float32, np.float64):
+            raise ValueError(f"edge_weight is {self.edge_weight.dtype}, expected float32")
         count = self.edge_weight.shape[0] if self.edge_weight.ndim == 1 else -1
         for name, (array, dtype, bound) in columns.items():
             if array.ndim != 1 or array.shape[0] != count or array.dtype != dtype:
@@ -265,3 +276,15 @@ def edge_meta(
         else f"targets with |R| <= {node_threshold} were {skipped_word}: column sums are approximate",
         **extra,
     }
+
+
+def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """An .npz archive of ``arrays`` (deflated, no pickles, fixed timestamps: reproducible)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            member = io.BytesIO()
+            np.save(member, array, allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            archive.writestr(info, member.getvalue(), compress_type=zipfile.ZIP_DEFLATED)
+    return buffer.getvalue()
