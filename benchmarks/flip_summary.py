@@ -21,9 +21,10 @@ from pathlib import Path
 import torch
 
 from reportgen.cases import load_cases
-from reportgen.faithfulness import ORDERINGS, failure_pattern, faithfulness, flip_sentence
+from reportgen.faithfulness import ORDERINGS, failure_pattern, faithfulness
 from reportgen.models import load_model
 from reportgen.pipeline import Question, attribute_prepared, prepare_question
+from reportgen.render.words import flip_sentence
 
 ROOT = Path(__file__).resolve().parent.parent
 SHORT = {"attnlrp": "lrp", "grad_x_input": "gxi", "gradient": "grad", "random": "rand"}

@@ -17,7 +17,7 @@ from typing import Any
 from . import __version__
 from .cases import Case
 from .compare import compare_models
-from .faithfulness import failure_pattern, faithfulness, flip_sentence
+from .faithfulness import failure_pattern, faithfulness
 from .graph.step import compute_graph
 from .models import EMBEDDED_MODELS, LoadedModel, cache_dir, embedded_path, load_model
 from .pipeline import Question, attribute_prepared, prepare_question
@@ -143,7 +143,6 @@ def compute_case(
         budget=50,
         insertion=False,  # the dossier shows deletion curves; insertion doubles the cost
     )
-    faith["sentence"] = flip_sentence(faith, attribution.token_texts)
     pattern = failure_pattern(attribution.relevance, attribution.special, list(case.relevant))
     if pattern is not None:
         faith["failure_pattern"] = pattern

@@ -147,7 +147,12 @@ def make_result(
                     "gradient": [1.25, 1.1, 1.0, 0.8],
                     "random": [1.25, 1.2, 1.1, 1.0],
                 },
-                "sentence": "Masking the top 2 tokens by AttnLRP flips the preference.",
+                # the numbers the dossier's flip sentence is written from
+                "budget": 3,
+                "baseline_f": 1.25,
+                "contrastive": True,
+                "order": {"attnlrp": [8, 3, 1]},
+                "random_flip_k_seeds": [5, 6],
             },
             "comparisons": [
                 {

@@ -26,6 +26,7 @@ from ..models import cache_dir
 from ..results import CaseResult
 from . import charts as charts_mod
 from .tokens import token_cells, visible_text
+from .words import data_json, faithfulness_with_words
 
 # package data: a wheel installed outside the source tree renders as well as a checkout
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -268,7 +269,7 @@ def case_file_name(result: CaseResult) -> str:
 def write_data_files(result: CaseResult, out_dir: Path) -> list[dict[str, str]]:
     """data.json, relevance.csv and the case file; returns the downloads they make."""
     case_name = case_file_name(result)
-    (out_dir / "data.json").write_text(result.dumps() + "\n", encoding="utf-8")
+    (out_dir / "data.json").write_text(data_json(result) + "\n", encoding="utf-8")
     (out_dir / "relevance.csv").write_text(relevance_csv(result), encoding="utf-8")
     (out_dir / case_name).write_text(result.case_toml, encoding="utf-8")
     downloads = [
@@ -310,7 +311,7 @@ def dossier_context(result: CaseResult) -> dict[str, Any]:
     ]
     faith = None
     if result.faithfulness:
-        f = result.faithfulness
+        f = faithfulness_with_words(result.faithfulness, att.token_texts)
         faith = {
             "sentence": f.get("sentence") or "",
             "flip_k": [{"ordering": k, "value": v} for k, v in (f.get("flip_k") or {}).items()],
