@@ -151,7 +151,7 @@ def make_result(
                 "budget": 3,
                 "baseline_f": 1.25,
                 "contrastive": True,
-                "order": {"attnlrp": [8, 3, 1]},
+                "order": {"attnlrp": [1, 2]},
                 "random_flip_k_seeds": [5, 6],
             },
             "comparisons": [
