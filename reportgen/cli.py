@@ -258,30 +258,21 @@ def attribute(flags: QuestionFlags, json_out: Path) -> None:
 @click.option("--no-cache", is_flag=True, help="Recompute even if a cached result exists.")
 @one_line_errors
 def run(case_file: Path, out: Path, pdf: bool, single_file: bool, no_cache: bool) -> None:
-    """One dossier (HTML + data, PDF figure set) for CASE_FILE."""
+    """One dossier (HTML + data, PDF figure set) for CASE_FILE: a one-case site, rendered the way
+    `build` renders (staging folder swapped in, cached figure sets)."""
     from .cases import load_case
 
     case = load_case(case_file)
     _quiet_libraries()
-    from .build import BuildReport, compute_results
+    from .build import BuildReport, compute_results, render_site
 
     report = BuildReport(out=out)
     (result,) = compute_results(
         [case], use_cache=not no_cache, keep_going=False, command=_command_line(), report=report
     )
-    from .render.html import render_dossier
-
-    out.mkdir(parents=True, exist_ok=True)
-    if pdf:
-        from .render.latex import render_latex
-
-        render_latex(result, out / "figures")
-    page = render_dossier(result, out, single_file=single_file, assets_href="assets")
-    if not single_file:
-        from .site import write_assets
-
-        write_assets(out / "assets")
-    (out / "case.json").write_text(result.dumps(), encoding="utf-8")
+    for file, reason in render_site([result], out, [], pdf=pdf, single_file=single_file):
+        click.echo(f"warning: {file}: {reason}", err=True)
+    page = out / "cases" / case.id / "index.html"
     click.echo(f"{case.id}: explained {result.attribution.explained:.4f} -> {page}")
 
 
