@@ -1,5 +1,5 @@
 """Faithfulness of an input attribution: does masking the tokens it ranks highest flip the
-prediction? (SPEC.md section 6.)
+prediction? (docs/method.md section 8.)
 
 An attribution is only worth explaining a failure with if the tokens it blames really move the
 model. The test here measures that directly, against orderings that need no AttnLRP at all:

@@ -1,4 +1,4 @@
-"""Closed-form edges (SPEC.md section 7) against the batch-packed reference, on tiny models."""
+"""Closed-form edges (docs/method.md section 4) against the batch-packed reference, on tiny models."""
 
 import numpy as np
 import pytest

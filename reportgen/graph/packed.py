@@ -3,7 +3,7 @@ against, and the method for blocks the closed form does not cover.
 
 The source state is repeated B times along the batch, row b is seeded at target position j_b, so
 n targets cost ceil(n/B) backward passes of the block instead of n (docs/method.md section 3).
-``packed_head_edges`` is the per-head reference (section 4.5)."""
+``packed_head_edges`` is the per-head reference (section 4.6)."""
 
 from __future__ import annotations
 
