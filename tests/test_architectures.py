@@ -33,7 +33,7 @@ def test_every_fact_resolves_on_the_model(arch):
     for block in blocks:
         for path in (entry.mid_state, entry.residual_sum, entry.neurons):
             assert isinstance(block.get_submodule(path), torch.nn.Module), path
-    # the neuron module is the MLP's output projection: its input holds the 64 MLP units
+    # the neuron module is the MLP's output projection: its input holds the MLP units
     seen = []
     handle = (
         blocks[0]
@@ -43,7 +43,9 @@ def test_every_fact_resolves_on_the_model(arch):
     with torch.no_grad():
         model(torch.tensor([[3, 15, 27]]))
     handle.remove()
-    assert seen == [64]
+    config = model.config
+    width = getattr(config, "intermediate_size", None) or 4 * config.hidden_size  # GPT-2: 4x
+    assert seen == [width]
     with lxt.lrp_rules(model) as applied:  # the patch map matches this model
         assert all(count > 0 for count in applied.counts.values())
 
