@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 import lxt
-from reportgen.graph import _chain, _model_packing_size, _packed_rows, decoder_blocks, trace
+from reportgen.graph.packed import model_packing_size, packed_rows
+from reportgen.graph.trace import chain, decoder_blocks, trace
 from reportgen.models import load_model
 from reportgen.objectives import Objective
 
@@ -49,7 +50,7 @@ def main() -> None:
     for n in args.lengths:
         ids = torch.tensor([all_ids[:n]])
         traced = trace(model, ids, objective, split=False)
-        batch = _model_packing_size(model, traced, args.budget_gb)
+        batch = model_packing_size(model, traced, args.budget_gb)
         packed_s = single_s = 0.0
         passes = 0
         max_diff = 0.0
@@ -57,18 +58,18 @@ def main() -> None:
         with lxt.lrp_rules(model), torch.enable_grad():
             for layer in range(args.layers):
                 source, seed = traced.states[layer], traced.grads[layer + 1]
-                run = _chain(blocks, traced.calls, range(layer, layer + 1))
+                run = chain(blocks, traced.calls, range(layer, layer + 1))
                 start = time.perf_counter()
                 rows = {}
                 for first in range(0, n, batch):
                     chunk = list(range(first, min(n, first + batch)))
-                    for j, row in zip(chunk, _packed_rows(run, source, seed, chunk), strict=True):
+                    for j, row in zip(chunk, packed_rows(run, source, seed, chunk), strict=True):
                         rows[j] = row
                     passes += 1
                 packed_s += time.perf_counter() - start
                 start = time.perf_counter()
                 for j in sample:
-                    single = _packed_rows(run, source, seed, [int(j)])[0]
+                    single = packed_rows(run, source, seed, [int(j)])[0]
                     max_diff = max(
                         max_diff,
                         float(

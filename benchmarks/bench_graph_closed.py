@@ -1,4 +1,4 @@
-"""Attribution-graph edges: closed form (SPEC.md section 7) vs the batch-packed backward (section 3).
+"""Attribution-graph edges: closed form (docs/method.md section 4) vs the batch-packed backward (section 3).
 
     .venv/bin/python benchmarks/bench_graph_closed.py [--lengths 128 512 2048] [--packed-max 512]
         [--long 10000] [--long-p 0.85] [--long-threshold TAU] [--top-per-target 64] [--threads N]
@@ -8,7 +8,7 @@ seconds, peak RSS, the max difference of closed vs packed edges (|delta| / max |
 on all edges of all transitions), and the closed-form column-sum check. The packed backward only
 runs up to --packed-max tokens (it needs ~n/B backward passes per layer).
 
---long N runs the closed form alone on N tokens with pruning while streaming (SPEC section 4;
+--long N runs the closed form alone on N tokens with pruning while streaming (docs/method.md section 6;
 no layer's n x n edges are held): per-layer cumulative mass --long-p (default 0.85; 0 = off)
 and/or the global threshold --long-threshold; activation checkpointing is on from 4,096 tokens.
 It prints seconds (trace = the first progress report: forward, checkpointed backward and the
@@ -43,8 +43,8 @@ def _child(
 ):
     import torch
 
-    from reportgen.closed_form import closed_form_graph
-    from reportgen.graph import build_graph
+    from reportgen.graph.closed import closed_form_graph
+    from reportgen.graph.packed import build_graph
     from reportgen.models import load_model
     from reportgen.objectives import Objective
 

@@ -28,8 +28,8 @@ def main() -> None:
 
     import torch
 
-    from reportgen.closed_form import closed_form_heads
-    from reportgen.graph import packed_head_edges
+    from reportgen.graph.closed_heads import closed_form_heads
+    from reportgen.graph.packed import packed_head_edges
     from reportgen.models import load_model
     from reportgen.objectives import Objective
 

@@ -5,7 +5,7 @@ preference sooner than gradient x input, gradient norm and random orders?
                                                  [--insertion] [--json out.json]
 
 The paper's claim (about 2 tokens flip the prediction on average) is measured here rather than
-assumed (SPEC.md section 6). Prints one row per case (tokens, maskable tokens, f0, flip-k and
+assumed (docs/method.md section 8). Prints one row per case (tokens, maskable tokens, f0, flip-k and
 AOPC per ordering, failure pattern where the case marks relevant spans), then the mean flip-k per
 ordering over the cases that flip, with the non-flips counted separately. Insertion curves are
 skipped unless asked for: they do not enter the table and double the cost."""
@@ -21,9 +21,10 @@ from pathlib import Path
 import torch
 
 from reportgen.cases import load_cases
-from reportgen.faithfulness import ORDERINGS, failure_pattern, faithfulness, flip_sentence
+from reportgen.faithfulness import ORDERINGS, failure_pattern, faithfulness
 from reportgen.models import load_model
 from reportgen.pipeline import Question, attribute_prepared, prepare_question
+from reportgen.render.words import flip_sentence
 
 ROOT = Path(__file__).resolve().parent.parent
 SHORT = {"attnlrp": "lrp", "grad_x_input": "gxi", "gradient": "grad", "random": "rand"}

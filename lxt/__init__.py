@@ -9,17 +9,18 @@ Usage::
         relevance = (embeddings * embeddings.grad).sum(-1)
 """
 
+from .architectures import ARCHITECTURES, PATCH_MAPS, Architecture
 from .core import (
     Patch,
     PatchMismatchError,
     UnsupportedArchitectureError,
+    architecture_of,
     is_patched,
     lrp_rules,
     patch,
     patch_map_for,
     unpatch,
 )
-from .patches import PATCH_MAPS
 from .rules import (
     FusedQKVGradient,
     IdentityRule,
@@ -32,7 +33,9 @@ from .rules import (
 )
 
 __all__ = [
+    "ARCHITECTURES",
     "PATCH_MAPS",
+    "Architecture",
     "FusedQKVGradient",
     "IdentityRule",
     "LayerNormRule",
@@ -42,6 +45,7 @@ __all__ = [
     "ScaleInputGradient",
     "ScaleOutputGradient",
     "UnsupportedArchitectureError",
+    "architecture_of",
     "identity_rule",
     "is_patched",
     "lrp_rules",

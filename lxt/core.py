@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from .patches import PATCH_MAPS, PatchMap
+from .architectures import ARCHITECTURES, PATCH_MAPS, Architecture
+from .patches import PatchMap
 
 _ATTRIBUTE = "_lxt_patch"
 
@@ -51,15 +52,20 @@ def model_type_of(model: nn.Module) -> str:
     return model_type
 
 
-def patch_map_for(model: nn.Module) -> PatchMap:
+def architecture_of(model: nn.Module) -> Architecture:
+    """The table entry of ``model``'s architecture; an unknown one is an error, never a guess."""
     model_type = model_type_of(model)
     try:
-        return PATCH_MAPS[model_type]
+        return ARCHITECTURES[model_type]
     except KeyError:
-        supported = ", ".join(sorted(PATCH_MAPS))
+        supported = ", ".join(sorted(ARCHITECTURES))
         raise UnsupportedArchitectureError(
             f"no AttnLRP patch map for model_type {model_type!r} (supported: {supported})"
         ) from None
+
+
+def patch_map_for(model: nn.Module) -> PatchMap:
+    return architecture_of(model).patches
 
 
 def _matches(selector: str, qualified_name: str, module: nn.Module) -> bool:

@@ -1,4 +1,5 @@
-"""One patch map per architecture: which module gets which AttnLRP rule.
+"""The patch maps: which module of an architecture gets which AttnLRP rule (the table that
+names them per ``model_type`` is ``lxt.architectures``).
 
 A selector is either a module class name (``"LlamaRMSNorm"``) or a glob over the module's
 qualified name (``"*.mlp.act_fn"``).  Every selector must match at least one module of the
@@ -9,7 +10,6 @@ degrading to plain gradient x input.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import MappingProxyType
 
 from .rules import (
     FusedQKVGradient,
@@ -76,20 +76,3 @@ BERT_PATCHES = {
     "*.attention.self.key": QK_SHARE,
     "*.attention.self.value": V_SHARE,
 }
-
-#: model_type (from the transformers config) -> patch map.  Read-only: add architectures here.
-PATCH_MAPS: Mapping[str, PatchMap] = MappingProxyType(
-    {
-        "llama": LLAMA_PATCHES,
-        "mistral": MISTRAL_PATCHES,
-        "qwen2": QWEN2_PATCHES,
-        "qwen3": QWEN3_PATCHES,
-        "olmo": OLMO_PATCHES,
-        "olmo2": OLMO2_PATCHES,
-        "olmo3": OLMO3_PATCHES,
-        "gemma3_text": GEMMA3_PATCHES,
-        "phi3": PHI3_PATCHES,
-        "gpt2": GPT2_PATCHES,
-        "bert": BERT_PATCHES,
-    }
-)

@@ -1,4 +1,4 @@
-"""AttnLRP rules in their efficient Input x Gradient form (SPEC.md section 1).
+"""AttnLRP rules in their efficient Input x Gradient form (docs/method.md section 2).
 
 Relevance of a tensor x is ``x * modified_grad(x)``.  Each rule changes one local piece of the
 backward pass and is linear in the incoming gradient, so the modified backward stays linear in

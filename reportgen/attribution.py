@@ -66,7 +66,9 @@ class Attribution:
         return data
 
 
-def _forward_kwargs(model: Any) -> dict[str, Any]:
+def forward_kwargs(model: Any) -> dict[str, Any]:
+    """Keyword arguments for an explaining forward pass: no KV cache, and logits only at the
+    explained (last) position where the model can skip the others."""
     params = inspect.signature(model.forward).parameters
     kwargs: dict[str, Any] = {}
     if "use_cache" in params:
@@ -74,6 +76,10 @@ def _forward_kwargs(model: Any) -> dict[str, Any]:
     if "logits_to_keep" in params:
         kwargs["logits_to_keep"] = 1  # only the explained position goes through the LM head
     return kwargs
+
+
+#: the old private name, kept while faithfulness.py (edited in parallel) still imports it
+_forward_kwargs = forward_kwargs
 
 
 def input_gradient(
@@ -86,7 +92,7 @@ def input_gradient(
     rules = lxt.lrp_rules(model) if lrp else contextlib.nullcontext()
     with rules, torch.enable_grad():
         embeddings = model.get_input_embeddings()(token_ids).detach().requires_grad_(True)
-        logits = model(inputs_embeds=embeddings, **_forward_kwargs(model)).logits[0, -1]
+        logits = model(inputs_embeds=embeddings, **forward_kwargs(model)).logits[0, -1]
         value = objective.value(logits)
         (gradient,) = torch.autograd.grad(value, embeddings)
     return embeddings.detach(), gradient, logits.detach(), value.detach()

@@ -278,34 +278,30 @@ def attribute(flags: QuestionFlags, json_out: Path) -> None:
 @click.option("--no-cache", is_flag=True, help="Recompute even if a cached result exists.")
 @one_line_errors
 def run(case_file: Path, out: Path, pdf: bool, single_file: bool, no_cache: bool) -> None:
-    """One dossier (HTML + data, PDF figure set) for CASE_FILE."""
+    """One dossier (HTML + data, PDF figure set) for CASE_FILE: a one-case site, rendered the way
+    `build` renders (staging folder swapped in, cached figure sets)."""
     from .cases import load_case
-    from .outdir import check_out_folder, make_world_readable, write_marker
+    from .outdir import check_out_folder
 
     case = load_case(case_file)
     check_out_folder(out, [case_file])
     _quiet_libraries()
-    from .build import BuildReport, compute_results
+    from .build import BuildReport, compute_results, render_site
 
     report = BuildReport(out=out)
     (result,) = compute_results(
         [case], use_cache=not no_cache, keep_going=False, command=_command_line(), report=report
     )
-    from .render.html import render_dossier
+    from .outdir import build_lock
 
-    out.mkdir(parents=True, exist_ok=True)
-    if pdf:
-        from .render.latex import render_latex
-
-        render_latex(result, out / "figures")
-    page = render_dossier(result, out, single_file=single_file, assets_href="assets")
-    if not single_file:
-        from .site import write_assets
-
-        write_assets(out / "assets")
-    (out / "case.json").write_text(result.dumps(), encoding="utf-8")
-    write_marker(out)
-    make_world_readable(out)
+    with build_lock(out, _command_line()):
+        failures = render_site(
+            [result], out, [], pdf=pdf, single_file=single_file, use_cache=not no_cache,
+            inputs=[case_file],
+        )
+    for file, reason in failures:
+        click.echo(f"warning: {file}: {reason}", err=True)
+    page = out / "cases" / case.id / "index.html"
     click.echo(f"{case.id}: explained {result.attribution.explained:.4f} -> {page}")
 
 
@@ -388,7 +384,7 @@ def graph(
     from tqdm import tqdm
 
     from .compute import code_version, model_identity
-    from .graphs import compute_graph
+    from .graph.step import compute_graph
     from .pipeline import prepare_question
 
     loaded = flags.load(model_spec)
@@ -444,7 +440,7 @@ def _write_head_edges(
     import numpy as np
     from tqdm import tqdm
 
-    from .graphs import compute_head_edges
+    from .graph.step import compute_head_edges
 
     total = len(blocks) if blocks is not None else loaded.model.config.num_hidden_layers
     with tqdm(total=total, desc="heads", unit="block") as bar:

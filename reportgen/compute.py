@@ -20,8 +20,9 @@ from . import __version__
 from .cases import Case
 from .compare import compare_models
 from .errors import CaseError, warn
-from .faithfulness import failure_pattern, faithfulness, flip_sentence
-from .graphs import compute_graph
+from .faithfulness import failure_pattern, faithfulness
+from .graph.step import compute_graph
+from .graph.types import AttributionGraph
 from .models import EMBEDDED_MODELS, LoadedModel, cache_dir, embedded_path, load_model
 from .pipeline import Question, attribute_prepared, prepare_question
 from .results import CaseResult
@@ -229,7 +230,7 @@ def check_result(result: CaseResult) -> None:
         "token_texts": len(att.token_texts) == n
         and all(isinstance(t, str) for t in att.token_texts),
         "special": len(att.special) == n,
-        "graph": result.graph is None or isinstance(result.graph, dict),
+        "graph": result.graph is None or isinstance(result.graph, AttributionGraph),
         "segments": isinstance(result.segments, dict),
         "tags": isinstance(result.tags, dict),
     }
@@ -323,7 +324,6 @@ def compute_case(
         budget=50,
         insertion=False,  # the dossier shows deletion curves; insertion doubles the cost
     )
-    faith["sentence"] = flip_sentence(faith, attribution.token_texts)
     pattern = failure_pattern(attribution.relevance, attribution.special, list(case.relevant))
     if pattern is not None:
         faith["failure_pattern"] = pattern
@@ -337,15 +337,6 @@ def compute_case(
             case.compare,
             load_other,
         )
-    graph_data = graph.pruned.to_json()
-    graph_data["meta"].update(
-        {
-            "edges_before_pruning": graph.full.n_edges,
-            "edges_after_pruning": graph.pruned.n_edges,
-            "prune": case.graph.prune,
-            "p": case.graph.p,
-        }
-    )
     return CaseResult(
         case_id=case.id,
         title=case.title,
@@ -359,7 +350,12 @@ def compute_case(
         case_file=Path(case.path).name,
         case_toml=case_text,
         attribution=attribution,
-        graph=graph_data,
+        graph=graph.pruned.with_meta(
+            edges_before_pruning=graph.full.n_edges,
+            edges_after_pruning=graph.pruned.n_edges,
+            prune=case.graph.prune,
+            p=case.graph.p,
+        ),
         metrics=graph.metrics,
         neurons=graph.neurons,
         faithfulness=faith,

@@ -1,5 +1,5 @@
 """Faithfulness of an input attribution: does masking the tokens it ranks highest flip the
-prediction? (SPEC.md section 6.)
+prediction? (docs/method.md section 8.)
 
 An attribution is only worth explaining a failure with if the tokens it blames really move the
 model. The test here measures that directly, against orderings that need no AttnLRP at all:
@@ -52,13 +52,6 @@ from .objectives import Objective
 ORDERINGS = ("attnlrp", "grad_x_input", "gradient", "random")
 MASKS = ("zero", "unk")
 TOP_POSITIVE = 5  # how many top positive tokens the OIT rule looks at
-
-_NAMES = {
-    "attnlrp": "AttnLRP",
-    "grad_x_input": "gradient × input",
-    "gradient": "gradient norm",
-    "random": "random",
-}
 
 
 def _unwrap(model: Any) -> tuple[Any, Any]:
@@ -267,55 +260,6 @@ def faithfulness(
     return result
 
 
-def flip_sentence(result: dict[str, Any], tokens_text: list[str]) -> str:
-    """One sentence for the dossier: how few tokens flip the preference, and what that means
-    next to the baselines (a random order is the yardstick)."""
-    budget = result["budget"]
-    flips = result["flip_k"]
-    to = "to the contrast" if result.get("contrastive") else "(f ≤ 0)"
-    if result["baseline_f"] <= 0:
-        return "the model does not prefer the target here (f ≤ 0), so there is nothing to flip."
-    random_k = flips.get("random")
-    seeds = result.get("random_flip_k_seeds") or []
-    missed = sum(k is None for k in seeds)
-    if random_k is None:
-        random_part = f"no random order flips it within {budget} masked tokens"
-    else:
-        random_part = f"random order needs {random_k:.1f} on average"
-        if missed:
-            verb = "seed never flips" if missed == 1 else "seeds never flip"
-            random_part += (
-                f" ({missed} of {len(seeds)} {verb} within {budget}, counted as {budget + 1})"
-            )
-    others = [
-        f"{_NAMES[name]} needs {flips[name]}"
-        for name in ("grad_x_input", "gradient")
-        if flips.get(name) is not None
-    ]
-    k = flips.get("attnlrp")
-    if k is not None:
-        shown = [repr(tokens_text[i]) for i in result["order"]["attnlrp"][:k][:5]]
-        listed = ", ".join(shown) + (", …" if k > 5 else "")
-        noun = "token" if k == 1 else "tokens"
-        baselines = "; ".join([*others, random_part])
-        return (
-            f"masking {k} {noun} — {listed} — flips the preference {to} (AttnLRP order); "
-            f"{baselines}."
-        )
-    flipping = [
-        f"{_NAMES[name]} needs {flips[name]}"
-        for name in ("grad_x_input", "gradient")
-        if flips.get(name) is not None
-    ]
-    if not flipping and random_k is None:
-        return f"no ordering flips the preference within {budget} masked tokens."
-    return (
-        f"the AttnLRP order does not flip the preference within {budget} masked tokens; "
-        + "; ".join([*flipping, random_part])
-        + "."
-    )
-
-
 def failure_pattern(
     relevance: Sequence[float],
     special: Sequence[bool],
@@ -368,22 +312,6 @@ def failure_pattern(
     top_mass = sum(float(relevance[i]) for i in top)
     outside_mass = sum(float(relevance[i]) for i in top if i not in inside)
     pattern = "URT+OIT" if urt and oit else "URT" if urt else "OIT" if oit else "none"
-    reasons = []
-    if urt:
-        reasons.append(
-            f"the relevant tokens hold {relevant_share:.0%} of |R| though they are "
-            f"{token_share:.0%} of the tokens"
-        )
-    if oit:
-        reasons.append(
-            f"tokens outside the spans push the target with {outside_push:.3g} in all, more than "
-            f"the {relevant_abs:.3g} |R| of the relevant tokens"
-        )
-    if not reasons:
-        reasons.append(
-            f"the relevant tokens hold {relevant_share:.0%} of |R| ({token_share:.0%} of the "
-            "tokens) and outweigh the push from elsewhere: they are read, but misread"
-        )
     return {
         "pattern": pattern,
         "relevant_share": relevant_share,
@@ -392,5 +320,6 @@ def failure_pattern(
         "top_outside": top_outside,
         "top_outside_share": outside_mass / top_mass if top else 0.0,
         "mean_rank_fraction": mean_rank,
-        "reason": "; ".join(reasons),
+        "relevant_abs": relevant_abs,
+        "outside_push": outside_push,
     }

@@ -1,4 +1,4 @@
-"""What is explained: a scalar f of the last position's logits (SPEC.md section 2)."""
+"""What is explained: a scalar f of the last position's logits (docs/method.md section 1)."""
 
 from __future__ import annotations
 

@@ -6,10 +6,11 @@ and rendered again without recomputation."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from .attribution import Attribution, TokenScore
+from .graph.types import AttributionGraph
 
 
 @dataclass(frozen=True)
@@ -26,10 +27,9 @@ class CaseResult:
     case_file: str  # file name of the case (e.g. "primary-colors-yellow.toml")
     case_toml: str  # the case file's text, offered as a download
     attribution: Attribution
-    # Attribution graph in the `reportgen graph` JSON format:
-    # {"tokens", "layers": [ids], "node_relevance": [[...] per layer], "edges": [{source_layer,
-    #  target_layer, source, target, weight}], "meta": {...}}
-    graph: dict[str, Any] | None = None
+    # the pruned attribution graph; its meta adds edges_before_pruning, edges_after_pruning, prune,
+    # p. In JSON (data.json, the result cache) it takes the codec's form (AttributionGraph.to_json)
+    graph: AttributionGraph | None = None
     # per node layer: {"layer": id, "nodes": int, "edges": int, ...metric name -> number}
     metrics: list[dict[str, Any]] | None = None
     # strongest nodes: {"layer", "position", "token", "relevance", "top": [{"index", "relevance"}]}
@@ -42,8 +42,9 @@ class CaseResult:
     environment: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = asdict(replace(self, graph=None))
         data["attribution"] = self.attribution.to_json()
+        data["graph"] = self.graph.to_json() if self.graph is not None else None
         return data
 
     def dumps(self) -> str:
@@ -59,4 +60,6 @@ class CaseResult:
         att["contrast"] = TokenScore(**att["contrast"]) if att.get("contrast") else None
         att["top_k"] = [TokenScore(**t) for t in att["top_k"]]
         data["attribution"] = Attribution(**att)
+        if data.get("graph") is not None:
+            data["graph"] = AttributionGraph.from_json(data["graph"])
         return cls(**data)

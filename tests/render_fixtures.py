@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from reportgen.attribution import Attribution, TokenScore
+from reportgen.graph.types import AttributionGraph
 from reportgen.results import CaseResult
 
 DATA = Path(__file__).parent / "data"
@@ -123,7 +124,7 @@ def make_result(
     extra: dict[str, Any] = {}
     if full:
         extra = {
-            "graph": make_graph(n),
+            "graph": AttributionGraph.from_json(make_graph(n)),
             "metrics": [
                 {"layer": layer, "nodes": 3 + i, "edges": 2 * i, "entropy": 0.5 + 0.1 * i}
                 for i, layer in enumerate(["emb", "0", "0.mid", "1"])
@@ -146,7 +147,12 @@ def make_result(
                     "gradient": [1.25, 1.1, 1.0, 0.8],
                     "random": [1.25, 1.2, 1.1, 1.0],
                 },
-                "sentence": "Masking the top 2 tokens by AttnLRP flips the preference.",
+                # the numbers the dossier's flip sentence is written from
+                "budget": 3,
+                "baseline_f": 1.25,
+                "contrastive": True,
+                "order": {"attnlrp": [1, 2]},
+                "random_flip_k_seeds": [5, 6],
             },
             "comparisons": [
                 {
@@ -193,7 +199,7 @@ def hostile_result(case_id: str = "hostile-case") -> CaseResult:
         prompt=HOSTILE_PROMPT,
         tags={"benchmark": "<b>bench</b>", "pattern": "\\write18{x}"},
     )
-    graph = dict(result.graph or {})
+    graph = result.graph.to_json()
     graph["tokens"] = HOSTILE_TOKENS
     graph["layers"] = ["emb", "</script>", "0.mid", "1"]
     for e in graph["edges"]:
@@ -206,7 +212,7 @@ def hostile_result(case_id: str = "hostile-case") -> CaseResult:
             "title": "<script>alert(1)</script> \\input{/etc/passwd}",
             "description": "</textarea> $ % # _ { } ~ ^ \\ 😀 中文",
             "case_toml": f'prompt = """{HOSTILE_PROMPT}"""\n',
-            "graph": graph,
+            "graph": AttributionGraph.from_json(graph),
             "environment": {"<script>alert(1)</script>": "\\write18{rm -rf x}"},
         }
     )

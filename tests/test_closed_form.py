@@ -1,19 +1,18 @@
-"""Closed-form edges (SPEC.md section 7) against the batch-packed reference, on tiny models."""
+"""Closed-form edges (docs/method.md section 4) against the batch-packed reference, on tiny models."""
 
 import numpy as np
 import pytest
 import torch
 from tiny_models import ARCHITECTURES, tiny_model
 
-import reportgen.closed_form as closed_module
-import reportgen.graph as graph_module
-from reportgen.closed_form import (
-    closed_form,
-    closed_form_graph,
-    closed_form_heads,
-    supports_closed_form,
-)
-from reportgen.graph import build_graph, packed_head_edges
+import reportgen.graph.closed as closed_module
+import reportgen.graph.closed_layer as closed_layer
+import reportgen.graph.packed as packed_module
+from reportgen.graph.closed import closed_form, closed_form_graph
+from reportgen.graph.closed_heads import closed_form_heads
+from reportgen.graph.packed import build_graph, packed_head_edges
+from reportgen.graph.session import ClosedFormUnsupportedError, supports_closed_form
+from reportgen.graph.stream import EdgeBuffer
 from reportgen.objectives import Objective
 
 # 12 tokens: longer than the sliding window (4) of mistral, olmo3 and gemma3's local layers
@@ -24,7 +23,7 @@ OBJECTIVE = Objective("logit_diff", 5, "by_ref_token", 7)
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-class _RecordingBuffer(graph_module._EdgeBuffer):
+class _RecordingBuffer(EdgeBuffer):
     """The edge buffer, also keeping every row in float64 (the graph stores float32)."""
 
     wants_rows = True
@@ -47,8 +46,8 @@ def _rows(monkeypatch, build):
         made.append(buffer)
         return buffer
 
-    monkeypatch.setattr(graph_module, "_EdgeBuffer", factory)
-    monkeypatch.setattr(closed_module, "_EdgeBuffer", factory)
+    monkeypatch.setattr(packed_module, "EdgeBuffer", factory)
+    monkeypatch.setattr(closed_module, "EdgeBuffer", factory)
     graph = build()
     monkeypatch.undo()
     (buffer,) = made
@@ -162,7 +161,7 @@ def test_unsupported_model_is_refused(tokenizer):
     model = torch.nn.Linear(2, 2)
     model.config = Config()
     assert not supports_closed_form(model)
-    with pytest.raises(closed_module.ClosedFormUnsupportedError):
+    with pytest.raises(ClosedFormUnsupportedError):
         closed_form_graph(model, tokenizer, IDS, OBJECTIVE)
 
 
@@ -177,8 +176,8 @@ def test_projection_biases_take_the_general_path(arch, tokenizer, monkeypatch):
                 param.add_(0.2 * torch.randn_like(param))
     _assert_same(monkeypatch, model, tokenizer, IDS, False, chunk=5)
     fast = []
-    original = closed_module._plain_rows
-    monkeypatch.setattr(closed_module, "_plain_rows", lambda *a: fast.append(1) or original(*a))
+    original = closed_layer._plain_rows
+    monkeypatch.setattr(closed_layer, "_plain_rows", lambda *a: fast.append(1) or original(*a))
     closed_form_graph(model, tokenizer, IDS, OBJECTIVE, chunk=5)
     assert not fast
 

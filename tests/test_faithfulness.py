@@ -8,8 +8,9 @@ import pytest
 import torch
 from tiny_models import tiny_model
 
-from reportgen.faithfulness import failure_pattern, faithfulness, flip_sentence
+from reportgen.faithfulness import failure_pattern, faithfulness
 from reportgen.objectives import Objective
+from reportgen.render.words import flip_sentence
 
 TARGET, CONTRAST = 1, 2
 

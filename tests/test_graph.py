@@ -6,7 +6,7 @@ import torch
 from tiny_models import ARCHITECTURES, tiny_model
 
 from reportgen.attribution import input_gradient
-from reportgen.graph import build_graph, packing_size
+from reportgen.graph.packed import build_graph, packing_size
 from reportgen.objectives import Objective
 
 IDS = [3, 15, 27, 8, 44, 9, 61, 12, 5]

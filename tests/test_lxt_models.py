@@ -93,7 +93,7 @@ def test_patch_maps_are_read_only():
 
 def _reference_llama_relevance(model, ids, target, contrast):
     """AttnLRP for a Llama, written out by hand in float64 with detach tricks instead of hooks:
-    an independent implementation of SPEC section 1 to check the patched model against."""
+    an independent implementation of docs/method.md section 2 to check the patched model against."""
     cfg = model.config
     heads, kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
     hd = cfg.hidden_size // heads

@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 
-from reportgen.graph import AttributionGraph
-from reportgen.metrics import gini, graph_metrics, mass_hubs
-from reportgen.prune import (
+from reportgen.graph.metrics import gini, graph_metrics, mass_hubs
+from reportgen.graph.prune import (
     active_nodes,
     connected_subgraph,
     cumulative_mass_cutoff,
@@ -14,6 +13,7 @@ from reportgen.prune import (
     prune_nodes,
     prune_threshold,
 )
+from reportgen.graph.types import AttributionGraph
 
 #   (source layer, target layer, source pos, target pos, weight)
 EDGES = [

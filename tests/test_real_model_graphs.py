@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from reportgen.cases import load_case
-from reportgen.closed_form import closed_form_graph, closed_form_heads
-from reportgen.graph import build_graph, packed_head_edges
+from reportgen.graph.closed import closed_form_graph
+from reportgen.graph.closed_heads import closed_form_heads
+from reportgen.graph.packed import build_graph, packed_head_edges
 from reportgen.models import load_model
 from reportgen.pipeline import Question, prepare_question
 

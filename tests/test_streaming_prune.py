@@ -5,11 +5,13 @@ import pytest
 import torch
 from tiny_models import tiny_model
 
-import reportgen.closed_form as closed_module
-from reportgen.closed_form import closed_form, closed_form_graph
-from reportgen.graph import AttributionGraph
+import reportgen.graph.closed as closed_module
+import reportgen.graph.stream as stream
+from reportgen.graph.closed import closed_form, closed_form_graph
+from reportgen.graph.prune import prune_cumulative_mass, prune_threshold
+from reportgen.graph.trace import decoder_blocks
+from reportgen.graph.types import AttributionGraph
 from reportgen.objectives import Objective
-from reportgen.prune import prune_cumulative_mass, prune_threshold
 
 IDS = [int(i) for i in np.random.RandomState(3).randint(5, 97, size=40)]
 OBJECTIVE = Objective("logit_diff", 5, "by_ref_token", 7)
@@ -64,7 +66,7 @@ def test_second_pass_and_one_pass_agree(margin, tokenizer, monkeypatch):
     negative margin recomputes every chunk, a huge one none (all candidates kept in pass one)."""
     model = tiny_model("qwen3", "sdpa", torch.float64)
     full = closed_form_graph(model, tokenizer, IDS, OBJECTIVE, chunk=5)
-    monkeypatch.setattr(closed_module, "_MARGIN_BINS", margin)
+    monkeypatch.setattr(stream, "_MARGIN_BINS", margin)
     streamed = closed_form_graph(model, tokenizer, IDS, OBJECTIVE, chunk=5, cumulative_mass=0.85)
     _assert_same_edges(streamed, prune_cumulative_mass(full, 0.85))
     # the last block's outputs only matter at the last position: 8 + 1 chunks with targets
@@ -113,22 +115,22 @@ def test_mass_cut_with_ties_matches_prune_cumulative_mass():
         edge_weight=weights,
     )
     for p in (0.0, 0.1, 0.5, 0.85, 0.95, 1.0):
-        cut = closed_module._MassCut(p)
+        cut = stream.MassCut(p)
         parts = []
         for start in range(0, weights.size, 64):
             part = slice(start, start + 64)
             cut.observe(weights[part])
             parts.append((sources[part], targets[part], weights[part]))
-        kept = closed_module._select(parts, cut.bracket())
+        kept = stream.select(parts, cut.bracket())
         reference = prune_cumulative_mass(graph, p)
         got = set(zip(kept[0].tolist(), kept[1].tolist(), strict=True))
         assert got == set(
             zip(reference.edge_source.tolist(), reference.edge_target.tolist(), strict=True)
         ), p
-    empty = closed_module._MassCut(0.85)
+    empty = stream.MassCut(0.85)
     empty.observe(np.zeros(4, np.float32))
     assert empty.bracket() is None
-    assert closed_module._select([], None)[0].size == 0
+    assert stream.select([], None)[0].size == 0
 
 
 @pytest.mark.parametrize("arch", ["llama", "gemma3_text", "gpt2"])
@@ -150,7 +152,7 @@ def test_checkpointed_trace_gives_the_same_graph(arch, tokenizer):
         for a, b in zip(saved_trace.grads, plain_trace.grads, strict=True):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
     # the blocks are restored: no checkpoint wrapper left behind
-    blocks = closed_module.decoder_blocks(model)
+    blocks = decoder_blocks(model)
     assert all("forward" not in block.__dict__ for block in blocks)
 
 
@@ -160,7 +162,7 @@ def test_top_per_target_with_cumulative_mass_is_refused(tokenizer):
         closed_form_graph(model, tokenizer, IDS, OBJECTIVE, cumulative_mass=0.8, top_per_target=3)
 
 
-class _RowBuffer(closed_module._EdgeBuffer):
+class _RowBuffer(stream.EdgeBuffer):
     """An edge buffer that asks for rows: the closed form then hands it full float64 rows."""
 
     wants_rows = True
@@ -175,7 +177,7 @@ def test_vectorised_edges_equal_row_by_row_buffer(arch, tokenizer, monkeypatch):
     model = tiny_model(arch, "sdpa", torch.float64)
     for kwargs in ({}, {"min_edge_weight": 1e-4}, {"split": True}):
         fast = closed_form_graph(model, tokenizer, IDS, OBJECTIVE, chunk=7, **kwargs)
-        monkeypatch.setattr(closed_module, "_EdgeBuffer", _RowBuffer)
+        monkeypatch.setattr(closed_module, "EdgeBuffer", _RowBuffer)
         rows = closed_form_graph(model, tokenizer, IDS, OBJECTIVE, chunk=7, **kwargs)
         monkeypatch.undo()
         _assert_same_edges(fast, rows)

@@ -21,10 +21,12 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from ..graph.types import AttributionGraph
 from ..models import cache_dir
 from ..results import CaseResult
 from . import charts as charts_mod
 from .tokens import token_cells, visible_controls, visible_text
+from .words import data_json, faithfulness_with_words
 
 # package data: a wheel installed outside the source tree renders as well as a checkout
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -236,50 +238,27 @@ def relevance_csv(result: CaseResult) -> str:
     return buf.getvalue()
 
 
-def edges_csv(graph: dict[str, Any]) -> str:
+def edges_csv(graph: AttributionGraph) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["source_layer", "source", "target_layer", "target", "weight"])
-    for e in graph["edges"]:
+    for source_layer, source, target_layer, target, weight in zip(
+        graph.edge_source_layer,
+        graph.edge_source,
+        graph.edge_target_layer,
+        graph.edge_target,
+        graph.edge_weight,
+        strict=True,
+    ):
         writer.writerow(
             [
-                e["source_layer"],
-                e["source"],
-                e["target_layer"],
-                e["target"],
-                repr(float(e["weight"])),
+                graph.layers[int(source_layer)],
+                int(source),
+                graph.layers[int(target_layer)],
+                int(target),
+                repr(float(weight)),
             ]
         )
-    return buf.getvalue()
-
-
-def graph_npz(graph: dict[str, Any]) -> bytes:
-    """The graph as NumPy arrays; saved without pickles so np.load(allow_pickle=False) reads it.
-    Written with a fixed zip timestamp so the same graph gives the same bytes."""
-    import zipfile
-
-    import numpy as np
-
-    layers = list(graph["layers"])
-    index = {name: i for i, name in enumerate(layers)}
-    edges = graph["edges"]
-    arrays = {
-        "layers": np.array(layers, dtype=str),
-        "tokens": np.array(graph["tokens"], dtype=str),
-        "node_relevance": np.array(graph["node_relevance"], dtype=np.float64),
-        "edge_source_layer": np.array([index[e["source_layer"]] for e in edges], dtype=np.int16),
-        "edge_target_layer": np.array([index[e["target_layer"]] for e in edges], dtype=np.int16),
-        "edge_source": np.array([e["source"] for e in edges], dtype=np.int32),
-        "edge_target": np.array([e["target"] for e in edges], dtype=np.int32),
-        "edge_weight": np.array([e["weight"] for e in edges], dtype=np.float32),
-    }
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, array in arrays.items():
-            member = io.BytesIO()
-            np.save(member, array, allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            archive.writestr(info, member.getvalue(), compress_type=zipfile.ZIP_DEFLATED)
     return buf.getvalue()
 
 
@@ -295,7 +274,7 @@ def case_file_name(result: CaseResult) -> str:
 def write_data_files(result: CaseResult, out_dir: Path) -> list[dict[str, str]]:
     """data.json, relevance.csv and the case file; returns the downloads they make."""
     case_name = case_file_name(result)
-    (out_dir / "data.json").write_text(result.dumps() + "\n", encoding="utf-8")
+    (out_dir / "data.json").write_text(data_json(result) + "\n", encoding="utf-8")
     (out_dir / "relevance.csv").write_text(relevance_csv(result), encoding="utf-8")
     (out_dir / case_name).write_text(result.case_toml, encoding="utf-8")
     downloads = [
@@ -304,7 +283,7 @@ def write_data_files(result: CaseResult, out_dir: Path) -> list[dict[str, str]]:
         {"href": case_name, "label": case_name, "note": "the case file"},
     ]
     if result.graph is not None:
-        (out_dir / "graph.npz").write_bytes(graph_npz(result.graph))
+        (out_dir / "graph.npz").write_bytes(result.graph.npz_bytes())
         downloads.append(
             {
                 "href": "graph.npz",
@@ -337,7 +316,7 @@ def dossier_context(result: CaseResult) -> dict[str, Any]:
     ]
     faith = None
     if result.faithfulness:
-        f = result.faithfulness
+        f = faithfulness_with_words(result.faithfulness, att.token_texts)
         faith = {
             "sentence": f.get("sentence") or "",
             "flip_k": [{"ordering": k, "value": v} for k, v in (f.get("flip_k") or {}).items()],

@@ -1,10 +1,10 @@
-"""Pruning as pure functions: each takes an AttributionGraph and returns a new one (SPEC section 4)."""
+"""Pruning as pure functions: each takes an AttributionGraph and returns a new one (docs/method.md section 5)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .graph import AttributionGraph
+from .types import AttributionGraph
 
 
 def prune_threshold(graph: AttributionGraph, tau: float) -> AttributionGraph:

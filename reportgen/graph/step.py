@@ -2,34 +2,23 @@
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from .cases import GraphSettings
-from .closed_form import (
-    ClosedFormUnsupportedError,
-    closed_form,
-    closed_form_heads,
-    supports_closed_form,
-)
-from .graph import (
-    AttributionGraph,
-    HeadEdges,
-    build_graph,
-    packed_head_edges,
-    refine_neurons,
-    trace,
-)
+from ..cases import GraphSettings
+from ..models import LoadedModel, cache_dir
+from ..objectives import Objective
+from . import store
+from .closed import closed_form
+from .closed_heads import closed_form_heads
 from .metrics import graph_metrics
-from .models import LoadedModel, cache_dir
-from .objectives import Objective
+from .neurons import refine_neurons, strongest_nodes
+from .packed import build_graph, packed_head_edges
 from .prune import finish_pruning, prune
+from .session import ClosedFormUnsupportedError, supports_closed_form
+from .trace import trace
+from .types import AttributionGraph, HeadEdges
 
 #: from this many tokens on, the closed form prunes while it streams (the full edge set of a
 #: layer grows like n^2: 10k tokens would be 1.5e9 edges)
@@ -42,76 +31,6 @@ class GraphResult:
     pruned: AttributionGraph
     metrics: list[dict[str, Any]]
     neurons: list[dict[str, Any]]
-
-
-def graph_key(
-    model_identity: str,
-    token_ids: tuple[int, ...],
-    objective: Objective,
-    split: bool,
-    node_threshold: float,
-    code: str,
-    layers: list[int] | None = None,
-) -> str:
-    payload = json.dumps(
-        {
-            "model": model_identity,
-            "tokens": list(token_ids),
-            "objective": dataclasses.asdict(objective),
-            "layers": layers if layers is not None else "all",
-            "split": split,
-            "node_threshold": node_threshold,
-            "code": code,
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()[:24]
-
-
-def _load_cached(key: str) -> tuple[AttributionGraph, list[dict[str, Any]]] | None:
-    folder = cache_dir() / "graphs"
-    arrays, meta = folder / f"{key}.npz", folder / f"{key}.json"
-    if not (arrays.exists() and meta.exists()):
-        return None
-    try:
-        with np.load(arrays, allow_pickle=False) as data:
-            stored = json.loads(meta.read_text())
-            graph = AttributionGraph(
-                tokens=tuple(stored["tokens"]),
-                layers=tuple(stored["layers"]),
-                node_relevance=data["node_relevance"],
-                edge_source_layer=data["edge_source_layer"],
-                edge_target_layer=data["edge_target_layer"],
-                edge_source=data["edge_source"],
-                edge_target=data["edge_target"],
-                edge_weight=data["edge_weight"],
-                meta=stored["meta"],
-            )
-            return graph, stored["neurons_by_node"]
-    except (OSError, ValueError, KeyError, json.JSONDecodeError):
-        return None
-
-
-def _store(key: str, graph: AttributionGraph, neurons_by_node: list[dict[str, Any]]) -> None:
-    folder = cache_dir() / "graphs"
-    folder.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        folder / f"{key}.tmp.npz",
-        node_relevance=graph.node_relevance,
-        edge_source_layer=graph.edge_source_layer,
-        edge_target_layer=graph.edge_target_layer,
-        edge_source=graph.edge_source,
-        edge_target=graph.edge_target,
-        edge_weight=graph.edge_weight,
-    )
-    (folder / f"{key}.tmp.npz").replace(folder / f"{key}.npz")
-    meta = {
-        "tokens": list(graph.tokens),
-        "layers": list(graph.layers),
-        "meta": graph.meta,
-        "neurons_by_node": neurons_by_node,
-    }
-    (folder / f"{key}.json").write_text(json.dumps(meta))
 
 
 def choose_method(model: Any, method: str, layers: list[int] | None) -> str:
@@ -152,7 +71,7 @@ def compute_graph(
             if settings.prune == "cum_mass"
             else {"min_edge_weight": settings.threshold}
         )
-    key = graph_key(
+    key = store.graph_key(
         model_identity,
         token_ids,
         objective,
@@ -161,7 +80,8 @@ def compute_graph(
         f"{code}|{'closed' if use_closed else 'packed'}|{sorted(streaming.items())}",
         layers,
     )
-    cached = _load_cached(key) if use_cache else None
+    folder = cache_dir() / "graphs"
+    cached = store.load(folder, key, len(token_ids)) if use_cache else None
     if cached is not None:
         full, node_neurons = cached
     else:
@@ -196,7 +116,7 @@ def compute_graph(
             )
         # neuron details for every node that could survive pruning are cheap to keep
         node_neurons = refine_neurons(traced, full, top_nodes=64)
-        _store(key, full, node_neurons)
+        store.save(folder, key, full, node_neurons)  # --no-cache recomputes, then refreshes
     if streaming:  # edges are already pruned by method
         pruned = finish_pruning(full, settings.node_threshold)
     else:
@@ -207,23 +127,9 @@ def compute_graph(
             threshold=settings.threshold,
             node_threshold=settings.node_threshold,
         )
-    kept = {(n["layer"], n["position"]) for n in _strongest(pruned, 8)}
+    kept = {(pruned.layers[layer], position) for layer, position in strongest_nodes(pruned, 8)}
     neurons = [n for n in node_neurons if (n["layer"], n["position"]) in kept]
     return GraphResult(full=full, pruned=pruned, metrics=graph_metrics(pruned), neurons=neurons)
-
-
-def _strongest(graph: AttributionGraph, count: int) -> list[dict[str, Any]]:
-    from .prune import active_nodes
-
-    active = active_nodes(graph)
-    magnitude = np.where(active, np.abs(graph.node_relevance), -1.0)
-    order = np.argsort(-magnitude, axis=None, kind="stable")[:count]
-    found = []
-    for flat in order:
-        layer, position = divmod(int(flat), graph.n_tokens)
-        if magnitude[layer, position] >= 0:
-            found.append({"layer": graph.layers[layer], "position": position})
-    return found
 
 
 def compute_head_edges(

@@ -1,4 +1,4 @@
-"""Graph metrics per node layer, as pure functions of a (pruned) AttributionGraph (SPEC section 5).
+"""Graph metrics per node layer, as pure functions of a (pruned) AttributionGraph (docs/method.md section 7).
 
 Definitions, for node layer s with n token positions, "active" = touched by a kept edge:
 - nodes: active nodes in s.  edges_in / edges_out: kept edges ending / starting in s.
@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from .graph import AttributionGraph
 from .prune import active_nodes
+from .types import AttributionGraph
 
 
 def gini(values: np.ndarray) -> float:

@@ -1,0 +1,111 @@
+"""The dossier's words: sentences written from the computed numbers, on the render side.
+
+The computing side (``faithfulness``) returns numbers and codes only, so rewording a sentence
+re-renders a page without invalidating any cached result."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..results import CaseResult
+
+#: how the dossier names each token ordering of the flip test
+ORDERING_NAMES = {
+    "attnlrp": "AttnLRP",
+    "grad_x_input": "gradient × input",
+    "gradient": "gradient norm",
+    "random": "random",
+}
+
+
+def flip_sentence(result: dict[str, Any], tokens_text: list[str]) -> str:
+    """One sentence for the dossier: how few tokens flip the preference, and what that means
+    next to the baselines (a random order is the yardstick)."""
+    budget = result["budget"]
+    flips = result["flip_k"]
+    to = "to the contrast" if result.get("contrastive") else "(f ≤ 0)"
+    if result["baseline_f"] <= 0:
+        return "the model does not prefer the target here (f ≤ 0), so there is nothing to flip."
+    random_k = flips.get("random")
+    seeds = result.get("random_flip_k_seeds") or []
+    missed = sum(k is None for k in seeds)
+    if random_k is None:
+        random_part = f"no random order flips it within {budget} masked tokens"
+    else:
+        random_part = f"random order needs {random_k:.1f} on average"
+        if missed:
+            verb = "seed never flips" if missed == 1 else "seeds never flip"
+            random_part += (
+                f" ({missed} of {len(seeds)} {verb} within {budget}, counted as {budget + 1})"
+            )
+    others = [
+        f"{ORDERING_NAMES[name]} needs {flips[name]}"
+        for name in ("grad_x_input", "gradient")
+        if flips.get(name) is not None
+    ]
+    k = flips.get("attnlrp")
+    if k is not None:
+        shown = [repr(tokens_text[i]) for i in result["order"]["attnlrp"][:k][:5]]
+        listed = ", ".join(shown) + (", …" if k > 5 else "")
+        noun = "token" if k == 1 else "tokens"
+        baselines = "; ".join([*others, random_part])
+        return (
+            f"masking {k} {noun} — {listed} — flips the preference {to} (AttnLRP order); "
+            f"{baselines}."
+        )
+    if not others and random_k is None:
+        return f"no ordering flips the preference within {budget} masked tokens."
+    return (
+        f"the AttnLRP order does not flip the preference within {budget} masked tokens; "
+        + "; ".join([*others, random_part])
+        + "."
+    )
+
+
+def failure_reason(pattern: dict[str, Any]) -> str:
+    """Why ``faithfulness.failure_pattern`` gave its pattern (URT, OIT, both or none), with the
+    numbers that decided it."""
+    urt = pattern["pattern"] in ("URT", "URT+OIT")
+    oit = pattern["pattern"] in ("OIT", "URT+OIT")
+    relevant_share, token_share = pattern["relevant_share"], pattern["token_share"]
+    outside_push, relevant_abs = pattern["outside_push"], pattern["relevant_abs"]
+    reasons = []
+    if urt:
+        reasons.append(
+            f"the relevant tokens hold {relevant_share:.0%} of |R| though they are "
+            f"{token_share:.0%} of the tokens"
+        )
+    if oit:
+        reasons.append(
+            f"tokens outside the spans push the target with {outside_push:.3g} in all, more than "
+            f"the {relevant_abs:.3g} |R| of the relevant tokens"
+        )
+    if not reasons:
+        reasons.append(
+            f"the relevant tokens hold {relevant_share:.0%} of |R| ({token_share:.0%} of the "
+            "tokens) and outweigh the push from elsewhere: they are read, but misread"
+        )
+    return "; ".join(reasons)
+
+
+def faithfulness_with_words(faith: dict[str, Any], token_texts: list[str]) -> dict[str, Any]:
+    """The faithfulness numbers with the dossier's sentences added where the numbers they are
+    written from are present: ``sentence`` and ``failure_pattern.reason`` (a new dict)."""
+    faith = dict(faith)
+    if "budget" in faith:
+        faith["sentence"] = flip_sentence(faith, token_texts)
+    pattern = faith.get("failure_pattern")
+    if pattern and "outside_push" in pattern:
+        faith["failure_pattern"] = {**pattern, "reason": failure_reason(pattern)}
+    return faith
+
+
+def data_json(result: CaseResult) -> str:
+    """data.json: every number of the page and the sentences written from them."""
+    data = result.to_json()
+    if data.get("faithfulness"):
+        data["faithfulness"] = faithfulness_with_words(
+            data["faithfulness"], result.attribution.token_texts
+        )
+    return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False)

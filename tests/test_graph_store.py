@@ -1,0 +1,200 @@
+"""The graph cache: the codec round trip, and that a damaged, foreign or tampered entry is
+recomputed with a one-line warning (never trusted, never fatal); --no-cache bypasses it."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from tiny_models import tiny_model
+
+from reportgen.cases import GraphSettings
+from reportgen.graph import store
+from reportgen.graph.step import compute_graph
+from reportgen.graph.types import AttributionGraph, npz_bytes
+from reportgen.models import LoadedModel, cache_dir
+from reportgen.objectives import Objective
+
+IDS = (3, 15, 27, 8, 44, 9, 61)
+OBJECTIVE = Objective("logit_diff", 5, "by_ref_token", 7)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _graph(n: int = 4) -> AttributionGraph:
+    rng = np.random.default_rng(0)
+    return AttributionGraph(
+        tokens=tuple(f"t{i}" for i in range(n)),
+        layers=("emb", "0", "1"),
+        node_relevance=rng.normal(size=(3, n)),
+        edge_source_layer=np.array([0, 0, 1], np.int16),
+        edge_target_layer=np.array([1, 1, 2], np.int16),
+        edge_source=np.array([0, 1, 2], np.int32),
+        edge_target=np.array([1, 1, 3], np.int32),
+        edge_weight=np.array([0.5, -0.25, 1.5], np.float32),
+        meta={"method": "closed", "exact": True},
+    )
+
+
+NEURONS = [{"layer": "1", "position": 3, "token": "t3", "relevance": 0.5}]
+
+
+def _same(a: AttributionGraph, b: AttributionGraph) -> None:
+    assert a.tokens == b.tokens and a.layers == b.layers and a.meta == b.meta
+    for name in ("node_relevance", "edge_source_layer", "edge_target_layer", "edge_source"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+        assert getattr(a, name).dtype == getattr(b, name).dtype
+    np.testing.assert_array_equal(a.edge_target, b.edge_target)
+    np.testing.assert_array_equal(a.edge_weight, b.edge_weight)
+
+
+def test_codec_round_trips_json_and_npz():
+    graph = _graph()
+    again = AttributionGraph.from_json(json.loads(json.dumps(graph.to_json())))
+    assert again.to_json() == graph.to_json()
+    np.testing.assert_array_equal(again.node_relevance, graph.node_relevance)
+    loaded = AttributionGraph.from_npz(graph.to_npz(), graph.meta)
+    _same(loaded, graph)
+    assert graph.npz_bytes() == _graph().npz_bytes()  # reproducible bytes
+
+
+def test_store_round_trip(tmp_path):
+    graph = _graph()
+    store.save(tmp_path, "k1", graph, NEURONS)
+    loaded, neurons = store.load(tmp_path, "k1", graph.n_tokens)
+    _same(loaded, graph)
+    assert neurons == NEURONS
+    assert store.load(tmp_path, "absent", 4) is None  # a miss is silent
+
+
+def _rewrite_arrays(tmp_path, key, **changes):
+    """Replace arrays of an entry and fix its checksum: a consistent, well-formed forgery."""
+    with np.load(tmp_path / f"{key}.npz", allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    arrays.update(changes)
+    arrays = {k: v for k, v in arrays.items() if v is not None}
+    raw = npz_bytes(arrays)
+    (tmp_path / f"{key}.npz").write_bytes(raw)
+    entry = json.loads((tmp_path / f"{key}.json").read_text())
+    entry["sha256"] = hashlib.sha256(raw).hexdigest()
+    (tmp_path / f"{key}.json").write_text(json.dumps(entry))
+
+
+DAMAGES = {
+    "garbage arrays": lambda p: (p / "k1.npz").write_bytes(b"\x00garbage" * 10),
+    "garbage metadata": lambda p: (p / "k1.json").write_text("{not json"),
+    "metadata not an object": lambda p: (p / "k1.json").write_text("[1, 2]"),
+    "arrays missing": lambda p: (p / "k1.npz").unlink(),
+    "metadata missing": lambda p: (p / "k1.json").unlink(),
+    "missing key in metadata": lambda p: (p / "k1.json").write_text(
+        json.dumps(
+            {k: v for k, v in json.loads((p / "k1.json").read_text()).items() if k != "meta"}
+        )
+    ),
+    "foreign entry (another key's files)": lambda p: [
+        (p / "k1.npz").write_bytes((p / "k2.npz").read_bytes()),
+        (p / "k1.json").write_text((p / "k2.json").read_text()),
+    ],
+    "another key's arrays": lambda p: [
+        (p / "k1.npz").write_bytes((p / "k2.npz").read_bytes()),
+        (p / "k1.json").write_text(
+            json.dumps(
+                {
+                    **json.loads((p / "k1.json").read_text()),
+                    "sha256": json.loads((p / "k2.json").read_text())["sha256"],
+                }
+            )
+        ),
+    ],
+    "tampered weights (checksum)": lambda p: (p / "k1.npz").write_bytes(
+        (p / "k1.npz").read_bytes()[:-8] + b"\x01" * 8
+    ),
+    "wrong shapes": lambda p: _rewrite_arrays(p, "k1", node_relevance=np.zeros((2, 4))),
+    "wrong dtype": lambda p: _rewrite_arrays(p, "k1", edge_source=np.array([0, 1, 2], np.int64)),
+    "index out of range": lambda p: _rewrite_arrays(
+        p, "k1", edge_target=np.array([1, 1, 9], np.int32)
+    ),
+    "missing array": lambda p: _rewrite_arrays(p, "k1", edge_weight=None),
+    "non-finite": lambda p: _rewrite_arrays(
+        p, "k1", edge_weight=np.array([0.5, np.nan, 1.0], np.float32)
+    ),
+    "bad neuron details": lambda p: (p / "k1.json").write_text(
+        json.dumps({**json.loads((p / "k1.json").read_text()), "neurons_by_node": {"a": 1}})
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_damaged_entries_are_refused_with_one_warning_line(damage, tmp_path):
+    store.save(tmp_path, "k1", _graph(), NEURONS)
+    store.save(tmp_path, "k2", _graph(5), [])
+    DAMAGES[damage](tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert store.load(tmp_path, "k1", 4) is None
+    (warning,) = caught
+    assert issubclass(warning.category, store.GraphCacheWarning)
+    message = str(warning.message)
+    assert "k1" in message and "recomputing" in message and "\n" not in message
+
+
+def test_wrong_token_count_is_refused(tmp_path):
+    store.save(tmp_path, "k1", _graph(), NEURONS)
+    with pytest.warns(store.GraphCacheWarning, match="4 tokens, expected 6"):
+        assert store.load(tmp_path, "k1", 6) is None
+
+
+class _Tokenizer:
+    def convert_ids_to_tokens(self, ids):
+        return [f"w{i}" for i in ids]
+
+
+def _loaded() -> LoadedModel:
+    model = tiny_model("llama", "sdpa", torch.float64)
+    return LoadedModel("tiny", model, _Tokenizer(), "test", None, "cpu", "float64")
+
+
+def _compute(loaded, use_cache=True):
+    return compute_graph(
+        loaded,
+        IDS,
+        OBJECTIVE,
+        GraphSettings(),
+        model_identity="tiny-llama",
+        code="test",
+        use_cache=use_cache,
+    )
+
+
+def _entry_key() -> str:
+    (entry,) = (cache_dir() / "graphs").glob("*.json")
+    return entry.stem
+
+
+def test_step_recomputes_damaged_entries_and_no_cache_bypasses(monkeypatch):
+    loaded = _loaded()
+    first = _compute(loaded)
+    key = _entry_key()
+    folder = cache_dir() / "graphs"
+    # a cache hit gives the same graph
+    _same(_compute(loaded).full, first.full)
+    # garbage: recomputed (same numbers), with a warning, and the entry is repaired
+    (folder / f"{key}.npz").write_bytes(b"garbage")
+    with pytest.warns(store.GraphCacheWarning, match="recomputing"):
+        again = _compute(loaded)
+    _same(again.full, first.full)
+    assert again.metrics == first.metrics and again.neurons == first.neurons
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _same(_compute(loaded).full, first.full)  # repaired: no warning now
+    # a well-formed entry with other numbers is what the cache holds; --no-cache ignores it
+    forged = dataclasses.replace(first.full, edge_weight=first.full.edge_weight * 2)
+    store.save(folder, key, forged, [])
+    np.testing.assert_array_equal(_compute(loaded).full.edge_weight, forged.edge_weight)
+    fresh = _compute(loaded, use_cache=False)
+    _same(fresh.full, first.full)
