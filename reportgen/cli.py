@@ -296,7 +296,12 @@ def run(case_file: Path, out: Path, pdf: bool, single_file: bool, no_cache: bool
 
     with build_lock(out, _command_line()):
         failures = render_site(
-            [result], out, [], pdf=pdf, single_file=single_file, use_cache=not no_cache,
+            [result],
+            out,
+            [],
+            pdf=pdf,
+            single_file=single_file,
+            use_cache=not no_cache,
             inputs=[case_file],
         )
     for file, reason in failures:
