@@ -16,7 +16,7 @@ from tiny_models import tiny_model
 from reportgen.cases import GraphSettings
 from reportgen.graph import store
 from reportgen.graph.step import compute_graph
-from reportgen.graph.types import AttributionGraph, npz_bytes
+from reportgen.graph.types import AttributionGraph, HeadEdges, npz_bytes
 from reportgen.models import LoadedModel, cache_dir
 from reportgen.objectives import Objective
 
@@ -61,6 +61,28 @@ def test_codec_round_trips_json_and_npz():
     loaded = AttributionGraph.from_npz(graph.to_npz(), graph.meta)
     _same(loaded, graph)
     assert graph.npz_bytes() == _graph().npz_bytes()  # reproducible bytes
+
+
+def test_head_edges_round_trip_npz(tmp_path):
+    rng = np.random.default_rng(1)
+    edges = HeadEdges(
+        tokens=("a", "b", "c"),
+        blocks=(0, 2),
+        heads=rng.normal(size=(2, 4, 3, 3)),
+        residual=rng.normal(size=(2, 3)),
+        source_relevance=rng.normal(size=(2, 3)),
+        meta={"method": "closed"},
+    )
+    (tmp_path / "h.npz").write_bytes(npz_bytes(edges.to_npz()))
+    with np.load(tmp_path / "h.npz", allow_pickle=False) as data:
+        again = HeadEdges.from_npz(data)
+    assert (
+        again.tokens == edges.tokens and again.blocks == edges.blocks and again.meta == edges.meta
+    )
+    np.testing.assert_array_equal(again.heads, edges.heads)
+    np.testing.assert_array_equal(again.block_edges(1), edges.block_edges(1))
+    with pytest.raises(ValueError, match="do not fit"):
+        HeadEdges.from_npz({**edges.to_npz(), "residual": np.zeros((1, 3))})
 
 
 def test_store_round_trip(tmp_path):

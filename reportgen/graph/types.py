@@ -240,6 +240,31 @@ class HeadEdges:
             "method": np.array(self.meta.get("method", "")),
         }
 
+    @classmethod
+    def from_npz(cls, arrays: Mapping[str, np.ndarray]) -> HeadEdges:
+        """The inverse of ``to_npz``; missing or mis-shaped arrays raise ``ValueError``."""
+        try:
+            edges = cls(
+                tokens=tuple(str(token) for token in arrays["tokens"]),
+                blocks=tuple(int(block) for block in arrays["blocks"]),
+                heads=np.asarray(arrays["heads"]),
+                residual=np.asarray(arrays["residual"]),
+                source_relevance=np.asarray(arrays["source_relevance"]),
+                meta={"method": str(arrays["method"])},
+            )
+        except KeyError as error:
+            raise ValueError(f"head-edge arrays: missing {error}") from None
+        n, count = len(edges.tokens), len(edges.blocks)
+        if (
+            edges.heads.ndim != 4
+            or edges.heads.shape[0] != count
+            or edges.heads.shape[2:] != (n, n)
+            or edges.residual.shape != (count, n)
+            or edges.source_relevance.shape != (count, n)
+        ):
+            raise ValueError("head-edge arrays do not fit together")
+        return edges
+
 
 def edge_meta(
     method: str,
