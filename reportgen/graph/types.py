@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -190,9 +190,25 @@ class AttributionGraph:
         if not (np.isfinite(self.node_relevance).all() and np.isfinite(self.edge_weight).all()):
             raise ValueError("the graph holds non-finite numbers")
 
+    # read access in the JSON form, for templates and charts that read the graph as plain data:
+    # ``graph["edges"] == graph.to_json()["edges"]``, ``"layers" in graph``, ``graph.get("meta")``
+
+    JSON_KEYS = ("tokens", "layers", "node_relevance", "edges", "meta")
+
+    def keys(self) -> tuple[str, ...]:
+        return self.JSON_KEYS
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.JSON_KEYS)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.JSON_KEYS
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self.JSON_KEYS else default
+
     def __getitem__(self, key: str) -> Any:
-        """Read access in the JSON form (``graph["edges"]`` == ``graph.to_json()["edges"]``), for
-        templates and charts that read the graph as plain data."""
+        """``graph.to_json()[key]``, computed for the one key asked."""
         if key == "edges":
             return self.to_json()["edges"]
         if key == "node_relevance":
