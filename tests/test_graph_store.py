@@ -14,10 +14,10 @@ import torch
 from tiny_models import tiny_model
 
 from reportgen.cases import GraphSettings
-from reportgen.graph import store
+from reportgen.graph import step, store
 from reportgen.graph.step import compute_graph
 from reportgen.graph.types import AttributionGraph, HeadEdges, npz_bytes
-from reportgen.models import LoadedModel, cache_dir
+from reportgen.models import LoadedModel
 from reportgen.objectives import Objective
 
 IDS = (3, 15, 27, 8, 44, 9, 61)
@@ -197,16 +197,13 @@ def _compute(loaded, use_cache=True):
     )
 
 
-def _entry_key() -> str:
-    (entry,) = (cache_dir() / "graphs").glob("*.json")
-    return entry.stem
-
-
-def test_step_recomputes_damaged_entries_and_no_cache_bypasses(monkeypatch):
+def test_step_recomputes_damaged_entries_and_no_cache_bypasses(monkeypatch, tmp_path):
+    monkeypatch.setattr(step, "cache_dir", lambda: tmp_path)  # a graph cache of this test alone
     loaded = _loaded()
     first = _compute(loaded)
-    key = _entry_key()
-    folder = cache_dir() / "graphs"
+    folder = tmp_path / "graphs"
+    (entry,) = folder.glob("*.json")
+    key = entry.stem
     # a cache hit gives the same graph
     _same(_compute(loaded).full, first.full)
     # garbage: recomputed (same numbers), with a warning, and the entry is repaired
