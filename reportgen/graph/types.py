@@ -119,26 +119,25 @@ class AttributionGraph:
         """The inverse of ``to_json`` (float32 weights and float64 relevance come back exact);
         a malformed dict raises ``ValueError``."""
         try:
-            layers = tuple(str(layer) for layer in data["layers"])
+            layers = [str(layer) for layer in data["layers"]]
             index = {name: i for i, name in enumerate(layers)}
             edges = data["edges"]
-            graph = cls(
-                tokens=tuple(str(token) for token in data["tokens"]),
-                layers=layers,
-                node_relevance=np.array(data["node_relevance"], dtype=np.float64),
-                edge_source_layer=np.array([index[e["source_layer"]] for e in edges], np.int16),
-                edge_target_layer=np.array([index[e["target_layer"]] for e in edges], np.int16),
-                edge_source=np.array([e["source"] for e in edges], dtype=np.int32),
-                edge_target=np.array([e["target"] for e in edges], dtype=np.int32),
+            arrays = {
+                "tokens": [str(token) for token in data["tokens"]],
+                "layers": layers,
+                "node_relevance": np.array(data["node_relevance"], dtype=np.float64),
+                "edge_source_layer": np.array([index[e["source_layer"]] for e in edges], np.int16),
+                "edge_target_layer": np.array([index[e["target_layer"]] for e in edges], np.int16),
+                "edge_source": np.array([e["source"] for e in edges], dtype=np.int32),
+                "edge_target": np.array([e["target"] for e in edges], dtype=np.int32),
                 # JSON numbers are float64: kept as they are (a computed graph's float32 weights
                 # come back exactly, and hand-written ones are not rounded)
-                edge_weight=np.array([e["weight"] for e in edges], dtype=np.float64),
-                meta=dict(data.get("meta") or {}),
-            )
-        except (KeyError, TypeError) as error:
+                "edge_weight": np.array([e["weight"] for e in edges], dtype=np.float64),
+            }
+            meta = dict(data.get("meta") or {})
+        except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"not a graph in JSON form: {error!r}") from None
-        graph.check()
-        return graph
+        return cls.from_npz(arrays, meta)
 
     @classmethod
     def from_npz(cls, arrays: Mapping[str, np.ndarray], meta: dict[str, Any]) -> AttributionGraph:
