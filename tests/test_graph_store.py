@@ -14,10 +14,10 @@ import torch
 from tiny_models import tiny_model
 
 from reportgen.cases import GraphSettings
-from reportgen.graph import store
+from reportgen.graph import step, store
 from reportgen.graph.step import compute_graph
-from reportgen.graph.types import AttributionGraph, npz_bytes
-from reportgen.models import LoadedModel, cache_dir
+from reportgen.graph.types import AttributionGraph, HeadEdges, npz_bytes
+from reportgen.models import LoadedModel
 from reportgen.objectives import Objective
 
 IDS = (3, 15, 27, 8, 44, 9, 61)
@@ -61,6 +61,32 @@ def test_codec_round_trips_json_and_npz():
     loaded = AttributionGraph.from_npz(graph.to_npz(), graph.meta)
     _same(loaded, graph)
     assert graph.npz_bytes() == _graph().npz_bytes()  # reproducible bytes
+    # read access in the JSON form, for templates and charts
+    assert dict(graph) == graph.to_json() and "edges" in graph and graph.get("nope") is None
+    with pytest.raises(KeyError):
+        graph["nope"]
+
+
+def test_head_edges_round_trip_npz(tmp_path):
+    rng = np.random.default_rng(1)
+    edges = HeadEdges(
+        tokens=("a", "b", "c"),
+        blocks=(0, 2),
+        heads=rng.normal(size=(2, 4, 3, 3)),
+        residual=rng.normal(size=(2, 3)),
+        source_relevance=rng.normal(size=(2, 3)),
+        meta={"method": "closed"},
+    )
+    (tmp_path / "h.npz").write_bytes(npz_bytes(edges.to_npz()))
+    with np.load(tmp_path / "h.npz", allow_pickle=False) as data:
+        again = HeadEdges.from_npz(data)
+    assert (
+        again.tokens == edges.tokens and again.blocks == edges.blocks and again.meta == edges.meta
+    )
+    np.testing.assert_array_equal(again.heads, edges.heads)
+    np.testing.assert_array_equal(again.block_edges(1), edges.block_edges(1))
+    with pytest.raises(ValueError, match="do not fit"):
+        HeadEdges.from_npz({**edges.to_npz(), "residual": np.zeros((1, 3))})
 
 
 def test_store_round_trip(tmp_path):
@@ -171,16 +197,13 @@ def _compute(loaded, use_cache=True):
     )
 
 
-def _entry_key() -> str:
-    (entry,) = (cache_dir() / "graphs").glob("*.json")
-    return entry.stem
-
-
-def test_step_recomputes_damaged_entries_and_no_cache_bypasses(monkeypatch):
+def test_step_recomputes_damaged_entries_and_no_cache_bypasses(monkeypatch, tmp_path):
+    monkeypatch.setattr(step, "cache_dir", lambda: tmp_path)  # a graph cache of this test alone
     loaded = _loaded()
     first = _compute(loaded)
-    key = _entry_key()
-    folder = cache_dir() / "graphs"
+    folder = tmp_path / "graphs"
+    (entry,) = folder.glob("*.json")
+    key = entry.stem
     # a cache hit gives the same graph
     _same(_compute(loaded).full, first.full)
     # garbage: recomputed (same numbers), with a warning, and the entry is repaired

@@ -296,6 +296,10 @@ def open_session(
     split: bool,
     checkpoint: bool | None,
 ) -> Iterator[Session]:
+    """Trace f's modified backward once with every attention call captured and every block's
+    residual term reduced; the attention capture stays active while the session is open (the
+    forward-mode replays of ``Session.layer`` need it). Refuses architectures the closed form
+    does not cover (``ClosedFormUnsupportedError``)."""
     if not supports_closed_form(model):
         raise ClosedFormUnsupportedError(
             f"no closed form for {type(model).__name__}; use the packed backward"

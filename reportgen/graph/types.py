@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -119,26 +119,25 @@ class AttributionGraph:
         """The inverse of ``to_json`` (float32 weights and float64 relevance come back exact);
         a malformed dict raises ``ValueError``."""
         try:
-            layers = tuple(str(layer) for layer in data["layers"])
+            layers = [str(layer) for layer in data["layers"]]
             index = {name: i for i, name in enumerate(layers)}
             edges = data["edges"]
-            graph = cls(
-                tokens=tuple(str(token) for token in data["tokens"]),
-                layers=layers,
-                node_relevance=np.array(data["node_relevance"], dtype=np.float64),
-                edge_source_layer=np.array([index[e["source_layer"]] for e in edges], np.int16),
-                edge_target_layer=np.array([index[e["target_layer"]] for e in edges], np.int16),
-                edge_source=np.array([e["source"] for e in edges], dtype=np.int32),
-                edge_target=np.array([e["target"] for e in edges], dtype=np.int32),
+            arrays = {
+                "tokens": [str(token) for token in data["tokens"]],
+                "layers": layers,
+                "node_relevance": np.array(data["node_relevance"], dtype=np.float64),
+                "edge_source_layer": np.array([index[e["source_layer"]] for e in edges], np.int16),
+                "edge_target_layer": np.array([index[e["target_layer"]] for e in edges], np.int16),
+                "edge_source": np.array([e["source"] for e in edges], dtype=np.int32),
+                "edge_target": np.array([e["target"] for e in edges], dtype=np.int32),
                 # JSON numbers are float64: kept as they are (a computed graph's float32 weights
                 # come back exactly, and hand-written ones are not rounded)
-                edge_weight=np.array([e["weight"] for e in edges], dtype=np.float64),
-                meta=dict(data.get("meta") or {}),
-            )
-        except (KeyError, TypeError) as error:
+                "edge_weight": np.array([e["weight"] for e in edges], dtype=np.float64),
+            }
+            meta = dict(data.get("meta") or {})
+        except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"not a graph in JSON form: {error!r}") from None
-        graph.check()
-        return graph
+        return cls.from_npz(arrays, meta)
 
     @classmethod
     def from_npz(cls, arrays: Mapping[str, np.ndarray], meta: dict[str, Any]) -> AttributionGraph:
@@ -190,9 +189,25 @@ class AttributionGraph:
         if not (np.isfinite(self.node_relevance).all() and np.isfinite(self.edge_weight).all()):
             raise ValueError("the graph holds non-finite numbers")
 
+    # read access in the JSON form, for templates and charts that read the graph as plain data:
+    # ``graph["edges"] == graph.to_json()["edges"]``, ``"layers" in graph``, ``graph.get("meta")``
+
+    JSON_KEYS = ("tokens", "layers", "node_relevance", "edges", "meta")
+
+    def keys(self) -> tuple[str, ...]:
+        return self.JSON_KEYS
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.JSON_KEYS)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.JSON_KEYS
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self.JSON_KEYS else default
+
     def __getitem__(self, key: str) -> Any:
-        """Read access in the JSON form (``graph["edges"]`` == ``graph.to_json()["edges"]``), for
-        templates and charts that read the graph as plain data."""
+        """``graph.to_json()[key]``, computed for the one key asked."""
         if key == "edges":
             return self.to_json()["edges"]
         if key == "node_relevance":
@@ -239,6 +254,31 @@ class HeadEdges:
             "source_relevance": self.source_relevance,
             "method": np.array(self.meta.get("method", "")),
         }
+
+    @classmethod
+    def from_npz(cls, arrays: Mapping[str, np.ndarray]) -> HeadEdges:
+        """The inverse of ``to_npz``; missing or mis-shaped arrays raise ``ValueError``."""
+        try:
+            edges = cls(
+                tokens=tuple(str(token) for token in arrays["tokens"]),
+                blocks=tuple(int(block) for block in arrays["blocks"]),
+                heads=np.asarray(arrays["heads"]),
+                residual=np.asarray(arrays["residual"]),
+                source_relevance=np.asarray(arrays["source_relevance"]),
+                meta={"method": str(arrays["method"])},
+            )
+        except KeyError as error:
+            raise ValueError(f"head-edge arrays: missing {error}") from None
+        n, count = len(edges.tokens), len(edges.blocks)
+        if (
+            edges.heads.ndim != 4
+            or edges.heads.shape[0] != count
+            or edges.heads.shape[2:] != (n, n)
+            or edges.residual.shape != (count, n)
+            or edges.source_relevance.shape != (count, n)
+        ):
+            raise ValueError("head-edge arrays do not fit together")
+        return edges
 
 
 def edge_meta(
