@@ -54,7 +54,11 @@ def site_files(folder: Path) -> list[str]:
     """Every file and folder below ``folder`` as sorted relative POSIX paths (links included,
     never followed)."""
     found = []
-    for root, dirs, files in os.walk(folder):
+
+    def unreadable(exc: OSError) -> None:
+        raise exc  # a folder we cannot list is never taken for an empty one
+
+    for root, dirs, files in os.walk(folder, onerror=unreadable):
         rel = Path(root).relative_to(folder)
         for name in [*dirs, *files]:
             found.append((rel / name).as_posix())
@@ -85,12 +89,14 @@ def check_out_folder(out: str | Path, inputs: Iterable[str | Path] = ()) -> Path
     """The resolved output folder, or an :class:`OutFolderError` with a one-line reason.
 
     Touches nothing. Refused: ``/``, the home directory and their ancestors, any input folder
-    (or a case file's folder), any ancestor of an input, any folder inside an input folder (the
-    next build would read the site's copies of the case files), a file, and a non-empty folder
+    (or a case file's folder), any ancestor of an input, a file, and a non-empty folder
     that is not a reportgen site or that holds files the previous build did not write."""
     given = Path(out).expanduser()
     resolved = given.resolve()
-    home = Path.home().resolve()
+    try:
+        home = Path.home().resolve()
+    except (RuntimeError, KeyError):  # no HOME and no passwd entry
+        home = Path(resolved.anchor)
     if resolved == Path(resolved.anchor) or resolved in home.parents or resolved == home:
         raise _refuse(given, "it is / or your home directory; choose a new folder such as ./site")
     for folder in _input_folders(inputs):
@@ -100,12 +106,6 @@ def check_out_folder(out: str | Path, inputs: Iterable[str | Path] = ()) -> Path
                     given,
                     f"it holds the input {candidate}; the build replaces the whole folder. "
                     "Choose a folder outside your case files",
-                )
-            if candidate in resolved.parents:
-                raise _refuse(
-                    given,
-                    f"it is inside the input folder {candidate} (the next build would read the "
-                    "site's copies of the case files); choose a folder outside it",
                 )
     if given.is_symlink() and not given.exists():
         raise _refuse(given, "it is a dangling symbolic link")

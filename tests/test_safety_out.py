@@ -67,7 +67,6 @@ def build_cli(cwd: Path, *args: str):
         ("cases", "holds the input"),
         ("notes", "not empty"),
         ("README.md", "is a file"),
-        ("cases/site", "inside the input folder"),
     ],
 )
 def test_build_refuses_folders_that_are_not_its_own(project, out, reason):
@@ -79,6 +78,19 @@ def test_build_refuses_folders_that_are_not_its_own(project, out, reason):
     assert "Traceback" not in result.output
     assert snapshot(project) == before  # nothing touched
     assert not [p for p in project.iterdir() if p.name.startswith(".") and "lock" in p.name]
+
+
+def test_a_site_inside_the_cases_folder_is_not_read_as_cases(project):
+    for _ in range(2):
+        result = build_cli(project, "cases", "--out", "cases/site")
+        assert (
+            result.exit_code == 0
+            and "1 computed" in result.output
+            or "1 from cache" in result.output
+        )
+    assert (project / "cases" / "site" / "cases" / "case-a" / "a.toml").exists()
+    result = CliRunner().invoke(main, ["validate", str(project / "cases")])
+    assert result.output.strip().splitlines()[-1] == "1 valid, 0 invalid"
 
 
 def test_build_refuses_home_and_root(project, monkeypatch):
