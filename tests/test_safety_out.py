@@ -205,3 +205,20 @@ def test_a_case_file_named_data_json_does_not_overwrite_the_dossier_data(project
         .strip()
         .startswith('id = "case-odd"')
     )
+
+
+def test_run_guards_its_out_folder_too(project):
+    before = snapshot(project)
+    old = os.getcwd()
+    os.chdir(project)
+    try:
+        refused = CliRunner().invoke(main, ["run", "cases/a.toml", "--out", ".", "--no-pdf"])
+        assert refused.exit_code == 1 and "refusing" in refused.output, refused.output
+        assert snapshot(project) == before
+        for _ in range(2):  # a new folder, then the dossier it made
+            done = CliRunner().invoke(main, ["run", "cases/a.toml", "--out", "dossier", "--no-pdf"])
+            assert done.exit_code == 0, done.output
+    finally:
+        os.chdir(old)
+    assert outdir.read_marker(project / "dossier") is not None
+    assert stat.S_IMODE((project / "dossier" / "index.html").stat().st_mode) == 0o644
