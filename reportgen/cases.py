@@ -205,7 +205,7 @@ def resolve_model_spec(spec: str, case_path: str) -> str:
         return spec
     here = Path(case_path).absolute().parent / spec
     if spec.startswith(".") or spec.endswith(".gguf") or spec.count("/") > 1 or here.exists():
-        return str(here.resolve())
+        return os.path.realpath(here)  # never raises, even on a symbolic link loop
     return spec
 
 

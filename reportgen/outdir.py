@@ -79,7 +79,7 @@ def _input_folders(inputs: Iterable[str | Path]) -> list[Path]:
     folders = []
     for raw in inputs:
         path = Path(raw).expanduser().absolute()
-        resolved = path.resolve()
+        resolved = Path(os.path.realpath(path))
         for p in {path, resolved}:
             folders.append(p if p.is_dir() else p.parent)
     return folders
@@ -92,7 +92,9 @@ def check_out_folder(out: str | Path, inputs: Iterable[str | Path] = ()) -> Path
     (or a case file's folder), any ancestor of an input, a file, and a non-empty folder
     that is not a reportgen site or that holds files the previous build did not write."""
     given = Path(out).expanduser()
-    resolved = given.resolve()
+    if given.is_symlink() and not given.exists():
+        raise _refuse(given, "it is a dangling or looping symbolic link")
+    resolved = Path(os.path.realpath(given))
     try:
         home = Path.home().resolve()
     except (RuntimeError, KeyError):  # no HOME and no passwd entry
@@ -100,15 +102,13 @@ def check_out_folder(out: str | Path, inputs: Iterable[str | Path] = ()) -> Path
     if resolved == Path(resolved.anchor) or resolved in home.parents or resolved == home:
         raise _refuse(given, "it is / or your home directory; choose a new folder such as ./site")
     for folder in _input_folders(inputs):
-        for candidate in {folder, folder.resolve()}:
+        for candidate in {folder, Path(os.path.realpath(folder))}:
             if resolved == candidate or resolved in candidate.parents:
                 raise _refuse(
                     given,
                     f"it holds the input {candidate}; the build replaces the whole folder. "
                     "Choose a folder outside your case files",
                 )
-    if given.is_symlink() and not given.exists():
-        raise _refuse(given, "it is a dangling symbolic link")
     if resolved.exists() and not resolved.is_dir():
         raise _refuse(given, "it is a file, not a folder")
     if resolved.is_dir():
@@ -146,9 +146,15 @@ def build_lock(out: Path, command: str = "reportgen build") -> Iterator[None]:
     """Hold the lock of ``out`` (resolved) for a whole build; refuse if another build holds it."""
     import fcntl
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     path = lock_path(out)
-    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 -- held for the whole build
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 -- held for the whole build
+    except OSError as exc:
+        raise ReportgenError(
+            f"cannot create the lock file {path} ({exc.strerror or exc}); choose an --out in a "
+            "folder you can write"
+        ) from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
