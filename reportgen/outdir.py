@@ -3,7 +3,8 @@
 A build replaces its output folder as a whole, so it must never be pointed at something that is
 not its own. It writes only into a folder that is absent, empty, or a site it built before
 (recognised by the marker file :data:`MARKER` in the site root, which also lists every file the
-build wrote, so files a user added to a site are never deleted either). It refuses input folders
+build wrote, so files a user added to a site are never deleted either; a site built before the
+marker existed is recognised by holding nothing but a build's top-level entries). It refuses input folders
 and their ancestors, the home directory and ``/``.
 
 Two builds into the same folder: the second one refuses at once with a line naming the first
@@ -118,13 +119,13 @@ def check_out_folder(out: str | Path, inputs: Iterable[str | Path] = ()) -> Path
             raise _refuse(given, f"it cannot be read ({exc.strerror or exc})") from None
         if entries:
             marker = read_marker(resolved)
-            if marker is None:
+            if marker is None and not _legacy_site(resolved):
                 raise _refuse(
                     given,
                     f"it is not empty and is not a site reportgen built (no {MARKER} marker); "
                     "choose an empty or new folder, or move its files away",
                 )
-            listed = marker.get("files")
+            listed = marker.get("files") if marker is not None else None
             if isinstance(listed, list):
                 extra = sorted(set(entries) - set(map(str, listed)))
                 if extra:
@@ -135,6 +136,24 @@ def check_out_folder(out: str | Path, inputs: Iterable[str | Path] = ()) -> Path
                         "move them out of the site folder first",
                     )
     return resolved
+
+
+LEGACY_ENTRIES = {"index.html", ".nojekyll", "assets", "cases"}
+
+
+def _legacy_site(folder: Path) -> bool:
+    """A site built before the marker existed: nothing at its top but what a build writes, and
+    the build's own index, stylesheet and .nojekyll."""
+    try:
+        names = {p.name for p in folder.iterdir()}
+    except OSError:
+        return False
+    return (
+        names <= LEGACY_ENTRIES
+        and (folder / "index.html").is_file()
+        and (folder / ".nojekyll").is_file()
+        and (folder / "assets" / "style.css").is_file()
+    )
 
 
 def lock_path(out: Path) -> Path:

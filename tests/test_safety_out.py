@@ -222,3 +222,20 @@ def test_run_guards_its_out_folder_too(project):
         os.chdir(old)
     assert outdir.read_marker(project / "dossier") is not None
     assert stat.S_IMODE((project / "dossier" / "index.html").stat().st_mode) == 0o644
+
+
+def test_a_site_built_before_the_marker_is_still_rebuilt_but_not_a_lookalike(project):
+    site = project / "site"
+    assert build_cli(project, "cases", "--out", "site").exit_code == 0
+    (site / outdir.MARKER).unlink()  # as an older reportgen left it
+    result = build_cli(project, "cases", "--out", "site")
+    assert result.exit_code == 0, result.output
+    assert outdir.read_marker(site) is not None
+    look = project / "look"
+    (look / "assets").mkdir(parents=True)
+    (look / "index.html").write_text("my own page")
+    (look / "assets" / "style.css").write_text("")
+    (look / "photo.jpg").write_bytes(b"jpg")
+    result = build_cli(project, "cases", "--out", "look")
+    assert result.exit_code == 1 and "not empty" in result.output
+    assert (look / "index.html").read_text() == "my own page"
