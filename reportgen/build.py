@@ -42,11 +42,18 @@ def compute_results(
 ) -> list[CaseResult]:
     """Results for ``cases`` in order; models are loaded lazily, once each, only on a cache miss."""
     models: dict[str, LoadedModel] = {}
+    broken: dict[str, Exception] = {}  # a model that failed to load fails its other cases at once
     results: list[CaseResult] = []
 
     def load(spec: str) -> LoadedModel:
+        if spec in broken:
+            raise broken[spec]
         if spec not in models:
-            models[spec] = model_loader(spec)
+            try:
+                models[spec] = model_loader(spec)
+            except ReportgenError as exc:
+                broken[spec] = exc
+                raise
         return models[spec]
 
     for case in cases:
@@ -120,8 +127,10 @@ def render_site(
     on_case: Callable[[CaseResult], None] = lambda r: None,
     use_cache: bool = True,
     inputs: Iterable[str | Path] = (),
+    keep_going: bool = False,
 ) -> list[tuple[str, str]]:
-    """Render into a staging folder and swap it in; returns PDF failures (the page still ships).
+    """Render into a staging folder and swap it in; returns PDF failures (the page still ships)
+    and, with ``keep_going``, the cases whose page could not be rendered (left out).
 
     ``out`` is checked by :func:`outdir.check_out_folder` (again: it may have changed while the
     cases were computed); the caller holds :func:`outdir.build_lock`."""
@@ -145,13 +154,22 @@ def render_site(
                     )
                 except Exception as exc:  # a figure set that fails must not sink the site
                     pdf_failures.append((result.case_file, f"PDF figure set: {exc}"))
+        page_failures: list[tuple[str, str]] = []
+
+        def page_failed(result: CaseResult, exc: Exception) -> str:
+            reason = f"page: {type(exc).__name__}: {str(exc).strip()[:200]}"
+            page_failures.append((result.case_file, reason))
+            return reason
+
         build_site(
             results,
             staging,
             failures=[*failures, *pdf_failures],
             summaries=list(summaries),
             single_file=single_file,
+            on_error=page_failed if keep_going else None,
         )
+        pdf_failures.extend(page_failures)
         outdir.write_marker(staging)
         outdir.make_world_readable(staging)
         _swap_in(staging, out)
@@ -276,6 +294,7 @@ def build(
                 on_case=lambda r: bar.update(1),
                 use_cache=use_cache,
                 inputs=paths,
+                keep_going=keep_going,
             )
     report.failures.extend(pdf_failures)
     return report

@@ -13,6 +13,7 @@ from typing import Any
 
 from .errors import CaseError
 from .objectives import MODES, STRATEGIES
+from .outdir import MARKER as SITE_MARKER
 
 ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]*")  # always with fullmatch: "$" accepts a final "\n"
 MAX_ID_LENGTH = 100  # ids become folder and file names (255 bytes at most on most systems)
@@ -204,7 +205,7 @@ def resolve_model_spec(spec: str, case_path: str) -> str:
         return spec
     here = Path(case_path).absolute().parent / spec
     if spec.startswith(".") or spec.endswith(".gguf") or spec.count("/") > 1 or here.exists():
-        return str(here.resolve())
+        return os.path.realpath(here)  # never raises, even on a symbolic link loop
     return spec
 
 
@@ -345,9 +346,12 @@ def find_case_files(paths: Iterable[str | Path]) -> list[Path]:
 
 def _walk_toml(root: Path) -> Iterable[Path]:
     """``*.toml`` below ``root``, hidden names skipped, symbolic links to folders not followed
-    (a loop would never end); a folder or a dangling link named ``x.toml`` is still listed, so
-    that loading it reports it."""
+    (a loop would never end), a site reportgen built skipped; a folder or a dangling link named
+    ``x.toml`` is still listed, so that loading it reports it."""
     for base, dirs, files in os.walk(root, onerror=lambda exc: None):
+        if SITE_MARKER in files:  # a built site inside the cases folder holds copies of cases
+            dirs[:] = []
+            continue
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in [*files, *dirs]:
             if name.endswith(".toml") and not name.startswith("."):

@@ -66,7 +66,10 @@ class _WarningLines(logging.Handler):
     """reportgen's warnings (``errors.warn``) as ``warning: ...`` lines on stderr."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        click.echo(f"warning: {record.getMessage()}", err=True)
+        from tqdm import tqdm
+
+        # on a line of its own, even while a progress bar is drawn
+        tqdm.write(f"warning: {record.getMessage()}", file=sys.stderr)
 
 
 def _show_warnings() -> None:

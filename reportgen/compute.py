@@ -100,13 +100,13 @@ def _model_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     files = []
-    for item in sorted(path.rglob("*")):
-        relative = item.relative_to(path)
-        if any(part.startswith(".") for part in relative.parts):
-            continue
-        if item.is_file():
-            files.append(item)
-    return files
+    for base, dirs, names in os.walk(path):  # links to folders are not followed: no loops
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            item = Path(base) / name
+            if not name.startswith(".") and item.is_file():
+                files.append(item)
+    return sorted(files)
 
 
 def _read_memo(memo_path: Path) -> dict[str, Any]:

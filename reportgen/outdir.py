@@ -3,7 +3,8 @@
 A build replaces its output folder as a whole, so it must never be pointed at something that is
 not its own. It writes only into a folder that is absent, empty, or a site it built before
 (recognised by the marker file :data:`MARKER` in the site root, which also lists every file the
-build wrote, so files a user added to a site are never deleted either). It refuses input folders
+build wrote, so files a user added to a site are never deleted either; a site built before the
+marker existed is recognised by holding nothing but a build's top-level entries). It refuses input folders
 and their ancestors, the home directory and ``/``.
 
 Two builds into the same folder: the second one refuses at once with a line naming the first
@@ -54,7 +55,11 @@ def site_files(folder: Path) -> list[str]:
     """Every file and folder below ``folder`` as sorted relative POSIX paths (links included,
     never followed)."""
     found = []
-    for root, dirs, files in os.walk(folder):
+
+    def unreadable(exc: OSError) -> None:
+        raise exc  # a folder we cannot list is never taken for an empty one
+
+    for root, dirs, files in os.walk(folder, onerror=unreadable):
         rel = Path(root).relative_to(folder)
         for name in [*dirs, *files]:
             found.append((rel / name).as_posix())
@@ -75,7 +80,7 @@ def _input_folders(inputs: Iterable[str | Path]) -> list[Path]:
     folders = []
     for raw in inputs:
         path = Path(raw).expanduser().absolute()
-        resolved = path.resolve()
+        resolved = Path(os.path.realpath(path))
         for p in {path, resolved}:
             folders.append(p if p.is_dir() else p.parent)
     return folders
@@ -85,30 +90,26 @@ def check_out_folder(out: str | Path, inputs: Iterable[str | Path] = ()) -> Path
     """The resolved output folder, or an :class:`OutFolderError` with a one-line reason.
 
     Touches nothing. Refused: ``/``, the home directory and their ancestors, any input folder
-    (or a case file's folder), any ancestor of an input, any folder inside an input folder (the
-    next build would read the site's copies of the case files), a file, and a non-empty folder
+    (or a case file's folder), any ancestor of an input, a file, and a non-empty folder
     that is not a reportgen site or that holds files the previous build did not write."""
     given = Path(out).expanduser()
-    resolved = given.resolve()
-    home = Path.home().resolve()
+    if given.is_symlink() and not given.exists():
+        raise _refuse(given, "it is a dangling or looping symbolic link")
+    resolved = Path(os.path.realpath(given))
+    try:
+        home = Path.home().resolve()
+    except (RuntimeError, KeyError):  # no HOME and no passwd entry
+        home = Path(resolved.anchor)
     if resolved == Path(resolved.anchor) or resolved in home.parents or resolved == home:
         raise _refuse(given, "it is / or your home directory; choose a new folder such as ./site")
     for folder in _input_folders(inputs):
-        for candidate in {folder, folder.resolve()}:
+        for candidate in {folder, Path(os.path.realpath(folder))}:
             if resolved == candidate or resolved in candidate.parents:
                 raise _refuse(
                     given,
                     f"it holds the input {candidate}; the build replaces the whole folder. "
                     "Choose a folder outside your case files",
                 )
-            if candidate in resolved.parents:
-                raise _refuse(
-                    given,
-                    f"it is inside the input folder {candidate} (the next build would read the "
-                    "site's copies of the case files); choose a folder outside it",
-                )
-    if given.is_symlink() and not given.exists():
-        raise _refuse(given, "it is a dangling symbolic link")
     if resolved.exists() and not resolved.is_dir():
         raise _refuse(given, "it is a file, not a folder")
     if resolved.is_dir():
@@ -118,13 +119,13 @@ def check_out_folder(out: str | Path, inputs: Iterable[str | Path] = ()) -> Path
             raise _refuse(given, f"it cannot be read ({exc.strerror or exc})") from None
         if entries:
             marker = read_marker(resolved)
-            if marker is None:
+            if marker is None and not _legacy_site(resolved):
                 raise _refuse(
                     given,
                     f"it is not empty and is not a site reportgen built (no {MARKER} marker); "
                     "choose an empty or new folder, or move its files away",
                 )
-            listed = marker.get("files")
+            listed = marker.get("files") if marker is not None else None
             if isinstance(listed, list):
                 extra = sorted(set(entries) - set(map(str, listed)))
                 if extra:
@@ -137,6 +138,24 @@ def check_out_folder(out: str | Path, inputs: Iterable[str | Path] = ()) -> Path
     return resolved
 
 
+LEGACY_ENTRIES = {"index.html", ".nojekyll", "assets", "cases"}
+
+
+def _legacy_site(folder: Path) -> bool:
+    """A site built before the marker existed: nothing at its top but what a build writes, and
+    the build's own index, stylesheet and .nojekyll."""
+    try:
+        names = {p.name for p in folder.iterdir()}
+    except OSError:
+        return False
+    return (
+        names <= LEGACY_ENTRIES
+        and (folder / "index.html").is_file()
+        and (folder / ".nojekyll").is_file()
+        and (folder / "assets" / "style.css").is_file()
+    )
+
+
 def lock_path(out: Path) -> Path:
     return out.parent / f".{out.name}.lock"
 
@@ -146,9 +165,15 @@ def build_lock(out: Path, command: str = "reportgen build") -> Iterator[None]:
     """Hold the lock of ``out`` (resolved) for a whole build; refuse if another build holds it."""
     import fcntl
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     path = lock_path(out)
-    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 -- held for the whole build
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 -- held for the whole build
+    except OSError as exc:
+        raise ReportgenError(
+            f"cannot create the lock file {path} ({exc.strerror or exc}); choose an --out in a "
+            "folder you can write"
+        ) from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

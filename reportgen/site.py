@@ -8,6 +8,7 @@ sets (into ``cases/<id>/figures/``) first, and the index links each PDF that exi
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,12 +93,15 @@ def build_site(
     failures: list[tuple[str, str]] = (),
     summaries: list[dict] = (),
     single_file: bool = False,
+    on_error: Callable[[CaseResult, Exception], str] | None = None,
 ) -> Path:
     """Write the whole site into ``out_dir`` and return the path of its index.html.
 
     ``failures`` are (case file, reason) pairs of cases that could not be computed; they are
     listed on the index so a partial build never hides what is missing. ``summaries`` are
-    per-benchmark outcome counts. With ``single_file`` every dossier inlines its assets."""
+    per-benchmark outcome counts. With ``single_file`` every dossier inlines its assets. With
+    ``on_error`` a dossier that cannot be rendered is left out and listed with the reason
+    ``on_error`` returns, instead of sinking the site (``build --keep-going``)."""
     out_dir = Path(out_dir)
     seen: set[str] = set()
     for result in results:
@@ -110,14 +114,24 @@ def build_site(
     out_dir.mkdir(parents=True, exist_ok=True)
     write_assets(out_dir / "assets")
     (out_dir / ".nojekyll").write_text("", encoding="utf-8")
+    rendered = []
     for result in results:
-        render_dossier_page(
-            result,
-            out_dir / "cases" / result.case_id,
-            single_file=single_file,
-            assets_href="../../assets",
-            index_href="../../index.html",
-        )
+        try:
+            render_dossier_page(
+                result,
+                out_dir / "cases" / result.case_id,
+                single_file=single_file,
+                assets_href="../../assets",
+                index_href="../../index.html",
+            )
+        except Exception as exc:
+            if on_error is None:
+                raise
+            shutil.rmtree(out_dir / "cases" / result.case_id, ignore_errors=True)
+            failures = [*failures, (result.case_file, on_error(result, exc))]
+            continue
+        rendered.append(result)
+    results = rendered
 
     charts = {"benchmarks": charts_mod.benchmark_counts_chart(results)} if results else {}
     if results:

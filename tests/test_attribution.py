@@ -106,7 +106,7 @@ def test_max_logit_defaults_to_the_greedy_token(loaded):
     assert result.explained == pytest.approx(result.top_k[0].logit, abs=1e-6)
 
 
-def test_contrast_equal_target_explains_nothing(loaded):
-    result = explain(loaded, Question(PromptSpec("the capital of france is"), "paris", "paris"))
-    assert result.explained == 0.0
-    assert max(abs(r) for r in result.relevance) == 0.0
+def test_contrast_equal_target_is_refused(loaded):
+    # issue 14: f = 0 by construction explains nothing; it is an error naming both fields
+    with pytest.raises(TokenError, match="target 'paris' and contrast 'paris' are the same token"):
+        explain(loaded, Question(PromptSpec("the capital of france is"), "paris", "paris"))

@@ -224,3 +224,18 @@ def test_a_damaged_figure_set_is_rendered_again(setup, caplog):
     shutil.rmtree(pdf.parent)
     build_module.build([cases], out, progress=False, pdf=True)  # a missing set: rendered again
     assert (out / "cases" / "case-a" / "figures" / "case-a.pdf").exists()
+
+
+def test_the_cli_prints_the_warning_on_a_line_of_its_own(setup):
+    from click.testing import CliRunner
+
+    from reportgen.cli import main
+
+    tmp, cases, _ = setup
+    args = ["build", str(cases), "--out", str(tmp / "site"), "--no-pdf"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    _entry().write_bytes(b"\x00garbage")
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0 and "1 computed" in result.output
+    lines = [x for x in result.output.replace("\r", "\n").splitlines() if "warning:" in x]
+    assert len(lines) == 1 and lines[0].startswith("warning: damaged result cache entry")

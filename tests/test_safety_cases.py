@@ -192,3 +192,32 @@ def test_negative_token_id_and_same_target_contrast_on_the_command_line(model_di
     assert not out.exists()  # refused before anything is written
     result = run(*flags, "--target", "id:7", "--json", str(out))
     assert result.exit_code == 0 and json.loads(out.read_text())["target"]["id"] == 7
+
+
+def test_a_page_that_cannot_be_rendered_does_not_sink_a_keep_going_build(
+    tmp_path, model_dir, monkeypatch
+):
+    import reportgen.site as site
+
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    (cases / "a.toml").write_text(case_text(model_dir))
+    (cases / "b.toml").write_text(case_text(model_dir, "case-b"))
+    real = site.render_dossier_page
+
+    def broken(result, *args, **kwargs):
+        if result.case_id == "case-b":
+            raise KeyError("graph")
+        return real(result, *args, **kwargs)
+
+    monkeypatch.setattr(site, "render_dossier_page", broken)
+    out = tmp_path / "site"
+    report = build_module.build([cases], out, progress=False, pdf=False, keep_going=True)
+    assert [f for f, _ in report.failures] == ["b.toml"]
+    assert "page: KeyError" in report.failures[0][1]
+    assert (out / "cases" / "case-a" / "index.html").exists()
+    assert not (out / "cases" / "case-b").exists()
+    assert "b.toml" in (out / "index.html").read_text()
+    with pytest.raises(KeyError):  # without --keep-going the build stops (the CLI: one line)
+        build_module.build([cases], tmp_path / "s2", progress=False, pdf=False)
+    assert not (tmp_path / "s2").exists()

@@ -172,13 +172,14 @@ def test_hidden_characters_in_a_built_site(model_dir, tmp_path):
     cases.mkdir()
     (cases / "a.toml").write_text(
         f'id = "case-a"\ntitle = "Evil \\u202e title \\u0000"\nmodel = "{model_dir}"\n'
+        'tags = { benchmark = "b\\u202eench\\u200b" }\n'
         'prompt = "the capital \\u202eof\\u200b france\\u001b[31m is"\n'
         'target = "paris"\ncontrast = "lyon"\n'
     )
     out = tmp_path / "site"
     result = run("build", str(cases), "--out", str(out), "--no-pdf")
     assert result.exit_code == 0, result.output
-    for page in [out / "index.html", out / "cases" / "case-a" / "index.html"]:
+    for page in [out / "index.html", out / "cases" / "case-a" / "index.html"]:  # charts too
         html = page.read_text(encoding="utf-8")
         assert "\u202e" not in html and "\x00" not in html and "\x1b" not in html
         assert "U+202E" in html

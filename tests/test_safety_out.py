@@ -67,7 +67,6 @@ def build_cli(cwd: Path, *args: str):
         ("cases", "holds the input"),
         ("notes", "not empty"),
         ("README.md", "is a file"),
-        ("cases/site", "inside the input folder"),
     ],
 )
 def test_build_refuses_folders_that_are_not_its_own(project, out, reason):
@@ -79,6 +78,19 @@ def test_build_refuses_folders_that_are_not_its_own(project, out, reason):
     assert "Traceback" not in result.output
     assert snapshot(project) == before  # nothing touched
     assert not [p for p in project.iterdir() if p.name.startswith(".") and "lock" in p.name]
+
+
+def test_a_site_inside_the_cases_folder_is_not_read_as_cases(project):
+    for _ in range(2):
+        result = build_cli(project, "cases", "--out", "cases/site")
+        assert (
+            result.exit_code == 0
+            and "1 computed" in result.output
+            or "1 from cache" in result.output
+        )
+    assert (project / "cases" / "site" / "cases" / "case-a" / "a.toml").exists()
+    result = CliRunner().invoke(main, ["validate", str(project / "cases")])
+    assert result.output.strip().splitlines()[-1] == "1 valid, 0 invalid"
 
 
 def test_build_refuses_home_and_root(project, monkeypatch):
@@ -193,3 +205,37 @@ def test_a_case_file_named_data_json_does_not_overwrite_the_dossier_data(project
         .strip()
         .startswith('id = "case-odd"')
     )
+
+
+def test_run_guards_its_out_folder_too(project):
+    before = snapshot(project)
+    old = os.getcwd()
+    os.chdir(project)
+    try:
+        refused = CliRunner().invoke(main, ["run", "cases/a.toml", "--out", ".", "--no-pdf"])
+        assert refused.exit_code == 1 and "refusing" in refused.output, refused.output
+        assert snapshot(project) == before
+        for _ in range(2):  # a new folder, then the dossier it made
+            done = CliRunner().invoke(main, ["run", "cases/a.toml", "--out", "dossier", "--no-pdf"])
+            assert done.exit_code == 0, done.output
+    finally:
+        os.chdir(old)
+    assert outdir.read_marker(project / "dossier") is not None
+    assert stat.S_IMODE((project / "dossier" / "index.html").stat().st_mode) == 0o644
+
+
+def test_a_site_built_before_the_marker_is_still_rebuilt_but_not_a_lookalike(project):
+    site = project / "site"
+    assert build_cli(project, "cases", "--out", "site").exit_code == 0
+    (site / outdir.MARKER).unlink()  # as an older reportgen left it
+    result = build_cli(project, "cases", "--out", "site")
+    assert result.exit_code == 0, result.output
+    assert outdir.read_marker(site) is not None
+    look = project / "look"
+    (look / "assets").mkdir(parents=True)
+    (look / "index.html").write_text("my own page")
+    (look / "assets" / "style.css").write_text("")
+    (look / "photo.jpg").write_bytes(b"jpg")
+    result = build_cli(project, "cases", "--out", "look")
+    assert result.exit_code == 1 and "not empty" in result.output
+    assert (look / "index.html").read_text() == "my own page"

@@ -199,8 +199,19 @@ def chart_blocks(
         title, caption = titles.get(name, (name, ""))
         blocks.append({"id": element_id, "name": name, "title": title, "caption": caption})
         # validated by the chart tests; skipping jsonschema here makes a page ~10x faster
-        specs[element_id] = chart.to_dict(validate=False)
+        specs[element_id] = _visible_strings(chart.to_dict(validate=False))
     return blocks, script_json(specs)
+
+
+def _visible_strings(value: Any) -> Any:
+    """Chart labels and tooltips (model names, tags, tokens) with hidden characters as U+XXXX."""
+    if isinstance(value, str):
+        return visible_controls(value)
+    if isinstance(value, list):
+        return [_visible_strings(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _visible_strings(v) for k, v in value.items()}
+    return value
 
 
 # --- the dossier ------------------------------------------------------------------------------
