@@ -106,6 +106,18 @@ def test_max_logit_defaults_to_the_greedy_token(loaded):
     assert result.explained == pytest.approx(result.top_k[0].logit, abs=1e-6)
 
 
+def test_contrast_equal_target_explains_nothing(loaded):
+    # the math below the case-level refusal: f = l[t] - l[t] is 0 and so is every relevance
+    from reportgen.attribution import attribute
+
+    prepared = prepare_input(loaded.tokenizer, PromptSpec("the capital of france is"))
+    target = resolve_token(loaded.tokenizer, "paris", "target")
+    objective = Objective("logit_diff", target.id, "by_ref_token", target.id)
+    result = attribute(loaded, prepared, objective, target=target, contrast=target)
+    assert result.explained == 0.0
+    assert max(abs(r) for r in result.relevance) == 0.0
+
+
 def test_contrast_equal_target_is_refused(loaded):
     # issue 14: f = 0 by construction explains nothing; it is an error naming both fields
     with pytest.raises(TokenError, match="target 'paris' and contrast 'paris' are the same token"):
