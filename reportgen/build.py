@@ -15,6 +15,7 @@ from .cases import Case, load_cases
 from .compute import cached_result, compute_case, result_key, store_result
 from .errors import ReportgenError
 from .models import LoadedModel, load_model
+from .project import Project, find_project_file, load_project
 from .results import CaseResult
 
 
@@ -96,6 +97,8 @@ def render_site(
     single_file: bool,
     summaries: Iterable[dict[str, object]] = (),
     on_case: Callable[[CaseResult], None] = lambda r: None,
+    project: Project | None = None,
+    case_ids: set[str] | None = None,
 ) -> list[tuple[str, str]]:
     """Render into a staging folder and swap it in; returns PDF failures (the page still ships)."""
     from .render.latex import render_latex
@@ -120,6 +123,9 @@ def render_site(
             failures=[*failures, *pdf_failures],
             summaries=list(summaries),
             single_file=single_file,
+            site_info=project.site if project is not None else None,
+            project_file=project.path if project is not None else None,
+            case_ids=case_ids,
         )
         previous = out.with_name(f".{out.name}.previous")
         if previous.exists():
@@ -155,6 +161,21 @@ def _cached_figures(result: CaseResult, render_latex: Callable[..., object]) -> 
     return folder
 
 
+def _featured_known(project: Project, case_ids: set[str]) -> set[str]:
+    """The ids a featured case may name: this build's, or (a partial build) those of the
+    project's own ``cases/`` folder; an id in neither is an error on ``site.featured[i]``."""
+    from .render.project_page import check_featured
+
+    assert project.site is not None
+    if any(f not in case_ids for f in project.site.featured) and project.path is not None:
+        folder = Path(project.path).parent / "cases"
+        if folder.is_dir():
+            more, more_errors = load_cases([folder])
+            case_ids = case_ids | {c.id for c in more} | {Path(e.path).stem for e in more_errors}
+    check_featured(project.site, project.path, case_ids)
+    return case_ids
+
+
 def build(
     paths: Iterable[str | Path],
     out: Path,
@@ -177,6 +198,11 @@ def build(
         report.failures.extend((e.path, str(e)) for e in errors)
     if not cases and not report.failures:
         raise ReportgenError("no case files found")
+    # the project file (reportgen.toml beside cases/) is checked before any case is computed
+    project = load_project(find_project_file([Path(p) for p in paths]))
+    case_ids = {case.id for case in cases} | {Path(e.path).stem for e in errors}
+    if project.site is not None:
+        case_ids = _featured_known(project, case_ids)
     with tqdm(total=len(cases), desc="computing", unit="case", disable=not progress) as bar:
         results = compute_results(
             cases,
@@ -194,6 +220,8 @@ def build(
             pdf=pdf,
             single_file=single_file,
             on_case=lambda r: bar.update(1),
+            project=project,
+            case_ids=case_ids,
         )
     report.failures.extend(pdf_failures)
     return report
