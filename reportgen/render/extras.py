@@ -5,6 +5,7 @@ a single-file page inlines them instead, so it still works offline as one file."
 
 from __future__ import annotations
 
+import re
 import shutil
 from functools import cache
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-from .html import ASSETS_DIR, inline_script, inline_style
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 
 #: every extra asset file the site writes next to style.css
 EXTRA_ASSETS = ("project.css", "project.js", "explorer.css", "explorer.js")
@@ -21,6 +22,12 @@ EXTRA_ASSETS = ("project.css", "project.js", "explorer.css", "explorer.js")
 @cache
 def asset_text(name: str) -> str:
     return (ASSETS_DIR / name).read_text(encoding="utf-8")
+
+
+def _inline(text: str, tag: str) -> Markup:
+    """Our own asset text made safe inside <script>/<style>: no early end tag, no ``<!--``."""
+    text = re.sub(rf"</({tag})", r"<\\/\1", text, flags=re.IGNORECASE)
+    return Markup(text.replace("<!--", "<\\!--"))
 
 
 def copy_extra_assets(assets_dir: Path) -> None:
@@ -38,8 +45,8 @@ def asset_tags(
         kind = "css" if name.endswith(".css") else "js"
         if single_file:
             text = asset_text(name)
-            inline: Markup = inline_style(text) if kind == "css" else inline_script(text)
-            tags[kind].append({"href": None, "inline": inline})
+            tag = "style" if kind == "css" else "script"
+            tags[kind].append({"href": None, "inline": _inline(text, tag)})
         else:
             tags[kind].append({"href": f"{base}/{name}", "inline": None})
     return tags

@@ -24,6 +24,8 @@ from markupsafe import Markup
 from ..models import cache_dir
 from ..results import CaseResult
 from . import charts as charts_mod
+from .explorer import explorer_data
+from .extras import asset_tags
 from .tokens import token_cells, visible_text
 
 # package data: a wheel installed outside the source tree renders as well as a checkout
@@ -39,11 +41,6 @@ CHART_TITLES = {
         "exceed the range of the other tokens.",
     ),
     "segments": ("Segment breakdown", "Sum of relevance over each named span of the input."),
-    "graph": (
-        "Attribution graph",
-        "Nodes at (token, layer), sized by |relevance|; edge width follows |weight|, colour its "
-        "sign. Use the slider to hide weak edges.",
-    ),
     "layers": ("Relevance per layer", "Sum of node relevance in each layer of the graph."),
     "metrics": ("Graph metrics", "Per-layer metrics of the pruned graph."),
     "faithfulness": (
@@ -57,7 +54,6 @@ CHART_TITLES = {
 CHART_SECTIONS = {
     "relevance": "heatmap",
     "segments": "heatmap",
-    "graph": "graph",
     "layers": "graph",
     "metrics": "metrics",
     "faithfulness": "faithfulness",
@@ -427,10 +423,16 @@ def render_dossier_page(
     sections: dict[str, list[dict[str, str]]] = {}
     for block in blocks:
         sections.setdefault(CHART_SECTIONS.get(block["name"], "other"), []).append(block)
+    explorer = explorer_data(result)  # the interactive graph (replaces the Vega graph chart)
     page = {
         "title": f"{result.title} \u2014 reportgen dossier",
         "index_href": index_href,
         "chart_specs": specs,
+        "extra": asset_tags(
+            ("explorer.css", "explorer.js") if explorer is not None else (),
+            single_file=single_file,
+            assets_href=assets_href,
+        ),
         **page_assets(single_file=single_file, assets_href=assets_href),
     }
     html = (
@@ -441,6 +443,8 @@ def render_dossier_page(
             case=dossier_context(result),
             charts=sections,
             downloads=downloads,
+            explorer=explorer,
+            explorer_json=script_json(explorer) if explorer is not None else None,
         )
     )
     path = out_dir / "index.html"
