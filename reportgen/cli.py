@@ -322,12 +322,22 @@ def run(case_file: Path, out: Path, pdf: bool, single_file: bool, no_cache: bool
     help='Also write one edge matrix per attention head of these blocks ("all" or 0,5,29) '
     "to OUT's stem + .heads.npz.",
 )
+@click.option(
+    "--format",
+    "out_format",
+    type=click.Choice(["reportgen", "neuronpedia"]),
+    default="reportgen",
+    show_default=True,
+    help="neuronpedia: the JSON graph file circuit-tracer's and Neuronpedia's viewer load "
+    "(--out must end in .json).",
+)
 @click.option("--no-cache", is_flag=True)
 @one_line_errors
 def graph(
     case_file: Path | None,
     flags: QuestionFlags,
     out: Path,
+    out_format: str,
     node_threshold: float | None,
     do_prune: bool,
     split: bool | None,
@@ -359,6 +369,8 @@ def graph(
     )
     if out.suffix not in (".json", ".npz"):
         raise click.ClickException("--out must end in .json or .npz")
+    if out_format == "neuronpedia" and out.suffix != ".json":
+        raise click.ClickException("--format neuronpedia writes JSON: --out must end in .json")
     head_blocks = _parse_blocks(heads_spec) if heads_spec is not None else None
     _quiet_libraries()
     from tqdm import tqdm
@@ -382,7 +394,21 @@ def graph(
         )
     chosen = result.pruned
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".npz":
+    if out_format == "neuronpedia":
+        from .neuronpedia import neuronpedia_from_attribution
+        from .pipeline import attribute_prepared
+
+        slug = case.id if case_file is not None else out.stem
+        _write_json(
+            out,
+            neuronpedia_from_attribution(
+                chosen.to_json(),
+                attribute_prepared(loaded, prepared),
+                slug=slug,
+                model=loaded.name,
+            ),
+        )
+    elif out.suffix == ".npz":
         import numpy as np
 
         np.savez_compressed(out, **chosen.to_npz())

@@ -22,6 +22,7 @@ import jinja2
 from markupsafe import Markup
 
 from ..models import cache_dir
+from ..neuronpedia import neuronpedia_from_result
 from ..results import CaseResult
 from . import charts as charts_mod
 from .explorer import explorer_data
@@ -33,6 +34,7 @@ TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 STYLE_CSS = ASSETS_DIR / "style.css"
 BUNDLE_NAME = "vega-bundle.js"
+NEURONPEDIA_FILE = "graph.neuronpedia.json"
 
 CHART_TITLES = {
     "relevance": (
@@ -305,6 +307,17 @@ def write_data_files(result: CaseResult, out_dir: Path) -> list[dict[str, str]]:
         )
         (out_dir / "edges.csv").write_text(edges_csv(result.graph), encoding="utf-8")
         downloads.append({"href": "edges.csv", "label": "edges.csv", "note": "graph edges"})
+        (out_dir / NEURONPEDIA_FILE).write_text(
+            json.dumps(neuronpedia_from_result(result), ensure_ascii=False, sort_keys=True) + "\n",
+            encoding="utf-8",
+        )
+        downloads.append(
+            {
+                "href": NEURONPEDIA_FILE,
+                "label": NEURONPEDIA_FILE,
+                "note": "the graph for circuit-tracer's and Neuronpedia's graph viewer",
+            }
+        )
     pdf = Path("figures") / f"{result.case_id}.pdf"
     if (out_dir / pdf).is_file():
         downloads.insert(0, {"href": pdf.as_posix(), "label": pdf.name, "note": "PDF figure set"})
