@@ -569,6 +569,38 @@ def models_fetch(name: str) -> None:
 
 
 @main.command()
+@click.option(
+    "--model",
+    "model_spec",
+    default="smollm2-135m-instruct",
+    show_default=True,
+    help="Embedded name, local folder or file of the one model the app loads.",
+)
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--cases",
+    "cases_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("cases"),
+    show_default=True,
+    help="Where 'save as case' writes case files.",
+)
+@one_line_errors
+def explore(model_spec: str, port: int, cases_dir: Path) -> None:
+    """A local web app (http://127.0.0.1:PORT): prompt -> top-k -> the dossier's views -> case file."""
+    _quiet_libraries()
+    import uvicorn
+
+    from .explore import create_app
+    from .models import load_model
+
+    loaded = load_model(model_spec)
+    app = create_app(loaded, model=model_spec, cases_dir=cases_dir)
+    click.echo(f"reportgen explore: {model_spec} on http://127.0.0.1:{port} (Ctrl+C stops)")
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+@main.command()
 @click.option("--port", default=8000, show_default=True)
 @click.option(
     "--dir",

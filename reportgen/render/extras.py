@@ -17,6 +17,7 @@ ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 
 #: every extra asset file the site writes next to style.css
 EXTRA_ASSETS = ("project.css", "project.js", "explorer.css", "explorer.js")
+# explore.css / explore.js belong to `reportgen explore`, inlined in its page (not the site)
 
 
 @cache
