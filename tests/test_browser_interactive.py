@@ -185,3 +185,82 @@ def test_hostile_dossier_explorer_shows_text(browser, site: Path) -> None:
         assert errors == []
     finally:
         context.close()
+
+
+@pytest.fixture(scope="module")
+def explore_server(tmp_path_factory: pytest.TempPathFactory):
+    """`reportgen explore`'s app on a tiny model, served by uvicorn on 127.0.0.1 in a thread."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+    from tiny_models import save_tiny_llama
+
+    from reportgen.explore import create_app
+    from reportgen.models import load_model
+
+    model_dir = save_tiny_llama(tmp_path_factory.mktemp("tiny-explore-browser"))
+    cases = tmp_path_factory.mktemp("explore-browser-cases")
+    app = create_app(load_model(model_dir), model=model_dir, cases_dir=cases)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", model_dir, cases
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_explorer_computes_a_prompt_and_saves_a_case_that_builds(
+    browser, explore_server, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from reportgen.cli import main
+
+    url, model_dir, cases = explore_server
+    context, page, errors = open_page(browser, url + "/")
+    try:
+        # bad input: the page shows the one-line reason
+        page.fill("#ex-prompt", "   ")
+        page.click("#ex-predict")
+        page.wait_for_selector("#ex-error:not([hidden])")
+        assert "prompt" in page.inner_text("#ex-error")
+        errors.clear()  # the browser logs the 400 itself
+        page.fill("#ex-prompt", "the capital of france is")
+        page.check("#ex-chat")
+        page.fill("#ex-prefix", "the capital")
+        page.click("#ex-predict")
+        page.wait_for_selector("#ex-topk tbody tr")
+        assert page.locator("#ex-topk tbody tr").count() == 10
+        assert page.locator("#ex-error").is_hidden()
+        page.fill("#ex-target", "paris")
+        page.fill("#ex-contrast", "lyon")
+        page.click("#ex-explain")
+        page.wait_for_selector("#ex-result:not([hidden])", timeout=120_000)
+        assert "logit(target) - logit(contrast)" in page.inner_text("#ex-summary")
+        frame = page.frame_locator("#ex-view")
+        frame.locator("#graph-explorer[data-ready=yes]").wait_for(timeout=60_000)
+        assert frame.locator("#heatmap .hm").count() > 5
+        assert frame.locator(".gx-node").count() > 0
+        page.fill("#ex-id", "browser-saved")
+        page.fill("#ex-title", "Saved in the browser")
+        page.click("#ex-save")
+        page.wait_for_selector("#ex-saved:not([hidden])")
+        path = cases / "browser-saved.toml"
+        assert path.is_file() and page.inner_text("#ex-saved").strip() == path.read_text().strip()
+        assert errors == []
+    finally:
+        context.close()
+    out = tmp_path / "site"
+    built = CliRunner().invoke(main, ["build", str(path), "--out", str(out), "--no-pdf"])
+    assert built.exit_code == 0, built.output
+    data = json.loads((out / "cases" / "browser-saved" / "data.json").read_text())
+    assert data["prefix"] == "the capital" and data["chat"] is True
