@@ -135,6 +135,8 @@ def test_clicking_a_graph_node_shows_its_incoming_edges(browser, site: Path) -> 
         ]
         assert shown == expected_incoming(graph, graph["layers"][-1], n - 1)
         assert len(shown) == 2
+        # for the output node, every edge that leads to it is on a path: all four here
+        assert page.locator(".gx-edge.gx-path").count() == len(graph["edges"]) == 4
         highlighted = page.eval_on_selector_all(
             ".gx-edge.gx-in", "els => els.map(e => [e.dataset.source, +e.dataset.weight])"
         )

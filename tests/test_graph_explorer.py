@@ -12,6 +12,7 @@ from render_fixtures import hostile_result, make_result
 from reportgen.render import explorer as explorer_mod
 from reportgen.render.explorer import explorer_data, node_id
 from reportgen.render.html import render_dossier
+from reportgen.render.tokens import visible_text
 from reportgen.results import CaseResult
 
 
@@ -55,7 +56,10 @@ def test_explorer_data_is_the_pruned_graph() -> None:
     assert with_neuron["neurons"] == {
         node_id(index["0.mid"], 3): {"top": [[17, 0.2], [5, -0.1]], "mlp": [[9, 0.5]]}
     }
-    assert data["labels"] == [graph["tokens"][p] for p in data["columns"]]
+    # labels are the decoded token texts (as in the heatmap), with whitespace made visible
+    texts = result.attribution.token_texts
+    assert data["labels"] == [visible_text(texts[p]) for p in data["columns"]]
+    assert "\u21b5" in [visible_text(t) for t in texts]  # the fixture's "\n" token
     assert data["counts"]["edges_drawn"] == data["counts"]["edges_total"] == 4
 
 

@@ -86,10 +86,13 @@ def explorer_data(result: CaseResult) -> dict[str, Any] | None:
     edges.sort(key=lambda e: (e[2], e[3], e[0], e[1]))
     max_weight = max((abs(e[4]) for e in edges), default=0.0)
     att = result.attribution
+    # the decoded text of each token (" are"), as the heatmap shows it; the graph's own token
+    # strings ("Ġare") when the attribution does not match the graph
+    texts = att.token_texts if len(att.token_texts) == n_tokens else graph["tokens"]
     return {
         "layers": layers,
         "columns": columns,
-        "labels": [visible_text(str(graph["tokens"][pos])) for pos in columns],
+        "labels": [visible_text(str(texts[pos])) for pos in columns],
         "nodes": [[li, pos, _r(relevance[li][pos])] for li, pos in nodes],
         "edges": [[position_of[(sl, s)], position_of[(tl, t)], _r(w)] for sl, s, tl, t, w in edges],
         "output": position_of[output],

@@ -18,7 +18,7 @@ from ..results import CaseResult
 from .tokens import token_cells, visible_text
 
 #: tokens of a featured case's heatmap on the index (the end of the input: what was just read)
-FEATURED_TOKENS = 160
+FEATURED_TOKENS = 64
 _SAFE_SCHEMES = ("http", "https", "mailto")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -80,6 +80,7 @@ def _featured(result: CaseResult, href: str) -> dict[str, Any]:
                 "background": c.color.background_hex,
                 "foreground": c.color.foreground_hex,
                 "special": c.special,
+                "newline_after": c.newline_after,
             }
             for c in shown
         ],

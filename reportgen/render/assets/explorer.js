@@ -10,8 +10,9 @@
   if (!root || !dataEl) { return; }
   var G = JSON.parse(dataEl.textContent);
   var SVGNS = "http://www.w3.org/2000/svg";
-  var DX = 26, DY = 30, LEFT = 70, TOP = 20, BOTTOM = 70, TOP_K = 10;
   var nNodes = G.nodes.length, nEdges = G.edges.length, nLayers = G.layers.length;
+  var DX = 26, DY = Math.max(16, Math.min(30, Math.round(720 / nLayers)));
+  var LEFT = 70, TOP = 20, BOTTOM = 70, TOP_K = 10;
   var colOf = {};
   G.columns.forEach(function (pos, c) { colOf[pos] = c; });
   var width = LEFT + G.columns.length * DX + 20;
@@ -245,9 +246,10 @@
     var ins = strongest(inE[k]), outs = strongest(outE[k]);
     ins.slice(0, TOP_K).forEach(function (e) { edgeEls[e].classList.add("gx-in"); nodeEls[G.edges[e][0]].classList.add("gx-near"); });
     outs.slice(0, TOP_K).forEach(function (e) { edgeEls[e].classList.add("gx-out"); nodeEls[G.edges[e][1]].classList.add("gx-near"); });
-    var fwd = reach(k, outE, 1), bwd = reach(G.output, inE, 0), onPath = 0;
+    // edges on a path from this node to the output (for the output node: every edge into it)
+    var fwd = k === G.output ? null : reach(k, outE, 1), bwd = reach(G.output, inE, 0), onPath = 0;
     G.edges.forEach(function (e, j) {
-      if (edgeShown[j] && fwd[e[0]] && bwd[e[1]]) {
+      if (edgeShown[j] && (fwd === null || fwd[e[0]]) && bwd[e[1]]) {
         edgeEls[j].classList.add("gx-path"); onPath += 1;
         nodeEls[e[0]].classList.add("gx-on-path"); nodeEls[e[1]].classList.add("gx-on-path");
       }
@@ -265,8 +267,9 @@
       panel.appendChild(html("p", {"class": "muted"}, "The output node: its relevance is the explained value f (target " +
         G.target + (G.contrast !== null ? " vs " + G.contrast : "") + ")."));
     }
-    panel.appendChild(html("p", {"class": "muted", id: "gx-paths"}, bwd[k] ?
-      onPath + " edges on its paths to the output (highlighted)." : "No path to the output among the shown edges."));
+    panel.appendChild(html("p", {"class": "muted", id: "gx-paths"}, k === G.output ?
+      onPath + " shown edges lead to the output (highlighted)." : (bwd[k] ?
+      onPath + " edges on its paths to the output (highlighted)." : "No path to the output among the shown edges.")));
     var neurons = G.neurons[id(k)];
     if (neurons) {
       [["Top hidden dimensions", neurons.top], ["Top MLP neurons", neurons.mlp]].forEach(function (part) {

@@ -36,3 +36,10 @@
     });
   });
 })();
+/* a featured heatmap ends with the token just before the explained one: show that end */
+(function () {
+  "use strict";
+  Array.prototype.forEach.call(document.querySelectorAll(".heatmap-small"), function (box) {
+    box.scrollTop = box.scrollHeight;
+  });
+})();
