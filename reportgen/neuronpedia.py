@@ -51,7 +51,7 @@ def _describe(layer: str) -> str:
 
 
 def neuronpedia_graph(
-    graph: dict[str, Any],
+    graph: Any,
     *,
     slug: str,
     model: str,
@@ -65,7 +65,9 @@ def neuronpedia_graph(
     contrast_text: str | None = None,
 ) -> dict[str, Any]:
     """The graph file for ``graph`` (the ``reportgen graph`` JSON: tokens, layers,
-    node_relevance, edges, meta) of the input ``token_ids`` / ``token_texts``."""
+    node_relevance, edges, meta -- or a typed graph with ``to_json()``) of the input
+    ``token_ids`` / ``token_texts``."""
+    graph = graph.to_json() if hasattr(graph, "to_json") else dict(graph)
     layers = [str(layer) for layer in graph["layers"]]
     n = len(token_ids)
     if len(graph["node_relevance"][0]) != n or len(token_texts) != n:
@@ -185,7 +187,7 @@ def neuronpedia_graph(
 
 
 def neuronpedia_from_attribution(
-    graph: dict[str, Any], attribution: Attribution, *, slug: str, model: str
+    graph: Any, attribution: Attribution, *, slug: str, model: str
 ) -> dict[str, Any]:
     """The graph file of ``graph`` with the prompt, target and f of its ``attribution``."""
     att = attribution
@@ -206,7 +208,7 @@ def neuronpedia_from_attribution(
 
 def neuronpedia_from_result(result: CaseResult) -> dict[str, Any] | None:
     """The graph file of a CaseResult's graph (the dossier download); None without a graph."""
-    if not result.graph:
+    if result.graph is None:
         return None
     return neuronpedia_from_attribution(
         result.graph, result.attribution, slug=result.case_id, model=result.model

@@ -30,10 +30,18 @@ def node_id(layer_index: int, position: int) -> str:
     return f"n{layer_index}-{position}"
 
 
+def plain_graph(graph: Any) -> dict[str, Any]:
+    """The graph in its JSON form (tokens, layers, node_relevance, edges, meta), whether the
+    result holds that dict or a typed graph object with ``to_json()``."""
+    return graph.to_json() if hasattr(graph, "to_json") else dict(graph)
+
+
 def explorer_data(result: CaseResult) -> dict[str, Any] | None:
     """Nodes, edges, token labels and neuron detail for the explorer; None without a graph."""
-    graph = result.graph
-    if not graph or not graph.get("layers"):
+    if result.graph is None:
+        return None
+    graph = plain_graph(result.graph)
+    if not graph.get("layers"):
         return None
     layers = [str(layer) for layer in graph["layers"]]
     index = {name: i for i, name in enumerate(layers)}
