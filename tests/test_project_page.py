@@ -183,3 +183,21 @@ def test_shipped_project_file_describes_the_collection() -> None:
     ids = {p.stem for p in (root / "cases").glob("*.toml")}
     assert site.featured and set(site.featured) <= ids
     assert "AttnLRP" in site.abstract and site.bibtex.lstrip().startswith("@misc")
+
+
+def test_build_checks_featured_ids_before_computing(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from reportgen.cli import main
+
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    (cases / "one.toml").write_text(
+        'id = "one"\nmodel = "no-such-model"\nprompt = "p"\ntarget = "a"\ncontrast = "b"\n'
+    )
+    (tmp_path / "reportgen.toml").write_text('[site]\ntitle = "t"\nfeatured = ["one", "nope"]\n')
+    result = CliRunner().invoke(main, ["build", str(cases), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "site.featured[1]" in result.output and "'nope'" in result.output
+    assert "no-such-model" not in result.output  # failed before any model was loaded
+    assert not (tmp_path / "out").exists()
