@@ -268,3 +268,19 @@ def test_explorer_computes_a_prompt_and_saves_a_case_that_builds(
     assert built.exit_code == 0, built.output
     data = json.loads((out / "cases" / "browser-saved" / "data.json").read_text())
     assert data["prefix"] == "the capital" and data["chat"] is True
+
+
+def test_single_file_dossier_explorer_works(browser, tmp_path: Path) -> None:
+    from reportgen.render.html import render_dossier
+
+    path = render_dossier(hostile_result(), tmp_path / "single", single_file=True)
+    context, page, errors = open_page(browser, path.as_uri())
+    try:
+        page.wait_for_selector("#graph-explorer[data-ready=yes]")
+        output = page.get_attribute(".gx-node.output", "data-node")
+        page.click(".gx-node.output")
+        assert page.get_attribute("#graph-explorer", "data-selected") == output
+        assert page.locator("#gx-panel tr.gx-in-row").count() == 2
+        assert errors == []
+    finally:
+        context.close()
