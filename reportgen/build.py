@@ -19,6 +19,7 @@ from .cases import Case, load_cases
 from .compute import cached_result, compute_case, result_key, store_result
 from .errors import ReportgenError, warn
 from .models import LoadedModel, load_model
+from .project import Project, find_project_file, load_project
 from .results import CaseResult
 
 
@@ -128,6 +129,8 @@ def render_site(
     use_cache: bool = True,
     inputs: Iterable[str | Path] = (),
     keep_going: bool = False,
+    project: Project | None = None,
+    case_ids: set[str] | None = None,
 ) -> list[tuple[str, str]]:
     """Render into a staging folder and swap it in; returns PDF failures (the page still ships)
     and, with ``keep_going``, the cases whose page could not be rendered (left out).
@@ -168,6 +171,9 @@ def render_site(
             summaries=list(summaries),
             single_file=single_file,
             on_error=page_failed if keep_going else None,
+            site_info=project.site if project is not None else None,
+            project_file=project.path if project is not None else None,
+            case_ids=case_ids,
         )
         pdf_failures.extend(page_failures)
         outdir.write_marker(staging)
@@ -250,6 +256,21 @@ def _cached_figures(
     return folder
 
 
+def _featured_known(project: Project, case_ids: set[str]) -> set[str]:
+    """The ids a featured case may name: this build's, or (a partial build) those of the
+    project's own ``cases/`` folder; an id in neither is an error on ``site.featured[i]``."""
+    from .render.project_page import check_featured
+
+    assert project.site is not None
+    if any(f not in case_ids for f in project.site.featured) and project.path is not None:
+        folder = Path(project.path).parent / "cases"
+        if folder.is_dir():
+            more, more_errors = load_cases([folder])
+            case_ids = case_ids | {c.id for c in more} | {Path(e.path).stem for e in more_errors}
+    check_featured(project.site, project.path, case_ids)
+    return case_ids
+
+
 def build(
     paths: Iterable[str | Path],
     out: Path,
@@ -275,6 +296,11 @@ def build(
             report.failures.extend((e.path, case_error_reason(e)) for e in errors)
         if not cases and not report.failures:
             raise ReportgenError("no case files found")
+        # the project file (reportgen.toml beside cases/) is checked before any case is computed
+        project = load_project(find_project_file([Path(p) for p in paths]))
+        case_ids = {case.id for case in cases} | {Path(e.path).stem for e in errors}
+        if project.site is not None:
+            case_ids = _featured_known(project, case_ids)
         with tqdm(total=len(cases), desc="computing", unit="case", disable=not progress) as bar:
             results = compute_results(
                 cases,
@@ -295,6 +321,8 @@ def build(
                 use_cache=use_cache,
                 inputs=paths,
                 keep_going=keep_going,
+                project=project,
+                case_ids=case_ids,
             )
     report.failures.extend(pdf_failures)
     return report

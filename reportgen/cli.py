@@ -350,12 +350,22 @@ def run(case_file: Path, out: Path, pdf: bool, single_file: bool, no_cache: bool
     help='Also write one edge matrix per attention head of these blocks ("all" or 0,5,29) '
     "to OUT's stem + .heads.npz.",
 )
+@click.option(
+    "--format",
+    "out_format",
+    type=click.Choice(["reportgen", "neuronpedia"]),
+    default="reportgen",
+    show_default=True,
+    help="neuronpedia: the JSON graph file circuit-tracer's and Neuronpedia's viewer load "
+    "(--out must end in .json).",
+)
 @click.option("--no-cache", is_flag=True)
 @one_line_errors
 def graph(
     case_file: Path | None,
     flags: QuestionFlags,
     out: Path,
+    out_format: str,
     node_threshold: float | None,
     do_prune: bool,
     split: bool | None,
@@ -387,6 +397,8 @@ def graph(
     )
     if out.suffix not in (".json", ".npz"):
         raise click.ClickException("--out must end in .json or .npz")
+    if out_format == "neuronpedia" and out.suffix != ".json":
+        raise click.ClickException("--format neuronpedia writes JSON: --out must end in .json")
     head_blocks = _parse_blocks(heads_spec) if heads_spec is not None else None
     _quiet_libraries()
     from tqdm import tqdm
@@ -410,7 +422,21 @@ def graph(
         )
     chosen = result.pruned
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".npz":
+    if out_format == "neuronpedia":
+        from .neuronpedia import neuronpedia_from_attribution
+        from .pipeline import attribute_prepared
+
+        slug = case.id if case_file is not None else out.stem
+        _write_json(
+            out,
+            neuronpedia_from_attribution(
+                chosen.to_json(),
+                attribute_prepared(loaded, prepared),
+                slug=slug,
+                model=loaded.name,
+            ),
+        )
+    elif out.suffix == ".npz":
         import numpy as np
 
         np.savez_compressed(out, **chosen.to_npz())
@@ -569,6 +595,38 @@ def models_fetch(name: str) -> None:
 
     path = fetch_embedded(name, progress=lambda msg: click.echo(f"{name}: {msg}", err=True))
     click.echo(str(path))
+
+
+@main.command()
+@click.option(
+    "--model",
+    "model_spec",
+    default="smollm2-135m-instruct",
+    show_default=True,
+    help="Embedded name, local folder or file of the one model the app loads.",
+)
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--cases",
+    "cases_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("cases"),
+    show_default=True,
+    help="Where 'save as case' writes case files.",
+)
+@one_line_errors
+def explore(model_spec: str, port: int, cases_dir: Path) -> None:
+    """A local web app (http://127.0.0.1:PORT): prompt -> top-k -> the dossier's views -> case file."""
+    _quiet_libraries()
+    import uvicorn
+
+    from .explore import create_app
+    from .models import load_model
+
+    loaded = load_model(model_spec)
+    app = create_app(loaded, model=model_spec, cases_dir=cases_dir)
+    click.echo(f"reportgen explore: {model_spec} on http://127.0.0.1:{port} (Ctrl+C stops)")
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
 @main.command()

@@ -28,7 +28,15 @@ from .pipeline import Question, attribute_prepared, prepare_question
 from .results import CaseResult
 
 _COMPUTE_PACKAGES = ("lxt", "reportgen")
-_RENDER_ONLY = ("render", "site.py", "cli.py", "build.py", "outdir.py")
+_RENDER_ONLY = (
+    "render",
+    "site.py",
+    "cli.py",
+    "build.py",
+    "outdir.py",
+    "explore.py",
+    "neuronpedia.py",
+)
 
 
 @lru_cache(maxsize=1)

@@ -12,7 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .project import SiteInfo
 from .render import charts as charts_mod
+from .render.extras import asset_tags, copy_extra_assets
 from .render.html import (
     BUNDLE_NAME,
     STYLE_CSS,
@@ -23,6 +25,7 @@ from .render.html import (
     render_dossier_page,
     vega_bundle,
 )
+from .render.project_page import check_featured, project_context
 from .results import CaseResult
 
 SITE_TITLE = "Why does the model pick the wrong token?"
@@ -50,6 +53,7 @@ def write_assets(assets_dir: Path) -> Path:
     """Copy the stylesheet and write the Vega runtime once for every page of the site."""
     assets_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(STYLE_CSS, assets_dir / "style.css")
+    copy_extra_assets(assets_dir)
     (assets_dir / BUNDLE_NAME).write_text(vega_bundle(), encoding="utf-8")
     return assets_dir
 
@@ -94,6 +98,9 @@ def build_site(
     summaries: list[dict] = (),
     single_file: bool = False,
     on_error: Callable[[CaseResult, Exception], str] | None = None,
+    site_info: SiteInfo | None = None,
+    project_file: str | None = None,
+    case_ids: set[str] | None = None,
 ) -> Path:
     """Write the whole site into ``out_dir`` and return the path of its index.html.
 
@@ -101,7 +108,10 @@ def build_site(
     listed on the index so a partial build never hides what is missing. ``summaries`` are
     per-benchmark outcome counts. With ``single_file`` every dossier inlines its assets. With
     ``on_error`` a dossier that cannot be rendered is left out and listed with the reason
-    ``on_error`` returns, instead of sinking the site (``build --keep-going``)."""
+    ``on_error`` returns, instead of sinking the site (``build --keep-going``).
+    ``site_info`` (the project file's ``[site]``, read from ``project_file``) turns the index
+    into a project page; its featured ids must be among ``case_ids`` (every case of the build,
+    computed or failed; default: the results' ids)."""
     out_dir = Path(out_dir)
     seen: set[str] = set()
     for result in results:
@@ -110,6 +120,8 @@ def build_site(
             raise ValueError(f"two results share the case id {result.case_id!r}")
         seen.add(result.case_id)
     results = sorted(results, key=lambda r: r.case_id)
+    if site_info is not None:
+        check_featured(site_info, project_file, seen | (case_ids or set()))
 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_assets(out_dir / "assets")
@@ -145,8 +157,12 @@ def build_site(
     blocks, specs = chart_blocks(charts, INDEX_CHART_TITLES)
 
     rows = [_row(r, out_dir) for r in results]
+    project = None
+    if site_info is not None:
+        project = project_context(site_info, results, {row["id"]: row["href"] for row in rows})
+    title = (project["title"] if project is not None else "") or SITE_TITLE
     site = {
-        "title": SITE_TITLE,
+        "title": title,
         "intro": SITE_INTRO,
         "rows": rows,
         "n_cases": len(results),
@@ -157,12 +173,21 @@ def build_site(
         "summaries": [_summary(s) for s in summaries],
     }
     page = {
-        "title": f"{SITE_TITLE} \u2014 reportgen",
+        "title": f"{title} \u2014 reportgen",
         "index_href": None,
         "chart_specs": specs,
+        "extra": asset_tags(
+            ("project.css", "project.js") if project is not None else (),
+            single_file=single_file,
+            assets_href="assets",
+        ),
         **page_assets(single_file=single_file, assets_href="assets"),
     }
-    html = environment().get_template("index.html.j2").render(page=page, site=site, charts=blocks)
+    html = (
+        environment()
+        .get_template("index.html.j2")
+        .render(page=page, site=site, charts=blocks, project=project)
+    )
     index = out_dir / "index.html"
     index.write_text(html, encoding="utf-8")
     return index

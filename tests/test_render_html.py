@@ -99,11 +99,14 @@ def test_hostile_strings_are_escaped(hostile_page: tuple[Path, str]) -> None:
     assert "\\input{/etc/passwd}" in html and "\\write18{rm -rf x}" in html
     assert "😀" in html and "中文" in html
     page = parse(html)
-    # only our own scripts: the runtime link, the specs, the embed call
+    # only our own scripts: the graph explorer's data, the runtime link, the specs, the embed
+    # call, the graph explorer
     assert [a.get("id") or a.get("src") for a, _ in page.scripts] == [
+        "graph-explorer-data",
         "../assets/vega-bundle.js",
         "chart-specs",
         None,
+        "../assets/explorer.js",
     ]
 
 
@@ -162,7 +165,8 @@ def test_sections_follow_the_data(tmp_path: Path) -> None:
     for section in sections:
         assert section in full.ids
         assert section not in bare.ids
-    assert set(chart_specs(full)) >= {"chart-graph", "chart-layers", "chart-faithfulness"}
+    assert set(chart_specs(full)) >= {"chart-layers", "chart-faithfulness"}
+    assert "graph-explorer" in full.ids and "graph-explorer" not in bare.ids
     assert set(chart_specs(bare)) == {"chart-relevance", "chart-segments"}
 
 
@@ -235,21 +239,6 @@ def test_relevance_chart_clamps_huge_special_token() -> None:
     result = hostile_result()
     y = charts.relevance_chart(result).to_dict()["encoding"]["y"]
     assert y["scale"]["clamp"] is True and y["scale"]["domain"][1] < 50
-
-
-def test_graph_chart_has_threshold_slider() -> None:
-    spec = charts.graph_chart(make_result()).to_dict()
-    (param,) = spec["params"]
-    assert param["name"] == "min_weight" and param["bind"]["input"] == "range"
-    assert param["bind"]["max"] == pytest.approx(0.8)
-    edges, nodes = spec["layer"]
-    assert edges["mark"]["type"] == "rule"
-    assert edges["transform"] == [{"filter": "datum.magnitude >= min_weight"}]
-    assert edges["encoding"]["x2"]["field"] == "target"
-    assert edges["encoding"]["strokeWidth"]["field"] == "magnitude"
-    assert nodes["encoding"]["y"]["scale"]["domain"] == ["1", "0.mid", "0", "emb"]
-    weights = sorted(e["weight"] for e in edges["data"]["values"])
-    assert weights == [-0.6, -0.3, 0.05, 0.8]
 
 
 def test_other_dossier_chart_specs() -> None:

@@ -84,4 +84,3 @@ def test_installed_wheel_builds_a_site(tmp_path):
         ROOT / "reportgen" / "render" / "assets" / "style.css"
     ).read_bytes()
     assert (page.parent / "data.json").exists() and (page.parent / "graph.npz").exists()
-

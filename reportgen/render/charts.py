@@ -139,98 +139,6 @@ def _layers(graph: dict[str, Any]) -> list[str]:
     return [str(layer) for layer in graph["layers"]]
 
 
-def graph_chart(result: CaseResult) -> alt.LayerChart | None:
-    """Attribution graph: nodes at (token, layer), edges as rules whose width follows |weight|.
-
-    A slider (a Vega-Lite parameter bound to a range input) hides edges below a |weight|
-    threshold in the browser, so the reader can prune further than the saved graph."""
-    graph = result.graph
-    if not graph:
-        return None
-    layers = _layers(graph)
-    labels = token_labels(graph["tokens"])
-    nodes = []
-    for layer, row in zip(layers, graph["node_relevance"], strict=True):
-        for pos, rel in enumerate(row):
-            if rel:
-                nodes.append(
-                    {
-                        "layer": layer,
-                        "label": labels[pos],
-                        "relevance": float(rel),
-                        "magnitude": abs(float(rel)),
-                        "sign": _sign(float(rel)),
-                    }
-                )
-    edges = [
-        {
-            "source": labels[int(e["source"])],
-            "target": labels[int(e["target"])],
-            "source_layer": str(e["source_layer"]),
-            "target_layer": str(e["target_layer"]),
-            "weight": float(e["weight"]),
-            "magnitude": abs(float(e["weight"])),
-            "sign": _sign(float(e["weight"])),
-        }
-        for e in graph["edges"]
-    ]
-    max_weight = max((e["magnitude"] for e in edges), default=1.0) or 1.0
-    threshold = alt.param(
-        name="min_weight",
-        value=0,
-        bind=alt.binding_range(
-            min=0, max=max_weight, step=max_weight / 100, name="hide edges with |weight| below "
-        ),
-    )
-    x_scale = alt.Scale(domain=labels)
-    y_scale = alt.Scale(domain=list(reversed(layers)))
-    width = max(360, min(1600, 22 * len(labels)))
-    height = max(200, min(1000, 18 * len(layers)))
-    edge_layer = (
-        alt.Chart(alt.Data(values=edges))
-        .transform_filter("datum.magnitude >= min_weight")
-        .mark_rule(opacity=0.55, strokeCap="round")
-        .encode(
-            x=alt.X("source:N", scale=x_scale, title=None, axis=alt.Axis(labelAngle=-60)),
-            x2="target:N",
-            y=alt.Y("source_layer:N", scale=y_scale, title="layer"),
-            y2="target_layer:N",
-            strokeWidth=alt.StrokeWidth(
-                "magnitude:Q", scale=alt.Scale(domain=[0, max_weight], range=[0.3, 6]), legend=None
-            ),
-            color=_sign_color(""),
-            tooltip=[
-                alt.Tooltip("source:N"),
-                alt.Tooltip("source_layer:N"),
-                alt.Tooltip("target:N"),
-                alt.Tooltip("target_layer:N"),
-                alt.Tooltip("weight:Q", format="+.6g"),
-            ],
-        )
-    )
-    node_layer = (
-        alt.Chart(alt.Data(values=nodes))
-        .mark_circle(opacity=0.9, stroke="#fff", strokeWidth=0.5)
-        .encode(
-            x=alt.X("label:N", scale=x_scale),
-            y=alt.Y("layer:N", scale=y_scale),
-            size=alt.Size("magnitude:Q", scale=alt.Scale(range=[8, 260]), legend=None),
-            color=_sign_color(""),
-            tooltip=[
-                alt.Tooltip("label:N", title="token"),
-                alt.Tooltip("layer:N"),
-                alt.Tooltip("relevance:Q", format="+.6g"),
-            ],
-        )
-    )
-    chart = (
-        alt.layer(edge_layer, node_layer)
-        .add_params(threshold)
-        .properties(width=width, height=height)
-    )
-    return _configure(chart)
-
-
 def layer_sums_chart(result: CaseResult) -> alt.Chart | None:
     """Total node relevance per graph layer: where along the depth the decision is carried."""
     graph = result.graph
@@ -387,7 +295,6 @@ def dossier_charts(result: CaseResult) -> dict[str, alt.TopLevelMixin]:
     charts = {
         "relevance": relevance_chart(result),
         "segments": segments_chart(result),
-        "graph": graph_chart(result),
         "layers": layer_sums_chart(result),
         "metrics": metrics_chart(result),
         "faithfulness": faithfulness_chart(result),

@@ -23,8 +23,11 @@ from markupsafe import Markup
 
 from ..graph.types import AttributionGraph
 from ..models import cache_dir
+from ..neuronpedia import neuronpedia_from_result
 from ..results import CaseResult
 from . import charts as charts_mod
+from .explorer import explorer_data
+from .extras import asset_tags
 from .tokens import token_cells, visible_controls, visible_text
 from .words import data_json, faithfulness_with_words
 
@@ -33,6 +36,7 @@ TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 STYLE_CSS = ASSETS_DIR / "style.css"
 BUNDLE_NAME = "vega-bundle.js"
+NEURONPEDIA_FILE = "graph.neuronpedia.json"
 
 CHART_TITLES = {
     "relevance": (
@@ -41,11 +45,6 @@ CHART_TITLES = {
         "exceed the range of the other tokens.",
     ),
     "segments": ("Segment breakdown", "Sum of relevance over each named span of the input."),
-    "graph": (
-        "Attribution graph",
-        "Nodes at (token, layer), sized by |relevance|; edge width follows |weight|, colour its "
-        "sign. Use the slider to hide weak edges.",
-    ),
     "layers": ("Relevance per layer", "Sum of node relevance in each layer of the graph."),
     "metrics": ("Graph metrics", "Per-layer metrics of the pruned graph."),
     "faithfulness": (
@@ -59,7 +58,6 @@ CHART_TITLES = {
 CHART_SECTIONS = {
     "relevance": "heatmap",
     "segments": "heatmap",
-    "graph": "graph",
     "layers": "graph",
     "metrics": "metrics",
     "faithfulness": "faithfulness",
@@ -304,6 +302,17 @@ def write_data_files(result: CaseResult, out_dir: Path) -> list[dict[str, str]]:
         )
         (out_dir / "edges.csv").write_text(edges_csv(result.graph), encoding="utf-8")
         downloads.append({"href": "edges.csv", "label": "edges.csv", "note": "graph edges"})
+        (out_dir / NEURONPEDIA_FILE).write_text(
+            json.dumps(neuronpedia_from_result(result), ensure_ascii=False, sort_keys=True) + "\n",
+            encoding="utf-8",
+        )
+        downloads.append(
+            {
+                "href": NEURONPEDIA_FILE,
+                "label": NEURONPEDIA_FILE,
+                "note": "the graph for circuit-tracer's and Neuronpedia's graph viewer",
+            }
+        )
     pdf = Path("figures") / f"{result.case_id}.pdf"
     if (out_dir / pdf).is_file():
         downloads.insert(0, {"href": pdf.as_posix(), "label": pdf.name, "note": "PDF figure set"})
@@ -422,10 +431,16 @@ def render_dossier_page(
     sections: dict[str, list[dict[str, str]]] = {}
     for block in blocks:
         sections.setdefault(CHART_SECTIONS.get(block["name"], "other"), []).append(block)
+    explorer = explorer_data(result)  # the interactive graph (replaces the Vega graph chart)
     page = {
         "title": f"{result.title} \u2014 reportgen dossier",
         "index_href": index_href,
         "chart_specs": specs,
+        "extra": asset_tags(
+            ("explorer.css", "explorer.js") if explorer is not None else (),
+            single_file=single_file,
+            assets_href=assets_href,
+        ),
         **page_assets(single_file=single_file, assets_href=assets_href),
     }
     html = (
@@ -436,6 +451,8 @@ def render_dossier_page(
             case=dossier_context(result),
             charts=sections,
             downloads=downloads,
+            explorer=explorer,
+            explorer_json=script_json(explorer) if explorer is not None else None,
         )
     )
     path = out_dir / "index.html"

@@ -1,0 +1,298 @@
+/* reportgen graph explorer: the dossier's attribution graph as an interactive SVG.
+   Reads the JSON block #graph-explorer-data (see reportgen/render/explorer.py):
+   layers, columns (token positions drawn), labels, nodes [layer index, position, R],
+   edges [source node, target node, weight], output (node index), neurons, max_weight.
+   Offline and dependency-free. */
+(function () {
+  "use strict";
+  var root = document.getElementById("graph-explorer");
+  var dataEl = document.getElementById("graph-explorer-data");
+  if (!root || !dataEl) { return; }
+  var G = JSON.parse(dataEl.textContent);
+  var SVGNS = "http://www.w3.org/2000/svg";
+  var nNodes = G.nodes.length, nEdges = G.edges.length, nLayers = G.layers.length;
+  var DX = 26, DY = Math.max(16, Math.min(30, Math.round(720 / nLayers)));
+  var LEFT = 70, TOP = 20, BOTTOM = 70, TOP_K = 10;
+  var colOf = {};
+  G.columns.forEach(function (pos, c) { colOf[pos] = c; });
+  var width = LEFT + G.columns.length * DX + 20;
+  var height = TOP + nLayers * DY + BOTTOM;
+
+  function id(i) { return "n" + G.nodes[i][0] + "-" + G.nodes[i][1]; }
+  function nx(i) { return LEFT + colOf[G.nodes[i][1]] * DX + DX / 2; }
+  function ny(i) { return TOP + (nLayers - 1 - G.nodes[i][0]) * DY + DY / 2; }
+  function label(i) { return G.labels[colOf[G.nodes[i][1]]]; }
+  function fmt(v) {
+    if (v === 0) { return "0"; }
+    var a = Math.abs(v);
+    var s = a >= 1e-3 && a < 1e4 ? String(Number(v.toPrecision(4))) : v.toExponential(3);
+    return (v > 0 ? "+" : "") + s;
+  }
+  function sign(v) { return v > 0 ? "pos" : (v < 0 ? "neg" : "zero"); }
+  function el(tag, attrs, parent) {
+    var e = document.createElementNS(SVGNS, tag);
+    Object.keys(attrs).forEach(function (k) { e.setAttribute(k, attrs[k]); });
+    if (parent) { parent.appendChild(e); }
+    return e;
+  }
+  function html(tag, attrs, text) {
+    var e = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) { e.setAttribute(k, attrs[k]); });
+    if (text !== undefined) { e.textContent = text; }
+    return e;
+  }
+
+  // adjacency
+  var inE = [], outE = [], i;
+  for (i = 0; i < nNodes; i++) { inE.push([]); outE.push([]); }
+  G.edges.forEach(function (e, k) { outE[e[0]].push(k); inE[e[1]].push(k); });
+  var maxR = 0;
+  G.nodes.forEach(function (n) { maxR = Math.max(maxR, Math.abs(n[2])); });
+  var maxW = G.max_weight || 1;
+
+  // drawing
+  var canvas = document.getElementById("gx-canvas");
+  var svg = el("svg", {viewBox: "0 0 " + width + " " + height, role: "img",
+    "aria-label": "Attribution graph: " + nNodes + " nodes, " + nEdges + " edges"});
+  canvas.appendChild(svg);
+  var gLabels = el("g", {}, svg), gEdges = el("g", {}, svg), gNodes = el("g", {}, svg);
+  G.layers.forEach(function (name, li) {
+    var t = el("text", {x: LEFT - 8, y: TOP + (nLayers - 1 - li) * DY + DY / 2 + 3,
+      "text-anchor": "end", "class": "gx-layer-label"}, gLabels);
+    t.textContent = name;
+  });
+  var every = Math.max(1, Math.ceil(G.columns.length / 300));
+  G.columns.forEach(function (pos, c) {
+    if (c % every) { return; }
+    var x = LEFT + c * DX + DX / 2, y = TOP + nLayers * DY + 8;
+    var t = el("text", {x: x, y: y, "class": "gx-label", "text-anchor": "end",
+      transform: "rotate(-60 " + x + " " + y + ")"}, gLabels);
+    var text = G.labels[c];
+    t.textContent = (text.length > 14 ? text.slice(0, 13) + "\u2026" : text);
+    var tip = el("title", {}, t);
+    tip.textContent = "#" + pos + " " + text;
+  });
+  var edgeEls = G.edges.map(function (e, k) {
+    var w = e[2];
+    var line = el("line", {x1: nx(e[0]), y1: ny(e[0]), x2: nx(e[1]), y2: ny(e[1]),
+      "class": "gx-edge " + sign(w), "stroke-width": (0.4 + 5 * Math.abs(w) / maxW).toFixed(2),
+      "vector-effect": "non-scaling-stroke", "data-source": id(e[0]), "data-target": id(e[1]),
+      "data-weight": String(w)}, gEdges);
+    return line;
+  });
+  var nodeEls = G.nodes.map(function (n, k) {
+    var r = 2.5 + 9 * Math.sqrt(maxR ? Math.abs(n[2]) / maxR : 0);
+    var c = el("circle", {cx: nx(k), cy: ny(k), r: r.toFixed(2), id: "gx-" + id(k),
+      "class": "gx-node " + sign(n[2]) + (k === G.output ? " output" : ""), tabindex: "0",
+      role: "button", "data-node": id(k),
+      "aria-label": "token " + label(k) + " (position " + n[1] + "), layer " + G.layers[n[0]] +
+        ", relevance " + fmt(n[2]) + (k === G.output ? ", output node" : "")}, gNodes);
+    var tip = el("title", {}, c);
+    tip.textContent = "#" + n[1] + " " + label(k) + " \u00b7 layer " + G.layers[n[0]] + " \u00b7 R = " + fmt(n[2]);
+    return c;
+  });
+
+  // view: zoom and pan through the viewBox
+  var view = {x: 0, y: 0, w: width, h: height};
+  function setView() { svg.setAttribute("viewBox", [view.x, view.y, view.w, view.h].join(" ")); }
+  function toSvg(clientX, clientY) {
+    var pt = svg.createSVGPoint();
+    pt.x = clientX; pt.y = clientY;
+    var m = svg.getScreenCTM();
+    return m ? pt.matrixTransform(m.inverse()) : {x: 0, y: 0};
+  }
+  function zoom(factor, cx, cy) {
+    var w = Math.min(Math.max(view.w * factor, 40), width * 4);
+    var f = w / view.w;
+    view.x = cx - (cx - view.x) * f; view.y = cy - (cy - view.y) * f;
+    view.w = w; view.h = view.h * f;
+    setView();
+  }
+  function zoomCenter(factor) { zoom(factor, view.x + view.w / 2, view.y + view.h / 2); }
+  svg.addEventListener("wheel", function (ev) {
+    ev.preventDefault();
+    var p = toSvg(ev.clientX, ev.clientY);
+    zoom(ev.deltaY > 0 ? 1.15 : 1 / 1.15, p.x, p.y);
+  }, {passive: false});
+  var drag = null;
+  svg.addEventListener("pointerdown", function (ev) {
+    if (ev.target.classList && ev.target.classList.contains("gx-node")) { return; }
+    drag = {x: ev.clientX, y: ev.clientY, moved: false};
+    canvas.classList.add("dragging");
+  });
+  window.addEventListener("pointermove", function (ev) {
+    if (!drag) { return; }
+    var a = toSvg(drag.x, drag.y), b = toSvg(ev.clientX, ev.clientY);
+    view.x -= b.x - a.x; view.y -= b.y - a.y;
+    drag.x = ev.clientX; drag.y = ev.clientY; drag.moved = true;
+    setView();
+  });
+  window.addEventListener("pointerup", function () {
+    if (drag && !drag.moved) { clear(); }
+    drag = null; canvas.classList.remove("dragging");
+  });
+  document.getElementById("gx-zoom-in").addEventListener("click", function () { zoomCenter(1 / 1.3); });
+  document.getElementById("gx-zoom-out").addEventListener("click", function () { zoomCenter(1.3); });
+  document.getElementById("gx-reset").addEventListener("click", function () { fit(false); });
+  document.getElementById("gx-fit").addEventListener("click", function () { fit(true); });
+
+  // filters: edge weight, layer range, token range
+  var weightIn = document.getElementById("gx-weight");
+  var weightOut = document.getElementById("gx-weight-value");
+  var layerFrom = document.getElementById("gx-layer-from"), layerTo = document.getElementById("gx-layer-to");
+  var tokFrom = document.getElementById("gx-token-from"), tokTo = document.getElementById("gx-token-to");
+  G.layers.forEach(function (name, li) {
+    layerFrom.appendChild(html("option", {value: String(li)}, name));
+    layerTo.appendChild(html("option", {value: String(li)}, name));
+  });
+  layerFrom.value = "0"; layerTo.value = String(nLayers - 1);
+  var firstPos = G.columns[0] || 0, lastPos = G.columns[G.columns.length - 1] || 0;
+  tokFrom.min = tokTo.min = String(firstPos); tokFrom.max = tokTo.max = String(lastPos);
+  tokFrom.value = String(firstPos); tokTo.value = String(lastPos);
+  var nodeShown = [], edgeShown = [];
+  function num(input, fallback) { var v = parseInt(input.value, 10); return isNaN(v) ? fallback : v; }
+  function apply() {
+    var threshold = parseFloat(weightIn.value) || 0;
+    weightOut.textContent = threshold ? threshold.toPrecision(3) : "0";
+    var l0 = num(layerFrom, 0), l1 = num(layerTo, nLayers - 1);
+    var t0 = num(tokFrom, firstPos), t1 = num(tokTo, lastPos);
+    if (l0 > l1) { var s = l0; l0 = l1; l1 = s; }
+    if (t0 > t1) { var u = t0; t0 = t1; t1 = u; }
+    G.nodes.forEach(function (n, k) {
+      nodeShown[k] = n[0] >= l0 && n[0] <= l1 && n[1] >= t0 && n[1] <= t1;
+      nodeEls[k].classList.toggle("gx-hidden", !nodeShown[k]);
+      if (!nodeShown[k]) { nodeEls[k].setAttribute("tabindex", "-1"); } else { nodeEls[k].setAttribute("tabindex", "0"); }
+    });
+    G.edges.forEach(function (e, k) {
+      edgeShown[k] = nodeShown[e[0]] && nodeShown[e[1]] && Math.abs(e[2]) >= threshold;
+      edgeEls[k].classList.toggle("gx-hidden", !edgeShown[k]);
+    });
+    if (selected !== null) {
+      if (nodeShown[selected]) { select(selected, false); } else { clear(); }
+    }
+  }
+  // the view of the shown nodes; a wide graph opens on the MAX_COLS columns nearest the output
+  var MAX_COLS = 48;
+  function fit(all) {
+    var x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+    for (var k = 0; k < nNodes; k++) {
+      if (!nodeShown[k]) { continue; }
+      x0 = Math.min(x0, nx(k)); x1 = Math.max(x1, nx(k)); y0 = Math.min(y0, ny(k)); y1 = Math.max(y1, ny(k));
+    }
+    if (x0 === Infinity) { view = {x: 0, y: 0, w: width, h: height}; setView(); return; }
+    if (!all) { x0 = Math.max(x0, x1 - MAX_COLS * DX); }
+    var w = Math.max((x1 - x0) + LEFT + DX, 480), h = Math.max((y1 - y0) + DY + BOTTOM, 320);
+    view = {x: x1 + DX / 2 - w + 10, y: (y0 + y1) / 2 - h / 2 + BOTTOM / 2 - DY / 2, w: w, h: h};
+    setView();
+  }
+  weightIn.addEventListener("input", apply);
+  [layerFrom, layerTo, tokFrom, tokTo].forEach(function (input) {
+    input.addEventListener("change", function () { apply(); fit(false); });
+  });
+
+  // selection: strongest incoming / outgoing edges, paths to the output, the side panel
+  var panel = document.getElementById("gx-panel");
+  var selected = null;
+  function strongest(list) {
+    return list.filter(function (k) { return edgeShown[k]; })
+      .sort(function (a, b) { return Math.abs(G.edges[b][2]) - Math.abs(G.edges[a][2]) || a - b; });
+  }
+  function reach(start, adjacency, end) {
+    var seen = new Uint8Array(nNodes), stack = [start];
+    seen[start] = 1;
+    while (stack.length) {
+      var v = stack.pop();
+      adjacency[v].forEach(function (k) {
+        if (!edgeShown[k]) { return; }
+        var w = G.edges[k][end];
+        if (!seen[w]) { seen[w] = 1; stack.push(w); }
+      });
+    }
+    return seen;
+  }
+  function clear() {
+    selected = null;
+    svg.classList.remove("gx-selecting");
+    nodeEls.forEach(function (c) { c.classList.remove("gx-selected", "gx-near", "gx-on-path"); });
+    edgeEls.forEach(function (l) { l.classList.remove("gx-in", "gx-out", "gx-path"); });
+    panel.textContent = "";
+    panel.appendChild(html("p", {"class": "muted", id: "gx-hint"}, "Select a node to see its edges."));
+  }
+  function edgeTable(title, list, end, cls) {
+    var frag = document.createDocumentFragment();
+    frag.appendChild(html("h4", {}, title + " (" + list.length + ")"));
+    if (!list.length) { frag.appendChild(html("p", {"class": "muted"}, "none among the shown edges")); return frag; }
+    var table = html("table", {"class": "gx-edges " + cls});
+    list.slice(0, TOP_K).forEach(function (k) {
+      var other = G.edges[k][end], w = G.edges[k][2];
+      var tr = html("tr", {"class": cls + "-row", "data-node": id(other), "data-weight": String(w)});
+      var td = html("td");
+      var b = html("button", {type: "button", "class": "gx-goto"}, label(other) + " @" + G.layers[G.nodes[other][0]]);
+      b.addEventListener("click", function () { select(other, true); nodeEls[other].focus(); });
+      td.appendChild(b);
+      tr.appendChild(td);
+      tr.appendChild(html("td", {"class": "muted"}, "#" + G.nodes[other][1]));
+      tr.appendChild(html("td", {"class": "num " + sign(w)}, fmt(w)));
+      table.appendChild(tr);
+    });
+    frag.appendChild(table);
+    return frag;
+  }
+  function select(k, announce) {
+    clear();
+    selected = k;
+    svg.classList.add("gx-selecting");
+    nodeEls[k].classList.add("gx-selected");
+    var ins = strongest(inE[k]), outs = strongest(outE[k]);
+    ins.slice(0, TOP_K).forEach(function (e) { edgeEls[e].classList.add("gx-in"); nodeEls[G.edges[e][0]].classList.add("gx-near"); });
+    outs.slice(0, TOP_K).forEach(function (e) { edgeEls[e].classList.add("gx-out"); nodeEls[G.edges[e][1]].classList.add("gx-near"); });
+    // edges on a path from this node to the output (for the output node: every edge into it)
+    var fwd = k === G.output ? null : reach(k, outE, 1), bwd = reach(G.output, inE, 0), onPath = 0;
+    G.edges.forEach(function (e, j) {
+      if (edgeShown[j] && (fwd === null || fwd[e[0]]) && bwd[e[1]]) {
+        edgeEls[j].classList.add("gx-path"); onPath += 1;
+        nodeEls[e[0]].classList.add("gx-on-path"); nodeEls[e[1]].classList.add("gx-on-path");
+      }
+    });
+    var n = G.nodes[k];
+    panel.textContent = "";
+    panel.appendChild(html("h3", {id: "gx-title"}, label(k)));
+    var dl = html("dl", {"class": "facts"});
+    [["position", String(n[1])], ["layer", G.layers[n[0]]], ["relevance", fmt(n[2])]].forEach(function (row) {
+      dl.appendChild(html("dt", {}, row[0]));
+      dl.appendChild(html("dd", {"data-field": row[0]}, row[1]));
+    });
+    panel.appendChild(dl);
+    if (k === G.output) {
+      panel.appendChild(html("p", {"class": "muted"}, "The output node: its relevance is the explained value f (target " +
+        G.target + (G.contrast !== null ? " vs " + G.contrast : "") + ")."));
+    }
+    panel.appendChild(html("p", {"class": "muted", id: "gx-paths"}, k === G.output ?
+      onPath + " shown edges lead to the output (highlighted)." : (bwd[k] ?
+      onPath + " edges on its paths to the output (highlighted)." : "No path to the output among the shown edges.")));
+    var neurons = G.neurons[id(k)];
+    if (neurons) {
+      [["Top hidden dimensions", neurons.top], ["Top MLP neurons", neurons.mlp]].forEach(function (part) {
+        if (!part[1].length) { return; }
+        panel.appendChild(html("h4", {}, part[0]));
+        panel.appendChild(html("p", {"class": "gx-neurons"}, part[1].map(function (t) { return t[0] + ": " + fmt(t[1]); }).join("  \u00b7  ")));
+      });
+    }
+    panel.appendChild(edgeTable("Strongest incoming", ins, 0, "gx-in"));
+    panel.appendChild(edgeTable("Strongest outgoing", outs, 1, "gx-out"));
+    root.setAttribute("data-selected", id(k));
+  }
+  nodeEls.forEach(function (c, k) {
+    c.addEventListener("click", function (ev) { ev.stopPropagation(); select(k, true); });
+    c.addEventListener("pointerdown", function (ev) { ev.stopPropagation(); });
+    c.addEventListener("keydown", function (ev) {
+      if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); select(k, true); }
+      if (ev.key === "Escape") { clear(); }
+      if (ev.key === "+" || ev.key === "=") { zoomCenter(1 / 1.3); }
+      if (ev.key === "-") { zoomCenter(1.3); }
+    });
+  });
+  apply();
+  fit(false);
+  root.setAttribute("data-ready", "yes");
+})();
