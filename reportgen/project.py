@@ -82,13 +82,12 @@ _MODEL_FIELDS = {"device", "dtype", "quantization"}
 
 def find_project_file(paths: list[Path] | tuple[Path, ...] = ()) -> Path | None:
     """The project file for a build of ``paths``: ``reportgen.toml`` in the folder of the first
-    path (or the folder itself), in its parent (the folder holding ``cases/``), or in the current
-    directory, the first that exists."""
+    path (or the folder itself) or in its parent (the folder holding ``cases/``), the first that
+    exists. Never the current directory: cases from elsewhere must not get this folder's page."""
     candidates: list[Path] = []
     for path in paths[:1]:
         folder = path if path.is_dir() else path.parent
         candidates += [folder / PROJECT_FILE, folder.parent / PROJECT_FILE]
-    candidates.append(Path.cwd() / PROJECT_FILE)
     for candidate in candidates:
         if candidate.is_file():
             return candidate

@@ -71,3 +71,11 @@ def test_found_beside_the_cases_folder(tmp_path):
     path = write(tmp_path, "[site]\ntitle = 't'\n")
     assert find_project_file([tmp_path / "cases"]) == path
     assert find_project_file([tmp_path / "cases" / "x.toml"]) == path
+
+
+def test_not_taken_from_the_current_directory(tmp_path, monkeypatch):
+    write(tmp_path, "[site]\ntitle = 't'\n")
+    elsewhere = tmp_path / "a" / "b" / "cases"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert find_project_file([elsewhere]) is None
