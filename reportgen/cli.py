@@ -710,6 +710,13 @@ def serve(port: int, directory: Path) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--max-new-tokens", type=click.IntRange(min=1), help="Default: the benchmark's.")
 @click.option(
+    "--min-gap",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Search only pairs the model separates by this logit gap (0: every pair).",
+)
+@click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("cases"),
@@ -719,9 +726,15 @@ def serve(port: int, directory: Path) -> None:
 @click.option(
     "--time-limit",
     type=click.FloatRange(min=0),
-    help="Seconds: failures not searched by then are reported unpinned (a rerun resumes).",
+    help="Seconds: items not generated or searched by then are reported (a rerun resumes).",
 )
 @click.option("--force", is_flag=True, help="Overwrite case files that were edited by hand.")
+@click.option(
+    "--recheck",
+    is_flag=True,
+    help="No new search: re-verify the cases already in OUT/<benchmark>/ under the current "
+    "rules, rewrite those that hold, delete the others.",
+)
 @click.option(
     "--data",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -738,9 +751,11 @@ def collect(
     top_k: int,
     batch_size: int,
     max_new_tokens: int | None,
+    min_gap: float,
     out: Path,
     time_limit: float | None,
     force: bool,
+    recheck: bool,
     data: Path | None,
 ) -> None:
     """Run a model on BENCHMARK (humaneval, instructions, arithmetic, jsonl), pin each failure
@@ -752,6 +767,22 @@ def collect(
     _quiet_libraries()
     from .collect.runner import Settings
     from .collect.runner import collect as run_collect
+    from .collect.runner import recheck as run_recheck
+
+    if recheck:
+        checked = run_recheck(
+            benchmark,
+            settings=Settings(min_gap=min_gap, explain_check=False),
+            out=out,
+            data=data,
+            log=lambda msg: click.echo(msg, err=True),
+        )
+        click.echo(
+            f"{checked['benchmark']}: {checked['items']} shipped cases re-checked, "
+            f"{checked['pinned']} hold, {checked['items'] - checked['pinned']} dropped "
+            f"in {checked['wall_s']:.0f}s -> {out / checked['benchmark']}"
+        )
+        return
 
     summary = run_collect(
         benchmark,
@@ -764,6 +795,7 @@ def collect(
             batch_size=batch_size,
             max_new_tokens=max_new_tokens,
             time_limit=time_limit,
+            min_gap=min_gap,
         ),
         out=out,
         force=force,
@@ -778,6 +810,12 @@ def collect(
         f"{summary['benchmark']}: {summary['items']} items, {summary['passed']} passed, "
         f"{summary['failed']} failed, {summary['pinned']} pinned ({rate}) in {summary['wall_s']:.0f}s "
         f"-> {out / summary['benchmark']}"
+    )
+    funnel = summary["funnel"]
+    click.echo(
+        f"funnel: {funnel['failed']} failed, {sum(funnel['not_clean_failure'].values())} no clean "
+        f"failure, {funnel['searched']} searched, {funnel['continuations']} continuations, "
+        f"rejected {funnel['rejected'] or '{}'}, pinned {funnel['pinned']} (min gap {min_gap:g})"
     )
 
 

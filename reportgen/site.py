@@ -78,6 +78,7 @@ def _row(result: CaseResult, out_dir: Path) -> dict[str, Any]:
         "benchmark": benchmark,
         "pattern": pattern,
         "explained": result.attribution.explained,
+        "contrast": result.attribution.contrast is not None,
         "has_faithfulness": result.faithfulness is not None,
         "flip_k": _flip_k(result),
         "pdf_href": pdf.as_posix() if (out_dir / pdf).is_file() else None,

@@ -74,8 +74,9 @@ def test_search_finds_the_known_position_within_budget(tiny, reuse):
     cands = candidates(gen, top_k=4, skip_ids=set())
     calls = []
 
-    def passes(ids):
-        calls.append(ids)
+    def passes(found):
+        calls.append(found)
+        ids = found.output_ids
         return len(ids) > position and ids[position] == want
 
     result = search(
@@ -96,6 +97,7 @@ def test_search_finds_the_known_position_within_budget(tiny, reuse):
     # the recovering output continues greedily after the alternative
     out = result.found[0].output_ids
     assert out[:position] == gen.ids[:position] and len(out) == MAX_NEW
+    assert result.found[0].stopped == "length"  # cut by the token budget: reported as such
 
 
 def test_search_never_exceeds_the_budget(tiny):
@@ -110,7 +112,7 @@ def test_search_never_exceeds_the_budget(tiny):
             head,
             gen,
             cands,
-            passes=lambda ids, calls=calls: calls.append(1) or False,
+            passes=lambda found, calls=calls: calls.append(1) or False,
             eos=set(),
             max_new_tokens=MAX_NEW,
             budget=budget,
@@ -122,7 +124,7 @@ def test_search_never_exceeds_the_budget(tiny):
         head,
         gen,
         cands,
-        passes=lambda ids: ids[3] == want,
+        passes=lambda found: found.output_ids[3] == want,
         eos=set(),
         max_new_tokens=MAX_NEW,
         budget=index + 1,
@@ -145,6 +147,15 @@ def test_candidates_order_and_filters():
         gen, top_k=2, skip_ids=set(), priority=lambda p, chosen, alt: 0 if alt == 2 else 1
     )
     assert (first[0].position, first[0].alternative) == (0, 2)
+    # the clean-case threshold: only pairs the model separates by at least min_gap
+    clear = candidates(gen, top_k=2, skip_ids={9}, min_gap=1.0)
+    assert [(c.position, c.alternative, c.gap) for c in clear] == [
+        (2, 8, 1.0),
+        (1, 4, 1.5),
+        (0, 1, 2.0),
+        (0, 2, 3.0),
+    ]
+    assert candidates(gen, top_k=2, skip_ids=set(), min_gap=4.5) == []
 
 
 class ToyBench(Benchmark):
@@ -156,6 +167,9 @@ class ToyBench(Benchmark):
 
     def items(self, data=None):
         return [Item("toy/1", "toy-1", PROMPT), Item("toy/2", "toy-2", PROMPT + " .")]
+
+    def stop(self, text, chat):
+        return len(text.split()) >= 5  # the output finishes before the token budget
 
     def verify(self, item, output, chat):
         words = output.split()
@@ -178,10 +192,13 @@ def toy(tiny, monkeypatch):
 
 def test_collect_writes_cases_that_survive_the_case_path(toy, tmp_path):
     folder, loaded = toy
-    settings = Settings(budget=40, top_k=4, batch_size=4)
+    settings = Settings(budget=40, top_k=4, batch_size=4, min_gap=0.0)
     summary = collect(ToyBench.name, [folder], out=tmp_path / "a", settings=settings)
     assert summary["items"] == 2 and summary["failed"] == 2
     assert summary["pinned"] >= 1
+    funnel = summary["funnel"]
+    assert funnel["items"] == 2 and funnel["failed"] == 2 and funnel["searched"] == 2
+    assert funnel["pinned"] == summary["pinned"] and funnel["below_min_gap"] == 0
     files = sorted((tmp_path / "a" / ToyBench.name).glob("*.toml"))
     assert [f.stem for f in files] == summary["runs"][0]["cases"]
     for f in files:
@@ -195,6 +212,10 @@ def test_collect_writes_cases_that_survive_the_case_path(toy, tmp_path):
         assert int(logits.argmax()) == case.target != case.contrast
         assert ToyBench().verify(None, case.source["recovering_output"], True).passed
         assert not ToyBench().verify(None, case.source["failing_output"], True).passed
+        assert case.source["contrast_stopped"] == "stop" and case.source["target_stopped"] == "stop"
+        assert case.source["verdict_target"].startswith("fails: 4th word")
+        assert case.source["verdict_contrast"].startswith("recovers: 4th word")
+        assert f"recovers -- {case.source['recovering']}" in case.description
     data = json.loads((tmp_path / "a" / ToyBench.name / "summary.json").read_text())
     assert data["pinned"] == summary["pinned"] and "wall_s" in data
 
@@ -236,7 +257,7 @@ def test_collect_resume_after_interruption_skips_finished_items(toy, tmp_path, m
     import reportgen.collect.runner as runner
 
     monkeypatch.setattr(runner, "append_jsonl", crash_after_first)
-    settings = Settings(budget=4, top_k=2, batch_size=1, explain_check=False)
+    settings = Settings(budget=4, top_k=2, batch_size=1, explain_check=False, min_gap=0.0)
     with pytest.raises(KeyboardInterrupt):
         collect(ToyBench.name, [folder], out=tmp_path, settings=settings)
     monkeypatch.setattr(runner, "append_jsonl", real_append)
@@ -256,7 +277,7 @@ def test_collect_resume_after_interruption_skips_finished_items(toy, tmp_path, m
 
 def test_force_protects_hand_edited_cases(toy, tmp_path):
     folder, _ = toy
-    settings = Settings(budget=40, top_k=4, batch_size=4, explain_check=False)
+    settings = Settings(budget=40, top_k=4, batch_size=4, explain_check=False, min_gap=0.0)
     summary = collect(ToyBench.name, [folder], out=tmp_path, settings=settings)
     case_id = summary["runs"][0]["cases"][0]
     path = tmp_path / ToyBench.name / f"{case_id}.toml"
@@ -270,3 +291,61 @@ def test_force_protects_hand_edited_cases(toy, tmp_path):
     assert forced["runs"][0]["files"][case_id] == "written" and path.read_text() == original
     untouched = collect(ToyBench.name, [folder], out=tmp_path, settings=settings)
     assert untouched["runs"][0]["files"][case_id] == "unchanged"
+
+
+def test_min_gap_leaves_out_the_near_ties_and_the_funnel_says_so(toy, tmp_path):
+    """The tiny random model is nearly indifferent everywhere (gaps << 1): at the study's
+    threshold nothing is searched-and-pinned, and the funnel counts why; at 0 it pins."""
+    folder, _ = toy
+    strict = Settings(budget=40, top_k=4, batch_size=4, explain_check=False)
+    assert strict.min_gap == 1.0
+    summary = collect(ToyBench.name, [folder], out=tmp_path, settings=strict)
+    funnel = summary["funnel"]
+    assert summary["pinned"] == 0 and funnel["searched"] == 2 and funnel["continuations"] == 0
+    assert funnel["none_at_min_gap"] == 2 and funnel["below_min_gap"] == funnel["candidates"] > 0
+    assert all("logit gap >= 1" in u["reason"] for u in summary["unpinned"])
+    assert not list((tmp_path / ToyBench.name).glob("*.toml"))
+    assert json.loads((tmp_path / ToyBench.name / "summary.json").read_text())["funnel"] == funnel
+
+
+class CutToyBench(ToyBench):
+    """The same verifier without a stop rule: every output runs into the token budget."""
+
+    name = "toy-cut"
+
+    def stop(self, text, chat):
+        return False
+
+
+def test_an_output_cut_by_the_token_budget_is_no_clean_failure(toy, tmp_path, monkeypatch):
+    folder, _ = toy
+    monkeypatch.setitem(registry.BENCHMARKS, CutToyBench.name, CutToyBench)
+    settings = Settings(budget=40, top_k=4, batch_size=4, explain_check=False, min_gap=0.0)
+    summary = collect(CutToyBench.name, [folder], out=tmp_path, settings=settings)
+    funnel = summary["funnel"]
+    assert summary["failed"] == 2 and summary["pinned"] == 0 and funnel["searched"] == 0
+    assert funnel["not_clean_failure"] == {"target not finished": 2}
+    assert all("no clean failure" in u["reason"] for u in summary["unpinned"])
+
+
+def test_recheck_keeps_the_cases_that_hold_and_deletes_the_others(toy, tmp_path):
+    from reportgen.collect.runner import recheck
+
+    folder, _ = toy
+    loose = Settings(budget=40, top_k=4, batch_size=4, explain_check=False, min_gap=0.0)
+    collected = collect(ToyBench.name, [folder], out=tmp_path, settings=loose)
+    ids = collected["runs"][0]["cases"]
+    assert ids
+    again = recheck(ToyBench.name, settings=loose, out=tmp_path)
+    assert again["pinned"] == len(ids) and again["funnel"]["continuations"] == 2 * len(ids)
+    for case_id in ids:
+        case = load_case(tmp_path / ToyBench.name / f"{case_id}.toml")
+        assert case.source["verdict_contrast"].startswith("recovers: ")
+    assert again["previous_run"]["pinned"] == collected["pinned"]
+    # at the study's threshold the tiny model's near-ties do not hold: deleted, and said why
+    strict = recheck(ToyBench.name, settings=Settings(explain_check=False), out=tmp_path)
+    assert strict["pinned"] == 0 and strict["funnel"]["below_min_gap"] == len(ids)
+    assert not list((tmp_path / ToyBench.name).glob("*.toml"))
+    assert all("logit gap on the case path" in u["reason"] for u in strict["unpinned"])
+    summary = json.loads((tmp_path / ToyBench.name / "summary.json").read_text())
+    assert summary["funnel"] == strict["funnel"] and summary["settings"]["recheck"]

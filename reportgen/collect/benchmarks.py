@@ -28,8 +28,12 @@ class Item:
 
 @dataclass(frozen=True)
 class Verdict:
+    """``passed``: the check holds; ``message`` says why in one line; ``criterion`` names the
+    rule a rejected path broke ("not finished", "false equation", ...), counted in the funnel."""
+
     passed: bool
     message: str
+    criterion: str = ""
 
 
 class Benchmark:
@@ -62,7 +66,32 @@ class Benchmark:
         return 0
 
     def verify(self, item: Item, output: str, chat: bool) -> Verdict:
+        """The benchmark's own check of an output's text."""
         raise NotImplementedError
+
+    def check_recovery(
+        self, item: Item, output: str, chat: bool, *, finished: bool, swap: int
+    ) -> Verdict:
+        """Whether the contrast path is a recovery for the benchmark's reason: it finishes
+        within its token budget (end of sequence or the stop rule) and passes. ``swap`` is the
+        character offset in ``output`` where the swapped-in token starts."""
+        if not finished:
+            return Verdict(False, "not finished within the token budget", "not finished")
+        verdict = self.verify(item, output, chat)
+        if not verdict.passed:
+            return Verdict(False, verdict.message, "contrast path fails")
+        return verdict
+
+    def check_failure(self, item: Item, output: str, chat: bool, *, finished: bool) -> Verdict:
+        """Whether the target path fails for the benchmark's reason (``passed``: it does): it
+        finishes within its budget, so the failure is not merely an output cut short, and the
+        benchmark's check rejects it."""
+        if not finished:
+            return Verdict(False, "not finished within the token budget", "target not finished")
+        verdict = self.verify(item, output, chat)
+        if verdict.passed:
+            return Verdict(False, verdict.message, "target passes")
+        return Verdict(True, verdict.message)
 
     def source(self, item: Item) -> dict[str, Any]:
         """The data a re-checker needs, for the case's ``[source]`` table."""

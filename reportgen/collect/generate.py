@@ -228,8 +228,9 @@ def generate_items(
     top_k: int = 8,
     pad_id: int = 0,
     progress: Callable[[int], None] | None = None,
+    out_of_time: Callable[[], bool] | None = None,
 ) -> None:
-    """Generate for every item not in ``done``. Items are cut into fixed batches in their order
+    """Generate for every item not in ``done`` (no new batch starts once ``out_of_time()``). Items are cut into fixed batches in their order
     (so a resumed run pads the same way and gets the same outputs); a batch with every item
     done is skipped, and ``finished(index, generation)`` is called for each new result as soon
     as it finishes (the caller verifies and streams it)."""
@@ -237,6 +238,8 @@ def generate_items(
         batch = list(range(start, min(start + batch_size, len(heads))))
         if all(keys[i] in done for i in batch):
             continue
+        if out_of_time is not None and out_of_time():
+            return
 
         def on_finish(row: int, gen: Generation, batch: list[int] = batch) -> None:
             index = batch[row]

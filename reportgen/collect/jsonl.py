@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ReportgenError
-from .arithmetic import check_answer
+from .arithmetic import check_answer, strict_check, wrong_answer
 from .benchmarks import Benchmark, Item, Verdict, jsonl_rows, slugify
 from .humaneval import extract_code
 from .instructions import check_instructions
@@ -66,6 +66,20 @@ class JsonlBenchmark(Benchmark):
         return check_instructions(
             output, item.data["instruction_id_list"], item.data["kwargs"], item.prompt
         )
+
+    def check_recovery(
+        self, item: Item, output: str, chat: bool, *, finished: bool, swap: int
+    ) -> Verdict:
+        if item.data["kind"] == "answer":  # the arithmetic rules: no lucky numbers
+            return strict_check(
+                output, item.data["answer"], finished=finished, swap=swap, problem=item.prompt
+            )
+        return super().check_recovery(item, output, chat, finished=finished, swap=swap)
+
+    def check_failure(self, item: Item, output: str, chat: bool, *, finished: bool) -> Verdict:
+        if item.data["kind"] == "answer":
+            return wrong_answer(output, item.data["answer"], finished=finished)
+        return super().check_failure(item, output, chat, finished=finished)
 
     def source(self, item: Item) -> dict[str, Any]:
         return {k: v for k, v in item.data.items()}

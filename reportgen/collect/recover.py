@@ -28,6 +28,7 @@ class Candidate:
 class Found:
     candidate: Candidate
     output_ids: list[int]  # the recovering output: output[:position] + [alternative] + continuation
+    stopped: str = ""  # how the continuation ended: "eos", "stop" or "length" (the token budget)
 
 
 @dataclass
@@ -45,9 +46,12 @@ def candidates(
     last_position: int | None = None,
     same_text: Callable[[int, int], bool] | None = None,
     priority: Callable[[int, int, int], int] | None = None,
+    min_gap: float = 0.0,
 ) -> list[Candidate]:
     """Every (position, alternative) among the top-k at each step up to ``last_position``,
-    ordered by ``priority(position, chosen, alternative)`` (lower first), then the logit gap."""
+    ordered by ``priority(position, chosen, alternative)`` (lower first), then the logit gap;
+    pairs whose gap is below ``min_gap`` are left out (the study's clean-case threshold: the
+    model must prefer its token clearly, not be nearly indifferent)."""
     found: list[tuple[int, Candidate]] = []
     end = len(gen.ids) if last_position is None else min(len(gen.ids), last_position + 1)
     for position in range(end):
@@ -59,6 +63,8 @@ def candidates(
             if alt == chosen or alt in skip_ids:
                 continue
             if same_text is not None and same_text(alt, chosen):
+                continue
+            if best - logits[rank] < min_gap:
                 continue
             rank_first = priority(position, chosen, alt) if priority is not None else 0
             found.append(
@@ -74,7 +80,7 @@ def search(
     gen: Generation,
     cands: Sequence[Candidate],
     *,
-    passes: Callable[[list[int]], bool],
+    passes: Callable[[Found], bool],
     eos: set[int],
     max_new_tokens: int,
     stop: Callable[[list[int]], bool] | None = None,
@@ -86,8 +92,9 @@ def search(
     pad_id: int = 0,
 ) -> SearchResult:
     """Try ``cands`` in order, at most ``budget`` continuations, ``batch_size`` at a time.
-    ``passes(output_ids)`` is the verifier; ``accept(found)`` may still reject a pass (e.g. it
-    does not survive re-checking), and the search then goes on."""
+    ``passes(found)`` is the verifier (``found.stopped`` says whether the continuation
+    finished); ``accept(found)`` may still reject a pass (e.g. it does not survive re-checking),
+    and the search then goes on."""
     result = SearchResult()
     shared: SharedPrefix | None = None
     if reuse_prefix and cands:
@@ -110,8 +117,9 @@ def search(
             return stop is not None and stop(heads[row] + new)
 
         # a recovering token may itself end the output (stop rule) before any continuation
-        for row, h in enumerate(heads):
-            if stop is not None and stop(h):
+        ended = [stop is not None and stop(h) for h in heads]
+        for row, done in enumerate(ended):
+            if done:
                 limits[row] = 0
         gens = greedy(
             model,
@@ -124,10 +132,9 @@ def search(
             pad_id=pad_id,
         )
         result.tried += len(batch)
-        for cand, h, g in zip(batch, heads, gens, strict=True):
-            output = h + g.ids
-            if passes(output):
-                found = Found(cand, output)
+        for cand, h, g, done in zip(batch, heads, gens, ended, strict=True):
+            found = Found(cand, h + g.ids, "stop" if done else g.stopped)
+            if passes(found):
                 if accept is None or accept(found):
                     result.found.append(found)
                     if first_only:

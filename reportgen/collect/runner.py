@@ -3,9 +3,11 @@ check the pair through the ordinary case path, write the cases and summary.json.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import tomllib
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +35,12 @@ class Settings:
     batch_size: int = 8
     max_new_tokens: int | None = None  # None: the benchmark's own
     explain_check: bool = True  # also run AttnLRP on each written case (the full case path)
-    time_limit: float | None = None  # seconds; failures not searched by then stay unpinned
+    time_limit: float | None = None  # seconds; items not generated/searched by then are reported
+    min_gap: float = 1.0  # logit(target) - logit(contrast) at least this (the study's threshold)
+
+
+#: bump when what makes a pin acceptable changes: journaled searches are then redone
+STRICT_VERSION = 1
 
 
 def model_slug(spec: str) -> str:
@@ -112,6 +119,10 @@ class _Run:
 
         started = time.monotonic()
         s = self.settings
+
+        def out_of_time() -> bool:
+            return s.time_limit is not None and time.monotonic() - started > s.time_limit
+
         gen_key = settings_key(
             {
                 "model": self.model_spec,
@@ -129,6 +140,8 @@ class _Run:
                 "top_k": s.top_k,
                 "gen": gen_key,
                 "search": self.bench.search_version,
+                "min_gap": s.min_gap,
+                "strict": STRICT_VERSION,
             }
         )
         journal = work_dir() / self.bench.name / f"{model_slug(self.model_spec)}-{gen_key}.jsonl"
@@ -178,31 +191,83 @@ class _Run:
                 top_k=record_k,
                 pad_id=self.pad_id,
                 progress=bar.update,
+                out_of_time=out_of_time,
             )
         gen_seconds = time.monotonic() - gen_started
-        failed = [i for i, item in enumerate(items) if not gens[item.id]["passed"]]
+        generated = [i for i, item in enumerate(items) if item.id in gens]
+        failed = [i for i in generated if not gens[items[i].id]["passed"]]
+        outcome: dict[str, dict[str, Any]] = {}
         with tqdm(total=len(failed), desc=f"{self.bench.name} recover", unit="failure") as bar:
             for index in failed:
                 item = items[index]
-                if item.id not in pins:
-                    if s.time_limit is not None and time.monotonic() - started > s.time_limit:
-                        # not journaled: a later run searches it
-                        pins[item.id] = {"reason": "not searched: the time limit was reached"}
-                    else:
-                        pins[item.id] = self.recover(item, heads[index], gens[item.id], search_key)
-                        append_jsonl(journal, pins[item.id])
+                record = gens[item.id]
+                clean = self.bench.check_failure(
+                    item,
+                    self.text(record["ids"]),
+                    self.chat,
+                    finished=record["stopped"] != "length",
+                )
+                if not clean.passed:
+                    # every target path continues this output: none would fail for the reason
+                    outcome[item.id] = {
+                        "reason": f"the greedy output is no clean failure: {clean.message}",
+                        "criterion": clean.criterion,
+                    }
+                elif item.id in pins:
+                    outcome[item.id] = pins[item.id]
+                elif out_of_time():
+                    # not journaled: a later run searches it
+                    outcome[item.id] = {
+                        "reason": "not searched: the time limit was reached",
+                        "criterion": "time limit",
+                    }
+                else:
+                    pins[item.id] = self.recover(item, heads[index], record, search_key)
+                    append_jsonl(journal, pins[item.id])
+                    outcome[item.id] = pins[item.id]
                 bar.update(1)
         pinned, unpinned, files = [], [], {}
         for index in failed:
             item = items[index]
-            pin = pins[item.id]
+            pin = outcome[item.id]
             if pin.get("case"):
                 status = write_case(self.out / f"{pin['case_id']}.toml", pin["case"], self.force)
                 files[pin["case_id"]] = status
                 pinned.append(pin["case_id"])
             else:
                 unpinned.append({"item": item.id, "reason": pin["reason"]})
-        passed = len(items) - len(failed)
+        for index in range(len(items)):
+            if items[index].id not in gens:
+                unpinned_reason = "not generated: the time limit was reached"
+                unpinned.append({"item": items[index].id, "reason": unpinned_reason})
+        passed = len(generated) - len(failed)
+        searched = [o for o in outcome.values() if o.get("kind") == "pin"]
+        funnel = {
+            "items": len(items),
+            "generated": len(generated),
+            "passed": passed,
+            "failed": len(failed),
+            "not_clean_failure": dict(
+                Counter(
+                    o["criterion"]
+                    for o in outcome.values()
+                    if o.get("criterion", "") not in ("", "time limit")
+                )
+            ),
+            "not_searched": sum(1 for o in outcome.values() if o.get("criterion") == "time limit"),
+            "searched": len(searched),
+            "candidates": sum(int(o.get("candidates", 0)) for o in searched),
+            "below_min_gap": sum(int(o.get("below_min_gap", 0)) for o in searched),
+            "none_at_min_gap": sum(
+                1
+                for o in searched
+                if o.get("candidates") and o.get("candidates") == o.get("below_min_gap")
+            ),
+            "continuations": sum(int(o.get("tried", 0)) for o in searched),
+            "rejected": _add_counts(o.get("rejected", {}) for o in searched),
+            "dropped": _add_counts(o.get("dropped", {}) for o in searched),
+            "pinned": len(pinned),
+        }
         return {
             "model": self.model_spec,
             "chat": self.chat,
@@ -211,11 +276,12 @@ class _Run:
             "failed": len(failed),
             "pinned": len(pinned),
             "pin_rate": round(len(pinned) / len(failed), 4) if failed else None,
+            "funnel": funnel,
             "cases": pinned,
             "files": files,
             "unpinned": unpinned,
-            "continuations": sum(int(pins[items[i].id].get("tried", 0)) for i in failed),
-            "generated_tokens": sum(len(gens[k]["ids"]) for k in keys),
+            "continuations": funnel["continuations"],
+            "generated_tokens": sum(len(gens[items[i].id]["ids"]) for i in generated),
             "generation_s": round(gen_seconds, 1),
             "wall_s": round(time.monotonic() - started, 1),
             "journal": str(journal),
@@ -235,28 +301,44 @@ class _Run:
 
         full_text = self.text(gen.ids)
         offsets = [len(self.text(gen.ids[:p])) for p in range(len(gen.ids))]
-        cands = candidates(
-            gen,
-            top_k=s.top_k,
-            skip_ids=self.skip_ids,
-            last_position=self.last_position(gen.ids),
-            same_text=lambda a, b: piece(a) == piece(b),
-            priority=lambda position, chosen, alt: self.bench.priority(
-                item, full_text, offsets[position], piece(chosen), piece(alt)
-            ),
-        )
-        rejected: list[str] = []
+
+        def pairs(min_gap: float) -> list[Any]:
+            return candidates(
+                gen,
+                top_k=s.top_k,
+                skip_ids=self.skip_ids,
+                last_position=self.last_position(gen.ids),
+                same_text=lambda a, b: piece(a) == piece(b),
+                priority=lambda position, chosen, alt: self.bench.priority(
+                    item, full_text, offsets[position], piece(chosen), piece(alt)
+                ),
+                min_gap=min_gap,
+            )
+
+        cands = pairs(s.min_gap)
+        every = len(pairs(0.0)) if s.min_gap > 0 else len(cands)
+        rejected: Counter[str] = Counter()
+        dropped: list[str] = []
         accepted: dict[str, Any] = {}
 
-        def passes(ids: list[int]) -> bool:
-            return self.bench.verify(item, self.text(ids), self.chat).passed
+        def passes(found: Found) -> bool:
+            verdict = self.bench.check_recovery(
+                item,
+                self.text(found.output_ids),
+                self.chat,
+                finished=found.stopped != "length",
+                swap=offsets[found.candidate.position],
+            )
+            if not verdict.passed:
+                rejected[verdict.criterion or "fails"] += 1
+            return verdict.passed
 
         def accept(found: Found) -> bool:
-            ok, reason, case = self.confirm(item, head, gen, found, record["message"])
+            ok, reason, case = self.confirm(item, head, gen, found)
             if ok:
                 accepted.update(case)
             else:
-                rejected.append(reason)
+                dropped.append(reason)
             return ok
 
         result = search(
@@ -273,25 +355,43 @@ class _Run:
             accept=accept,
             pad_id=self.pad_id,
         )
-        base = {"kind": "pin", "item": item.id, "search": search_key, "tried": result.tried}
+        base = {
+            "kind": "pin",
+            "item": item.id,
+            "search": search_key,
+            "tried": result.tried,
+            "candidates": every,
+            "below_min_gap": every - len(cands),
+            "rejected": dict(sorted(rejected.items())),
+            "dropped": dict(sorted(Counter(dropped).items())),
+        }
         if result.found:
             return base | accepted
-        if rejected:
-            reason = "recovering pair(s) found but dropped: " + "; ".join(dict.fromkeys(rejected))
+        if dropped:
+            reason = "recovering pair(s) found but dropped: " + "; ".join(dict.fromkeys(dropped))
+        elif not cands and every:
+            reason = f"no candidate with a logit gap >= {s.min_gap:g} (of {every} among the top-{s.top_k})"
         elif not cands:
             reason = "no candidate positions (nothing among the top-k to try)"
         elif result.exhausted:
-            reason = f"no recovering pair among all {result.tried} candidates (top-{s.top_k})"
+            reason = f"no recovering pair among all {result.tried} candidates (top-{s.top_k}, gap >= {s.min_gap:g})"
         else:
             reason = f"no recovering pair within the budget of {s.budget} continuations (of {len(cands)} candidates)"
+        if rejected:
+            reason += (
+                " [rejected: " + ", ".join(f"{k} {v}" for k, v in sorted(rejected.items())) + "]"
+            )
         return base | {"reason": reason}
 
     def confirm(
-        self, item: Item, head: list[int], gen: Generation, found: Found, fail_message: str
+        self, item: Item, head: list[int], gen: Generation, found: Found
     ) -> tuple[bool, str, dict[str, Any]]:
         """The pair must survive the ordinary case path: the written case, loaded and
-        re-tokenised as `reportgen attribute` does, gives the same ids and greedy target; and
-        unbatched greedy continuation fails with the target and passes with the contrast."""
+        re-tokenised as `reportgen attribute` does, gives the same ids and greedy target, with
+        the logit gap at least ``min_gap`` (checked first: no continuation for a near-tie); and
+        unbatched greedy continuation fails for the benchmark's reason with the target and
+        recovers (strictly) with the contrast. On a drop, the third value may say which rule
+        (``criterion``) and whether the target path broke it."""
         import torch
 
         from ..cases import parse_case
@@ -301,6 +401,20 @@ class _Run:
         p = cand.position
         prefix_ids = list(gen.ids[:p])
         target, contrast = int(gen.ids[p]), int(cand.alternative)
+        ids = list(head) + prefix_ids
+        with torch.no_grad():
+            logits = self.loaded.model(
+                input_ids=torch.tensor([ids], device=self.loaded.model.device), use_cache=False
+            ).logits[0, -1]
+        gap = round(float(logits[target] - logits[contrast]), 5)
+        if int(logits.argmax()) != target:
+            return False, "the target is not the greedy token on the case path", {}
+        if gap < self.settings.min_gap:
+            return (
+                False,
+                f"the logit gap on the case path is {gap:.3f} < {self.settings.min_gap:g}",
+                {"criterion": "gap"},
+            )
         # one sequence at a time, without padding: what a plain re-check would run
         continuations = []
         for tok in (target, contrast):
@@ -310,7 +424,7 @@ class _Run:
             continuations.append(
                 greedy(
                     self.loaded.model,
-                    [head + prefix_ids + [tok]],
+                    [ids + [tok]],
                     eos=self.eos,
                     max_new_tokens=self.max_new - p - 1,
                     stop=lambda row, new, tok=tok: self.stop(prefix_ids + [tok] + new),
@@ -319,12 +433,29 @@ class _Run:
             )
         fail_ids = prefix_ids + [target] + continuations[0].ids
         pass_ids = prefix_ids + [contrast] + continuations[1].ids
-        fail_v = self.bench.verify(item, self.text(fail_ids), self.chat)
-        pass_v = self.bench.verify(item, self.text(pass_ids), self.chat)
-        if fail_v.passed:
-            return False, "the target path passes when continued unbatched", {}
+        swap = len(self.text(prefix_ids))
+        fail_v = self.bench.check_failure(
+            item, self.text(fail_ids), self.chat, finished=continuations[0].stopped != "length"
+        )
+        pass_v = self.bench.check_recovery(
+            item,
+            self.text(pass_ids),
+            self.chat,
+            finished=continuations[1].stopped != "length",
+            swap=swap,
+        )
+        if not fail_v.passed:
+            return (
+                False,
+                f"unbatched, the target path is no clean failure ({fail_v.message})",
+                {"criterion": fail_v.criterion, "target": True},
+            )
         if not pass_v.passed:
-            return False, "the contrast path fails when continued unbatched", {}
+            return (
+                False,
+                f"unbatched, the contrast path does not recover ({pass_v.message})",
+                {"criterion": pass_v.criterion},
+            )
         case_id = item.slug + self.case_suffix
         path = self.out / f"{case_id}.toml"
         target_text, contrast_text = self.tok.decode([target]), self.tok.decode([contrast])
@@ -332,10 +463,10 @@ class _Run:
             "id": case_id,
             "title": f"{item.id}: writes {target_text!r} where {contrast_text!r} would recover",
             "description": (
-                f"{self.bench.name} item {item.id}: the greedy output fails ({fail_v.message}). "
-                f"At output token {p} the model prefers {target_text!r} over {contrast_text!r} "
-                f"(logit gap {cand.gap:.3f}); with {contrast_text!r} there, greedy continuation "
-                f"passes ({pass_v.message})."
+                f"{self.bench.name} item {item.id}. At output token {p} the model prefers "
+                f"{target_text!r} over {contrast_text!r} (logit gap {gap:.3f}). "
+                f"Target path (greedy on): fails for the benchmark's reason -- {fail_v.message}. "
+                f"Contrast path ({contrast_text!r} there, greedy on): recovers -- {pass_v.message}."
             ),
             "model": self.model_spec,
             "chat": self.chat,
@@ -353,11 +484,16 @@ class _Run:
             "max_new_tokens": self.max_new,
             "position": p,
             "rank": cand.rank,
-            "logit_gap": cand.gap,
+            "logit_gap": gap,
+            "min_gap": self.settings.min_gap,
             "target_text": target_text,
             "contrast_text": contrast_text,
             "failing": fail_v.message,
             "recovering": pass_v.message,
+            "verdict_target": f"fails: {fail_v.message} (finished: {continuations[0].stopped})",
+            "verdict_contrast": f"recovers: {pass_v.message} (finished: {continuations[1].stopped})",
+            "target_stopped": continuations[0].stopped,
+            "contrast_stopped": continuations[1].stopped,
             "failing_output": self.text(fail_ids),
             "recovering_output": self.text(pass_ids),
         }
@@ -368,14 +504,9 @@ class _Run:
             prepared = prepare_question(self.loaded, question)
         except Exception as exc:  # noqa: BLE001 - any failure drops the pair with its reason
             return False, f"case does not load ({exc})", {}
-        ids = list(prepared.inputs.token_ids)
-        if ids != head + prefix_ids:
+        if list(prepared.inputs.token_ids) != ids:
             return False, "the case re-tokenises to different ids", {}
-        with torch.no_grad():
-            logits = self.loaded.model(
-                input_ids=torch.tensor([ids], device=self.loaded.model.device), use_cache=False
-            ).logits[0, -1]
-        if int(logits.argmax()) != target or prepared.objective.target_id != target:
+        if prepared.objective.target_id != target:
             return False, "the target is not the greedy token on the case path", {}
         if self.settings.explain_check:
             from ..pipeline import explain
@@ -384,6 +515,25 @@ class _Run:
             if attribution.top_k[0].id != target:
                 return False, "the target is not top-1 in `reportgen attribute`", {}
         return True, "", {"case_id": case_id, "case": text, "position": p}
+
+
+def _add_funnels(funnels: list[dict[str, Any]]) -> dict[str, Any]:
+    """One funnel for several models' runs: counts added, per-criterion tables merged."""
+    total: dict[str, Any] = {}
+    for funnel in funnels:
+        for key, value in funnel.items():
+            if isinstance(value, dict):
+                total[key] = _add_counts([total.get(key, {}), value])
+            else:
+                total[key] = total.get(key, 0) + value
+    return total
+
+
+def _add_counts(counts: Any) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for c in counts:
+        total.update(c)
+    return dict(sorted(total.items()))
 
 
 def collect(
@@ -405,6 +555,8 @@ def collect(
         raise ReportgenError("no model given")
     if settings.budget < 1 or settings.top_k < 1 or settings.batch_size < 1:
         raise ReportgenError("--budget, --top-k and the batch size must be >= 1")
+    if settings.min_gap < 0:
+        raise ReportgenError("--min-gap must be >= 0")
     bench = get_benchmark(benchmark)
     all_items = bench.items(data)
     chosen = select_items(all_items, items, limit)
@@ -435,6 +587,7 @@ def collect(
         "failed": sum(r["failed"] for r in runs),
         "pinned": sum(r["pinned"] for r in runs),
         "pin_rate": None,
+        "funnel": _add_funnels([r["funnel"] for r in runs]),
         "unpinned": [u | {"model": r["model"]} for r in runs for u in r["unpinned"]],
         "wall_s": round(time.monotonic() - started, 1),
         "settings": {
@@ -442,6 +595,8 @@ def collect(
             "top_k": settings.top_k,
             "batch_size": settings.batch_size,
             "max_new_tokens": settings.max_new_tokens or bench.max_new_tokens,
+            "min_gap": settings.min_gap,
+            "time_limit": settings.time_limit,
             "decoding": "greedy",
         },
         "runs": [{k: v for k, v in r.items() if k != "journal"} for r in runs],
@@ -449,4 +604,125 @@ def collect(
     if summary["failed"]:
         summary["pin_rate"] = round(summary["pinned"] / summary["failed"], 4)
     write_summary(folder / "summary.json", summary)
+    return summary
+
+
+def recheck(
+    benchmark: str,
+    *,
+    settings: Settings = Settings(explain_check=False),
+    out: Path = Path("cases"),
+    data: Path | None = None,
+    log: Callable[[str], None] = lambda msg: None,
+) -> dict[str, Any]:
+    """Re-verify the cases already collected in OUT/<benchmark>/ under the current rules,
+    without a new search: each case's own pair goes through the same checks a new pin must pass
+    (greedy target, logit gap >= ``min_gap`` on the case path, unbatched target path a clean
+    failure, contrast path a strict recovery). A case that holds is rewritten with its verdicts;
+    one that does not is deleted. summary.json then describes this re-check (the earlier run's
+    counts are kept under ``previous_run``)."""
+    from ..cases import load_case
+    from ..models import load_model
+    from .recover import Candidate
+
+    bench = get_benchmark(benchmark)
+    folder = out / bench.name
+    paths = sorted(folder.glob("*.toml"))
+    if not paths:
+        raise ReportgenError(f"no collected cases in {folder}")
+    by_id = {i.id: i for i in bench.items(data)}
+    previous_path = folder / "summary.json"
+    previous = (
+        json.loads(previous_path.read_text(encoding="utf-8")) if previous_path.exists() else {}
+    )
+    started = time.monotonic()
+    cases = [(path, load_case(path)) for path in paths]
+    runs: dict[str, _Run] = {}
+    kept: list[str] = []
+    unpinned: list[dict[str, Any]] = []
+    not_clean: Counter[str] = Counter()
+    rejected: Counter[str] = Counter()
+    below_gap = continued = 0
+    for path, case in cases:
+        if case.model not in runs:
+            runs[case.model] = _Run(
+                load_model(case.model), case.model, bench, settings, folder, True, "", log
+            )
+        run = runs[case.model]
+        run.max_new = int(case.source.get("max_new_tokens", run.max_new))
+        item = by_id.get(case.source.get("item"))
+        if item is None:
+            raise ReportgenError(
+                f"{path}: [source] item {case.source.get('item')!r} is not in {bench.name}"
+            )
+        head = run.head(item)
+        prefix = list(case.prefix_ids or [])
+        gen = Generation(prefix + [int(case.target)], "length")
+        found = Found(
+            Candidate(len(prefix), int(case.contrast), int(case.source.get("rank", 1)), 0.0), []
+        )
+        ok, reason, result = run.confirm(item, head, gen, found)
+        if ok:
+            write_case(path, result["case"], force=True)
+            kept.append(case.id)
+            continued += 2
+            log(f"{case.id}: holds")
+            continue
+        path.unlink()
+        unpinned.append({"item": item.id, "case": case.id, "reason": f"dropped: {reason}"})
+        log(f"{case.id}: dropped ({reason})")
+        criterion = result.get("criterion", "case path")
+        if criterion == "gap":
+            below_gap += 1
+        else:
+            continued += 2
+            (not_clean if result.get("target") else rejected)[criterion] += 1
+    n = len(cases)
+    models = sorted(runs)
+    funnel = {
+        "items": n,
+        "generated": n,
+        "passed": 0,
+        "failed": n,
+        "not_clean_failure": dict(sorted(not_clean.items())),
+        "not_searched": 0,
+        "searched": n - sum(not_clean.values()),
+        "candidates": n,
+        "below_min_gap": below_gap,
+        "none_at_min_gap": below_gap,
+        "continuations": continued,
+        "rejected": dict(sorted(rejected.items())),
+        "dropped": {},
+        "pinned": len(kept),
+    }
+    summary = {
+        "benchmark": bench.name,
+        "model": models[0] if len(models) == 1 else models,
+        "items_available": len(by_id),
+        "selection": f"re-check of the {n} cases shipped before, under the current rules",
+        "items": n,
+        "passed": 0,
+        "failed": n,
+        "pinned": len(kept),
+        "pin_rate": round(len(kept) / n, 4),
+        "funnel": funnel,
+        "unpinned": unpinned,
+        "wall_s": round(time.monotonic() - started, 1),
+        "settings": {
+            "min_gap": settings.min_gap,
+            "max_new_tokens": settings.max_new_tokens or bench.max_new_tokens,
+            "decoding": "greedy",
+            "recheck": True,
+        },
+        "runs": [
+            {"model": m, "cases": [c.id for _, c in cases if c.id in kept and c.model == m]}
+            for m in models
+        ],
+        "previous_run": {
+            k: previous.get(k)
+            for k in ("selection", "items", "passed", "failed", "pinned", "settings")
+            if k in previous
+        },
+    }
+    write_summary(previous_path, summary)
     return summary

@@ -152,6 +152,19 @@ def _pct(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
+#: below this logit difference the model is nearly indifferent between target and contrast
+#: (the original study's clean-case threshold)
+NEAR_TIE = 1.0
+
+
+def near_tie(explained: float | None) -> str:
+    """Words for a contrast case whose f = logit(target) - logit(contrast) is under 1 in size
+    ("" otherwise): such a case explains a weak preference, and the page says so."""
+    if explained is None or abs(explained) >= NEAR_TIE:
+        return ""
+    return f"near-tie: |f| < {NEAR_TIE:g}, the model barely prefers one token"
+
+
 @cache
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -166,6 +179,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters["num"] = _num
     env.filters["pct"] = _pct
+    env.filters["near_tie"] = near_tie
     return env
 
 
