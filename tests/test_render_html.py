@@ -99,10 +99,11 @@ def test_hostile_strings_are_escaped(hostile_page: tuple[Path, str]) -> None:
     assert "\\input{/etc/passwd}" in html and "\\write18{rm -rf x}" in html
     assert "😀" in html and "中文" in html
     page = parse(html)
-    # only our own scripts: the runtime link, the specs, the embed call
+    # only our own scripts: the runtime link, the specs, the embed call, the token links
     assert [a.get("id") or a.get("src") for a, _ in page.scripts] == [
         "../assets/vega-bundle.js",
         "chart-specs",
+        None,
         None,
     ]
 
