@@ -140,7 +140,7 @@ def test_hostile_dossier_runs_no_injected_script(site: Path, tmp_path: Path) -> 
     page = (site / "cases/hostile-case/index.html").as_uri()
     proc = chromium(page, tmp_path, "--dump-dom")
     dom = proc.stdout
-    assert len(re.findall(r"<script", dom)) == 3  # the runtime, the specs, the embed call
+    assert len(re.findall(r"<script", dom)) == 4  # the runtime, the specs, the embed call, links
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom  # shown to the reader as text
 
 

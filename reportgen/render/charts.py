@@ -207,7 +207,7 @@ def _overview_chart(cells: Sequence[TokenCell]) -> alt.Chart:
             x=alt.X("start:Q", title="position", scale=alt.Scale(domain=[0, len(cells)])),
             x2="end:Q",
             y=alt.Y("relevance:Q", title="relevance R"),
-            color=_sign_color(None),
+            color=_sign_color(""),
             tooltip=[
                 alt.Tooltip("start:Q", title="from"),
                 alt.Tooltip("end:Q", title="to (excl.)"),
