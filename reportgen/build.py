@@ -5,6 +5,7 @@ interrupted or failed build leaves the previous site intact."""
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
@@ -15,6 +16,7 @@ from .cases import Case, load_cases
 from .compute import cached_result, compute_case, result_key, store_result
 from .errors import ReportgenError
 from .models import LoadedModel, load_model
+from .progress import case_steps
 from .results import CaseResult
 
 
@@ -35,6 +37,7 @@ def compute_results(
     report: BuildReport,
     on_done: Callable[[Case], None] = lambda case: None,
     model_loader: Callable[[str], LoadedModel] = load_model,
+    on_step: Callable[[str, str, int, int], None] = lambda case_id, step, done, total: None,
 ) -> list[CaseResult]:
     """Results for ``cases`` in order; models are loaded lazily, once each, only on a cache miss."""
     models: dict[str, LoadedModel] = {}
@@ -52,7 +55,13 @@ def compute_results(
             if result is not None:
                 report.cached.append(case.id)
             else:
-                result = compute_case(case, load(case.model), command=command, load_other=load)
+                result = compute_case(
+                    case,
+                    load(case.model),
+                    command=command,
+                    load_other=load,
+                    progress=functools.partial(on_step, case.id),
+                )
                 store_result(key, result)
                 report.built.append(case.id)
             results.append(result)
@@ -185,6 +194,7 @@ def build(
             command=command,
             report=report,
             on_done=lambda case: bar.update(1),
+            on_step=case_steps(lambda text: bar.set_postfix_str(text, refresh=True)),
         )
     with tqdm(total=len(results), desc="rendering", unit="case", disable=not progress) as bar:
         pdf_failures = render_site(
@@ -193,7 +203,7 @@ def build(
             report.failures,
             pdf=pdf,
             single_file=single_file,
-            on_case=lambda r: bar.update(1),
+            on_case=lambda r: (bar.update(1), bar.set_postfix_str(f"figures ({r.case_id})")),
         )
     report.failures.extend(pdf_failures)
     return report
