@@ -124,6 +124,9 @@ def _cache_argument(module: Any) -> str | None:
     return None
 
 
+CACHE_BYTES = 1_500_000_000  # key/value copies of one batch (10k tokens of SmolLM2: 3 rows)
+
+
 def _wide(logits: torch.Tensor) -> torch.Tensor:
     """At least float32 (half-precision logits are widened; float64 stays float64)."""
     return logits if logits.dtype == torch.float64 else logits.float()
@@ -178,6 +181,14 @@ class _Scorer:
             self.prefix = [(layer.keys, layer.values) for layer in cache.layers]
         return self.prefix
 
+    def _cache_rows_budget(self, n: int) -> int:
+        """Token rows of key/value cache a batch may hold (about CACHE_BYTES in all)."""
+        if self.cache_name is None or not self.prefix:
+            return self.batch_size * n
+        per_token = sum(k[0, :, :1].numel() + v[0, :, :1].numel() for k, v in self.prefix)
+        per_token *= self.prefix[0][0].element_size()
+        return max(n, CACHE_BYTES // max(per_token, 1))
+
     def _forward(self, chunk: list[frozenset[int]], start: int) -> list[float]:
         n = self.base.shape[0]
         batch = self.base[start:].unsqueeze(0).repeat(len(chunk), 1, 1)
@@ -225,6 +236,8 @@ class _Scorer:
                     s = min(nxt) if nxt else n
                     if (len(chunk) + 1) * (n - min(start, s)) > self.token_budget:
                         break
+                    if (len(chunk) + 1) * n > self._cache_rows_budget(n):
+                        break  # every row holds its own copy of the prefix's keys and values
                     chunk.append(nxt)
                     start = min(start, s)
                 start = 0 if self.cache_name is None else min(start, n - 1)
