@@ -419,6 +419,7 @@ def dossier_context(result: CaseResult) -> dict[str, Any]:
             "flip_k": [{"ordering": k, "value": v} for k, v in (f.get("flip_k") or {}).items()],
             "aopc": [{"ordering": k, "value": v} for k, v in (f.get("aopc") or {}).items()],
             "mask": f.get("mask") or "",
+            "points": ", ".join(str(k) for k in f.get("points") or []),
             "pattern": f.get("failure_pattern"),
             "label": result.tags.get("pattern", ""),
         }
