@@ -21,7 +21,8 @@ from reportgen.pipeline import Question, prepare_question
 pytestmark = pytest.mark.smollm2
 
 CASES_DIR = Path(__file__).resolve().parent.parent / "cases"
-COLLECTED = sorted(p for p in CASES_DIR.glob("*/*.toml"))
+# folders `reportgen collect` wrote hold a summary.json; hand-pinned ones (cases/long) do not
+COLLECTED = sorted(p for p in CASES_DIR.glob("*/*.toml") if (p.parent / "summary.json").exists())
 
 
 @pytest.fixture(scope="module")
