@@ -7,6 +7,7 @@ against a second build and the cleaning of a killed build's leftovers live in
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -19,6 +20,7 @@ from .cases import Case, load_cases
 from .compute import cached_result, compute_case, result_key, store_result
 from .errors import ReportgenError, warn
 from .models import LoadedModel, load_model
+from .progress import case_steps
 from .project import Project, find_project_file, load_project
 from .results import CaseResult
 
@@ -40,6 +42,7 @@ def compute_results(
     report: BuildReport,
     on_done: Callable[[Case], None] = lambda case: None,
     model_loader: Callable[[str], LoadedModel] = load_model,
+    on_step: Callable[[str, str, int, int], None] = lambda case_id, step, done, total: None,
 ) -> list[CaseResult]:
     """Results for ``cases`` in order; models are loaded lazily, once each, only on a cache miss."""
     models: dict[str, LoadedModel] = {}
@@ -65,7 +68,12 @@ def compute_results(
                 report.cached.append(case.id)
             else:
                 result = compute_case(
-                    case, load(case.model), command=command, load_other=load, use_cache=use_cache
+                    case,
+                    load(case.model),
+                    command=command,
+                    load_other=load,
+                    progress=functools.partial(on_step, case.id),
+                    use_cache=use_cache,
                 )
                 store_result(key, result)
                 report.built.append(case.id)
@@ -309,6 +317,7 @@ def build(
                 command=command,
                 report=report,
                 on_done=lambda case: bar.update(1),
+                on_step=case_steps(lambda text: bar.set_postfix_str(text, refresh=True)),
             )
         with tqdm(total=len(results), desc="rendering", unit="case", disable=not progress) as bar:
             pdf_failures = render_site(
@@ -317,7 +326,7 @@ def build(
                 report.failures,
                 pdf=pdf,
                 single_file=single_file,
-                on_case=lambda r: bar.update(1),
+                on_case=lambda r: (bar.update(1), bar.set_postfix_str(f"figures ({r.case_id})")),
                 use_cache=use_cache,
                 inputs=paths,
                 keep_going=keep_going,

@@ -29,6 +29,16 @@ def _quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
+def _status_line(text: str) -> None:
+    """One status line on stderr, rewritten in place on a terminal (plain lines otherwise)."""
+    if sys.stderr.isatty():
+        click.echo(f"\r\033[K{text}", err=True, nl=False)
+        if not text:
+            click.echo("\r", err=True, nl=False)
+    elif text:
+        click.echo(text, err=True)
+
+
 def _command_line() -> str:
     return "reportgen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
@@ -290,11 +300,18 @@ def run(case_file: Path, out: Path, pdf: bool, single_file: bool, no_cache: bool
     check_out_folder(out, [case_file])
     _quiet_libraries()
     from .build import BuildReport, compute_results, render_site
+    from .progress import case_steps
 
     report = BuildReport(out=out)
     (result,) = compute_results(
-        [case], use_cache=not no_cache, keep_going=False, command=_command_line(), report=report
+        [case],
+        use_cache=not no_cache,
+        keep_going=False,
+        command=_command_line(),
+        report=report,
+        on_step=case_steps(_status_line),
     )
+    _status_line("")
     from .outdir import build_lock
 
     with build_lock(out, _command_line()):

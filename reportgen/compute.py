@@ -25,9 +25,13 @@ from .graph.step import compute_graph
 from .graph.types import AttributionGraph
 from .models import EMBEDDED_MODELS, LoadedModel, cache_dir, embedded_path, load_model
 from .pipeline import Question, attribute_prepared, prepare_question
+from .progress import Progress, check_memory, no_progress
 from .results import CaseResult
 
 _COMPUTE_PACKAGES = ("lxt", "reportgen")
+# up to this many tokens the deletion curves are evaluated at every k; longer inputs use a grid
+FAITHFULNESS_ALL_POINTS = 1024
+FAITHFULNESS_GRID = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50)
 _RENDER_ONLY = (
     "render",
     "site.py",
@@ -293,16 +297,26 @@ def compute_case(
     loaded: LoadedModel,
     *,
     command: str,
-    progress: Callable[[str], None] = lambda step: None,
+    progress: Progress = no_progress,
     load_other: Callable[[str], LoadedModel] = load_model,
     use_cache: bool = True,
 ) -> CaseResult:
-    """All numbers of one case. Later steps (graph, metrics, faithfulness) plug in here.
+    """All numbers of one case. ``progress(step, done, total)`` reports the step inside the
+    case (attribution, graph layer i of L, faithfulness masked sets done of total, comparison
+    models) with plain values; a case that will not fit in memory fails before it starts.
     ``use_cache=False`` (``--no-cache``) also bypasses the graph cache."""
     case_text = Path(case.path).read_text(encoding="utf-8")
-    progress("attribution")
     question = prepare_question(loaded, Question.from_case(case))
+    config = getattr(loaded.model, "config", None)
+    check_memory(
+        len(question.inputs.token_ids),
+        layers=int(getattr(config, "num_hidden_layers", 30) or 30),
+        hidden=int(getattr(config, "hidden_size", 576) or 576),
+        where=case.path,
+    )
+    progress("attribution", 0, 1)
     attribution = attribute_prepared(loaded, question)
+    progress("attribution", 1, 1)
     n = len(attribution.token_ids)
     spans = [(f"segments.{name}", span) for name, span in case.segments.items()]
     spans += [(f"relevant[{i}]", span) for i, span in enumerate(case.relevant)]
@@ -311,7 +325,7 @@ def compute_case(
             raise CaseError(
                 case.path, field_name, f"span [{start}, {end}) exceeds the {n} input tokens"
             )
-    progress("graph")
+    progress("graph", 0, 1)
     identity = model_identity(case.model)
     graph = compute_graph(
         loaded,
@@ -321,8 +335,10 @@ def compute_case(
         model_identity=identity,
         code=code_version(),
         use_cache=use_cache,
+        progress=lambda done, total: progress("graph", done, total),
     )
-    progress("faithfulness")
+    long_input = n > FAITHFULNESS_ALL_POINTS
+    progress("faithfulness", 0, 1)
     faith = faithfulness(
         loaded,
         attribution.token_ids,
@@ -331,13 +347,16 @@ def compute_case(
         attribution.special,
         budget=50,
         insertion=False,  # the dossier shows deletion curves; insertion doubles the cost
+        # long inputs: the curves on a grid of k, flip-k still exact (see faithfulness())
+        points=FAITHFULNESS_GRID if long_input else None,
+        progress=lambda done, total: progress("faithfulness", done, total),
     )
     pattern = failure_pattern(attribution.relevance, attribution.special, list(case.relevant))
     if pattern is not None:
         faith["failure_pattern"] = pattern
     comparisons, comparison_errors = None, []
     if case.compare:
-        progress("comparison")
+        progress("comparison", 0, len(case.compare))
         comparisons, comparison_errors = compare_models(
             Question.from_case(case),
             attribution,

@@ -40,8 +40,9 @@ under ``torch.no_grad``; identical masked sets are scored once):
 
 from __future__ import annotations
 
+import inspect
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -99,35 +100,147 @@ def _rank(scores: Sequence[float], maskable: Sequence[int]) -> list[int]:
     return sorted(maskable, key=lambda i: -float(scores[i]))
 
 
-def _score_sets(
-    module: Any,
-    base: torch.Tensor,
-    fill: torch.Tensor,
-    objective: Objective,
-    sets: Iterable[frozenset[int]],
-    batch_size: int,
-) -> dict[frozenset[int], float]:
-    """f for each masked set, scored once each in batches (the cost of the whole test)."""
-    unique = list(dict.fromkeys(sets))
-    kwargs = _forward_kwargs(module)
-    values: dict[frozenset[int], float] = {}
-    with torch.no_grad():
-        for start in range(0, len(unique), batch_size):
-            chunk = unique[start : start + batch_size]
-            batch = base.unsqueeze(0).repeat(len(chunk), 1, 1)
-            for row, positions in enumerate(chunk):
-                if positions:
-                    batch[row, sorted(positions)] = fill
-            logits = module(inputs_embeds=batch, **kwargs).logits[:, -1]
-            for positions, value in zip(
-                chunk, objective.value(logits.float()).tolist(), strict=True
-            ):
-                values[positions] = float(value)
-    return values
+def _cache_argument(module: Any) -> str | None:
+    """The forward's key/value-cache argument of a causal decoder, else None (encoders, toys):
+    only a causal model's prefix states are independent of what comes after them."""
+    config = getattr(module, "config", None)
+    if config is None or getattr(config, "is_encoder_decoder", False):
+        return None
+    if not type(module).__name__.endswith(("ForCausalLM", "LMHeadModel")):
+        return None
+    params = inspect.signature(module.forward).parameters
+    if "logits_to_keep" not in params:
+        return None
+    for name in ("cache", "past_key_values"):
+        if name in params:
+            return name
+    return None
 
 
-def _deletion_sets(order: Sequence[int], budget: int) -> list[frozenset[int]]:
-    return [frozenset(order[:k]) for k in range(budget + 1)]
+CACHE_BYTES = 1_500_000_000  # key/value copies of one batch (10k tokens of SmolLM2: 3 rows)
+
+
+def _wide(logits: torch.Tensor) -> torch.Tensor:
+    """At least float32 (half-precision logits are widened; float64 stays float64)."""
+    return logits if logits.dtype == torch.float64 else logits.float()
+
+
+class _Scorer:
+    """f of masked sets, each scored once, as cheaply as exactness allows.
+
+    On a causal decoder a masked set changes nothing before its first masked position m, so the
+    key/value states of the unmasked input up to m are computed once (one forward of the whole
+    input) and reused: a set costs a forward of its suffix [m, n) only, and only the last
+    position goes through the LM head (``logits_to_keep=1``). Sets are sorted by m and batched
+    so that a batch shares the prefix up to its smallest m and holds at most ``token_budget``
+    suffix tokens (memory grows with batch x length). Other modules get full forwards."""
+
+    def __init__(
+        self,
+        module: Any,
+        base: torch.Tensor,
+        fill: torch.Tensor,
+        objective: Objective,
+        batch_size: int,
+        token_budget: int,
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
+        self.module, self.base, self.fill, self.objective = module, base, fill, objective
+        self.batch_size, self.token_budget = max(1, batch_size), max(1, token_budget)
+        self.progress = progress
+        self.values: dict[frozenset[int], float] = {}
+        self.forwarded_tokens = 0  # suffix tokens pushed through the model (the cost)
+        self.done = 0
+        self.total = 0
+        self.cache_name = _cache_argument(module)
+        self.prefix: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.kwargs = _forward_kwargs(module)
+
+    def _prefix_states(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Keys and values of every layer for the unmasked input (and f of the empty set)."""
+        if self.prefix is None:
+            from transformers import DynamicCache
+
+            cache = DynamicCache()
+            out = self.module(
+                inputs_embeds=self.base.unsqueeze(0),
+                **{self.cache_name: cache},
+                use_cache=True,
+                logits_to_keep=1,
+            )
+            self.forwarded_tokens += self.base.shape[0]
+            value = self.objective.value(_wide(out.logits[:, -1]))
+            self.values.setdefault(frozenset(), float(value[0]))
+            self.prefix = [(layer.keys, layer.values) for layer in cache.layers]
+        return self.prefix
+
+    def _cache_rows_budget(self, n: int) -> int:
+        """Token rows of key/value cache a batch may hold (about CACHE_BYTES in all)."""
+        if self.cache_name is None or not self.prefix:
+            return self.batch_size * n
+        per_token = sum(k[0, :, :1].numel() + v[0, :, :1].numel() for k, v in self.prefix)
+        per_token *= self.prefix[0][0].element_size()
+        return max(n, CACHE_BYTES // max(per_token, 1))
+
+    def _forward(self, chunk: list[frozenset[int]], start: int) -> list[float]:
+        n = self.base.shape[0]
+        batch = self.base[start:].unsqueeze(0).repeat(len(chunk), 1, 1)
+        for row, positions in enumerate(chunk):
+            if positions:
+                batch[row, [p - start for p in sorted(positions)]] = self.fill
+        self.forwarded_tokens += len(chunk) * (n - start)
+        if self.cache_name is None or start == 0:
+            logits = self.module(inputs_embeds=batch, **self.kwargs).logits[:, -1]
+        else:
+            from transformers import DynamicCache
+
+            rows = len(chunk)
+            cache = DynamicCache(
+                ddp_cache_data=[
+                    (
+                        k[:, :, :start].expand(rows, -1, -1, -1),
+                        v[:, :, :start].expand(rows, -1, -1, -1),
+                    )
+                    for k, v in self._prefix_states()
+                ]
+            )
+            logits = self.module(
+                inputs_embeds=batch, **{self.cache_name: cache}, use_cache=True, logits_to_keep=1
+            ).logits[:, -1]
+        return [float(v) for v in self.objective.value(_wide(logits)).tolist()]
+
+    def score(self, sets: Iterable[frozenset[int]]) -> dict[frozenset[int], float]:
+        """f of every set in ``sets`` (computed once each); returns the whole table."""
+        n = self.base.shape[0]
+        missing = [s for s in dict.fromkeys(sets) if s not in self.values]
+        with torch.no_grad():
+            if self.cache_name is not None and missing:
+                self._prefix_states()  # also scores the empty set
+                missing = [s for s in missing if s not in self.values]
+            self.total += len(missing)
+            # longest shared prefix first: the cheapest sets batch together
+            missing.sort(key=lambda s: -(min(s) if s else n))
+            i = 0
+            while i < len(missing):
+                start = min(missing[i]) if missing[i] else n
+                chunk = [missing[i]]
+                while i + len(chunk) < len(missing) and len(chunk) < self.batch_size:
+                    nxt = missing[i + len(chunk)]
+                    s = min(nxt) if nxt else n
+                    if (len(chunk) + 1) * (n - min(start, s)) > self.token_budget:
+                        break
+                    if (len(chunk) + 1) * n > self._cache_rows_budget(n):
+                        break  # every row holds its own copy of the prefix's keys and values
+                    chunk.append(nxt)
+                    start = min(start, s)
+                start = 0 if self.cache_name is None else min(start, n - 1)
+                for positions, value in zip(chunk, self._forward(chunk, start), strict=True):
+                    self.values[positions] = value
+                i += len(chunk)
+                self.done += len(chunk)
+                if self.progress is not None:
+                    self.progress(self.done, self.total)
+        return self.values
 
 
 def _insertion_sets(
@@ -137,16 +250,59 @@ def _insertion_sets(
     return [everything - frozenset(order[:k]) for k in range(budget + 1)]
 
 
-def _flip_k(curve: Sequence[float]) -> int | None:
-    if not curve or curve[0] <= 0:
-        return None
-    return next((k for k in range(1, len(curve)) if curve[k] <= 0), None)
+def _grid(points: Sequence[int], k_max: int) -> list[int]:
+    return sorted({0, k_max} | {int(k) for k in points if 0 <= int(k) <= k_max})
 
 
-def _aopc(curve: Sequence[float]) -> float | None:
-    if len(curve) < 2:
+def _scan_flips(
+    scorer: _Scorer,
+    orders: Sequence[Sequence[int]],
+    evaluated: list[set[int]],
+    k_max: int,
+    step: int = 4,
+) -> None:
+    """Evaluate k = 1, 2, ... of every order up to its first f_k <= 0 (the flip-k of the full
+    curve), ``step`` k per order and round so the rounds batch well. An order whose f0 <= 0
+    has no flip-k and is not scanned; the first flip on the grid bounds the scan."""
+    scores = scorer.values
+    f0 = scores[frozenset()]
+    if f0 <= 0:
+        return
+    limit = []
+    for index, order in enumerate(orders):
+        on_grid = [k for k in sorted(evaluated[index]) if k >= 1]
+        flipped = [k for k in on_grid if scores[frozenset(order[:k])] <= 0]
+        limit.append(flipped[0] if flipped else k_max)
+    next_k = [1] * len(orders)
+    open_orders = [i for i in range(len(orders)) if limit[i] >= 1]
+    while open_orders:
+        wanted: dict[int, list[int]] = {}
+        for i in open_orders:
+            wanted[i] = list(range(next_k[i], min(next_k[i] + step, limit[i] + 1)))
+        scorer.score(frozenset(orders[i][:k]) for i, ks in wanted.items() for k in ks)
+        still = []
+        for i, ks in wanted.items():
+            evaluated[i].update(ks)
+            if any(scores[frozenset(orders[i][:k])] <= 0 for k in ks) or ks[-1] >= limit[i]:
+                continue
+            next_k[i] = ks[-1] + 1
+            still.append(i)
+        open_orders = still
+
+
+def _flip_k(curve: Sequence[float | None]) -> int | None:
+    if not curve or curve[0] is None or curve[0] <= 0:
         return None
-    return float(sum(curve[0] - f for f in curve[1:]) / (len(curve) - 1))
+    return next((k for k in range(1, len(curve)) if curve[k] is not None and curve[k] <= 0), None)
+
+
+def _aopc(curve: Sequence[float | None], ks: Sequence[int] | None = None) -> float | None:
+    """Mean of f0 - f_k over k >= 1 (over the grid's k when the curve is sampled)."""
+    ks = [k for k in (ks if ks is not None else range(len(curve))) if k >= 1 and k < len(curve)]
+    values = [curve[k] for k in ks if curve[k] is not None]
+    if not values or curve[0] is None:
+        return None
+    return float(sum(curve[0] - f for f in values) / len(values))
 
 
 def faithfulness(
@@ -162,6 +318,9 @@ def faithfulness(
     mask_token_id: int | None = None,
     batch_size: int = 16,
     insertion: bool = True,
+    points: Sequence[int] | None = None,
+    token_budget: int = 8192,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Flip test, deletion/insertion curves and AOPC of ``relevance`` against the gradient
     baselines and random orders (definitions in the module docstring).
@@ -169,7 +328,16 @@ def faithfulness(
     ``model`` is a LoadedModel or a bare module with ``get_input_embeddings()`` whose
     ``forward(inputs_embeds=...)`` returns ``.logits`` [batch, positions, vocab]. Returns plain
     data only (JSON-ready). ``insertion=False`` skips the insertion curves (half the cost;
-    ``"insertion"`` is then empty)."""
+    ``"insertion"`` is then empty).
+
+    ``points=None`` evaluates the deletion curves at every k (the definitions above, exactly).
+    For long inputs a grid of k (``points``; 0 and K are always added) keeps the cost bounded
+    while flip-k stays exact: every order is also scanned k = 1, 2, ... up to its first flip
+    (or K when it never flips), so the smallest flipping k is never skipped. Points not
+    evaluated are None in the curves, and AOPC is then the mean over the grid's k >= 1 (the
+    same k for every ordering, so they stay comparable); ``"points"`` records the grid.
+    ``progress(done, total)`` is called after each batch of masked sets (``total`` grows as
+    the flip scan asks for more)."""
     if mask not in MASKS:
         raise ValueError(f"mask must be one of {MASKS}, got {mask!r}")
     n = len(token_ids)
@@ -203,21 +371,36 @@ def faithfulness(
         random.Random(seed).shuffle(order)
         random_orders.append(order)
 
+    scorer = _Scorer(module, base, fill, objective, batch_size, token_budget, progress)
     all_orders = [*orders.values(), *random_orders]
-    sets = [s for o in all_orders for s in _deletion_sets(o, k_max)]
+    grid = list(range(k_max + 1)) if points is None else _grid(points, k_max)
+    sets = [frozenset(o[:k]) for o in all_orders for k in grid]
     if insertion:
         sets += [s for o in all_orders for s in _insertion_sets(o, maskable, k_max)]
-    scores = _score_sets(module, base, fill, objective, sets, batch_size)
+    scores = scorer.score(sets)
+    evaluated = [set(grid) for _ in all_orders]
+    if points is not None:
+        _scan_flips(scorer, all_orders, evaluated, k_max)
 
-    def deletion(order: Sequence[int]) -> list[float]:
-        return [scores[s] for s in _deletion_sets(order, k_max)]
+    def deletion(index: int) -> list[float | None]:
+        order = all_orders[index]
+        return [
+            scores[frozenset(order[:k])] if k in evaluated[index] else None
+            for k in range(k_max + 1)
+        ]
 
     def inserting(order: Sequence[int]) -> list[float]:
         return [scores[s] for s in _insertion_sets(order, maskable, k_max)]
 
-    curves = {name: deletion(order) for name, order in orders.items()}
-    seed_curves = [deletion(order) for order in random_orders]
-    curves["random"] = [sum(c[k] for c in seed_curves) / random_seeds for k in range(k_max + 1)]
+    names = list(orders)
+    curves = {name: deletion(i) for i, name in enumerate(names)}
+    seed_curves = [deletion(len(names) + i) for i in range(random_seeds)]
+    curves["random"] = [
+        None
+        if any(c[k] is None for c in seed_curves)
+        else sum(c[k] for c in seed_curves) / random_seeds
+        for k in range(k_max + 1)
+    ]
     inserted: dict[str, list[float]] = {}
     if insertion:
         inserted = {name: inserting(order) for name, order in orders.items()}
@@ -236,7 +419,7 @@ def faithfulness(
         flip_k["random"] = None
     result: dict[str, Any] = {
         "flip_k": flip_k,
-        "aopc": {name: _aopc(curve) for name, curve in curves.items()},
+        "aopc": {name: _aopc(curve, grid) for name, curve in curves.items()},
         "curves": curves,
         "insertion": inserted,
         "order": {
@@ -244,6 +427,7 @@ def faithfulness(
             "random": random_orders[0][:k_max],
         },
         "budget": k_max,
+        "points": None if points is None else grid,
         "mask": _mask_description(mask, tokenizer, fill_id),
         "baseline_f": f0,
         "gradient_f": float(value),  # f from the gradient pass (same input, unbatched)
@@ -251,6 +435,8 @@ def faithfulness(
         "random_seeds": random_seeds,
         "n_tokens": n,
         "maskable": len(maskable),
+        "masked_sets": len(scores),
+        "forwarded_tokens": scorer.forwarded_tokens,
         "contrastive": objective.mode == "logit_diff" and objective.strategy == "by_ref_token",
     }
     if f0 <= 0:

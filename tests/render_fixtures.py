@@ -216,3 +216,84 @@ def hostile_result(case_id: str = "hostile-case") -> CaseResult:
             "environment": {"<script>alert(1)</script>": "\\write18{rm -rf x}"},
         }
     )
+
+
+CODE_LINES = [
+    "def fahrenheit_to_celsius(value):",
+    '    """Convert a temperature."""',
+    "    if value is None:",
+    "        return None",
+    "    return (value - 32) * 5 / 9",
+    "",
+]
+
+
+def long_result(n_tokens: int, case_id: str = "long-case") -> CaseResult:
+    """A CaseResult of ``n_tokens`` tokens of indented code (tokens that hold a newline plus
+    indentation, as real tokenizers make them), with a pruned graph: only a few dozen nodes and
+    edges, the way the pruned subgraph of a long input looks."""
+    texts = ["<|im_start|>"]
+    words: list[str] = []
+    for line in CODE_LINES:
+        stripped = line.lstrip(" ")
+        indent = line[: len(line) - len(stripped)]
+        words.append("\n" + indent)
+        words.extend([w if i == 0 else " " + w for i, w in enumerate(stripped.split(" ")) if w])
+    while len(texts) < n_tokens:
+        texts.extend(words[: n_tokens - len(texts)])
+    relevance = [
+        0.0 if i == 0 else round(((i * 7919) % 1000 - 500) / 5000 * (1 + (i % 97 == 0) * 8), 6)
+        for i in range(n_tokens)
+    ]
+    special = [i == 0 for i in range(n_tokens)]
+    result = make_result(
+        case_id, texts=texts, relevance=relevance, special=special, prompt="".join(texts[1:])
+    )
+    layers = ["emb", *[str(i) for i in range(8)]]
+    node_relevance = [[0.0] * n_tokens for _ in layers]
+    hot = [i for i in range(1, n_tokens) if i % 97 == 0][:12] + [n_tokens - 1]
+    edges = []
+    for li, layer in enumerate(layers):
+        for j, pos in enumerate(hot):
+            node_relevance[li][pos] = round(0.1 * (1 + j % 3) * (-1) ** j, 3)
+            if li:
+                edges.append(
+                    {
+                        "source_layer": layers[li - 1],
+                        "target_layer": layer,
+                        "source": pos,
+                        "target": n_tokens - 1 if j % 2 else pos,
+                        "weight": round(0.05 * (1 + j % 4) * (-1) ** li, 3),
+                    }
+                )
+    graph = {
+        "tokens": texts,
+        "layers": layers,
+        "node_relevance": node_relevance,
+        "edges": edges,
+        "meta": {"prune": "cum_mass", "p": 0.85},
+    }
+    k = 50
+    curves = {
+        name: [1.25 - step * k_ for k_ in range(k + 1)]
+        for name, step in (("attnlrp", 0.05), ("grad_x_input", 0.03), ("gradient", 0.02))
+    }
+    curves["random"] = [1.25 - 0.001 * k_ for k_ in range(k + 1)]
+    faith = dict(result.faithfulness or {})
+    faith.update(
+        {
+            "curves": curves,
+            "flip_k": {"attnlrp": 26, "grad_x_input": 42, "gradient": None, "random": None},
+            "aopc": {name: 0.5 for name in curves},
+            "budget": k,
+            "order": {name: hot[:k] for name in curves},
+        }
+    )
+    return CaseResult(
+        **{
+            **result.__dict__,
+            "graph": AttributionGraph.from_json(graph),
+            "faithfulness": faith,
+            "segments": {"instruction": [1, min(40, n_tokens)]},
+        }
+    )

@@ -100,13 +100,14 @@ def test_hostile_strings_are_escaped(hostile_page: tuple[Path, str]) -> None:
     assert "😀" in html and "中文" in html
     page = parse(html)
     # only our own scripts: the graph explorer's data, the runtime link, the specs, the embed
-    # call, the graph explorer
+    # call, the graph explorer, the token links
     assert [a.get("id") or a.get("src") for a, _ in page.scripts] == [
         "graph-explorer-data",
         "../assets/vega-bundle.js",
         "chart-specs",
         None,
         "../assets/explorer.js",
+        None,
     ]
 
 

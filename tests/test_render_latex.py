@@ -69,7 +69,8 @@ def test_sources_without_compiling(tmp_path: Path) -> None:
     assert r"\tok{178,24,43}" in heatmap  # the strongest non-special token: full red, as on the web
     assert r"\tok{224,224,224}" in heatmap  # the special token: grey
     main = (tmp_path / "synthetic-case.tex").read_text()
-    assert "synthetic-case-graph.pdf" in main and "synthetic-case-faithfulness.pdf" in main
+    assert r"\tok{178,24,43}" in main and r"\begin{tikzpicture}" in main  # set inline
+    assert "synthetic-case-faithfulness.pdf" in main
 
 
 def test_missing_pdflatex_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -85,10 +86,10 @@ def test_hostile_case_compiles_without_side_effects(tmp_path: Path) -> None:
     pdf = render_latex(hostile_result(), out)
     assert pdf == out / "hostile-case.pdf"
     assert pdf.read_bytes().startswith(b"%PDF")
-    assert (out / "hostile-case-heatmap.pdf").is_file() and (
-        out / "hostile-case-graph.pdf"
-    ).is_file()
-    assert (out / "hostile-case-heatmap.tex").is_file()  # sources stay beside the PDFs
+    # heatmap and graph are set inside the figure set (one pdflatex run); their standalone
+    # sources stay beside it
+    assert (out / "hostile-case-heatmap.tex").is_file()
+    assert (out / "hostile-case-graph.tex").is_file()
     produced = {p.name for p in tmp_path.rglob("*")}
     assert not any(name in {"x", "passwd"} for name in produced), produced
     assert {p.suffix for p in out.iterdir()} <= {".tex", ".pdf"}
@@ -137,3 +138,54 @@ def test_graph_figure_draws_only_the_nodes_its_edges_touch():
     assert body.count(r"\draw[") == 1
     alone = graph_body(SimpleNamespace(graph={**graph, "edges": []}))
     assert alone.count("circle") == 5  # no edges: every non-zero node
+
+
+def test_figure_set_is_one_pdflatex_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls = []
+
+    def fake_run(args, **kwargs):  # noqa: ANN001, ANN003
+        calls.append(args[-1])
+        Path(kwargs["cwd"], args[-1]).with_suffix(".pdf").write_bytes(b"%PDF")
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    monkeypatch.setattr(latex.subprocess, "run", fake_run)
+    monkeypatch.setattr(latex.shutil, "which", lambda name: "/usr/bin/pdflatex")
+    render_latex(make_result(), tmp_path)
+    assert calls == ["synthetic-case.tex"]
+
+
+def test_code_tokens_keep_their_lines() -> None:
+    from render_fixtures import long_result
+
+    from reportgen.render.tokens import token_cells
+
+    body = latex.heatmap_body(token_cells(long_result(40).attribution))
+    # "\n    " (newline + indentation): the arrow ends the line, the indentation starts the next
+    assert "$\\hookleftarrow$}%\n\\par\n\\tok{" in body
+    assert "{\\ \\ \\ \\ }%" in body
+
+
+def test_long_graph_figure_draws_only_the_subgraph_columns() -> None:
+    from render_fixtures import long_result
+
+    result = long_result(10_000)
+    body = latex.graph_body(result)
+    columns = latex.graph_positions(result.graph)
+    assert len(columns) == 13  # the 13 positions its edges touch, not 10,000
+    assert body.count("rotate=60") == 13
+    assert max(float(x) for x in __import__("re").findall(r"\((\d+\.\d+),-0\.35\)", body)) < 12
+
+
+@pytest.mark.slow
+@needs_pdflatex
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="pdftotext missing")
+def test_ten_thousand_token_figure_set_compiles_and_shows_the_tokens(tmp_path: Path) -> None:
+    from render_fixtures import long_result
+
+    pdf = render_latex(long_result(10_000), tmp_path)
+    text = subprocess.run(
+        ["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    assert text.count("fahrenheit_to_celsius(value):") > 300  # the heatmap runs over pages
+    pages = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True).stdout
+    assert int(__import__("re").search(r"Pages:\s+(\d+)", pages).group(1)) > 20

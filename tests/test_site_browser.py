@@ -140,8 +140,8 @@ def test_hostile_dossier_runs_no_injected_script(site: Path, tmp_path: Path) -> 
     page = (site / "cases/hostile-case/index.html").as_uri()
     proc = chromium(page, tmp_path, "--dump-dom")
     dom = proc.stdout
-    # the graph explorer's data, the runtime, the specs, the embed call, the graph explorer
-    assert len(re.findall(r"<script", dom)) == 5
+    # the graph explorer's data, the runtime, the specs, the embed call, links, the explorer
+    assert len(re.findall(r"<script", dom)) == 6
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom  # shown to the reader as text
 
 
@@ -163,3 +163,75 @@ def test_built_html_loads_nothing_remote(site: Path) -> None:
         assert "@import" not in html
     css = (site / "assets" / "style.css").read_text()
     assert "url(" not in css and "@import" not in css
+
+
+# --- long inputs ------------------------------------------------------------------------------
+
+WIDTH_CHECK = """() => {
+  const page = document.documentElement.clientWidth;
+  const wide = [];
+  for (const el of document.querySelectorAll("main *, header *")) {
+    const box = el.getBoundingClientRect();
+    if (box.width > 0 && box.right > page + 1 && !el.closest(".chart")) {
+      wide.push(el.tagName + "." + el.className + " " + Math.round(box.right));
+    }
+  }
+  const charts = [...document.querySelectorAll(".chart")].map(c => ({
+    id: c.id,
+    svg: !!c.querySelector("svg"),
+    failed: c.classList.contains("chart-error"),
+    wider: c.querySelector("svg") ? c.querySelector("svg").getBoundingClientRect().width > c.clientWidth + 1 : false,
+  }));
+  return {scroll: document.documentElement.scrollWidth, page, wide: wide.slice(0, 10), charts};
+}"""
+
+
+@pytest.mark.parametrize(
+    "n_tokens", [2_000, pytest.param(10_000, marks=pytest.mark.slow)], ids=["2k", "10k"]
+)
+def test_long_dossier_renders_every_chart_within_the_page(tmp_path: Path, n_tokens: int) -> None:
+    playwright = pytest.importorskip("playwright.sync_api")
+    from render_fixtures import long_result
+
+    out = tmp_path / "site"
+    build_site([long_result(n_tokens)], out, failures=[])
+    page_file = out / "cases" / "long-case" / "index.html"
+    assert page_file.stat().st_size < 4_000_000  # big arrays go to data.json, not the page
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND"],
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        console: list[str] = []
+        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+        page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+        page.goto(page_file.as_uri())
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.chart')].every("
+            "c => c.querySelector('svg') || c.classList.contains('chart-error'))",
+            timeout=60_000,
+        )
+        state = page.evaluate(WIDTH_CHECK)
+        # a link to a token inside a folded block opens the block
+        closed = page.evaluate(
+            "() => { const d = [...document.querySelectorAll('details.hm-block')]"
+            ".find(d => !d.open); return d ? d.querySelector('.hm').id : null; }"
+        )
+        if closed:
+            page.evaluate(
+                "(id) => { const a = document.createElement('a'); a.href = '#' + id;"
+                " a.textContent = 'x'; document.body.appendChild(a); a.click(); }",
+                closed,
+            )
+            assert page.evaluate(
+                "(id) => document.getElementById(id).closest('details').open", closed
+            )
+        browser.close()
+    assert state["charts"] and all(c["svg"] and not c["failed"] for c in state["charts"]), state
+    assert console == []
+    assert state["scroll"] <= state["page"], state["wide"]
+    assert state["wide"] == []
+    html = page_file.read_text(encoding="utf-8")
+    assert html.count('class="hm-link"') == 20  # the strongest tokens, linked to their place
+    assert "<details" in html  # folded by lines

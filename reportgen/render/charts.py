@@ -81,9 +81,26 @@ def _token_scale(cells: Sequence[TokenCell]) -> Any:
     return alt.Scale(domain=[lo - pad, hi + pad], clamp=True)
 
 
-def relevance_chart(result: CaseResult) -> alt.Chart:
-    """Input relevance per token as bars, red/blue by sign, special tokens grey."""
+PER_TOKEN_LIMIT = 80  # up to this many tokens the relevance chart draws one bar per token
+TOP_TOKENS = 30  # a longer input shows its strongest tokens by |R| ...
+OVERVIEW_BINS = 200  # ... and an overview with at most this many bins of positions
+CHART_WIDTH = 900  # px; the page's text column is 1040 px wide
+
+
+def relevance_chart(result: CaseResult) -> alt.TopLevelMixin:
+    """Input relevance per token as bars, red/blue by sign, special tokens grey.
+
+    Up to :data:`PER_TOKEN_LIMIT` tokens, one bar per token. Longer inputs get two views
+    instead, so no chart ever needs one mark per token of a 10k-token input (Vega's layout
+    overflows the call stack somewhere past 2,000 labelled bars): the strongest tokens by |R|
+    and an overview of the whole input in bins of positions."""
     cells = token_cells(result.attribution)
+    if len(cells) <= PER_TOKEN_LIMIT:
+        return _configure(_per_token_chart(cells))
+    return _configure(alt.vconcat(_top_tokens_chart(cells), _overview_chart(cells), spacing=24))
+
+
+def _per_token_chart(cells: Sequence[TokenCell]) -> alt.Chart:
     labels = token_labels([c.text for c in cells])
     values = [
         {
@@ -95,11 +112,16 @@ def relevance_chart(result: CaseResult) -> alt.Chart:
         }
         for c, label in zip(cells, labels, strict=True)
     ]
-    chart = (
+    return (
         alt.Chart(alt.Data(values=values))
         .mark_bar()
         .encode(
-            x=alt.X("label:N", sort=labels, title=None, axis=alt.Axis(labelAngle=-60)),
+            x=alt.X(
+                "label:N",
+                sort=labels,
+                title=None,
+                axis=alt.Axis(labelAngle=-60, labelOverlap="greedy"),
+            ),
             y=alt.Y("relevance:Q", title="relevance R", scale=_token_scale(cells)),
             color=_sign_color(""),
             tooltip=[
@@ -108,9 +130,92 @@ def relevance_chart(result: CaseResult) -> alt.Chart:
                 alt.Tooltip("relevance:Q", format="+.6g"),
             ],
         )
-        .properties(width=max(320, min(1600, 16 * len(values))), height=220)
+        .properties(width=min(CHART_WIDTH, max(320, 16 * len(values))), height=220)
     )
-    return _configure(chart)
+
+
+def strongest_tokens(cells: Sequence[TokenCell], count: int = TOP_TOKENS) -> list[TokenCell]:
+    """The ``count`` non-special tokens with the largest |R|, strongest first (ties: position)."""
+    plain = [c for c in cells if not c.special]
+    return sorted(plain, key=lambda c: (-abs(c.relevance), c.position))[:count]
+
+
+def _top_tokens_chart(cells: Sequence[TokenCell]) -> alt.Chart:
+    top = strongest_tokens(cells)
+    labels = [f"{c.position} {_short(c.display, 24)}" for c in top]
+    values = [
+        {
+            "position": c.position,
+            "label": label,
+            "token": c.display,
+            "relevance": c.relevance,
+            "sign": _sign(c.relevance, c.special),
+        }
+        for c, label in zip(top, labels, strict=True)
+    ]
+    return (
+        alt.Chart(
+            alt.Data(values=values),
+            title=alt.Title(f"the {len(top)} strongest of {len(cells)} tokens", anchor="start"),
+        )
+        .mark_bar()
+        .encode(
+            y=alt.Y("label:N", sort=labels, title=None),
+            x=alt.X("relevance:Q", title="relevance R"),
+            color=_sign_color(""),
+            tooltip=[
+                alt.Tooltip("position:Q"),
+                alt.Tooltip("token:N"),
+                alt.Tooltip("relevance:Q", format="+.6g"),
+            ],
+        )
+        .properties(width=CHART_WIDTH - 240, height=14 * len(values))
+    )
+
+
+def relevance_bins(cells: Sequence[TokenCell], bins: int = OVERVIEW_BINS) -> list[dict[str, Any]]:
+    """The input in at most ``bins`` runs of consecutive positions: per run the sum of the
+    positive and of the negative relevance of its non-special tokens (both kept: a run can push
+    both ways, and a net sum would hide it)."""
+    n = len(cells)
+    size = max(1, -(-n // bins))
+    rows = []
+    for start in range(0, n, size):
+        chunk = [c for c in cells[start : start + size] if not c.special]
+        end = min(n, start + size)
+        for sign, value in (
+            (SIGN_DOMAIN[0], sum(c.relevance for c in chunk if c.relevance > 0)),
+            (SIGN_DOMAIN[1], sum(c.relevance for c in chunk if c.relevance < 0)),
+        ):
+            rows.append({"start": start, "end": end, "sign": sign, "relevance": float(value)})
+    return rows
+
+
+def _overview_chart(cells: Sequence[TokenCell]) -> alt.Chart:
+    values = relevance_bins(cells)
+    size = values[0]["end"] - values[0]["start"] if values else 1
+    return (
+        alt.Chart(
+            alt.Data(values=values),
+            title=alt.Title(
+                f"the whole input, {size} positions per bar (sums of R > 0 and R < 0)",
+                anchor="start",
+            ),
+        )
+        .mark_bar()
+        .encode(
+            x=alt.X("start:Q", title="position", scale=alt.Scale(domain=[0, len(cells)])),
+            x2="end:Q",
+            y=alt.Y("relevance:Q", title="relevance R"),
+            color=_sign_color(""),
+            tooltip=[
+                alt.Tooltip("start:Q", title="from"),
+                alt.Tooltip("end:Q", title="to (excl.)"),
+                alt.Tooltip("relevance:Q", format="+.6g"),
+            ],
+        )
+        .properties(width=CHART_WIDTH, height=160)
+    )
 
 
 def segments_chart(result: CaseResult) -> alt.Chart | None:
@@ -158,7 +263,7 @@ def layer_sums_chart(result: CaseResult) -> alt.Chart | None:
             color=_sign_color(None),
             tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("relevance:Q", format="+.6g")],
         )
-        .properties(width=max(320, min(1400, 18 * len(values))), height=180)
+        .properties(width=max(320, min(CHART_WIDTH, 18 * len(values))), height=180)
     )
     return _configure(chart)
 

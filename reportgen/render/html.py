@@ -28,7 +28,7 @@ from ..results import CaseResult
 from . import charts as charts_mod
 from .explorer import explorer_data
 from .extras import asset_tags
-from .tokens import token_cells, visible_controls, visible_text
+from .tokens import NEWLINE_MARK, token_cells, visible_controls, visible_text
 from .words import data_json, faithfulness_with_words
 
 # package data: a wheel installed outside the source tree renders as well as a checkout
@@ -333,20 +333,101 @@ def write_data_files(result: CaseResult, out_dir: Path) -> list[dict[str, str]]:
     return downloads
 
 
+FOLD_LIMIT = 1000  # longer inputs fold the heatmap into blocks of lines
+BLOCK_TOKENS = 400  # about this many tokens per folded block
+STRONGEST_LIST = 20  # a long input lists its strongest tokens, linked to their place
+OPEN_BLOCKS_WITH_TOP = 10  # blocks holding one of the top tokens start unfolded
+
+
+def token_lines(text: str, display: str) -> list[str]:
+    """What a heatmap cell prints, one string per line: a newline inside a token breaks the
+    line there (shown as ↵ at the end of the first line), and what follows it -- usually
+    indentation -- is kept as real spaces on the next, so code keeps its shape."""
+    if "\n" not in text:
+        return [display]
+    parts = text.split("\n")
+    lines = [visible_text(part) + NEWLINE_MARK if part else NEWLINE_MARK for part in parts[:-1]]
+    last = parts[-1]
+    lines.append(last if last.strip(" ") == "" else visible_text(last))
+    return lines
+
+
+def _cell(c: Any) -> dict[str, Any]:
+    return {
+        "id": f"tok-{c.position}",
+        "position": c.position,
+        "display": c.display,
+        "lines": token_lines(c.text, c.display),
+        "tooltip": c.tooltip,
+        "background": c.color.background_hex,
+        "foreground": c.color.foreground_hex,
+        "special": c.special,
+        "newline_after": c.newline_after,
+    }
+
+
+def heatmap_blocks(cells: list[Any], top: set[int]) -> list[dict[str, Any]]:
+    """Long inputs in foldable blocks of whole lines (a line longer than a block is cut), each
+    with a summary: its token and line range and its strongest token. Blocks that hold one of
+    the ``top`` positions start open."""
+    blocks: list[dict[str, Any]] = []
+    current: list[Any] = []
+    line = first_line = 1
+
+    def close() -> None:
+        if not current:
+            return
+        plain = [c for c in current if not c.special] or current
+        strongest = max(plain, key=lambda c: abs(c.relevance))
+        blocks.append(
+            {
+                "first": current[0].position,
+                "last": current[-1].position,
+                "first_line": first_line,
+                "last_line": line,
+                "strongest": {
+                    "id": f"tok-{strongest.position}",
+                    "display": strongest.display,
+                    "relevance": strongest.relevance,
+                },
+                "open": any(c.position in top for c in current),
+                "tokens": [_cell(c) for c in current],
+            }
+        )
+
+    for c in cells:
+        current.append(c)
+        breaks = c.text.count("\n")
+        if len(current) >= BLOCK_TOKENS and (breaks or len(current) >= 2 * BLOCK_TOKENS):
+            line += breaks
+            close()
+            current = []
+            first_line = line
+            continue
+        line += breaks
+    close()
+    return blocks
+
+
 def dossier_context(result: CaseResult) -> dict[str, Any]:
     """Everything the dossier template shows, as plain data."""
     att = result.attribution
-    cells = [
+    all_cells = token_cells(att)
+    folded = len(all_cells) > FOLD_LIMIT
+    strongest = charts_mod.strongest_tokens(all_cells, STRONGEST_LIST)
+    top = {c.position for c in strongest[:OPEN_BLOCKS_WITH_TOP]}
+    cells = [] if folded else [_cell(c) for c in all_cells]
+    blocks = heatmap_blocks(all_cells, top) if folded else []
+    strongest_rows = [
         {
             "id": f"tok-{c.position}",
+            "position": c.position,
             "display": c.display,
-            "tooltip": c.tooltip,
+            "relevance": c.relevance,
             "background": c.color.background_hex,
             "foreground": c.color.foreground_hex,
-            "special": c.special,
-            "newline_after": c.newline_after,
         }
-        for c in token_cells(att)
+        for c in strongest
     ]
     faith = None
     if result.faithfulness:
@@ -356,6 +437,7 @@ def dossier_context(result: CaseResult) -> dict[str, Any]:
             "flip_k": [{"ordering": k, "value": v} for k, v in (f.get("flip_k") or {}).items()],
             "aopc": [{"ordering": k, "value": v} for k, v in (f.get("aopc") or {}).items()],
             "mask": f.get("mask") or "",
+            "points": ", ".join(str(k) for k in f.get("points") or []),
             "pattern": f.get("failure_pattern"),
             "label": result.tags.get("pattern", ""),
         }
@@ -418,7 +500,9 @@ def dossier_context(result: CaseResult) -> dict[str, Any]:
         ],
         "notes": list(att.notes),
         "tokens": cells,
-        "n_tokens": len(cells),
+        "blocks": blocks,
+        "strongest": strongest_rows if len(all_cells) > charts_mod.PER_TOKEN_LIMIT else [],
+        "n_tokens": len(all_cells),
         "faithfulness": faith,
         "neurons": neurons,
         "comparisons": comparisons,

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import warnings
 from pathlib import Path
+from typing import Any
 
 from pylatex import Command, Document, Figure, NoEscape, Package, Section
 
@@ -125,29 +126,84 @@ def _standalone(path: Path, body: str, *, tikz: bool = False) -> Path:
     return path
 
 
-def heatmap_body(cells: list[TokenCell]) -> str:
-    """The token row: one coloured box per token, a line break after newline tokens."""
-    parts = [r"\noindent\ttfamily\small"]
-    for cell in cells:
-        text = escape_latex(cell.text, visible_whitespace=True)
+PARAGRAPH_TOKENS = 300  # a line of prose longer than this is cut into paragraphs: TeX holds a
+# whole paragraph in memory before breaking it into lines, and 10k boxes in one overflow it
+
+
+def _token_boxes(cell: TokenCell) -> list[str]:
+    r"""The boxes of one token, with ``\par`` where the token's text breaks the line: a newline
+    inside a token ends the line (↵ at its end) and the indentation after it starts the next
+    one as plain space, so code keeps its shape."""
+    bg, fg = _rgb(cell.color.background), _rgb(cell.color.foreground)
+
+    def box(text: str) -> str:
         if cell.special:
             text = r"\textit{" + text + "}"
-        parts.append(
-            rf"\tok{{{_rgb(cell.color.background)}}}{{{_rgb(cell.color.foreground)}}}{{{text}}}%"
-        )
-        if cell.newline_after:
-            parts.append(r"\newline")
+        return rf"\tok{{{bg}}}{{{fg}}}{{{text}}}%"
+
+    if "\n" not in cell.text:
+        return [box(escape_latex(cell.text, visible_whitespace=True))]
+    parts = cell.text.split("\n")
+    out = []
+    for part in parts[:-1]:
+        shown = escape_latex(part, visible_whitespace=True) if part else ""
+        out += [box(shown + r"$\hookleftarrow$"), r"\par"]
+    last = parts[-1]
+    if last and last.strip(" ") == "":
+        out.append(box(r"\ " * len(last)))
+    elif last:
+        out.append(box(escape_latex(last, visible_whitespace=True)))
+    return out
+
+
+def heatmap_body(cells: list[TokenCell]) -> str:
+    """The tokens as coloured boxes in lines as the input has them (a paragraph per line, long
+    lines cut every :data:`PARAGRAPH_TOKENS` tokens), so it runs over as many pages as needed."""
+    parts = [r"{\setlength{\parindent}{0pt}\ttfamily\small"]
+    run = 0
+    for cell in cells:
+        boxes = _token_boxes(cell)
+        parts += boxes
+        run = 0 if r"\par" in boxes else run + 1
+        if run >= PARAGRAPH_TOKENS:
+            parts.append(r"\par")
+            run = 0
+    parts.append(r"\par}")
     return "\n".join(parts)
 
 
-def graph_body(result: CaseResult) -> str:
-    """TikZ drawing of the graph: nodes at (token, layer), edge width and colour from the weight."""
+GRAPH_MAX_POSITIONS = 120  # the graph figure shows at most this many token positions
+
+
+def graph_positions(graph: dict[str, Any]) -> list[int]:
+    """The token positions the graph figure draws: those the pruned edges touch (else those
+    with a non-zero node), at most :data:`GRAPH_MAX_POSITIONS`, the heaviest by |weight|."""
+    weight: dict[int, float] = {}
+    for e in graph["edges"]:
+        for key in ("source", "target"):
+            pos = int(e[key])
+            weight[pos] = weight.get(pos, 0.0) + abs(float(e["weight"]))
+    if not weight:
+        for row in graph["node_relevance"]:
+            for pos, value in enumerate(row):
+                if value:
+                    weight[pos] = weight.get(pos, 0.0) + abs(float(value))
+    kept = sorted(weight, key=lambda p: (-weight[p], p))[:GRAPH_MAX_POSITIONS]
+    return sorted(kept)
+
+
+def graph_body(result: Any) -> str:
+    """TikZ drawing of the pruned graph: nodes at (token, layer), edge width and colour from the
+    weight. Only the positions the pruned edges touch get a column (in input order, labelled
+    with their position), so a 10k-token input draws as many columns as its subgraph has."""
     graph = result.graph or {}
     layers = [str(layer) for layer in graph["layers"]]
     tokens = list(graph["tokens"])
+    positions = graph_positions(graph)
+    column = {pos: i for i, pos in enumerate(positions)}
     dx, dy = 0.8, 0.7
     y_of = {layer: i * dy for i, layer in enumerate(layers)}
-    edges = graph["edges"]
+    edges = [e for e in graph["edges"] if int(e["source"]) in column and int(e["target"]) in column]
     max_w = max((abs(float(e["weight"])) for e in edges), default=0.0) or 1.0
     max_n = max((abs(float(v)) for row in graph["node_relevance"] for v in row), default=0.0) or 1.0
     lines = [
@@ -161,36 +217,37 @@ def graph_body(result: CaseResult) -> str:
             rf"\node[anchor=east,font=\tiny\sffamily,text=rgaxis] at (-0.3,{y_of[layer]:.3f}) "
             rf"{{{escape_latex(layer)}}};"
         )
-    for i, token in enumerate(tokens):
-        label = escape_latex(f"{i} {token}", visible_whitespace=True)
+    for pos in positions:
+        label = escape_latex(f"{pos} {tokens[pos]}", visible_whitespace=True)
         lines.append(
-            rf"\node[anchor=east,rotate=60,font=\tiny\ttfamily,text=rgaxis] at ({i * dx:.3f},-0.35) "
-            rf"{{{label}}};"
+            rf"\node[anchor=east,rotate=60,font=\tiny\ttfamily,text=rgaxis] "
+            rf"at ({column[pos] * dx:.3f},-0.35) {{{label}}};"
         )
     for e in sorted(edges, key=lambda e: abs(float(e["weight"]))):
         w = float(e["weight"])
         width = 0.3 + 3.7 * abs(w) / max_w
-        x1, y1 = int(e["source"]) * dx, y_of[str(e["source_layer"])]
-        x2, y2 = int(e["target"]) * dx, y_of[str(e["target_layer"])]
+        x1, y1 = column[int(e["source"])] * dx, y_of[str(e["source_layer"])]
+        x2, y2 = column[int(e["target"])] * dx, y_of[str(e["target_layer"])]
         color = "rgpos" if w >= 0 else "rgneg"
         lines.append(
             rf"\draw[color={color},line width={width:.2f}pt,opacity=0.6,line cap=round] "
             rf"({x1:.3f},{y1:.3f}) -- ({x2:.3f},{y2:.3f});"
         )
-    # long prompts: only the nodes the (pruned) edges touch -- a dot for every (layer, token)
-    # of a 300-token prompt overflows TeX's main memory in one tikzpicture
+    # only the nodes the (pruned) edges touch -- a dot for every (layer, token) of a long
+    # prompt overflows TeX's main memory in one tikzpicture
     touched = {(str(e["source_layer"]), int(e["source"])) for e in edges} | {
         (str(e["target_layer"]), int(e["target"])) for e in edges
     }
     for layer, row in zip(layers, graph["node_relevance"], strict=True):
-        for i, value in enumerate(row):
-            v = float(value)
-            if v == 0 or (touched and (layer, i) not in touched):
+        for pos in positions:
+            v = float(row[pos])
+            if v == 0 or (touched and (layer, pos) not in touched):
                 continue
             radius = 0.02 + 0.16 * math.sqrt(abs(v) / max_n)
             color = "rgpos" if v >= 0 else "rgneg"
             lines.append(
-                rf"\fill[color={color},opacity=0.85] ({i * dx:.3f},{y_of[layer]:.3f}) circle ({radius:.3f});"
+                rf"\fill[color={color},opacity=0.85] ({column[pos] * dx:.3f},{y_of[layer]:.3f}) "
+                rf"circle ({radius:.3f});"
             )
     lines.append(r"\end{tikzpicture}")
     return "\n".join(lines)
@@ -208,7 +265,27 @@ def _figure(doc: Document, pdf_name: str, caption: str) -> None:
         fig.add_caption(NoEscape(caption))
 
 
-def _figure_set(result: CaseResult, out_dir: Path, figures: list[tuple[str, str]]) -> Path:
+HEATMAP_CAPTION = (
+    "Input relevance: red supports the target, blue the contrast; intensity relative "
+    r"to the largest $|R|$ of a non-special token (special tokens grey)."
+)
+GRAPH_CAPTION = (
+    "Attribution graph (the pruned subgraph; only the token positions its edges touch): nodes "
+    "at (token, layer), edge width proportional to $|w|$, red positive, blue negative."
+)
+
+
+def _figure_set(
+    result: CaseResult,
+    out_dir: Path,
+    figures: list[tuple[str, str]],
+    *,
+    heatmap: str | None = None,
+    graph: str | None = None,
+) -> Path:
+    """The figure set as one document, compiled in one pdflatex run: the heatmap as text that
+    runs over pages, the graph as an inline TikZ picture scaled to the page, the charts as
+    included PDFs."""
     case_id = result.case_id
     doc = Document(
         str(out_dir / case_id),
@@ -217,9 +294,15 @@ def _figure_set(result: CaseResult, out_dir: Path, figures: list[tuple[str, str]
         page_numbers=False,
     )
     doc.preamble.append(NoEscape(r"\pdfminorversion=7"))
-    for package in ("graphicx", "xcolor", "caption"):
+    for package in ("graphicx", "xcolor", "caption", "tikz"):
         doc.packages.append(Package(package))
     doc.packages.append(Package("adjustbox", options=["export"]))
+    doc.preamble.append(NoEscape(r"\setlength{\fboxsep}{1.4pt}"))
+    doc.preamble.append(
+        NoEscape(
+            r"\newcommand{\tok}[3]{\colorbox[RGB]{#1}{\textcolor[RGB]{#2}{\strut #3}}\allowbreak}"
+        )
+    )
     with doc.create(Section(NoEscape(escape_latex(result.title)), numbering=False, label=False)):
         att = result.attribution
         facts = [
@@ -235,7 +318,25 @@ def _figure_set(result: CaseResult, out_dir: Path, figures: list[tuple[str, str]
                 NoEscape(rf"\item[{key}] \texttt{{{escape_latex(value, visible_whitespace=True)}}}")
             )
         doc.append(NoEscape(rf"\item[explained value $f$] {att.explained:+.4f}"))
+        doc.append(NoEscape(rf"\item[tokens] {len(att.token_ids)}"))
         doc.append(NoEscape(r"\end{description}"))
+        if heatmap is not None:
+            doc.append(NoEscape(r"\subsection*{Input relevance}"))
+            doc.append(NoEscape(r"{\small " + HEATMAP_CAPTION + r"\par}\medskip"))
+            doc.append(NoEscape(heatmap))
+        if graph is not None:
+            with doc.create(Figure(position="htbp")) as fig:
+                fig.append(NoEscape(r"\centering"))
+                fig.append(
+                    NoEscape(
+                        r"\begin{adjustbox}{max width=\linewidth,max totalheight=0.8\textheight}"
+                        + "\n"
+                        + graph
+                        + "\n"
+                        + r"\end{adjustbox}"
+                    )
+                )
+                fig.add_caption(NoEscape(GRAPH_CAPTION))
         for pdf_name, caption in figures:
             _figure(doc, pdf_name, caption)
     doc.append(Command("clearpage"))
@@ -289,46 +390,33 @@ def compile_tex(tex: Path, case_id: str, pdflatex: str = "pdflatex") -> Path:
 def render_latex(result: CaseResult, out_dir: Path, *, compile_pdf: bool = True) -> Path | None:
     """Write the case's LaTeX figure set into ``out_dir`` and compile it to ``<case_id>.pdf``.
 
+    One pdflatex run: the heatmap and the graph are set inside the figure set itself (the
+    heatmap as text that runs over pages, which a standalone figure of a 10k-token input cannot:
+    its single page would exceed TeX's largest dimension). Their standalone sources
+    (``<id>-heatmap.tex``, ``<id>-graph.tex``) are written beside it for reuse in a paper.
     Returns the PDF's path, or None when it was not compiled (``compile_pdf=False``, or no
     pdflatex on PATH -- then with a warning, since the .tex sources are still useful)."""
     case_id = check_case_id(result.case_id)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    standalone = [
-        _standalone(
-            out_dir / f"{case_id}-heatmap.tex", heatmap_body(token_cells(result.attribution))
-        )
-    ]
-    figures = [
-        (
-            f"{case_id}-heatmap.pdf",
-            "Input relevance: red supports the target, blue the contrast; intensity relative "
-            r"to the largest $|R|$ of a non-special token (special tokens grey).",
-        )
-    ]
-    charts = charts_mod.dossier_charts(result)
+    heatmap = heatmap_body(token_cells(result.attribution))
+    _standalone(out_dir / f"{case_id}-heatmap.tex", heatmap)
+    graph = None
     if result.graph:
-        standalone.append(
-            _standalone(out_dir / f"{case_id}-graph.tex", graph_body(result), tikz=True)
-        )
-        figures.append(
-            (
-                f"{case_id}-graph.pdf",
-                "Attribution graph: nodes at (token, layer), edge width proportional to $|w|$, "
-                "red positive, blue negative.",
-            )
-        )
+        graph = graph_body(result)
+        _standalone(out_dir / f"{case_id}-graph.tex", graph, tikz=True)
+    figures = []
     import vl_convert
 
-    for name, chart in charts.items():
+    for name, chart in charts_mod.dossier_charts(result).items():
         if name == "graph":  # drawn with TikZ above; the slider makes sense only on the web
             continue
         pdf_name = f"{case_id}-{name}.pdf"
         (out_dir / pdf_name).write_bytes(vl_convert.vegalite_to_pdf(chart.to_dict()))
         title, caption = CHART_TITLES.get(name, (name, ""))
         figures.append((pdf_name, escape_latex(f"{title}. {caption}")))
-    main = _figure_set(result, out_dir, figures)
+    main = _figure_set(result, out_dir, figures, heatmap=heatmap, graph=graph)
 
     if not compile_pdf:
         return None
@@ -340,6 +428,4 @@ def render_latex(result: CaseResult, out_dir: Path, *, compile_pdf: bool = True)
             stacklevel=2,
         )
         return None
-    for tex in standalone:
-        compile_tex(tex, case_id, pdflatex)
     return compile_tex(main, case_id, pdflatex)

@@ -1,0 +1,162 @@
+"""The fast faithfulness path (prefix key/value reuse, last-position logits, batching by prefix
+length, a k grid with an exact flip scan) against the exhaustive computation of the
+definitions: one full forward per masked set, on tiny float64 models of several architectures."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from tiny_models import tiny_model
+
+from reportgen.faithfulness import _cache_argument, faithfulness
+from reportgen.objectives import Objective
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+ARCHS = ["llama", "qwen2", "mistral", "gemma3_text", "olmo3", "phi3", "gpt2"]
+
+
+def exhaustive(model, ids, objective, relevance, special, budget, seeds):
+    """Today's definitions, computed the slow and obvious way."""
+    embed = model.get_input_embeddings()
+    with torch.no_grad():
+        base = embed(torch.tensor([ids]))[0]
+
+    def f(masked):
+        x = base.clone()
+        if masked:
+            x[sorted(masked)] = 0.0
+        with torch.no_grad():
+            logits = model(inputs_embeds=x[None], use_cache=False).logits[0, -1]
+        return float(objective.value(logits))
+
+    x = base.clone().requires_grad_(True)
+    value = objective.value(model(inputs_embeds=x[None], use_cache=False).logits[0, -1])
+    (grad,) = torch.autograd.grad(value, x)
+    maskable = [i for i in range(len(ids)) if not special[i]]
+    k_max = min(budget, len(maskable))
+    gxi = (x.detach() * grad).sum(-1).tolist()
+    norm = grad.norm(dim=-1).tolist()
+    orders = {
+        name: sorted(maskable, key=lambda i: -float(s[i]))
+        for name, s in (("attnlrp", relevance), ("grad_x_input", gxi), ("gradient", norm))
+    }
+    randoms = []
+    for seed in range(seeds):
+        o = list(maskable)
+        random.Random(seed).shuffle(o)
+        randoms.append(o)
+    curve = {name: [f(o[:k]) for k in range(k_max + 1)] for name, o in orders.items()}
+    seed_curves = [[f(o[:k]) for k in range(k_max + 1)] for o in randoms]
+    curve["random"] = [sum(c[k] for c in seed_curves) / seeds for k in range(k_max + 1)]
+
+    def flip(c):
+        if c[0] <= 0:
+            return None
+        return next((k for k in range(1, len(c)) if c[k] <= 0), None)
+
+    flips = {name: flip(c) for name, c in curve.items() if name != "random"}
+    seed_flips = [flip(c) for c in seed_curves]
+    aopc = {name: sum(c[0] - v for v in c[1:]) / (len(c) - 1) for name, c in curve.items()}
+    return curve, flips, seed_flips, aopc
+
+
+def _case(arch: str, n: int = 24, seed: int = 0):
+    model = tiny_model(arch, dtype=torch.float64, seed=seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    ids = torch.randint(3, 90, (n,), generator=gen).tolist()
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids])).logits[0, -1]
+    target, contrast = logits.topk(2).indices.tolist()
+    objective = Objective(
+        "logit_diff", target_id=target, strategy="by_ref_token", contrast_id=contrast
+    )
+    relevance = torch.randn(n, generator=gen, dtype=torch.float64).tolist()
+    special = [i == 0 for i in range(n)]
+    return model, ids, objective, relevance, special
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_fast_path_equals_the_exhaustive_definitions(arch):
+    model, ids, objective, relevance, special = _case(arch)
+    assert _cache_argument(model) is not None  # the prefix reuse is what is under test
+    budget, seeds = 12, 3
+    curve, flips, seed_flips, aopc = exhaustive(
+        model, ids, objective, relevance, special, budget, seeds
+    )
+    # a batch size and token budget that force many small, mixed-prefix batches
+    got = faithfulness(
+        model,
+        ids,
+        objective,
+        relevance,
+        special,
+        budget=budget,
+        random_seeds=seeds,
+        insertion=False,
+        batch_size=5,
+        token_budget=40,
+    )
+    for name in curve:
+        assert got["curves"][name] == pytest.approx(curve[name], abs=1e-9, rel=1e-9), name
+        assert got["aopc"][name] == pytest.approx(aopc[name], abs=1e-9, rel=1e-9), name
+    for name, k in flips.items():
+        assert got["flip_k"][name] == k, name
+    assert got["random_flip_k_seeds"] == seed_flips
+    # the prefix reuse really saved work: fewer tokens than a full forward per masked set
+    assert got["forwarded_tokens"] < got["masked_sets"] * len(ids)
+
+
+@pytest.mark.parametrize("arch", ["llama", "mistral", "gpt2"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_grid_keeps_flip_k_exact(arch, seed):
+    model, ids, objective, relevance, special = _case(arch, n=20, seed=seed)
+    budget, seeds = 15, 3
+    curve, flips, seed_flips, _ = exhaustive(
+        model, ids, objective, relevance, special, budget, seeds
+    )
+    got = faithfulness(
+        model,
+        ids,
+        objective,
+        relevance,
+        special,
+        budget=budget,
+        random_seeds=seeds,
+        insertion=False,
+        points=[5, 10],
+    )
+    assert got["points"] == [0, 5, 10, 15]
+    for name, k in flips.items():
+        assert got["flip_k"][name] == k, name
+    assert got["random_flip_k_seeds"] == seed_flips
+    for name in curve:
+        for k, value in enumerate(got["curves"][name]):
+            if value is not None:
+                assert value == pytest.approx(curve[name][k], abs=1e-9), (name, k)
+        for k in got["points"]:
+            assert got["curves"][name][k] is not None
+        expected = sum(curve[name][0] - curve[name][k] for k in (5, 10, 15)) / 3
+        assert got["aopc"][name] == pytest.approx(expected, abs=1e-9)
+    # the grid evaluated fewer sets than the full curves would (unless everything flipped late)
+    assert got["masked_sets"] <= (budget + 1) * (3 + seeds)
+
+
+def test_progress_reports_sets_done_of_total():
+    model, ids, objective, relevance, special = _case("llama", n=12)
+    seen = []
+    got = faithfulness(
+        model,
+        ids,
+        objective,
+        relevance,
+        special,
+        budget=6,
+        random_seeds=2,
+        insertion=False,
+        progress=lambda done, total: seen.append((done, total)),
+    )
+    assert seen and all(0 < d <= t for d, t in seen)
+    assert seen[-1][0] == seen[-1][1] == got["masked_sets"] - 1  # the empty set comes free

@@ -1,0 +1,61 @@
+"""Long inputs in the dossier: bounded chart data, heatmap folded by whole lines, line
+structure of code tokens kept."""
+
+from __future__ import annotations
+
+import pytest
+from render_fixtures import long_result, make_result
+
+from reportgen.render import charts
+from reportgen.render.html import BLOCK_TOKENS, dossier_context, heatmap_blocks, token_lines
+from reportgen.render.tokens import token_cells
+
+
+def test_newline_inside_a_token_breaks_the_line_and_keeps_the_indentation():
+    assert token_lines("\n    ", "↵␣␣␣␣") == ["↵", "    "]
+    assert token_lines(":\n", ":↵") == [":↵", ""]
+    assert token_lines(" value", " value") == [" value"]
+    assert token_lines("a\n\n  b", "a↵↵  b") == ["a↵", "↵", "  b"]
+
+
+def test_short_inputs_keep_one_bar_per_token():
+    spec = charts.relevance_chart(make_result()).to_dict()
+    assert spec["mark"]["type"] == "bar" and len(spec["data"]["values"]) == 9
+
+
+def test_long_relevance_chart_has_bounded_marks():
+    result = long_result(10_000)
+    spec = charts.relevance_chart(result).to_dict()
+    top, overview = spec["vconcat"]
+    assert len(top["data"]["values"]) == charts.TOP_TOKENS
+    assert len(overview["data"]["values"]) <= 2 * charts.OVERVIEW_BINS
+    # the bins add up to the whole input's relevance (special tokens left out)
+    total = sum(
+        r
+        for r, s in zip(result.attribution.relevance, result.attribution.special, strict=True)
+        if not s
+    )
+    assert sum(v["relevance"] for v in overview["data"]["values"]) == pytest.approx(total)
+    strongest = max(
+        (c for c in token_cells(result.attribution) if not c.special),
+        key=lambda c: abs(c.relevance),
+    )
+    assert top["data"]["values"][0]["position"] == strongest.position
+    assert all(c.get("width", 0) <= charts.CHART_WIDTH for c in (top, overview))
+
+
+def test_long_heatmap_folds_whole_lines_and_opens_the_strongest():
+    result = long_result(10_000)
+    cells = token_cells(result.attribution)
+    top = {c.position for c in charts.strongest_tokens(cells, 10)}
+    blocks = heatmap_blocks(cells, top)
+    positions = [t["position"] for b in blocks for t in b["tokens"]]
+    assert positions == list(range(10_000))  # every token once, in order
+    assert all(len(b["tokens"]) < 2 * BLOCK_TOKENS for b in blocks)
+    for b in blocks[:-1]:  # a block ends with a line
+        assert "\n" in cells[b["last"]].text
+    opened = {p for b in blocks if b["open"] for p in range(b["first"], b["last"] + 1)}
+    assert top <= opened
+    context = dossier_context(result)
+    assert context["tokens"] == [] and len(context["blocks"]) == len(blocks)
+    assert len(context["strongest"]) == 20
