@@ -78,10 +78,6 @@ def forward_kwargs(model: Any) -> dict[str, Any]:
     return kwargs
 
 
-#: the old private name, kept while faithfulness.py (edited in parallel) still imports it
-_forward_kwargs = forward_kwargs
-
-
 def input_gradient(
     model: Any, token_ids: torch.Tensor, objective: Objective, *, lrp: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

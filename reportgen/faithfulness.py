@@ -47,7 +47,7 @@ from typing import Any
 
 import torch
 
-from .attribution import _forward_kwargs, input_gradient
+from .attribution import forward_kwargs, input_gradient
 from .objectives import Objective
 
 ORDERINGS = ("attnlrp", "grad_x_input", "gradient", "random")
@@ -154,7 +154,7 @@ class _Scorer:
         self.total = 0
         self.cache_name = _cache_argument(module)
         self.prefix: list[tuple[torch.Tensor, torch.Tensor]] | None = None
-        self.kwargs = _forward_kwargs(module)
+        self.kwargs = forward_kwargs(module)
 
     def _prefix_states(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Keys and values of every layer for the unmasked input (and f of the empty set)."""

@@ -118,7 +118,7 @@ def closed_form(
         top_per_target=top_per_target,
         explained=traced.explained,
         # the note names the method's section (the text is part of every shipped graph's meta)
-        exact_note="closed form (SPEC section 7): column sums equal the source relevance exactly",
+        exact_note="closed form (docs/method.md section 4): column sums equal the source relevance exactly",
         skipped_word="left out",
         cumulative_mass=cumulative_mass,
         chunk=chunk,
