@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cases import Case, load_cases
-from .compute import cached_result, compute_case, result_key, store_result
 from .errors import ReportgenError
-from .models import LoadedModel, load_model
+from .models import LoadedModel, load_model  # noqa: F401 - load_model: the default loader
+from .project import Project, find_project_file, load_project
 from .results import CaseResult
+from .runner import DEFAULT_OPTIONS, LOCAL, Execution, RuntimeOptions, run_cases
 
 
 @dataclass
@@ -34,35 +35,30 @@ def compute_results(
     command: str,
     report: BuildReport,
     on_done: Callable[[Case], None] = lambda case: None,
-    model_loader: Callable[[str], LoadedModel] = load_model,
+    model_loader: Callable[..., LoadedModel] | None = None,
+    options: RuntimeOptions = DEFAULT_OPTIONS,
+    project: Project | None = None,
+    execution: Execution = LOCAL,
+    on_progress: Callable[[Case, tuple[object, ...]], None] = lambda case, args: None,
 ) -> list[CaseResult]:
-    """Results for ``cases`` in order; models are loaded lazily, once each, only on a cache miss."""
-    models: dict[str, LoadedModel] = {}
-    results: list[CaseResult] = []
-
-    def load(spec: str) -> LoadedModel:
-        if spec not in models:
-            models[spec] = model_loader(spec)
-        return models[spec]
-
-    for case in cases:
-        try:
-            key = result_key(case, Path(case.path).read_text(encoding="utf-8"))
-            result = cached_result(key) if use_cache else None
-            if result is not None:
-                report.cached.append(case.id)
-            else:
-                result = compute_case(case, load(case.model), command=command, load_other=load)
-                store_result(key, result)
-                report.built.append(case.id)
-            results.append(result)
-        except (ReportgenError, ValueError, OSError) as exc:
-            if not keep_going:
-                raise
-            report.failures.append((case.path, str(exc)))
-        finally:
-            on_done(case)
-    return results
+    """Results for ``cases`` in order, from the cache or computed by the runner (in this
+    process, N local workers or Ray; models load lazily, once per worker, only on a miss)."""
+    run = run_cases(
+        cases,
+        command=command,
+        use_cache=use_cache,
+        keep_going=keep_going,
+        options=options,
+        project=project,
+        execution=execution,
+        on_done=on_done,
+        on_progress=on_progress,
+        loader=model_loader,
+    )
+    report.built.extend(run.built)
+    report.cached.extend(run.cached)
+    report.failures.extend(run.failures)
+    return run.results
 
 
 def load_summaries(paths: Iterable[str | Path]) -> list[dict[str, object]]:
@@ -165,7 +161,11 @@ def build(
     single_file: bool = False,
     command: str = "reportgen build",
     progress: bool = True,
+    options: RuntimeOptions = DEFAULT_OPTIONS,
+    execution: Execution = LOCAL,
+    project: Project | None = None,
 ) -> BuildReport:
+    """``project``: the ``reportgen.toml`` settings (default: found beside the cases)."""
     from tqdm import tqdm
 
     paths = list(paths)
@@ -177,6 +177,8 @@ def build(
         report.failures.extend((e.path, str(e)) for e in errors)
     if not cases and not report.failures:
         raise ReportgenError("no case files found")
+    if project is None:
+        project = load_project(find_project_file([Path(p) for p in paths]))
     with tqdm(total=len(cases), desc="computing", unit="case", disable=not progress) as bar:
         results = compute_results(
             cases,
@@ -185,6 +187,10 @@ def build(
             command=command,
             report=report,
             on_done=lambda case: bar.update(1),
+            options=options,
+            project=project,
+            execution=execution,
+            on_progress=lambda case, args: bar.set_postfix_str(f"{case.id}: {args[0]}"),
         )
     with tqdm(total=len(results), desc="rendering", unit="case", disable=not progress) as bar:
         pdf_failures = render_site(

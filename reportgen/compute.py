@@ -24,7 +24,8 @@ from .pipeline import Question, attribute_prepared, prepare_question
 from .results import CaseResult
 
 _COMPUTE_PACKAGES = ("lxt", "reportgen")
-_RENDER_ONLY = ("render", "site.py", "cli.py", "build.py")
+# the runner only schedules: the settings it resolves that change numbers are in the key itself
+_RENDER_ONLY = ("render", "site.py", "cli.py", "build.py", "runner")
 
 
 @lru_cache(maxsize=1)
@@ -56,11 +57,17 @@ def model_identity(spec: str) -> str:
     return f"hf:{spec}"
 
 
-def result_key(case: Case, case_text: str) -> str:
-    payload = json.dumps(
-        {"case": case_text, "model": model_identity(case.model), "code": code_version()},
-        sort_keys=True,
-    )
+def result_key(case: Case, case_text: str, runtime: dict[str, Any] | None = None) -> str:
+    """``runtime``: what else changes the numbers (per model: device type, dtype, quantisation);
+    ``None`` is the default float32 CPU run."""
+    fields: dict[str, Any] = {
+        "case": case_text,
+        "model": model_identity(case.model),
+        "code": code_version(),
+    }
+    if runtime is not None:
+        fields["runtime"] = runtime
+    payload = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
@@ -100,9 +107,22 @@ def environment(loaded: LoadedModel, command: str) -> dict[str, Any]:
         "model_source": loaded.source,
         "model_sha256": loaded.weights_sha256 or "unknown",
         "dtype": loaded.dtype,
-        "device": loaded.device,
+        "quantization": getattr(loaded, "quantization", None) or "none",
+        # the device type, not the index: which GPU of a machine ran a case changes no number
+        "device": str(loaded.device).split(":", 1)[0],
+        **(
+            {"device_name": _device_name(loaded.device)}
+            if str(loaded.device).startswith("cuda")
+            else {}
+        ),
         "command": command,
     }
+
+
+def _device_name(device: str) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(torch.device(device))
 
 
 def compute_case(
@@ -110,11 +130,15 @@ def compute_case(
     loaded: LoadedModel,
     *,
     command: str,
+    case_text: str | None = None,
     progress: Callable[[str], None] = lambda step: None,
     load_other: Callable[[str], LoadedModel] = load_model,
 ) -> CaseResult:
-    """All numbers of one case. Later steps (graph, metrics, faithfulness) plug in here."""
-    case_text = Path(case.path).read_text(encoding="utf-8")
+    """All numbers of one case. Later steps (graph, metrics, faithfulness) plug in here.
+    ``case_text``: the case file's text when the caller has it (a worker of a Ray cluster may
+    not see the driver's files); default: read ``case.path``."""
+    if case_text is None:
+        case_text = Path(case.path).read_text(encoding="utf-8")
     progress("attribution")
     question = prepare_question(loaded, Question.from_case(case))
     attribution = attribute_prepared(loaded, question)
