@@ -88,6 +88,23 @@ def runtime_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return packed
 
 
+def _runtime_loader(runtime: Any, near: Path) -> Callable[[str], Any]:
+    """load_model with the settings of ``runtime`` and the project file found near ``near``."""
+    from .models import load_model
+    from .project import find_project_file, load_project
+    from .runner import resolve_runtime
+
+    project = load_project(find_project_file([near]))
+
+    def load(spec: str) -> Any:
+        settings = resolve_runtime(spec, runtime, project)
+        return load_model(
+            spec, device=settings.device, dtype=settings.dtype, quantize=settings.quantization
+        )
+
+    return load
+
+
 def execution_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """--jobs/--executor/--ray-address, packed into ``execution`` (an Execution)."""
     options = [
@@ -716,6 +733,7 @@ def serve(port: int, directory: Path) -> None:
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="FILE.jsonl of your own items (benchmark jsonl; instructions: other prompts).",
 )
+@runtime_options
 @one_line_errors
 def collect(
     benchmark: str,
@@ -731,6 +749,7 @@ def collect(
     time_limit: float | None,
     force: bool,
     data: Path | None,
+    runtime: Any,
 ) -> None:
     """Run a model on BENCHMARK (humaneval, instructions, arithmetic, jsonl), pin each failure
     to a token pair by strict recovery, and write the pairs as case files."""
@@ -757,6 +776,7 @@ def collect(
         out=out,
         force=force,
         data=data,
+        load=_runtime_loader(runtime, out),
     )
     for run in summary["runs"]:
         kept = [c for c, status in run["files"].items() if status == "kept"]
