@@ -1,7 +1,7 @@
 """GPU agreement and capacity check, one call, one table (under 8 minutes on one GPU).
 
     .venv/bin/python benchmarks/gpu_check.py [--device cuda] [--long 10000] [--build-cases 5]
-    .venv/bin/python benchmarks/gpu_check.py --device cpu --long 256 --build-cases 1   # dry check
+    .venv/bin/python benchmarks/gpu_check.py --device cpu --short --long 64 --build-cases 1   # dry
 
 On the embedded SmolLM2-135M and a shipped case it prints:
   * attribution and the closed-form graph on DEVICE vs the CPU, float32 (cosine of the input
@@ -117,10 +117,14 @@ class Models:
             torch.cuda.empty_cache()
 
 
-def case_question():
+def case_question(short: bool):
+    """The shipped case's question, or (``--short``, for the dry check on a CPU) a 6-token one."""
     from reportgen.cases import load_case
+    from reportgen.inputs import PromptSpec
     from reportgen.pipeline import Question
 
+    if short:
+        return Question(PromptSpec("The capital of France is"), " Paris", " Lyon")
     return Question.from_case(load_case(CASE))
 
 
@@ -251,6 +255,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (dry check)")
     parser.add_argument("--long", type=int, default=10_000, help="tokens of the long graph")
     parser.add_argument("--build-cases", type=int, default=5)
+    parser.add_argument(
+        "--short", action="store_true", help="a 6-token prompt for the agreement lines (dry check)"
+    )
     args = parser.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
@@ -270,7 +277,7 @@ def main() -> None:
         row("build --device cuda", f"skipped: {reason}")
         return print_table(device, has_cuda)
     started = time.perf_counter()
-    question = case_question()
+    question = case_question(args.short)
     models = Models()
     compare(f"float32 {device} vs cpu", models, question, (device,), ("cpu",), graph=True)
     compare(

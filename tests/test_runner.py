@@ -159,3 +159,11 @@ def test_two_workers_build_what_one_builds_and_survive_a_killed_worker(
     # the workers' progress reached the driver through the queue
     for case in ("case-a", "case-b", "case-c"):
         assert [s for c, s in steps if c == case][:3] == ["attribution", "graph", "faithfulness"]
+
+
+def test_the_recorded_command_leaves_out_where_it_ran(monkeypatch):
+    from reportgen.cli import _command_line
+
+    argv = ["reportgen", "build", "cases", "--jobs", "2", "--executor=ray", "--dtype", "bfloat16"]
+    monkeypatch.setattr("sys.argv", argv)
+    assert _command_line() == "reportgen build cases --dtype bfloat16"

@@ -83,7 +83,15 @@ def run_ray(
     ray = import_ray()
     from ray.exceptions import RayActorError
 
-    cpus = int(ray.cluster_resources().get("CPU", 1))
+    resources = ray.cluster_resources()
+    cpus = max(1, int(resources.get("CPU", 1)))
+    node_cpus = max(
+        [int(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive")] or [1]
+    )
+    # never more actors than the cluster can place at once: a pending actor would hold a slot
+    workers = min(workers, cpus)
+    if any(r.device_type == "cuda" for job in jobs for r in job.runtimes.values()):
+        workers = max(1, min(workers, int(resources.get("GPU", 0))))
     remote = ray.remote(CaseActor)
     pending = deque(sorted(jobs, key=_group_order(jobs)))
     actors: dict[Any, Any] = {}  # actor handle -> its group
@@ -91,7 +99,7 @@ def run_ray(
 
     def new_actor(group: Any) -> Any:
         cuda = group[1].device_type == "cuda"
-        per_actor = 1 if cuda else max(1, cpus // workers)
+        per_actor = 1 if cuda else max(1, min(cpus // workers, node_cpus))
         actor = remote.options(num_cpus=per_actor, num_gpus=1 if cuda else 0).remote(
             None if cuda else per_actor
         )

@@ -87,10 +87,14 @@ def resolve_runtime(
         and override.quantization not in (None, "none")
     ):
         quantization = override.quantization
+    cuda = cuda_available() if has_cuda is None else has_cuda
     if device == "auto":
-        device = "cuda" if (cuda_available() if has_cuda is None else has_cuda) else "cpu"
-    if device.startswith("cuda") and has_cuda is None and not cuda_available():
-        raise ReportgenError(f"{model}: device {device} requested but CUDA is not available here")
+        device = "cuda" if cuda else "cpu"
+    if device.startswith("cuda") and not cuda:
+        where_cuda = "here" if has_cuda is None else "on the Ray cluster (no GPU resources)"
+        raise ReportgenError(
+            f"{model}: device {device} requested but CUDA is not available {where_cuda}"
+        )
     if quantization == "4bit" and not device.startswith("cuda"):
         source = "--4bit" if options.quantization else f"{where}: models.{model}.quantization"
         raise ReportgenError(
