@@ -133,8 +133,10 @@ def compute_case(
     case_text: str | None = None,
     progress: Callable[[str], None] = lambda step: None,
     load_other: Callable[[str], LoadedModel] = load_model,
+    use_cache: bool = True,
 ) -> CaseResult:
     """All numbers of one case. Later steps (graph, metrics, faithfulness) plug in here.
+    ``use_cache=False`` (``--no-cache``) also bypasses the graph cache.
     ``case_text``: the case file's text when the caller has it (a worker of a Ray cluster may
     not see the driver's files); default: read ``case.path``."""
     if case_text is None:
@@ -156,6 +158,7 @@ def compute_case(
         case.graph,
         model_identity=model_identity(case.model),
         code=code_version(),
+        use_cache=use_cache,
     )
     progress("faithfulness")
     faith = faithfulness(

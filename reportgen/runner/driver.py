@@ -15,6 +15,7 @@ from ..errors import ReportgenError
 from ..project import Project
 from .jobs import Job, Outcome
 from .settings import DEFAULT_OPTIONS, ModelRuntime, RuntimeOptions, resolve_runtime
+from .worker import failure_text
 
 EXECUTORS = ("local", "ray")
 
@@ -84,7 +85,7 @@ def run_cases(
 
         def fail(index: int, path: str, reason: str) -> None:
             if not keep_going:
-                raise ReportgenError(reason if path in reason else f"{path}: {reason}")
+                raise ReportgenError(f"{path}: {reason}")
             failed[index] = (path, reason)
             on_done(cases[index])
 
@@ -97,7 +98,7 @@ def run_cases(
                 text = Path(case.path).read_text(encoding="utf-8")
                 keys[index] = result_key(case, text, _key_runtime(case, runtimes))
             except (ReportgenError, OSError) as exc:
-                fail(index, case.path, str(exc))
+                fail(index, case.path, failure_text(case.path, exc))
                 continue
             result = cached_result(keys[index]) if use_cache else None
             if result is not None:
@@ -105,7 +106,7 @@ def run_cases(
                 cached.add(index)
                 on_done(case)
                 continue
-            jobs.append(Job(index, case.path, text, case.model, runtimes, command))
+            jobs.append(Job(index, case.path, text, case.model, runtimes, command, use_cache))
 
         def on_outcome(outcome: Outcome) -> None:
             index = outcome.index

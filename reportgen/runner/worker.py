@@ -74,7 +74,11 @@ class CaseWorker:
         def load_other(spec: str) -> Any:
             return self.load(spec, job.runtimes.get(spec, default))
 
-        kwargs: dict[str, Any] = {"command": job.command, "load_other": load_other}
+        kwargs: dict[str, Any] = {
+            "command": job.command,
+            "load_other": load_other,
+            "use_cache": job.use_cache,
+        }
         if progress is not None:
             kwargs["progress"] = progress
         return compute_case(case, self.load(job.model, default), case_text=job.case_text, **kwargs)
@@ -84,12 +88,24 @@ class CaseWorker:
         must survive a bad case and go on with the next."""
         try:
             result = self.compute(job, progress)
-        except (ReportgenError, ValueError, OSError) as exc:
-            return Outcome(job.index, job.case_path, error=_first_line(exc), worker=self.name)
         except Exception as exc:  # noqa: BLE001 - e.g. CUDA out of memory: the case fails alone
-            message = f"internal error ({type(exc).__name__}: {_first_line(exc)})"
-            return Outcome(job.index, job.case_path, error=message, worker=self.name)
+            error = failure_text(job.case_path, exc)
+            return Outcome(job.index, job.case_path, error=error, worker=self.name)
         return Outcome(job.index, job.case_path, result=result.to_json(), worker=self.name)
+
+
+def failure_text(path: str, exc: BaseException) -> str:
+    """One line for the index and the terminal: the reason without repeating the file name; an
+    unexpected exception is named as such."""
+    text = _first_line(exc) if str(exc).strip() else ""
+    if text.startswith(f"{path}: "):
+        text = text[len(path) + 2 :]
+    if isinstance(exc, ReportgenError):
+        return text or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror + (f" ({exc.filename})" if exc.filename else "")
+    name = type(exc).__name__
+    return f"unexpected {name}: {text}" if text else f"unexpected {name}"
 
 
 def _first_line(exc: BaseException) -> str:
