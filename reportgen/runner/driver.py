@@ -65,7 +65,7 @@ def run_cases(
     """Results of ``cases`` (computed or from the cache). Without ``keep_going`` the first
     failure raises; with it, failed cases are reported and the others go on.
     ``loader`` replaces ``load_model`` in the in-process executor (tests)."""
-    from ..compute import cached_result, result_key, store_result
+    from ..compute import cached_result, code_version, result_key, store_result
     from ..results import CaseResult
 
     ray_context: Any = nullcontext(None)
@@ -74,6 +74,7 @@ def run_cases(
 
         ray_context = ray_session(execution.ray_address)
     report = RunReport()
+    code = code_version()
     with ray_context as cluster_gpus:
         has_cuda = cluster_gpus  # None for local: ask torch here
         results: dict[int, CaseResult] = {}
@@ -106,7 +107,7 @@ def run_cases(
                 cached.add(index)
                 on_done(case)
                 continue
-            jobs.append(Job(index, case.path, text, case.model, runtimes, command, use_cache))
+            jobs.append(Job(index, case.path, text, case.model, runtimes, command, code, use_cache))
 
         def on_outcome(outcome: Outcome) -> None:
             index = outcome.index

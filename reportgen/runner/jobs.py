@@ -20,6 +20,7 @@ class Job:
     model: str
     runtimes: dict[str, ModelRuntime]  # the case's model and every comparison model
     command: str
+    code: str = ""  # the driver's code_version(): a worker running other code refuses the job
     use_cache: bool = True  # False (--no-cache): the graph cache is bypassed too
     attempt: int = 0  # 1 after the first worker running it died
 

@@ -60,7 +60,14 @@ class CaseWorker:
     def compute(self, job: Job, progress: Callable[..., None] | None = None) -> Any:
         """The CaseResult of ``job``; errors propagate."""
         from ..cases import parse_case
-        from ..compute import compute_case
+        from ..compute import code_version, compute_case
+
+        if job.code and job.code != code_version():
+            # its result would be cached under the driver's code version: refuse it
+            raise ReportgenError(
+                f"worker {self.name} runs reportgen code {code_version()}, the driver "
+                f"{job.code}: install the same reportgen on every node"
+            )
 
         if self.name != "driver":
             _fault_hook(job)
