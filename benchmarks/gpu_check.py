@@ -21,6 +21,7 @@ import argparse
 import importlib
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -206,13 +207,24 @@ def long_graph(models: Models, device: str, tokens: int) -> None:
     )
 
 
+def shortest_cases(count: int) -> list[Path]:
+    """The ``count`` shipped top-level cases with the shortest prompt + prefix."""
+    import tomllib
+
+    sized = []
+    for path in sorted((ROOT / "cases").glob("*.toml")):
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        sized.append((len(data.get("prompt", "")) + len(data.get("prefix", "")), path.name, path))
+    return [path for _, _, path in sorted(sized)[:count]]
+
+
 @guarded("build")
 def build_cases(device: str, count: int) -> None:
     from reportgen.build import build
     from reportgen.models import cache_dir
     from reportgen.runner import RuntimeOptions
 
-    shipped = sorted(p for p in (ROOT / "cases").glob("*.toml"))[:count]
+    shipped = shortest_cases(count)
     models = (cache_dir() / "models").resolve()
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
         work = Path(tmp)
@@ -258,7 +270,26 @@ def main() -> None:
     parser.add_argument(
         "--short", action="store_true", help="a 6-token prompt for the agreement lines (dry check)"
     )
+    parser.add_argument(
+        "--skip",
+        nargs="+",
+        default=[],
+        choices=["agreement", "long", "build"],
+        help="lines to skip",
+    )
     args = parser.parse_args()
+    # a timeout's SIGTERM still prints the table of what finished
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    started = time.perf_counter()
+    try:
+        run_checks(args)
+    except KeyboardInterrupt:
+        row("(interrupted)", "the lines above finished; the rest did not run")
+    finally:
+        print_table(args.device, time.perf_counter() - started)
+
+
+def run_checks(args: argparse.Namespace) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
     import transformers
@@ -275,8 +306,18 @@ def main() -> None:
             row(check, f"skipped: {reason}")
         row(f"closed-form graph {args.long} tokens", f"skipped: {reason}")
         row("build --device cuda", f"skipped: {reason}")
-        return print_table(device, has_cuda)
-    started = time.perf_counter()
+        return
+    if "agreement" not in args.skip:
+        agreement(args, device)
+    models = Models()
+    if "long" not in args.skip:
+        long_graph(models, device, args.long)
+        models.drop()
+    if "build" not in args.skip:
+        build_cases(device, args.build_cases)
+
+
+def agreement(args: argparse.Namespace, device: str) -> None:
     question = case_question(args.short)
     models = Models()
     compare(f"float32 {device} vs cpu", models, question, (device,), ("cpu",), graph=True)
@@ -301,21 +342,15 @@ def main() -> None:
             (device,),
             graph=False,
         )
-    keep = models.get(device)
     models.drop()
-    models.cache[(device, "float32", None)] = keep
-    long_graph(models, device, args.long)
-    models.drop()
-    build_cases(device, args.build_cases)
-    print_table(device, has_cuda, time.perf_counter() - started)
 
 
-def print_table(device: str, has_cuda: bool, total: float | None = None) -> None:
+def print_table(device: str, total: float | None = None) -> None:
     import torch
 
-    name = torch.cuda.get_device_name(0) if has_cuda else "no CUDA device"
+    name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"
     print(f"gpu_check on {device} ({name}), torch {torch.__version__}, model {MODEL}")
-    width = max(len(c) for c, _, _ in ROWS)
+    width = max([len(c) for c, _, _ in ROWS] or [5])
     print(f"{'check':<{width}}  {'seconds':>8}  result")
     for check, result, seconds in ROWS:
         print(f"{check:<{width}}  {seconds:>8}  {result}")

@@ -167,3 +167,18 @@ def test_the_recorded_command_leaves_out_where_it_ran(monkeypatch):
     argv = ["reportgen", "build", "cases", "--jobs", "2", "--executor=ray", "--dtype", "bfloat16"]
     monkeypatch.setattr("sys.argv", argv)
     assert _command_line() == "reportgen build cases --dtype bfloat16"
+
+
+def test_a_worker_running_other_code_refuses_the_job(tmp_path):
+    from reportgen.runner.jobs import Job
+    from reportgen.runner.worker import CaseWorker
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the check comes before any model load")
+
+    path = tmp_path / "a.toml"
+    text = CASE.format(id="case-a", model="m", prompt="p", start=1, end=2)
+    job = Job(0, str(path), text, "m", {"m": ModelRuntime("cpu")}, "reportgen build", "0ther")
+    outcome = CaseWorker(name="w1", loader=no_model).run(job)
+    assert outcome.result is None
+    assert "runs reportgen code" in outcome.error and "the driver 0ther" in outcome.error
