@@ -258,7 +258,7 @@ def build_cases(device: str, count: int) -> None:
         f"build --device {device} of {len(shipped)} shipped cases",
         f"{len(report.built)} built, {len(report.failures)} failed"
         + (f" ({failed})" if failed else "")
-        + f", {60 * len(report.built) / seconds:.1f} cases/min",
+        + f", {60 * len(report.built) / seconds:.2f} cases/min",
         f"{seconds:.1f} s",
     )
 
