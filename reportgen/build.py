@@ -7,7 +7,6 @@ against a second build and the cleaning of a killed build's leftovers live in
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import tempfile
@@ -17,12 +16,12 @@ from pathlib import Path
 
 from . import outdir
 from .cases import Case, load_cases
-from .compute import cached_result, compute_case, result_key, store_result
 from .errors import ReportgenError, warn
-from .models import LoadedModel, load_model
+from .models import LoadedModel
 from .progress import case_steps
 from .project import Project, find_project_file, load_project
 from .results import CaseResult
+from .runner import DEFAULT_OPTIONS, LOCAL, Execution, RuntimeOptions, run_cases
 
 
 @dataclass
@@ -41,66 +40,31 @@ def compute_results(
     command: str,
     report: BuildReport,
     on_done: Callable[[Case], None] = lambda case: None,
-    model_loader: Callable[[str], LoadedModel] = load_model,
+    model_loader: Callable[..., LoadedModel] | None = None,
+    options: RuntimeOptions = DEFAULT_OPTIONS,
+    project: Project | None = None,
+    execution: Execution = LOCAL,
+    on_progress: Callable[[Case, tuple[object, ...]], None] = lambda case, args: None,
     on_step: Callable[[str, str, int, int], None] = lambda case_id, step, done, total: None,
 ) -> list[CaseResult]:
-    """Results for ``cases`` in order; models are loaded lazily, once each, only on a cache miss."""
-    models: dict[str, LoadedModel] = {}
-    broken: dict[str, Exception] = {}  # a model that failed to load fails its other cases at once
-    results: list[CaseResult] = []
-
-    def load(spec: str) -> LoadedModel:
-        if spec in broken:
-            raise broken[spec]
-        if spec not in models:
-            try:
-                models[spec] = model_loader(spec)
-            except ReportgenError as exc:
-                broken[spec] = exc
-                raise
-        return models[spec]
-
-    for case in cases:
-        try:
-            key = result_key(case, Path(case.path).read_text(encoding="utf-8"))
-            result = cached_result(key) if use_cache else None
-            if result is not None:
-                report.cached.append(case.id)
-            else:
-                result = compute_case(
-                    case,
-                    load(case.model),
-                    command=command,
-                    load_other=load,
-                    progress=functools.partial(on_step, case.id),
-                    use_cache=use_cache,
-                )
-                store_result(key, result)
-                report.built.append(case.id)
-            results.append(result)
-        except Exception as exc:  # noqa: BLE001 -- any per-case failure is that case's failure
-            if not keep_going:
-                raise
-            report.failures.append((case.path, case_failure(case, exc)))
-        finally:
-            on_done(case)
-    return results
-
-
-def case_failure(case: Case, exc: BaseException) -> str:
-    """One line for the index and the terminal: the reason, without repeating the file name;
-    an unexpected exception is named as such."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if text.startswith(f"{case.path}: "):
-        text = text[len(case.path) + 2 :]
-    if isinstance(exc, ReportgenError):
-        return text or type(exc).__name__
-    if isinstance(exc, OSError) and exc.strerror:
-        where = f" ({exc.filename})" if exc.filename else ""
-        return f"{exc.strerror}{where}"
-    return (
-        f"unexpected {type(exc).__name__}: {text}" if text else f"unexpected {type(exc).__name__}"
+    """Results for ``cases`` in order, from the cache or computed by the runner (in this
+    process, N local workers or Ray; models load lazily, once per worker, only on a miss)."""
+    run = run_cases(
+        cases,
+        command=command,
+        use_cache=use_cache,
+        keep_going=keep_going,
+        options=options,
+        project=project,
+        execution=execution,
+        on_done=on_done,
+        on_progress=lambda case, args: (on_progress(case, args), on_step(case.id, *args)),
+        loader=model_loader,
     )
+    report.built.extend(run.built)
+    report.cached.extend(run.cached)
+    report.failures.extend(run.failures)
+    return run.results
 
 
 def load_summaries(paths: Iterable[str | Path]) -> list[dict[str, object]]:
@@ -289,7 +253,11 @@ def build(
     single_file: bool = False,
     command: str = "reportgen build",
     progress: bool = True,
+    options: RuntimeOptions = DEFAULT_OPTIONS,
+    execution: Execution = LOCAL,
+    project: Project | None = None,
 ) -> BuildReport:
+    """``project``: the ``reportgen.toml`` settings (default: found beside the cases)."""
     from tqdm import tqdm
 
     paths = list(paths)
@@ -305,7 +273,8 @@ def build(
         if not cases and not report.failures:
             raise ReportgenError("no case files found")
         # the project file (reportgen.toml beside cases/) is checked before any case is computed
-        project = load_project(find_project_file([Path(p) for p in paths]))
+        if project is None:
+            project = load_project(find_project_file([Path(p) for p in paths]))
         case_ids = {case.id for case in cases} | {Path(e.path).stem for e in errors}
         if project.site is not None:
             case_ids = _featured_known(project, case_ids)
@@ -318,6 +287,9 @@ def build(
                 report=report,
                 on_done=lambda case: bar.update(1),
                 on_step=case_steps(lambda text: bar.set_postfix_str(text, refresh=True)),
+                options=options,
+                project=project,
+                execution=execution,
             )
         with tqdm(total=len(results), desc="rendering", unit="case", disable=not progress) as bar:
             pdf_failures = render_site(

@@ -39,8 +39,121 @@ def _status_line(text: str) -> None:
         click.echo(text, err=True)
 
 
+# flags that choose where cases run, not what they compute: left out of the recorded command
+# so a page does not depend on --jobs or the executor
+_EXECUTION_FLAGS = ("--jobs", "--executor", "--ray-address")
+
+
 def _command_line() -> str:
-    return "reportgen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in _EXECUTION_FLAGS:
+            skip = "=" not in arg
+            continue
+        args.append(arg)
+    return "reportgen " + " ".join(shlex.quote(a) for a in args)
+
+
+def runtime_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--device/--dtype/--4bit of the case-running commands (build, run, collect), packed into
+    ``runtime`` (a RuntimeOptions); unset flags leave the project file's [models.NAME] or the
+    defaults in charge."""
+    options = [
+        click.option(
+            "--device",
+            default=None,
+            metavar="auto|cpu|cuda|cuda:N",
+            help="Where models run. Default: the project file's [models.NAME], else auto "
+            "(CUDA when available, else the CPU).",
+        ),
+        click.option(
+            "--dtype",
+            type=click.Choice(["float32", "bfloat16", "float16"]),
+            default=None,
+            help="Number format of the weights (default: the project file's, else float32).",
+        ),
+        click.option(
+            "--4bit", "four_bit", is_flag=True, help="Load 4-bit NF4 with bitsandbytes (CUDA only)."
+        ),
+    ]
+
+    @wraps(func)
+    def packed(*args: Any, device: str | None, dtype: str | None, four_bit: bool, **kwargs: Any):
+        from .errors import ReportgenError
+        from .runner import RuntimeOptions
+
+        try:
+            runtime = RuntimeOptions(device, dtype, "4bit" if four_bit else None)
+        except ReportgenError as exc:
+            raise click.ClickException(str(exc)) from None
+        if four_bit and device == "cpu":
+            raise click.ClickException("--4bit runs only on CUDA; drop --4bit or use --device cuda")
+        return func(*args, runtime=runtime, **kwargs)
+
+    for option in reversed(options):
+        packed = option(packed)
+    return packed
+
+
+def _runtime_loader(runtime: Any, near: Path) -> Callable[[str], Any]:
+    """load_model with the settings of ``runtime`` and the project file found near ``near``."""
+    from .models import load_model
+    from .project import find_project_file, load_project
+    from .runner import resolve_runtime
+
+    project = load_project(find_project_file([near]))
+
+    def load(spec: str) -> Any:
+        settings = resolve_runtime(spec, runtime, project)
+        return load_model(
+            spec, device=settings.device, dtype=settings.dtype, quantize=settings.quantization
+        )
+
+    return load
+
+
+def execution_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--jobs/--executor/--ray-address, packed into ``execution`` (an Execution)."""
+    options = [
+        click.option(
+            "--jobs",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            help="Worker processes (local) or actors at a time (ray), each with its own model "
+            "copy; on the CPU they share the cores, with several GPUs one per GPU.",
+        ),
+        click.option(
+            "--executor",
+            type=click.Choice(["local", "ray"]),
+            default="local",
+            show_default=True,
+            help="local: this machine; ray: a Ray cluster (pip install 'reportgen[ray]').",
+        ),
+        click.option(
+            "--ray-address",
+            default=None,
+            metavar="HOST:PORT",
+            help="An existing Ray cluster (`ray start --head` prints it); default: start a "
+            "local Ray for the run.",
+        ),
+    ]
+
+    @wraps(func)
+    def packed(*args: Any, jobs: int, executor: str, ray_address: str | None, **kwargs: Any) -> Any:
+        from .runner import Execution
+
+        if ray_address and executor != "ray":
+            raise click.ClickException("--ray-address needs --executor ray")
+        return func(*args, execution=Execution(executor, jobs, ray_address), **kwargs)
+
+    for option in reversed(options):
+        packed = option(packed)
+    return packed
 
 
 def one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -289,15 +402,20 @@ def attribute(flags: QuestionFlags, json_out: Path) -> None:
     "--single-file", is_flag=True, help="Inline the Vega bundle and data: one self-contained .html."
 )
 @click.option("--no-cache", is_flag=True, help="Recompute even if a cached result exists.")
+@runtime_options
 @one_line_errors
-def run(case_file: Path, out: Path, pdf: bool, single_file: bool, no_cache: bool) -> None:
+def run(
+    case_file: Path, out: Path, pdf: bool, single_file: bool, no_cache: bool, runtime: Any
+) -> None:
     """One dossier (HTML + data, PDF figure set) for CASE_FILE: a one-case site, rendered the way
     `build` renders (staging folder swapped in, cached figure sets)."""
     from .cases import load_case
     from .outdir import check_out_folder
+    from .project import find_project_file, load_project
 
     case = load_case(case_file)
     check_out_folder(out, [case_file])
+    project = load_project(find_project_file([case_file]))
     _quiet_libraries()
     from .build import BuildReport, compute_results, render_site
     from .progress import case_steps
@@ -310,6 +428,8 @@ def run(case_file: Path, out: Path, pdf: bool, single_file: bool, no_cache: bool
         command=_command_line(),
         report=report,
         on_step=case_steps(_status_line),
+        options=runtime,
+        project=project,
     )
     _status_line("")
     from .outdir import build_lock
@@ -534,13 +654,8 @@ def _write_head_edges(
 )
 @click.option("--pdf/--no-pdf", default=True, show_default=True)
 @click.option("--single-file", is_flag=True, help="Each dossier as one self-contained .html.")
-@click.option(
-    "--jobs",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Reserved; cases run one after another on 2-core machines.",
-)
+@runtime_options
+@execution_options
 @one_line_errors
 def build(
     paths: tuple[Path, ...],
@@ -549,7 +664,8 @@ def build(
     keep_going: bool,
     pdf: bool,
     single_file: bool,
-    jobs: int,
+    runtime: Any,
+    execution: Any,
 ) -> None:
     """Build the static site for PATHS (default: cases/)."""
     _quiet_libraries()
@@ -563,6 +679,8 @@ def build(
         pdf=pdf,
         single_file=single_file,
         command=_command_line(),
+        options=runtime,
+        execution=execution,
     )
     click.echo(
         f"site: {report.out / 'index.html'} ({len(report.built)} computed, {len(report.cached)} from cache, "
@@ -757,6 +875,7 @@ def serve(port: int, directory: Path) -> None:
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="FILE.jsonl of your own items (benchmark jsonl; instructions: other prompts).",
 )
+@runtime_options
 @one_line_errors
 def collect(
     benchmark: str,
@@ -774,6 +893,7 @@ def collect(
     force: bool,
     recheck: bool,
     data: Path | None,
+    runtime: Any,
 ) -> None:
     """Run a model on BENCHMARK (humaneval, instructions, arithmetic, jsonl), pin each failure
     to a token pair by strict recovery, and write the pairs as case files."""
@@ -817,6 +937,7 @@ def collect(
         out=out,
         force=force,
         data=data,
+        load=_runtime_loader(runtime, out),
     )
     for run in summary["runs"]:
         kept = [c for c, status in run["files"].items() if status == "kept"]

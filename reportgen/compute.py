@@ -40,6 +40,7 @@ _RENDER_ONLY = (
     "outdir.py",
     "explore.py",
     "neuronpedia.py",
+    "runner",  # the runner only schedules: what changes numbers is in the key itself
 )
 
 
@@ -175,16 +176,18 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def result_key(case: Case, case_text: str) -> str:
-    payload = json.dumps(
-        {
-            "case": case_text,
-            "model": model_identity(case.model),
-            "compare": [model_identity(m) for m in case.compare],
-            "code": code_version(),
-        },
-        sort_keys=True,
-    )
+def result_key(case: Case, case_text: str, runtime: dict[str, Any] | None = None) -> str:
+    """``runtime``: what else changes the numbers (per model: device type, dtype, quantisation);
+    ``None`` is the default float32 CPU run."""
+    fields: dict[str, Any] = {
+        "case": case_text,
+        "model": model_identity(case.model),
+        "compare": [model_identity(m) for m in case.compare],
+        "code": code_version(),
+    }
+    if runtime is not None:
+        fields["runtime"] = runtime
+    payload = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
@@ -287,9 +290,22 @@ def environment(loaded: LoadedModel, command: str) -> dict[str, Any]:
         "model_source": loaded.source,
         "model_sha256": loaded.weights_sha256 or "unknown",
         "dtype": loaded.dtype,
-        "device": loaded.device,
+        "quantization": getattr(loaded, "quantization", None) or "none",
+        # the device type, not the index: which GPU of a machine ran a case changes no number
+        "device": str(loaded.device).split(":", 1)[0],
+        **(
+            {"device_name": _device_name(loaded.device)}
+            if str(loaded.device).startswith("cuda")
+            else {}
+        ),
         "command": command,
     }
+
+
+def _device_name(device: str) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(torch.device(device))
 
 
 def compute_case(
@@ -297,6 +313,7 @@ def compute_case(
     loaded: LoadedModel,
     *,
     command: str,
+    case_text: str | None = None,
     progress: Progress = no_progress,
     load_other: Callable[[str], LoadedModel] = load_model,
     use_cache: bool = True,
@@ -304,8 +321,11 @@ def compute_case(
     """All numbers of one case. ``progress(step, done, total)`` reports the step inside the
     case (attribution, graph layer i of L, faithfulness masked sets done of total, comparison
     models) with plain values; a case that will not fit in memory fails before it starts.
-    ``use_cache=False`` (``--no-cache``) also bypasses the graph cache."""
-    case_text = Path(case.path).read_text(encoding="utf-8")
+    ``use_cache=False`` (``--no-cache``) also bypasses the graph cache. ``case_text``: the case
+    file's text when the caller has it (a worker of a Ray cluster may not see the driver's
+    files); default: read ``case.path``."""
+    if case_text is None:
+        case_text = Path(case.path).read_text(encoding="utf-8")
     question = prepare_question(loaded, Question.from_case(case))
     config = getattr(loaded.model, "config", None)
     check_memory(

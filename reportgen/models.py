@@ -195,6 +195,7 @@ class LoadedModel:
     weights_sha256: str | None
     device: str
     dtype: str
+    quantization: str | None = None  # "4bit" (bitsandbytes NF4) or None
 
     @property
     def model_type(self) -> str:
@@ -362,4 +363,5 @@ def load_model(
         weights_sha256=weights_sha,
         device=str(device),
         dtype=dtype,
+        quantization=quantize,
     )

@@ -21,7 +21,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null
 .venv/bin/python -m pip install --quiet torch==2.13.0
-.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test,collect]"
+.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test,collect,ray]"
 # the IFEval checkers for `reportgen collect instructions` (without `datasets`: not needed)
 .venv/bin/python -m pip install --quiet -c constraints.txt --no-deps if-verifiable==0.1.2
 

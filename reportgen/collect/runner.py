@@ -547,8 +547,10 @@ def collect(
     force: bool = False,
     data: Path | None = None,
     log: Callable[[str], None] = lambda msg: None,
+    load: Callable[[str], Any] | None = None,
 ) -> dict[str, Any]:
-    """Collect ``benchmark`` on each model; write OUT/<benchmark>/<case>.toml + summary.json."""
+    """Collect ``benchmark`` on each model; write OUT/<benchmark>/<case>.toml + summary.json.
+    ``load``: how a model spec is loaded (the CLI's --device/--dtype/--4bit); default CPU fp32."""
     from ..models import load_model
 
     if not models:
@@ -566,7 +568,7 @@ def collect(
     runs = []
     started = time.monotonic()
     for spec in models:
-        loaded = load_model(spec)
+        loaded = (load or load_model)(spec)
         suffix = "" if len(models) == 1 else "-" + model_slug(spec)
         run = _Run(loaded, spec, bench, settings, folder, force, suffix, log)
         runs.append(run.run(chosen))

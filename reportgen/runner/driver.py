@@ -1,0 +1,168 @@
+"""The driver of a run: cache look-ups, jobs out to an executor, results into the cache, and
+the results back in the order of the cases -- so the site never depends on ``--jobs`` or on the
+executor, only on the cases and their settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..cases import Case
+from ..errors import ReportgenError
+from ..project import Project
+from .jobs import Job, Outcome
+from .settings import DEFAULT_OPTIONS, ModelRuntime, RuntimeOptions, resolve_runtime
+from .worker import failure_text
+
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How to run the cases: ``executor`` local or ray, ``jobs`` workers (local: processes;
+    ray: actors at a time), ``ray_address`` an existing cluster (None: start a local Ray)."""
+
+    executor: str = "local"
+    jobs: int = 1
+    ray_address: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ReportgenError(f"--executor: {self.executor!r} is not one of local, ray")
+        if self.jobs < 1:
+            raise ReportgenError("--jobs must be >= 1")
+
+
+LOCAL = Execution()
+
+
+@dataclass
+class RunReport:
+    """What happened to each case; ids listed in case order."""
+
+    results: list[Any] = field(default_factory=list)  # CaseResult, in case order
+    built: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+
+
+def run_cases(
+    cases: list[Case],
+    *,
+    command: str,
+    use_cache: bool = True,
+    keep_going: bool = False,
+    options: RuntimeOptions = DEFAULT_OPTIONS,
+    project: Project | None = None,
+    execution: Execution = LOCAL,
+    on_done: Callable[[Case], None] = lambda case: None,
+    on_progress: Callable[[Case, tuple[Any, ...]], None] = lambda case, args: None,
+    loader: Callable[..., Any] | None = None,
+) -> RunReport:
+    """Results of ``cases`` (computed or from the cache). Without ``keep_going`` the first
+    failure raises; with it, failed cases are reported and the others go on.
+    ``loader`` replaces ``load_model`` in the in-process executor (tests)."""
+    from ..compute import cached_result, code_version, result_key, store_result
+    from ..results import CaseResult
+
+    ray_context: Any = nullcontext(None)
+    if execution.executor == "ray":
+        from .ray_executor import ray_session
+
+        ray_context = ray_session(execution.ray_address)
+    report = RunReport()
+    code = code_version()
+    with ray_context as cluster_gpus:
+        has_cuda = cluster_gpus  # None for local: ask torch here
+        results: dict[int, CaseResult] = {}
+        built: set[int] = set()
+        cached: set[int] = set()
+        failed: dict[int, tuple[str, str]] = {}
+        jobs: list[Job] = []
+        keys: dict[int, str] = {}
+
+        def fail(index: int, path: str, reason: str) -> None:
+            if not keep_going:
+                raise ReportgenError(f"{path}: {reason}")
+            failed[index] = (path, reason)
+            on_done(cases[index])
+
+        for index, case in enumerate(cases):
+            try:
+                runtimes = {
+                    spec: resolve_runtime(spec, options, project, has_cuda=has_cuda)
+                    for spec in dict.fromkeys([case.model, *case.compare])
+                }
+                text = Path(case.path).read_text(encoding="utf-8")
+                keys[index] = result_key(case, text, _key_runtime(case, runtimes))
+            except (ReportgenError, OSError) as exc:
+                fail(index, case.path, failure_text(case.path, exc))
+                continue
+            result = cached_result(keys[index]) if use_cache else None
+            if result is not None:
+                results[index] = result
+                cached.add(index)
+                on_done(case)
+                continue
+            jobs.append(Job(index, case.path, text, case.model, runtimes, command, code, use_cache))
+
+        def on_outcome(outcome: Outcome) -> None:
+            index = outcome.index
+            if index in results or index in failed:
+                return  # a duplicate from a worker that died after reporting
+            if outcome.result is None:
+                fail(index, outcome.case_path, outcome.error or "failed")
+                return
+            result = CaseResult.from_json(outcome.result)
+            store_result(keys[index], result)
+            results[index] = result
+            built.add(index)
+            on_done(cases[index])
+
+        def progress(job: Job, args: tuple[Any, ...]) -> None:
+            on_progress(cases[job.index], args)
+
+        if jobs:
+            _execute(jobs, execution, on_outcome, progress, loader)
+    report.results = [results[i] for i in sorted(results)]
+    report.built = [cases[i].id for i in sorted(built)]
+    report.cached = [cases[i].id for i in sorted(cached)]
+    report.failures = [failed[i] for i in sorted(failed)]
+    return report
+
+
+def _key_runtime(case: Case, runtimes: dict[str, ModelRuntime]) -> dict[str, Any] | None:
+    """The runtime part of the result key. The default (float32 on the CPU for every model)
+    keeps the key of a plain CPU run."""
+    keys = {spec: runtime.key() for spec, runtime in runtimes.items()}
+    default = ModelRuntime("cpu").key()
+    if all(k == default for k in keys.values()):
+        return None
+    return keys
+
+
+def _execute(
+    jobs: list[Job],
+    execution: Execution,
+    on_outcome: Callable[[Outcome], None],
+    progress: Callable[[Job, tuple[Any, ...]], None],
+    loader: Callable[..., Any] | None,
+) -> None:
+    from . import local
+
+    if execution.executor == "ray":
+        from .ray_executor import run_ray
+
+        run_ray(jobs, execution.jobs, on_outcome, progress)
+    elif execution.jobs == 1 or len(jobs) == 1:
+        local.run_in_process(jobs, on_outcome, progress, loader=loader)
+    else:
+        gpus = 0
+        if any(r.device == "cuda" for job in jobs for r in job.runtimes.values()):
+            import torch
+
+            gpus = torch.cuda.device_count()
+        local.run_workers(jobs, min(execution.jobs, len(jobs)), on_outcome, progress, gpus=gpus)

@@ -1,0 +1,44 @@
+"""The boundary between the driver and its workers: plain, picklable values only.
+
+A ``Job`` carries everything a worker needs to compute one case, including the case file's
+text (a worker on another machine of a Ray cluster need not see the driver's files); an
+``Outcome`` carries the ``CaseResult`` back as JSON-able data, or the error that stopped it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .settings import ModelRuntime
+
+
+@dataclass(frozen=True)
+class Job:
+    index: int  # position of the case in the build (results are put back in this order)
+    case_path: str
+    case_text: str
+    model: str
+    runtimes: dict[str, ModelRuntime]  # the case's model and every comparison model
+    command: str
+    code: str = ""  # the driver's code_version(): a worker running other code refuses the job
+    use_cache: bool = True  # False (--no-cache): the graph cache is bypassed too
+    attempt: int = 0  # 1 after the first worker running it died
+
+    @property
+    def group(self) -> tuple[str, ModelRuntime]:
+        """Jobs of one group share a loaded model (a worker keeps it between jobs)."""
+        return (self.model, self.runtimes[self.model])
+
+
+@dataclass(frozen=True)
+class Outcome:
+    index: int
+    case_path: str
+    result: dict[str, Any] | None = None  # CaseResult.to_json()
+    error: str | None = None
+    worker: str = ""  # which worker computed it (for messages, never for output)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None

@@ -1,0 +1,153 @@
+"""``--executor ray``: the same jobs on a Ray cluster (or a local Ray started for the run).
+
+One actor per (model, runtime) group holds the loaded model (``num_gpus=1`` where the group runs
+on CUDA); a group's cases go to the actors of its model, at most ``workers`` actors at a time.
+Each actor returns an ``Outcome`` with the ``CaseResult`` as JSON-able data; the driver stores it
+in its own cache and renders the site exactly as a local build. An actor that dies has its case
+retried once on a fresh actor, then reported as failed. Ctrl-C kills the actors; what finished
+is already in the driver's cache, so a rerun resumes."""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+from ..errors import ReportgenError
+from .jobs import Job, Outcome
+from .local import MAX_ATTEMPTS, OnOutcome, OnProgress, _group_order
+from .worker import CaseWorker, set_threads
+
+RAY_VERSION = "2.60.0"  # the pinned `[ray]` extra
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ReportgenError(
+            f"--executor ray needs Ray: pip install 'reportgen[ray]' (ray=={RAY_VERSION})"
+        ) from None
+    return ray
+
+
+class CaseActor:
+    """The body of a Ray actor: one worker, one model group."""
+
+    def __init__(self, threads: int | None) -> None:
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        set_threads(threads)
+        self.worker = CaseWorker(name=f"ray-actor-{os.getpid()}")
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def run(self, job: Job) -> Outcome:
+        return self.worker.run(job)
+
+
+@contextmanager
+def ray_session(address: str | None) -> Iterator[bool]:
+    """Connect to ``address`` (or start a local Ray) for the run; yields whether the cluster
+    has GPUs (what ``auto`` means there). A Ray this process already runs is used and left up."""
+    ray = import_ray()
+    started = False
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if address:
+            kwargs["address"] = address
+        try:
+            ray.init(**kwargs)
+        except ConnectionError as exc:
+            raise ReportgenError(f"--ray-address {address}: cannot connect ({exc})") from None
+        started = True
+    try:
+        yield ray.cluster_resources().get("GPU", 0) > 0
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def run_ray(
+    jobs: list[Job],
+    workers: int,
+    on_outcome: OnOutcome,
+    on_progress: OnProgress = lambda job, args: None,
+    *,
+    poll_s: float = 1.0,
+) -> None:
+    """Run ``jobs`` inside a ``ray_session``."""
+    ray = import_ray()
+    from ray.exceptions import RayActorError
+
+    resources = ray.cluster_resources()
+    cpus = max(1, int(resources.get("CPU", 1)))
+    node_cpus = max(
+        [int(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive")] or [1]
+    )
+    # never more actors than the cluster can place at once: a pending actor would hold a slot
+    workers = min(workers, cpus)
+    if any(r.device_type == "cuda" for job in jobs for r in job.runtimes.values()):
+        workers = max(1, min(workers, int(resources.get("GPU", 0))))
+    remote = ray.remote(CaseActor)
+    pending = deque(sorted(jobs, key=_group_order(jobs)))
+    actors: dict[Any, Any] = {}  # actor handle -> its group
+    running: dict[Any, tuple[Any, Job]] = {}  # object ref -> (actor, job)
+
+    def new_actor(group: Any) -> Any:
+        cuda = group[1].device_type == "cuda"
+        per_actor = 1 if cuda else max(1, min(cpus // workers, node_cpus))
+        actor = remote.options(num_cpus=per_actor, num_gpus=1 if cuda else 0).remote(
+            None if cuda else per_actor
+        )
+        actors[actor] = group
+        return actor
+
+    def give(actor: Any) -> bool:
+        job = next((j for j in pending if j.group == actors[actor]), None)
+        if job is None:
+            return False
+        pending.remove(job)
+        running[actor.run.remote(job)] = (actor, job)
+        return True
+
+    def retire(actor: Any) -> None:
+        actors.pop(actor, None)
+        ray.kill(actor)
+
+    try:
+        while pending or running:
+            idle = [a for a in actors if a not in {a2 for a2, _ in running.values()}]
+            for actor in idle:
+                if not give(actor):
+                    retire(actor)  # its group is done: free the slot for another group
+            while len(actors) < workers and pending:
+                demand = [j.group for j in pending]
+                serving = list(actors.values())
+                group = next((g for g in demand if serving.count(g) < demand.count(g)), None)
+                if group is None:
+                    break
+                give(new_actor(group))
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=poll_s)
+            for ref in ready:
+                actor, job = running.pop(ref)
+                try:
+                    outcome = ray.get(ref)
+                except RayActorError:
+                    actors.pop(actor, None)
+                    if job.attempt + 1 < MAX_ATTEMPTS:
+                        pending.appendleft(replace(job, attempt=job.attempt + 1))
+                        continue
+                    outcome = Outcome(
+                        job.index,
+                        job.case_path,
+                        error=f"the Ray worker died {MAX_ATTEMPTS} times running this case",
+                        worker="ray",
+                    )
+                on_outcome(outcome)
+    finally:
+        for actor in list(actors):
+            ray.kill(actor)

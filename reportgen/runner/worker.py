@@ -1,0 +1,140 @@
+"""One worker: keeps its loaded models between jobs and turns a ``Job`` into an ``Outcome``.
+
+The same class runs in the driver (``--jobs 1``), in a local worker process and inside a Ray
+actor, so every executor computes a case the same way."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import ReportgenError
+from .jobs import Job, Outcome
+from .settings import ModelRuntime
+
+FAULT_DIR_ENV = "REPORTGEN_TEST_FAULT_DIR"
+
+
+def set_threads(threads: int | None) -> None:
+    """torch threads of this process (``None``: leave them)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+
+
+class CaseWorker:
+    """Computes cases; ``gpu`` pins a bare ``cuda`` runtime to ``cuda:gpu`` (one worker per GPU)."""
+
+    def __init__(
+        self,
+        *,
+        gpu: int | None = None,
+        name: str = "driver",
+        loader: Callable[..., Any] | None = None,
+    ) -> None:
+        self.gpu, self.name = gpu, name
+        self.loader = loader
+        self.models: dict[tuple[str, ModelRuntime], Any] = {}
+
+    def _place(self, runtime: ModelRuntime) -> ModelRuntime:
+        if self.gpu is not None and runtime.device == "cuda":
+            return runtime.on_device(f"cuda:{self.gpu}")
+        return runtime
+
+    def load(self, spec: str, runtime: ModelRuntime) -> Any:
+        runtime = self._place(runtime)
+        if (spec, runtime) not in self.models:
+            if self.loader is None:
+                from ..models import load_model
+
+                self.loader = load_model
+            self.models[(spec, runtime)] = self.loader(
+                spec, device=runtime.device, dtype=runtime.dtype, quantize=runtime.quantization
+            )
+        return self.models[(spec, runtime)]
+
+    def compute(self, job: Job, progress: Callable[..., None] | None = None) -> Any:
+        """The CaseResult of ``job``; errors propagate."""
+        from ..cases import parse_case
+        from ..compute import code_version, compute_case
+
+        if job.code and job.code != code_version():
+            # its result would be cached under the driver's code version: refuse it
+            raise ReportgenError(
+                f"worker {self.name} runs reportgen code {code_version()}, the driver "
+                f"{job.code}: install the same reportgen on every node"
+            )
+
+        if self.name != "driver":
+            _fault_hook(job)
+        try:
+            data = tomllib.loads(job.case_text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ReportgenError(f"{job.case_path}: invalid TOML: {exc}") from None
+        case = parse_case(data, job.case_path)
+        default = job.runtimes[job.model]
+
+        def load_other(spec: str) -> Any:
+            return self.load(spec, job.runtimes.get(spec, default))
+
+        kwargs: dict[str, Any] = {
+            "command": job.command,
+            "load_other": load_other,
+            "use_cache": job.use_cache,
+        }
+        if progress is not None:
+            kwargs["progress"] = progress
+        return compute_case(case, self.load(job.model, default), case_text=job.case_text, **kwargs)
+
+    def run(self, job: Job, progress: Callable[..., None] | None = None) -> Outcome:
+        """Like ``compute``, but every failure becomes the Outcome's one-line error: a worker
+        must survive a bad case and go on with the next."""
+        try:
+            result = self.compute(job, progress)
+        except Exception as exc:  # noqa: BLE001 - e.g. CUDA out of memory: the case fails alone
+            error = failure_text(job.case_path, exc)
+            return Outcome(job.index, job.case_path, error=error, worker=self.name)
+        return Outcome(job.index, job.case_path, result=result.to_json(), worker=self.name)
+
+
+def failure_text(path: str, exc: BaseException) -> str:
+    """One line for the index and the terminal: the reason without repeating the file name; an
+    unexpected exception is named as such."""
+    text = _first_line(exc) if str(exc).strip() else ""
+    if text.startswith(f"{path}: "):
+        text = text[len(path) + 2 :]
+    if isinstance(exc, ReportgenError):
+        return text or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror + (f" ({exc.filename})" if exc.filename else "")
+    name = type(exc).__name__
+    return f"unexpected {name}: {text}" if text else f"unexpected {name}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _fault_hook(job: Job) -> None:
+    """Fault injection for the runner's tests: with ``REPORTGEN_TEST_FAULT_DIR`` set, a file
+    ``<case file name>.die-once`` there kills the worker process running that case once (the
+    file is consumed), ``<case file name>.die-always`` kills every worker that runs it. Unset
+    (always, outside the tests) this does nothing."""
+    folder = os.environ.get(FAULT_DIR_ENV)
+    if not folder:
+        return
+    name = Path(job.case_path).name
+    once = Path(folder) / f"{name}.die-once"
+    try:
+        once.unlink()
+    except FileNotFoundError:
+        pass
+    else:
+        os._exit(17)
+    if (Path(folder) / f"{name}.die-always").exists():
+        os._exit(17)

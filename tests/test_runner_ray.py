@@ -1,0 +1,81 @@
+"""`--executor ray` on a local Ray started here (2 CPUs, no dashboard), shared by the tests of
+this module: the same site as a local build, a killed worker's case retried, a case that always
+fails reported while the others build."""
+
+import os
+
+import pytest
+import test_runner
+from test_runner import site_files, write_cases
+
+from reportgen.build import build
+from reportgen.runner import Execution
+from reportgen.runner.worker import FAULT_DIR_ENV
+
+ray = pytest.importorskip("ray")
+model_dir = test_runner.model_dir  # the module fixtures, shared with the local-runner tests
+reference = test_runner.reference
+
+
+@pytest.fixture(scope="module")
+def ray_faults(tmp_path_factory):
+    """A local Ray for this module; its workers see the fault-injection folder (set before
+    ray.init: workers inherit the environment Ray starts with)."""
+    faults = tmp_path_factory.mktemp("ray-faults")
+    before = os.environ.get(FAULT_DIR_ENV)
+    os.environ[FAULT_DIR_ENV] = str(faults)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield faults
+    ray.shutdown()
+    if before is None:
+        os.environ.pop(FAULT_DIR_ENV, None)
+    else:
+        os.environ[FAULT_DIR_ENV] = before
+
+
+def test_a_ray_build_is_the_local_build(model_dir, reference, ray_faults, tmp_path, monkeypatch):
+    monkeypatch.setenv("REPORTGEN_CACHE", str(tmp_path / "cache"))
+    cases = write_cases(tmp_path / "cases", model_dir)
+    out = tmp_path / "site"
+    report = build(
+        [cases], out, pdf=False, progress=False, execution=Execution(executor="ray", jobs=2)
+    )
+    assert report.built == ["case-a", "case-b", "case-c"] and not report.failures
+    assert site_files(out) == reference
+    # the driver stored every result: a rebuild computes nothing
+    again = build([cases], out, pdf=False, progress=False, execution=Execution("ray", 2))
+    assert again.cached == ["case-a", "case-b", "case-c"] and not again.built
+
+
+def test_ray_retries_a_killed_worker_and_reports_what_always_fails(
+    model_dir, ray_faults, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("REPORTGEN_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "cases"
+    write_cases(root, model_dir, names=("a", "b"))
+    write_cases(root / "more", model_dir, names=("c",), bad_segment=("c",))
+    (root / "more" / "c.toml").rename(root / "more" / "bad.toml")
+    (root / "more" / "bad.toml").write_text(
+        (root / "more" / "bad.toml").read_text().replace("case-c", "case-bad")
+    )
+    (root / "dies.toml").write_text((root / "b.toml").read_text().replace("case-b", "case-dies"))
+    (ray_faults / "a.toml.die-once").touch()
+    (ray_faults / "dies.toml.die-always").touch()
+    out = tmp_path / "site"
+    report = build(
+        [root],
+        out,
+        pdf=False,
+        progress=False,
+        keep_going=True,
+        execution=Execution(executor="ray", jobs=2),
+    )
+    assert not (ray_faults / "a.toml.die-once").exists()  # a's first worker really died
+    assert report.built == ["case-a", "case-b"]
+    reasons = dict(report.failures)
+    assert set(reasons) == {str(root / "dies.toml"), str(root / "more" / "bad.toml")}
+    assert "died 2 times" in reasons[str(root / "dies.toml")]
+    assert "exceeds the" in reasons[str(root / "more" / "bad.toml")]
+    index = (out / "index.html").read_text()
+    assert "case-a" in index and "case-b" in index and "dies.toml" in index
+    assert (out / "cases" / "case-a" / "data.json").exists()
