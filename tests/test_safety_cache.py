@@ -122,8 +122,8 @@ def test_no_cache_bypasses_results_graphs_and_figures(setup, monkeypatch):
     monkeypatch.setattr(
         latex, "render_latex", lambda *a, **k: renders.append(1) or real_latex(*a, **k)
     )
-    monkeypatch.setattr(
-        build_module, "cached_result", lambda key: pytest.fail("--no-cache read the result cache")
+    monkeypatch.setattr(  # the runner looks cached_result up at call time
+        compute, "cached_result", lambda key: pytest.fail("--no-cache read the result cache")
     )
     report = build_module.build([cases], out, progress=False, pdf=True, use_cache=False)
     assert report.built == ["case-a"] and graph_flags == [False] and renders == [1]

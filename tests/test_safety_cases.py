@@ -127,14 +127,16 @@ def test_keep_going_survives_every_kind_of_per_case_error(tmp_path, model_dir, m
     # a bug in the computing code is that case's failure too, not the build's
     (cases / "bug.toml").write_text(case_text(model_dir, "case-bug"))
     expected["bug.toml"] = "unexpected RuntimeError: boom"
-    real = build_module.compute_case
+    import reportgen.compute as compute_module  # the runner looks compute_case up at call time
+
+    real = compute_module.compute_case
 
     def buggy(case, *args, **kwargs):
         if case.id == "case-bug":
             raise RuntimeError("boom")
         return real(case, *args, **kwargs)
 
-    monkeypatch.setattr(build_module, "compute_case", buggy)
+    monkeypatch.setattr(compute_module, "compute_case", buggy)
     out = tmp_path / "site"
     result = CliRunner().invoke(
         main, ["build", str(cases), "--out", str(out), "--keep-going", "--no-pdf"]

@@ -121,7 +121,8 @@ DAMAGE = [
 TEXT_DAMAGE = [  # damage to the file's bytes: the error names the file
     (lambda b: b"\xff\xfe" + b, "not UTF-8"),
     (lambda b: b + b"= = =\n", "invalid TOML"),
-    (lambda b: b[: len(b) // 3] + b'"\n', "invalid TOML"),
+    # cut short: a newline inside an open string or a line without a key, never valid TOML
+    (lambda b: b[: len(b) // 3] + b"\n= cut\n", "invalid TOML"),
 ]
 
 
