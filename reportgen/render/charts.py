@@ -100,9 +100,9 @@ def relevance_chart(result: CaseResult) -> alt.TopLevelMixin:
     return _configure(alt.vconcat(_top_tokens_chart(cells), _overview_chart(cells), spacing=24))
 
 
-def _per_token_chart(cells: Sequence[TokenCell]) -> alt.Chart:
-    labels = token_labels([c.text for c in cells])
-    values = [
+def _bar_rows(cells: Sequence[TokenCell], labels: Sequence[str]) -> list[dict]:
+    """One row per bar: the token's place, its axis label, its text, R and R's sign."""
+    return [
         {
             "position": c.position,
             "label": label,
@@ -112,6 +112,11 @@ def _per_token_chart(cells: Sequence[TokenCell]) -> alt.Chart:
         }
         for c, label in zip(cells, labels, strict=True)
     ]
+
+
+def _per_token_chart(cells: Sequence[TokenCell]) -> alt.Chart:
+    labels = token_labels([c.text for c in cells])
+    values = _bar_rows(cells, labels)
     return (
         alt.Chart(alt.Data(values=values))
         .mark_bar()
@@ -143,16 +148,7 @@ def strongest_tokens(cells: Sequence[TokenCell], count: int = TOP_TOKENS) -> lis
 def _top_tokens_chart(cells: Sequence[TokenCell]) -> alt.Chart:
     top = strongest_tokens(cells)
     labels = [f"{c.position} {_short(c.display, 24)}" for c in top]
-    values = [
-        {
-            "position": c.position,
-            "label": label,
-            "token": c.display,
-            "relevance": c.relevance,
-            "sign": _sign(c.relevance, c.special),
-        }
-        for c, label in zip(top, labels, strict=True)
-    ]
+    values = _bar_rows(top, labels)
     return (
         alt.Chart(
             alt.Data(values=values),
