@@ -7,11 +7,12 @@ import tomllib
 import pytest
 
 from reportgen.cases import parse_case
-from reportgen.collect import benchmarks as registry
+from reportgen.collect import registry
 from reportgen.collect.arithmetic import Arithmetic, check_answer, generate
-from reportgen.collect.benchmarks import Benchmark, get_benchmark, register
+from reportgen.collect.benchmarks import Benchmark
 from reportgen.collect.instructions import DATA, OFFLINE_UNSUPPORTED, _registry, check_instructions
 from reportgen.collect.jsonl import JsonlBenchmark
+from reportgen.collect.registry import get_benchmark, register
 from reportgen.collect.writer import case_toml, is_hand_edited, write_case
 from reportgen.errors import ReportgenError
 

@@ -19,7 +19,8 @@ import pytest
 import torch
 
 from reportgen.cases import load_case
-from reportgen.collect.benchmarks import Item, get_benchmark
+from reportgen.collect.benchmarks import Item
+from reportgen.collect.registry import get_benchmark
 from reportgen.models import load_model
 from reportgen.pipeline import Question, prepare_question
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,38 +95,6 @@ class Benchmark:
     def source(self, item: Item) -> dict[str, Any]:
         """The data a re-checker needs, for the case's ``[source]`` table."""
         return {}
-
-
-BENCHMARKS: dict[str, Callable[[], Benchmark]] = {}
-
-
-def register(name: str, factory: Callable[[], Benchmark]) -> None:
-    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
-        raise ValueError(f"benchmark name {name!r} must match [a-z0-9-]+")
-    if name in BENCHMARKS:
-        raise ValueError(f"benchmark {name!r} is already registered")
-    BENCHMARKS[name] = factory
-
-
-def get_benchmark(name: str) -> Benchmark:
-    _register_builtins()
-    if name not in BENCHMARKS:
-        raise ReportgenError(f"unknown benchmark {name!r} (known: {', '.join(sorted(BENCHMARKS))})")
-    return BENCHMARKS[name]()
-
-
-def _register_builtins() -> None:
-    if "humaneval" in BENCHMARKS:
-        return
-    from .arithmetic import Arithmetic
-    from .humaneval import HumanEval
-    from .instructions import Instructions
-    from .jsonl import JsonlBenchmark
-
-    register("humaneval", HumanEval)
-    register("instructions", Instructions)
-    register("arithmetic", Arithmetic)
-    register("jsonl", JsonlBenchmark)
 
 
 def jsonl_rows(path: Path) -> list[tuple[int, Any]]:

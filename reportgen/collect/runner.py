@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ReportgenError
-from .benchmarks import Benchmark, Item, get_benchmark
+from .benchmarks import Benchmark, Item
 from .generate import (
     Generation,
     append_jsonl,
@@ -25,6 +25,7 @@ from .generate import (
     settings_key,
 )
 from .recover import Found, candidates, search
+from .registry import get_benchmark
 from .writer import case_toml, write_case, write_summary
 
 
