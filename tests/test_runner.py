@@ -4,6 +4,7 @@ retried, a failing case reported while the others build (local processes; Ray in
 import json
 
 import pytest
+import torch
 from click.testing import CliRunner
 from tiny_models import save_tiny_llama
 
@@ -13,7 +14,7 @@ from reportgen.cli import main
 from reportgen.errors import ReportgenError
 from reportgen.project import Project, load_project
 from reportgen.runner import Execution, ModelRuntime, RuntimeOptions, resolve_runtime
-from reportgen.runner.worker import FAULT_DIR_ENV
+from reportgen.runner.worker import FAULT_DIR_ENV, THREADS_ENV
 
 CASE = """
 id = "{id}"
@@ -58,9 +59,14 @@ def reference(model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("reference")
     cases = write_cases(root / "cases", model_dir)
     out = root / "site"
+    threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("REPORTGEN_CACHE", str(root / "cache"))
-        report = build([cases], out, pdf=False, progress=False)
+        torch.set_num_threads(1)  # the workers of the other tests run one thread each too
+        try:
+            report = build([cases], out, pdf=False, progress=False)
+        finally:
+            torch.set_num_threads(threads)
     assert report.built == ["case-a", "case-b", "case-c"] and not report.failures
     return site_files(out)
 
@@ -135,6 +141,7 @@ def test_two_workers_build_what_one_builds_and_survive_a_killed_worker(
     model_dir, reference, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("REPORTGEN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv(THREADS_ENV, "1")  # as the reference: equal thread counts, equal bits
     faults = tmp_path / "faults"
     faults.mkdir()
     (faults / "b.toml.die-once").touch()  # the worker computing b dies; b is retried

@@ -10,7 +10,7 @@ from test_runner import site_files, write_cases
 
 from reportgen.build import build
 from reportgen.runner import Execution
-from reportgen.runner.worker import FAULT_DIR_ENV
+from reportgen.runner.worker import FAULT_DIR_ENV, THREADS_ENV
 
 ray = pytest.importorskip("ray")
 model_dir = test_runner.model_dir  # the module fixtures, shared with the local-runner tests
@@ -24,9 +24,15 @@ def ray_faults(tmp_path_factory):
     faults = tmp_path_factory.mktemp("ray-faults")
     before = os.environ.get(FAULT_DIR_ENV)
     os.environ[FAULT_DIR_ENV] = str(faults)
+    threads_before = os.environ.get(THREADS_ENV)
+    os.environ[THREADS_ENV] = "1"  # actors run one thread each, as the reference build
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield faults
     ray.shutdown()
+    if threads_before is None:
+        os.environ.pop(THREADS_ENV, None)
+    else:
+        os.environ[THREADS_ENV] = threads_before
     if before is None:
         os.environ.pop(FAULT_DIR_ENV, None)
     else:

@@ -18,8 +18,16 @@ from .settings import ModelRuntime
 FAULT_DIR_ENV = "REPORTGEN_TEST_FAULT_DIR"
 
 
+THREADS_ENV = "REPORTGEN_THREADS"
+
+
 def set_threads(threads: int | None) -> None:
-    """torch threads of this process (``None``: leave them)."""
+    """torch threads of this process (``None``: leave them). ``REPORTGEN_THREADS`` fixes the
+    count for every worker: float sums depend on how many threads split them (last-bit
+    differences), so equal thread counts are what makes builds with different N byte-equal."""
+    fixed = os.environ.get(THREADS_ENV, "").strip()
+    if fixed.isdigit() and int(fixed) > 0:
+        threads = int(fixed)
     if threads is not None:
         import torch
 
