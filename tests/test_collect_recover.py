@@ -8,7 +8,7 @@ import torch
 from tiny_models import save_tiny_llama
 
 from reportgen.cases import load_case
-from reportgen.collect import benchmarks as registry
+from reportgen.collect import registry
 from reportgen.collect.benchmarks import Benchmark, Item, Verdict
 from reportgen.collect.generate import Generation, greedy, prefix_cache
 from reportgen.collect.recover import candidates, search
