@@ -12,7 +12,6 @@ graph (goal: a click and a slider step under 50 ms at 10,000 tokens)."""
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 import tempfile
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from render_fixtures import make_result  # noqa: E402
+from render_fixtures import make_result, random_graph  # noqa: E402
 
 from reportgen.render.html import render_dossier  # noqa: E402
 from reportgen.results import CaseResult  # noqa: E402
@@ -28,31 +27,10 @@ from reportgen.site import write_assets  # noqa: E402
 
 
 def big_result(n_tokens: int, n_layers: int, per_layer: int) -> CaseResult:
-    rng = random.Random(0)
-    layers = ["emb"] + [str(i) for i in range(n_layers - 1)]
-    relevance = [[0.0] * n_tokens for _ in layers]
-    edges = []
-    for li in range(n_layers - 1):
-        for _ in range(per_layer):
-            s = rng.randrange(n_tokens)
-            t = min(n_tokens - 1, s + rng.randrange(50))
-            w = rng.gauss(0, 1)
-            edges.append(
-                {
-                    "source_layer": layers[li],
-                    "target_layer": layers[li + 1],
-                    "source": s,
-                    "target": t,
-                    "weight": w,
-                }
-            )
-            relevance[li][s] += w
-            relevance[li + 1][t] += w
-    relevance[-1][n_tokens - 1] = 3.0
     texts = [f" w{i}" for i in range(n_tokens)]
     base = make_result("big", texts=texts, relevance=[0.01] * n_tokens, special=[False] * n_tokens)
-    graph = {"tokens": texts, "layers": layers, "node_relevance": relevance, "edges": edges}
-    return CaseResult(**{**base.__dict__, "graph": {**graph, "meta": {}}, "segments": {}})
+    graph = random_graph(n_tokens, n_layers, per_layer, tokens=texts)
+    return CaseResult(**{**base.__dict__, "graph": graph, "segments": {}})
 
 
 MEASURE = """() => {

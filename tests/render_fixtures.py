@@ -5,6 +5,7 @@ Not a conftest: tests import these helpers explicitly, so what a test depends on
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -295,5 +296,42 @@ def long_result(n_tokens: int, case_id: str = "long-case") -> CaseResult:
             "graph": AttributionGraph.from_json(graph),
             "faithfulness": faith,
             "segments": {"instruction": [1, min(40, n_tokens)]},
+        }
+    )
+
+
+def random_graph(
+    n_tokens: int, n_layers: int, per_layer: int, tokens: list[str] | None = None
+) -> AttributionGraph:
+    """A seeded random pruned graph: ``per_layer`` edges per layer transition, each from a
+    token to one up to 49 places later, node relevance the sum of the edges at the node."""
+    rng = random.Random(0)
+    layers = ["emb"] + [str(i) for i in range(n_layers - 1)]
+    relevance = [[0.0] * n_tokens for _ in layers]
+    edges = []
+    for li in range(n_layers - 1):
+        for _ in range(per_layer):
+            s = rng.randrange(n_tokens)
+            t = min(n_tokens - 1, s + rng.randrange(50))
+            w = rng.gauss(0, 1)
+            edges.append(
+                {
+                    "source_layer": layers[li],
+                    "target_layer": layers[li + 1],
+                    "source": s,
+                    "target": t,
+                    "weight": w,
+                }
+            )
+            relevance[li][s] += w
+            relevance[li + 1][t] += w
+    tokens = tokens if tokens is not None else [f"w{i}" for i in range(n_tokens)]
+    return AttributionGraph.from_json(
+        {
+            "tokens": tokens,
+            "layers": layers,
+            "node_relevance": relevance,
+            "edges": edges,
+            "meta": {},
         }
     )

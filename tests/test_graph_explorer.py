@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import random
 import re
 from pathlib import Path
 
 import pytest
-from render_fixtures import hostile_result, make_result
+from render_fixtures import hostile_result, make_result, random_graph
 
 from reportgen.render import explorer as explorer_mod
 from reportgen.render.explorer import explorer_data, node_id
@@ -67,35 +66,8 @@ def test_explorer_data_is_the_pruned_graph() -> None:
 
 
 def big_result(n_tokens: int = 10_000, n_layers: int = 31, per_layer: int = 1500) -> CaseResult:
-    rng = random.Random(0)
-    layers = ["emb"] + [str(i) for i in range(n_layers - 1)]
-    relevance = [[0.0] * n_tokens for _ in layers]
-    edges = []
-    for li in range(n_layers - 1):
-        for _ in range(per_layer):
-            s = rng.randrange(n_tokens)
-            t = min(n_tokens - 1, s + rng.randrange(50))
-            w = rng.gauss(0, 1)
-            edges.append(
-                {
-                    "source_layer": layers[li],
-                    "target_layer": layers[li + 1],
-                    "source": s,
-                    "target": t,
-                    "weight": w,
-                }
-            )
-            relevance[li][s] += w
-            relevance[li + 1][t] += w
     base = make_result("big", texts=["x"] * 9)
-    graph = {
-        "tokens": [f"w{i}" for i in range(n_tokens)],
-        "layers": layers,
-        "node_relevance": relevance,
-        "edges": edges,
-        "meta": {},
-    }
-    return CaseResult(**{**base.__dict__, "graph": graph})
+    return CaseResult(**{**base.__dict__, "graph": random_graph(n_tokens, n_layers, per_layer)})
 
 
 def test_large_graph_is_capped_to_its_strongest_edges() -> None:
