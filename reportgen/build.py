@@ -17,7 +17,7 @@ from pathlib import Path
 from . import outdir
 from .cases import Case, load_cases
 from .errors import ReportgenError, warn
-from .models import LoadedModel, load_model  # noqa: F401 - load_model: the default loader (tests patch it)
+from .models import LoadedModel
 from .progress import case_steps
 from .project import Project, find_project_file, load_project
 from .results import CaseResult
