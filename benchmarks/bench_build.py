@@ -54,7 +54,8 @@ def _timed(module, name: str, stage: str, times: dict[str, float]) -> None:
 def child(case_path: str, pdf: bool, out: Path) -> dict:
     """One case, cold: compute, render, figure set; returns seconds per stage and peak RSS."""
     from reportgen import build as build_mod
-    from reportgen import compute, graphs, site
+    from reportgen import compute, site
+    from reportgen.graph import step as graph_step
     from reportgen.cases import load_case
     from reportgen.models import load_model
     from reportgen.render import latex
@@ -65,8 +66,8 @@ def child(case_path: str, pdf: bool, out: Path) -> dict:
     _timed(compute, "faithfulness", "faithful", times)
     _timed(compute, "compare_models", "compare", times)
     _timed(compute, "compute_graph", "graph", times)
-    for name in ("prune", "finish_pruning", "graph_metrics", "refine_neurons"):
-        _timed(graphs, name, "metrics", inner)
+    for name in ("prune", "finish_pruning", "graph_metrics", "refine_neurons", "strongest_nodes"):
+        _timed(graph_step, name, "metrics", inner)
     case = load_case(case_path)
     start = time.perf_counter()
     loaded = load_model(case.model)

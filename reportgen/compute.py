@@ -32,6 +32,10 @@ _COMPUTE_PACKAGES = ("lxt", "reportgen")
 # up to this many tokens the deletion curves are evaluated at every k; longer inputs use a grid
 FAITHFULNESS_ALL_POINTS = 1024
 FAITHFULNESS_GRID = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50)
+#: long inputs: token-forwards the flip test may spend (16 full forwards of a 2k-token input,
+#: about 3 of a 10k one), and the coarser k of the random baseline (so more seeds fit)
+FAITHFULNESS_COST_BUDGET = 32_768
+FAITHFULNESS_RANDOM_GRID = (5, 20, 50)
 _RENDER_ONLY = (
     "render",
     "site.py",
@@ -369,6 +373,8 @@ def compute_case(
         insertion=False,  # the dossier shows deletion curves; insertion doubles the cost
         # long inputs: the curves on a grid of k, flip-k still exact (see faithfulness())
         points=FAITHFULNESS_GRID if long_input else None,
+        cost_budget=FAITHFULNESS_COST_BUDGET if long_input else None,
+        random_points=FAITHFULNESS_RANDOM_GRID if long_input else None,
         progress=lambda done, total: progress("faithfulness", done, total),
     )
     pattern = failure_pattern(attribution.relevance, attribution.special, list(case.relevant))

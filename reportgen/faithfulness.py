@@ -290,6 +290,95 @@ def _scan_flips(
         open_orders = still
 
 
+class _Budget:
+    """The token-forwards a long input's flip test may spend, counted on the prefix-reuse cost
+    model (a masked set costs n - its first masked position), not on what the batches happened
+    to forward: which sets are evaluated then depends on the input and the budget only, never
+    on batch sizes. Sets are admitted in the caller's priority order up to a share of the
+    budget; the first one that does not fit closes the request (a scan stays contiguous)."""
+
+    def __init__(self, n: int, limit: int, values: dict[frozenset[int], float]) -> None:
+        self.n, self.limit, self.values = n, limit, values
+        self.spent = 0
+        self.refused = 0  # sets asked for that did not fit
+
+    def cost(self, masked: frozenset[int]) -> int:
+        return self.n - min(masked) if masked else 0
+
+    def fits(self, sets: Sequence[frozenset[int]], share: float = 1.0) -> bool:
+        """Whether every set not yet known fits in what is left of ``share``."""
+        new = {s for s in sets if s not in self.values}
+        return self.spent + sum(self.cost(s) for s in new) <= self.limit * share
+
+    def take(self, sets: Sequence[frozenset[int]], share: float = 1.0) -> list[frozenset[int]]:
+        admitted: list[frozenset[int]] = []
+        planned: set[frozenset[int]] = set()
+        for masked in sets:
+            if masked in self.values or masked in planned:
+                admitted.append(masked)
+                continue
+            cost = self.cost(masked)
+            if self.spent + cost > self.limit * share:
+                self.refused += len(sets) - len(admitted)
+                break
+            self.spent += cost
+            planned.add(masked)
+            admitted.append(masked)
+        return admitted
+
+
+def _scan_within(
+    scorer: _Scorer,
+    orders: Sequence[Sequence[int]],
+    evaluated: list[set[int]],
+    k_max: int,
+    budget: _Budget,
+    share: float,
+    step: int = 4,
+) -> list[int | None]:
+    """``_scan_flips`` under a budget. Returns, per order, None when its flip-k is exact (found,
+    or no k up to the bound flips), else the smallest k not scanned: the flip-k is then at least
+    that (and at most the first flipping grid point, if any)."""
+    scores = scorer.values
+    cut: list[int | None] = [None] * len(orders)
+    if scores[frozenset()] <= 0:
+        return cut
+    limit = []
+    for index, order in enumerate(orders):
+        on_grid = [k for k in sorted(evaluated[index]) if k >= 1]
+        flipped = [k for k in on_grid if scores[frozenset(order[:k])] <= 0]
+        limit.append(flipped[0] if flipped else k_max)
+    next_k = [1] * len(orders)
+    open_orders = [i for i in range(len(orders)) if limit[i] >= 1]
+    while open_orders:
+        wanted = {
+            i: list(range(next_k[i], min(next_k[i] + step, limit[i] + 1))) for i in open_orders
+        }
+        # round robin by k so that a cut leaves every open order a contiguous scan
+        pairs = [(i, ks[j]) for j in range(step) for i, ks in wanted.items() if j < len(ks)]
+        admitted = budget.take([frozenset(orders[i][:k]) for i, k in pairs], share)
+        pairs = pairs[: len(admitted)]
+        scorer.score(admitted)
+        got: dict[int, list[int]] = {i: [] for i in wanted}
+        for i, k in pairs:
+            got[i].append(k)
+        still = []
+        for i, ks in wanted.items():
+            taken = got[i]
+            evaluated[i].update(taken)
+            if any(scores[frozenset(orders[i][:k])] <= 0 for k in taken):
+                continue
+            if len(taken) < len(ks):
+                cut[i] = ks[len(taken)]
+                continue
+            if ks[-1] >= limit[i]:
+                continue
+            next_k[i] = ks[-1] + 1
+            still.append(i)
+        open_orders = still
+    return cut
+
+
 def _flip_k(curve: Sequence[float | None]) -> int | None:
     if not curve or curve[0] is None or curve[0] <= 0:
         return None
@@ -303,6 +392,41 @@ def _aopc(curve: Sequence[float | None], ks: Sequence[int] | None = None) -> flo
     if not values or curve[0] is None:
         return None
     return float(sum(curve[0] - f for f in values) / len(values))
+
+
+def _within_budget(
+    scorer: _Scorer,
+    ranked: list[list[int]],
+    randoms: list[list[int]],
+    grid: list[int],
+    random_grid: list[int],
+    k_max: int,
+    cost_budget: int,
+) -> tuple[list[set[int]], list[int | None], int, _Budget]:
+    """The masked sets of a long input in the order the dossier needs them (see
+    ``faithfulness``): returns the k evaluated per order, the scan cuts, the number of random
+    seeds evaluated in full, and the budget's account."""
+    n = scorer.base.shape[0]
+    budget = _Budget(n, cost_budget, scorer.values)
+    scorer.score([frozenset()])  # f0 (and the prefix states) come first and free
+    evaluated: list[set[int]] = [{0} for _ in ranked]
+    pairs = [(i, k) for k in grid if k >= 1 for i in range(len(ranked))]
+    admitted = budget.take([frozenset(ranked[i][:k]) for i, k in pairs], share=0.4)
+    scorer.score(admitted)
+    for i, k in pairs[: len(admitted)]:
+        evaluated[i].add(k)
+    cut = _scan_within(scorer, ranked, evaluated, k_max, budget, share=0.7)
+    used = 0
+    for order in randoms:
+        sets = [frozenset(order[:k]) for k in random_grid if k >= 1]
+        if not budget.fits(sets):
+            budget.refused += len(sets)
+            break  # a seed counts only when its whole grid is known
+        scorer.score(budget.take(sets))
+        used += 1
+    random_evaluated = [set(random_grid) for _ in range(used)]
+    cut += _scan_within(scorer, randoms[:used], random_evaluated, k_max, budget, share=1.0)
+    return evaluated + random_evaluated, cut, used, budget
 
 
 def faithfulness(
@@ -320,6 +444,8 @@ def faithfulness(
     insertion: bool = True,
     points: Sequence[int] | None = None,
     token_budget: int = 8192,
+    cost_budget: int | None = None,
+    random_points: Sequence[int] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Flip test, deletion/insertion curves and AOPC of ``relevance`` against the gradient
@@ -337,7 +463,18 @@ def faithfulness(
     evaluated are None in the curves, and AOPC is then the mean over the grid's k >= 1 (the
     same k for every ordering, so they stay comparable); ``"points"`` records the grid.
     ``progress(done, total)`` is called after each batch of masked sets (``total`` grows as
-    the flip scan asks for more)."""
+    the flip scan asks for more).
+
+    ``cost_budget`` (with ``points``; for inputs so long that even the grid costs minutes of
+    full forwards) caps the token-forwards spent, on the cost model of ``_Budget``. Sets are
+    then evaluated in the order of what the dossier needs most, each step up to a share of the
+    budget: the grid of the three ranked orderings (40 %), their flip scans (to 70 %), the
+    random orders seed by seed on ``random_points`` (default: ``points``) and last their flip
+    scans. Nothing is estimated: a value is computed or absent. A flip-k whose scan was cut is
+    None, with ``"flip_bounds"[name] = [smallest k it can be, first flipping k evaluated or
+    None]``; the random baseline is the mean of the seeds evaluated in full
+    (``"random_seeds_used"``), its flip-k None unless every used seed's scan finished; AOPC is
+    the mean over the k evaluated for every ordering (``"aopc_points"``)."""
     if mask not in MASKS:
         raise ValueError(f"mask must be one of {MASKS}, got {mask!r}")
     n = len(token_ids)
@@ -374,13 +511,23 @@ def faithfulness(
     scorer = _Scorer(module, base, fill, objective, batch_size, token_budget, progress)
     all_orders = [*orders.values(), *random_orders]
     grid = list(range(k_max + 1)) if points is None else _grid(points, k_max)
-    sets = [frozenset(o[:k]) for o in all_orders for k in grid]
-    if insertion:
-        sets += [s for o in all_orders for s in _insertion_sets(o, maskable, k_max)]
-    scores = scorer.score(sets)
-    evaluated = [set(grid) for _ in all_orders]
-    if points is not None:
-        _scan_flips(scorer, all_orders, evaluated, k_max)
+    seeds_used, cut, budget_used = random_seeds, [None] * len(all_orders), None
+    if cost_budget is None:
+        sets = [frozenset(o[:k]) for o in all_orders for k in grid]
+        if insertion:
+            sets += [s for o in all_orders for s in _insertion_sets(o, maskable, k_max)]
+        scores = scorer.score(sets)
+        evaluated = [set(grid) for _ in all_orders]
+        if points is not None:
+            _scan_flips(scorer, all_orders, evaluated, k_max)
+    else:
+        if points is None or insertion:
+            raise ValueError("cost_budget needs points (a grid of k) and insertion=False")
+        random_grid = _grid(random_points if random_points is not None else points, k_max)
+        evaluated, cut, seeds_used, budget_used = _within_budget(
+            scorer, list(orders.values()), random_orders, grid, random_grid, k_max, cost_budget
+        )
+        scores = scorer.values
 
     def deletion(index: int) -> list[float | None]:
         order = all_orders[index]
@@ -394,13 +541,15 @@ def faithfulness(
 
     names = list(orders)
     curves = {name: deletion(i) for i, name in enumerate(names)}
-    seed_curves = [deletion(len(names) + i) for i in range(random_seeds)]
+    seed_curves = [deletion(len(names) + i) for i in range(seeds_used)]
     curves["random"] = [
         None
-        if any(c[k] is None for c in seed_curves)
-        else sum(c[k] for c in seed_curves) / random_seeds
+        if not seed_curves or any(c[k] is None for c in seed_curves)
+        else sum(c[k] for c in seed_curves) / seeds_used
         for k in range(k_max + 1)
     ]
+    if not seed_curves:
+        curves["random"][0] = scores[frozenset()]
     inserted: dict[str, list[float]] = {}
     if insertion:
         inserted = {name: inserting(order) for name, order in orders.items()}
@@ -411,15 +560,35 @@ def faithfulness(
 
     f0 = curves["attnlrp"][0]
     flip_k: dict[str, int | float | None] = {name: _flip_k(curves[name]) for name in orders}
-    seed_flips = [_flip_k(c) for c in seed_curves]
-    if any(k is not None for k in seed_flips):
+    bounds: dict[str, list[int | None]] = {}
+    for i, name in enumerate(names):
+        if cut[i] is not None:
+            bounds[name] = [cut[i], flip_k[name]]
+            flip_k[name] = None
+    seed_flips = [
+        None if cut[len(names) + i] is not None else _flip_k(c) for i, c in enumerate(seed_curves)
+    ]
+    random_exact = all(cut[len(names) + i] is None for i in range(seeds_used))
+    if seeds_used and not random_exact:
+        flip_k["random"] = None
+        bounds["random"] = [min(c for c in cut[len(names) :] if c is not None), None]
+    elif any(k is not None for k in seed_flips):
         counted = [k if k is not None else k_max + 1 for k in seed_flips]
         flip_k["random"] = float(sum(counted) / len(counted))
     else:
         flip_k["random"] = None
+    aopc_points = grid
+    if cost_budget is not None:
+        compared = [curves[name] for name in names] + ([curves["random"]] if seed_curves else [])
+        aopc_points = [k for k in grid if k >= 1 and all(c[k] is not None for c in compared)]
     result: dict[str, Any] = {
         "flip_k": flip_k,
-        "aopc": {name: _aopc(curve, grid) for name, curve in curves.items()},
+        "aopc": {
+            name: _aopc(curve, aopc_points if aopc_points else sorted(evaluated[0]))
+            if name != "random" or seed_curves
+            else None
+            for name, curve in curves.items()
+        },
         "curves": curves,
         "insertion": inserted,
         "order": {
@@ -439,6 +608,16 @@ def faithfulness(
         "forwarded_tokens": scorer.forwarded_tokens,
         "contrastive": objective.mode == "logit_diff" and objective.strategy == "by_ref_token",
     }
+    if cost_budget is not None:
+        result.update(
+            cost_budget=cost_budget,
+            cost_spent=budget_used.spent,
+            sets_refused=budget_used.refused,
+            flip_bounds=bounds,
+            random_seeds_used=seeds_used,
+            random_points=random_grid,
+            aopc_points=aopc_points,
+        )
     if f0 <= 0:
         result["note"] = (
             "f0 <= 0: the model does not prefer the target, so there is nothing to flip"

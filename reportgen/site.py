@@ -26,6 +26,7 @@ from .render.html import (
     vega_bundle,
 )
 from .render.project_page import check_featured, project_context
+from .render.words import bound_words
 from .results import CaseResult
 
 SITE_TITLE = "Why does the model pick the wrong token?"
@@ -64,6 +65,12 @@ def _flip_k(result: CaseResult) -> Any:
     return (result.faithfulness.get("flip_k") or {}).get("attnlrp")
 
 
+def _flip_bound(result: CaseResult) -> str:
+    """The range of a flip-k that a long input's compute budget left unscanned, in words."""
+    bounds = (result.faithfulness or {}).get("flip_bounds") or {}
+    return bound_words(bounds["attnlrp"]) if "attnlrp" in bounds else ""
+
+
 def _row(result: CaseResult, out_dir: Path) -> dict[str, Any]:
     case_dir = f"cases/{result.case_id}"
     pdf = Path(case_dir) / "figures" / f"{result.case_id}.pdf"
@@ -81,6 +88,7 @@ def _row(result: CaseResult, out_dir: Path) -> dict[str, Any]:
         "contrast": result.attribution.contrast is not None,
         "has_faithfulness": result.faithfulness is not None,
         "flip_k": _flip_k(result),
+        "flip_bound": _flip_bound(result),
         "pdf_href": pdf.as_posix() if (out_dir / pdf).is_file() else None,
         "search": search,
     }

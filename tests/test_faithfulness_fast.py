@@ -160,3 +160,84 @@ def test_progress_reports_sets_done_of_total():
     )
     assert seen and all(0 < d <= t for d, t in seen)
     assert seen[-1][0] == seen[-1][1] == got["masked_sets"] - 1  # the empty set comes free
+
+
+def _budgeted(model, ids, objective, relevance, special, cost_budget, batch_size=16):
+    return faithfulness(
+        model,
+        ids,
+        objective,
+        relevance,
+        special,
+        budget=15,
+        random_seeds=3,
+        insertion=False,
+        points=[5, 10],
+        random_points=[10],
+        cost_budget=cost_budget,
+        batch_size=batch_size,
+    )
+
+
+def test_an_ample_cost_budget_changes_nothing_but_the_order_of_work():
+    model, ids, objective, relevance, special = _case("llama", n=20, seed=1)
+    free = faithfulness(
+        model,
+        ids,
+        objective,
+        relevance,
+        special,
+        budget=15,
+        random_seeds=3,
+        insertion=False,
+        points=[5, 10],
+    )
+    capped = _budgeted(model, ids, objective, relevance, special, cost_budget=10**9)
+    assert capped["flip_k"] == free["flip_k"]
+    assert capped["random_flip_k_seeds"] == free["random_flip_k_seeds"]
+    assert capped["random_seeds_used"] == 3 and capped["flip_bounds"] == {}
+    for name in ("attnlrp", "grad_x_input", "gradient"):
+        for a, b in zip(capped["curves"][name], free["curves"][name], strict=True):
+            assert (a is None) == (b is None) or b is None
+            if a is not None and b is not None:
+                assert a == pytest.approx(b, abs=1e-12)
+    assert 0 < capped["cost_spent"] <= 10**9 and capped["sets_refused"] == 0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("cost_budget", [60, 200, 600])
+def test_a_tight_cost_budget_reports_only_exact_values_and_honest_bounds(seed, cost_budget):
+    model, ids, objective, relevance, special = _case("mistral", n=20, seed=seed)
+    curve, flips, seed_flips, _ = exhaustive(model, ids, objective, relevance, special, 15, 3)
+    got = _budgeted(model, ids, objective, relevance, special, cost_budget)
+    assert got["cost_spent"] <= cost_budget
+    for name in ("attnlrp", "grad_x_input", "gradient"):
+        for k, value in enumerate(got["curves"][name]):
+            if value is not None:
+                assert value == pytest.approx(curve[name][k], abs=1e-9), (name, k)
+        if name in got["flip_bounds"]:
+            low, high = got["flip_bounds"][name]
+            assert got["flip_k"][name] is None
+            assert flips[name] is None or flips[name] >= low
+            if high is not None:
+                assert flips[name] is not None and flips[name] <= high
+        else:
+            assert got["flip_k"][name] == flips[name], name
+    used = got["random_seeds_used"]
+    assert 0 <= used <= 3
+    if used == 3 and "random" not in got["flip_bounds"]:
+        assert got["random_flip_k_seeds"] == seed_flips
+    for k in got["aopc_points"]:
+        assert all(
+            got["curves"][name][k] is not None for name in got["curves"] if name != "random" or used
+        )
+
+
+def test_what_a_cost_budget_evaluates_does_not_depend_on_the_batch_size():
+    model, ids, objective, relevance, special = _case("llama", n=20, seed=2)
+    one = _budgeted(model, ids, objective, relevance, special, 200, batch_size=1)
+    many = _budgeted(model, ids, objective, relevance, special, 200, batch_size=16)
+    for name in one["curves"]:
+        assert [v is None for v in one["curves"][name]] == [v is None for v in many["curves"][name]]
+    assert one["flip_k"] == many["flip_k"] and one["flip_bounds"] == many["flip_bounds"]
+    assert one["cost_spent"] == many["cost_spent"]

@@ -59,3 +59,33 @@ def test_long_heatmap_folds_whole_lines_and_opens_the_strongest():
     context = dossier_context(result)
     assert context["tokens"] == [] and len(context["blocks"]) == len(blocks)
     assert len(context["strongest"]) == 20
+
+
+def test_a_budget_cut_flip_test_shows_ranges_not_no_flip(tmp_path):
+    from dataclasses import replace
+
+    from reportgen.site import build_site
+
+    result = long_result(2_000)
+    faith = dict(result.faithfulness)
+    faith.update(
+        flip_k={"attnlrp": None, "grad_x_input": 7, "gradient": None, "random": None},
+        flip_bounds={"attnlrp": [4, 10], "gradient": [9, None], "random": [3, None]},
+        cost_budget=32_768,
+        cost_spent=31_004,
+        random_seeds=5,
+        random_seeds_used=2,
+        random_points=[0, 5, 20, 50],
+        points=[0, 1, 2, 5, 10, 50],
+    )
+    result = replace(result, faithfulness=faith)
+    build_site([result], tmp_path, failures=[])
+    page = (tmp_path / "cases" / result.case_id / "index.html").read_text(encoding="utf-8")
+    section = page[page.index('id="faithfulness"') :]
+    section = section[: section.index("</section>")]
+    assert "between 4 and 10" in section and "at least 9" in section
+    assert "needs between 4 and 10 masked tokens" in section
+    assert "budget of 32,768 token-forwards and spent 31,004" in section
+    assert "mean of 2 of 5 seeds at k = 0, 5, 20, 50" in section
+    index = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert "between 4 and 10" in index

@@ -29,7 +29,7 @@ from . import charts as charts_mod
 from .explorer import explorer_data
 from .extras import asset_tags
 from .tokens import NEWLINE_MARK, token_cells, visible_controls, visible_text
-from .words import data_json, faithfulness_with_words
+from .words import bound_words, budget_words, data_json, faithfulness_with_words
 
 # package data: a wheel installed outside the source tree renders as well as a checkout
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -434,7 +434,17 @@ def dossier_context(result: CaseResult) -> dict[str, Any]:
         f = faithfulness_with_words(result.faithfulness, att.token_texts)
         faith = {
             "sentence": f.get("sentence") or "",
-            "flip_k": [{"ordering": k, "value": v} for k, v in (f.get("flip_k") or {}).items()],
+            "flip_k": [
+                {
+                    "ordering": k,
+                    "value": v,
+                    "bound": bound_words(f["flip_bounds"][k])
+                    if k in (f.get("flip_bounds") or {})
+                    else "",
+                }
+                for k, v in (f.get("flip_k") or {}).items()
+            ],
+            "budget": budget_words(f),
             "aopc": [{"ordering": k, "value": v} for k, v in (f.get("aopc") or {}).items()],
             "mask": f.get("mask") or "",
             "points": ", ".join(str(k) for k in f.get("points") or []),

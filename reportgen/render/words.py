@@ -30,7 +30,12 @@ def flip_sentence(result: dict[str, Any], tokens_text: list[str]) -> str:
     random_k = flips.get("random")
     seeds = result.get("random_flip_k_seeds") or []
     missed = sum(k is None for k in seeds)
-    if random_k is None:
+    bounds = result.get("flip_bounds") or {}
+    if result.get("random_seeds_used") == 0:
+        random_part = "the compute budget left no room for the random baseline"
+    elif "random" in bounds:
+        random_part = "the random orders were not scanned to their flips (compute budget)"
+    elif random_k is None:
         random_part = f"no random order flips it within {budget} masked tokens"
     else:
         random_part = f"random order needs {random_k:.1f} on average"
@@ -41,10 +46,19 @@ def flip_sentence(result: dict[str, Any], tokens_text: list[str]) -> str:
             )
     others = [
         f"{ORDERING_NAMES[name]} needs {flips[name]}"
-        for name in ("grad_x_input", "gradient")
         if flips.get(name) is not None
+        else f"{ORDERING_NAMES[name]} needs {bound_words(bounds[name])}"
+        for name in ("grad_x_input", "gradient")
+        if flips.get(name) is not None or name in bounds
     ]
     k = flips.get("attnlrp")
+    if k is None and "attnlrp" in bounds:
+        return (
+            f"the AttnLRP order needs {bound_words(bounds['attnlrp'])} masked tokens to flip the "
+            f"preference {to} (this long input's compute budget ended the scan); "
+            + "; ".join([*others, random_part])
+            + "."
+        )
     if k is not None:
         shown = [repr(tokens_text[i]) for i in result["order"]["attnlrp"][:k][:5]]
         listed = ", ".join(shown) + (", …" if k > 5 else "")
@@ -61,6 +75,28 @@ def flip_sentence(result: dict[str, Any], tokens_text: list[str]) -> str:
         + "; ".join([*others, random_part])
         + "."
     )
+
+
+def bound_words(bound: list[int | None]) -> str:
+    """A flip-k the budget left unscanned: [smallest it can be, first flipping k seen or None]."""
+    low, high = bound
+    return f"between {low} and {high}" if high is not None else f"at least {low}"
+
+
+def budget_words(result: dict[str, Any]) -> str:
+    """What a long input's compute budget left out of the flip test (empty when none)."""
+    if result.get("cost_budget") is None:
+        return ""
+    seeds, used = result.get("random_seeds", 0), result.get("random_seeds_used", 0)
+    points = ", ".join(str(k) for k in result.get("random_points") or [])
+    words = (
+        f"The flip test of this long input had a budget of {result['cost_budget']:,} "
+        f"token-forwards and spent {result['cost_spent']:,}; the random baseline is the mean of "
+        f"{used} of {seeds} seeds at k = {points}"
+    )
+    if result.get("flip_bounds"):
+        words += "; where the budget ended a scan, the table gives the range the flip lies in"
+    return words + "."
 
 
 def failure_reason(pattern: dict[str, Any]) -> str:
