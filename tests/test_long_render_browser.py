@@ -122,6 +122,13 @@ def check_in_browser(browser, result: CaseResult, page_path: Path) -> dict:
             )
             assert sorted(rendered) == charts  # every chart rendered, each once
             assert page.locator(".chart-error").count() == 0
+            if width >= 1280:  # on a desktop window every chart fits its column unscrolled
+                wide = page.eval_on_selector_all(
+                    ".chart",
+                    "els => els.filter(e => e.querySelector('svg').getBoundingClientRect().width"
+                    " > e.clientWidth + 1).map(e => e.id)",
+                )
+                assert wide == []
             assert "failed to render" not in page.inner_text("body")
             scroll = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
             assert scroll[0] <= scroll[1], f"page {scroll[0]} px wide in a {scroll[1]} px window"
