@@ -98,10 +98,36 @@ def listen(page) -> list[str]:
     return errors
 
 
+def check_charts_and_width(page, html: str, width: int) -> list[str]:
+    """Every chart of the page rendered (an <svg>/<canvas> in each, none failed), charts fit
+    their column on a desktop window, and nothing makes the page wider than the window."""
+    charts = chart_ids(html)
+    page.wait_for_function(
+        "n => document.querySelectorAll('.chart svg, .chart canvas, .chart-error').length >= n",
+        arg=len(charts),
+        timeout=60_000,
+    )
+    rendered = page.eval_on_selector_all(
+        ".chart", "els => els.filter(e => e.querySelector('svg, canvas')).map(e => e.id)"
+    )
+    assert sorted(rendered) == charts  # every chart rendered, each once
+    assert page.locator(".chart-error").count() == 0
+    assert "failed to render" not in page.inner_text("body")
+    if width >= 1280:  # on a desktop window every chart fits its column unscrolled
+        wide = page.eval_on_selector_all(
+            ".chart",
+            "els => els.filter(e => e.querySelector('svg').getBoundingClientRect().width"
+            " > e.clientWidth + 1).map(e => e.id)",
+        )
+        assert wide == []
+    scroll = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert scroll[0] <= scroll[1], f"page {scroll[0]} px wide in a {scroll[1]} px window"
+    return rendered
+
+
 def check_in_browser(browser, result: CaseResult, page_path: Path) -> dict:
     """Open the dossier at each of WIDTHS; assert what a reader must see; return numbers."""
     html = page_path.read_text(encoding="utf-8")
-    charts = chart_ids(html)
     explorer = explorer_mod.explorer_data(result)
     seen: dict = {}
     for width in WIDTHS:
@@ -110,28 +136,8 @@ def check_in_browser(browser, result: CaseResult, page_path: Path) -> dict:
         errors = listen(page)
         try:
             page.goto(page_path.as_uri())
-            page.wait_for_function(
-                "n => document.querySelectorAll('.chart svg, .chart canvas, .chart-error')"
-                ".length >= n",
-                arg=len(charts),
-                timeout=60_000,
-            )
+            rendered = check_charts_and_width(page, html, width)
             page.wait_for_selector("#graph-explorer[data-ready=yes]", timeout=30_000)
-            rendered = page.eval_on_selector_all(
-                ".chart", "els => els.filter(e => e.querySelector('svg, canvas')).map(e => e.id)"
-            )
-            assert sorted(rendered) == charts  # every chart rendered, each once
-            assert page.locator(".chart-error").count() == 0
-            if width >= 1280:  # on a desktop window every chart fits its column unscrolled
-                wide = page.eval_on_selector_all(
-                    ".chart",
-                    "els => els.filter(e => e.querySelector('svg').getBoundingClientRect().width"
-                    " > e.clientWidth + 1).map(e => e.id)",
-                )
-                assert wide == []
-            assert "failed to render" not in page.inner_text("body")
-            scroll = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
-            assert scroll[0] <= scroll[1], f"page {scroll[0]} px wide in a {scroll[1]} px window"
             # the graph explorer: the pruned subgraph's nodes only, within the drawing bounds
             nodes = page.eval_on_selector_all(".gx-node", "els => els.map(e => e.dataset.node)")
             assert len(nodes) == explorer["counts"]["nodes_drawn"] <= explorer_mod.MAX_NODES
@@ -161,7 +167,7 @@ def check_in_browser(browser, result: CaseResult, page_path: Path) -> dict:
                 result.attribution.relevance[position], rel=1e-6
             )
             assert errors == []
-            seen[width] = {"charts": len(rendered), "nodes": len(nodes), "scroll": scroll}
+            seen[width] = {"charts": len(rendered), "nodes": len(nodes)}
         finally:
             context.close()
     return seen
@@ -214,6 +220,21 @@ def test_pdflatex_sets_every_kind_of_token_text(tmp_path: Path) -> None:
     text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True).stdout
     for shown in ("U+0007", "U+001B", "U+202E", "U+FFFD", "end{document}", "%", "#"):
         assert shown in text
+
+
+@needs_chromium
+def test_long_site_index_in_the_browser(browser, dossier_2k) -> None:
+    index = dossier_2k[1].parents[2] / "index.html"
+    for width in WIDTHS:
+        context = browser.new_context(viewport={"width": width, "height": 900})
+        page = context.new_page()
+        errors = listen(page)
+        try:
+            page.goto(index.as_uri())
+            assert len(check_charts_and_width(page, index.read_text(encoding="utf-8"), width)) == 3
+            assert errors == []
+        finally:
+            context.close()
 
 
 @pytest.mark.slow

@@ -456,7 +456,7 @@ def logit_diff_chart(results: Sequence[CaseResult]) -> alt.Chart:
                 alt.Tooltip("explained:Q", format="+.6g"),
             ],
         )
-        .properties(width=420, height=max(60, 34 * len(models)))
+        .properties(width=320, height=max(60, 34 * len(models)))  # fits half the index
     )
     return _configure(chart)
 
