@@ -177,6 +177,7 @@ def test_long_dossier_2k_page_weight(dossier_2k) -> None:
     result, page = dossier_2k
     html = check_page_weight(result, page)
     assert "heatmap-folded" in html  # 2,000 tokens fold into blocks of lines
+    assert "<strong>Relevance: strongest tokens and overview.</strong> The 30 tokens" in html
     # the line structure: a newline+indentation token breaks the line and keeps its spaces
     indented = next(
         i for i, t in enumerate(result.attribution.token_texts) if re.fullmatch(r"\n {7}", t)
@@ -260,6 +261,7 @@ def test_long_dossier_with_pdf(browser, tmp_path: Path, n_tokens: int) -> None:
     assert text.count("ArgumentParser") + text.count("Argument Parser") > 3
     assert "Which method of Argument Parser" in text or "Which method of ArgumentParser" in text
     assert "Attribution graph (the pruned subgraph; the 60 token positions" in text
+    assert "Relevance: strongest tokens and overview. The 30 tokens" in text
 
 
 def test_failure_reason_keeps_small_shares_readable() -> None:

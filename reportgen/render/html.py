@@ -55,6 +55,24 @@ CHART_TITLES = {
     "comparison": ("Across models", "The explained value of this case on each model."),
     "comparison-segments": ("Segments across models", "Segment sums on each model."),
 }
+LONG_RELEVANCE_CAPTION = (
+    "The {top} tokens with the largest |R| (position and token), then the whole input of {n} "
+    "tokens in bins of consecutive positions: per bin the sum of the positive and of the "
+    "negative R (special tokens left out). Every token is in the heatmap above and in "
+    "relevance.csv."
+)
+
+
+def chart_titles(result: CaseResult) -> dict[str, tuple[str, str]]:
+    """The dossier's chart titles and captions; a long input's relevance chart says that it
+    shows the strongest tokens and binned sums, not one bar per token."""
+    n = len(result.attribution.token_ids)
+    if n <= charts_mod.PER_TOKEN_LIMIT:
+        return CHART_TITLES
+    caption = LONG_RELEVANCE_CAPTION.format(top=charts_mod.TOP_TOKENS, n=f"{n:,}")
+    return {**CHART_TITLES, "relevance": ("Relevance: strongest tokens and overview", caption)}
+
+
 CHART_SECTIONS = {
     "relevance": "heatmap",
     "segments": "heatmap",
@@ -553,7 +571,7 @@ def render_dossier_page(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     downloads = write_data_files(result, out_dir)
-    blocks, specs = chart_blocks(charts_mod.dossier_charts(result), CHART_TITLES)
+    blocks, specs = chart_blocks(charts_mod.dossier_charts(result), chart_titles(result))
     sections: dict[str, list[dict[str, str]]] = {}
     for block in blocks:
         sections.setdefault(CHART_SECTIONS.get(block["name"], "other"), []).append(block)

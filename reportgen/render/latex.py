@@ -25,7 +25,7 @@ from ..errors import ReportgenError
 from ..results import CaseResult
 from . import charts as charts_mod
 from .colors import NEGATIVE, POSITIVE, RGB, SPECIAL_FG
-from .html import CHART_TITLES, check_case_id
+from .html import chart_titles, check_case_id
 from .tokens import TokenCell, token_cells
 
 PDFLATEX_TIMEOUT_S = 120
@@ -172,6 +172,7 @@ def heatmap_body(cells: list[TokenCell]) -> str:
     return "\n".join(parts)
 
 
+TALL_FIGURE = 0.75  # share of the text height a tall chart may take
 GRAPH_MAX_POSITIONS = 60  # the graph figure shows at most this many token positions
 GRAPH_ROWS_FROM = 40  # from this many positions on, tokens are rows and layers columns
 
@@ -307,12 +308,12 @@ def graph_caption(graph: dict[str, Any]) -> str:
     )
 
 
-def _figure(doc: Document, pdf_name: str, caption: str) -> None:
+def _figure(doc: Document, pdf_name: str, caption: str, height: float = 0.42) -> None:
     with doc.create(Figure(position="htbp")) as fig:
         fig.append(NoEscape(r"\centering"))
         fig.append(
             NoEscape(
-                r"\includegraphics[max width=\linewidth,max totalheight=0.42\textheight]"
+                rf"\includegraphics[max width=\linewidth,max totalheight={height}\textheight]"
                 rf"{{{pdf_name}}}"
             )
         )
@@ -328,7 +329,7 @@ HEATMAP_CAPTION = (
 def _figure_set(
     result: CaseResult,
     out_dir: Path,
-    figures: list[tuple[str, str]],
+    figures: list[tuple[str, str, float]],
     *,
     heatmap: str | None = None,
     graph: str | None = None,
@@ -387,8 +388,8 @@ def _figure_set(
                     )
                 )
                 fig.add_caption(NoEscape(graph_caption(result.graph)))
-        for pdf_name, caption in figures:
-            _figure(doc, pdf_name, caption)
+        for pdf_name, caption, height in figures:
+            _figure(doc, pdf_name, caption, height)
     doc.append(Command("clearpage"))
     doc.generate_tex()
     return out_dir / f"{case_id}.tex"
@@ -457,6 +458,8 @@ def render_latex(result: CaseResult, out_dir: Path, *, compile_pdf: bool = True)
         graph = graph_body(result)
         _standalone(out_dir / f"{case_id}-graph.tex", graph, tikz=True)
     figures = []
+    titles = chart_titles(result)
+    long_input = len(result.attribution.token_ids) > charts_mod.PER_TOKEN_LIMIT
     import vl_convert
 
     for name, chart in charts_mod.dossier_charts(result).items():
@@ -464,8 +467,11 @@ def render_latex(result: CaseResult, out_dir: Path, *, compile_pdf: bool = True)
             continue
         pdf_name = f"{case_id}-{name}.pdf"
         (out_dir / pdf_name).write_bytes(vl_convert.vegalite_to_pdf(chart.to_dict()))
-        title, caption = CHART_TITLES.get(name, (name, ""))
-        figures.append((pdf_name, escape_latex(f"{title}. {caption}")))
+        title, caption = titles.get(name, (name, ""))
+        # a long input's relevance chart is two charts stacked (strongest tokens, overview):
+        # at the others' height its bar labels would shrink below reading size
+        height = TALL_FIGURE if name == "relevance" and long_input else 0.42
+        figures.append((pdf_name, escape_latex(f"{title}. {caption}"), height))
     main = _figure_set(result, out_dir, figures, heatmap=heatmap, graph=graph)
 
     if not compile_pdf:
