@@ -212,6 +212,7 @@ def test_pdflatex_sets_every_kind_of_token_text(tmp_path: Path) -> None:
     texts = ["<s>", "\\", "{", "}", "%", "#", "$", "&", "~", "^", "_", "\\par", "\\end{document}"]
     texts += [chr(c) for c in range(0x20) if c != 0x0A] + ["\x7f", "\x85", "\x9b"]
     texts += ["\u202e", "\u200b", "e\u0301", "\ufffd", "\u4e2d", "\U0001f600", "\n  ", "end"]
+    texts += ["```", "python", "='", "s", "'"]
     result = make_result(
         texts=texts,
         relevance=[0.0] + [0.01 * (i % 7 - 3) for i in range(1, len(texts))],
@@ -221,6 +222,7 @@ def test_pdflatex_sets_every_kind_of_token_text(tmp_path: Path) -> None:
     text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True).stdout
     for shown in ("U+0007", "U+001B", "U+202E", "U+FFFD", "end{document}", "%", "#"):
         assert shown in text
+    assert "```" in text and "='" in text  # code's quotes as typed, not typographic ‘ ’
 
 
 @needs_chromium

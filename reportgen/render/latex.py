@@ -48,8 +48,9 @@ _ESCAPES = {
     "<": "{<}",
     ">": "{>}",
     "-": "{-}",
-    "`": "{`}",
-    "'": "{'}",
+    # the ASCII glyphs, not the typographic quotes ‘ ’ (code must read as typed: ```python)
+    "`": r"\textasciigrave{}",
+    "'": r"\textquotesingle{}",
     ",": "{,}",
     "[": "{[}",
     "]": "{]}",
