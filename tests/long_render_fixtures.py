@@ -344,7 +344,7 @@ def long_dossier(n_tokens: int, case_id: str | None = None) -> CaseResult:
         prompt_length=n_tokens,
         notes=["the contrast is the first subtoken of 'add_mutually_exclusive_group'"],
     )
-    graph = _graph(rng, texts, relevance, special)
+    graph = _graph(rng, tokens, relevance, special)  # the graph keeps the tokenizer's strings
     case_id = case_id or f"long-argparse-{n_tokens // 1000}k"
     prompt = "".join(t for t, s in zip(texts, special, strict=True) if not s)
     return CaseResult(

@@ -202,6 +202,9 @@ def test_long_graph_figure_is_a_readable_subgraph() -> None:
     assert len(labels) == GRAPH_MAX_POSITIONS  # tokens as rows, the heaviest 60 positions
     assert "rotate=60" not in body  # horizontal labels
     assert body.count("rotate=90") == len(result.graph.layers)  # one column per layer
+    # labels in the decoded text the heatmap shows, not the graph's "Ġself" / "ĊĠĠĠ"
+    assert any(t.startswith("Ġ") for t in result.graph.tokens)
+    assert "U+0120" not in body and "U+010A" not in body  # Ġ and Ċ, set as code-point boxes
 
 
 @needs_pdf_tools

@@ -211,6 +211,11 @@ def graph_body(result: Any) -> str:
     graph = result.graph or {}
     layers = [str(layer) for layer in graph["layers"]]
     tokens = list(graph["tokens"])
+    # the decoded text of each token (" are"), as the heatmap shows it, not the graph's
+    # tokenizer strings ("Ġare", "ĊĠĠĠ"), when the attribution matches the graph
+    att = getattr(result, "attribution", None)
+    if att is not None and len(att.token_texts) == len(tokens):
+        tokens = list(att.token_texts)
     positions = graph_positions(graph)
     column = {pos: i for i, pos in enumerate(positions)}
     rows = len(positions) >= GRAPH_ROWS_FROM
