@@ -152,9 +152,18 @@ def check_in_browser(browser, result: CaseResult, page_path: Path) -> dict:
             # a strongest-token link: its block opens, the token is marked and on screen
             links = page.locator(".strongest a.hm-link")
             assert links.count() == 20
-            last = links.nth(links.count() - 1)
-            target = last.get_attribute("href")[1:]
-            last.click()
+            folded = page.eval_on_selector_all(
+                ".strongest a.hm-link",
+                "els => els.map(a => a.getAttribute('href')).filter(h =>"
+                " !document.getElementById(h.slice(1)).closest('details').open)",
+            )
+            # one whose block starts folded when there is one (the 11th to 20th strongest may
+            # lie in blocks that are not opened up front)
+            link = (
+                page.locator(f'.strongest a.hm-link[href="{folded[0]}"]') if folded else links.last
+            )
+            target = link.get_attribute("href")[1:]
+            link.click()
             token = page.locator(f"#{target}")
             assert token.evaluate("el => el.closest('details').open")
             assert "hm-target" in (token.get_attribute("class") or "")
@@ -167,7 +176,7 @@ def check_in_browser(browser, result: CaseResult, page_path: Path) -> dict:
                 result.attribution.relevance[position], rel=1e-6
             )
             assert errors == []
-            seen[width] = {"charts": len(rendered), "nodes": len(nodes)}
+            seen[width] = {"charts": len(rendered), "nodes": len(nodes), "folded": len(folded)}
         finally:
             context.close()
     return seen
@@ -253,7 +262,8 @@ def test_long_dossier_with_pdf(browser, tmp_path: Path, n_tokens: int) -> None:
     page = build(result, tmp_path, pdf=True)
     check_page_weight(result, page)
     assert page.stat().st_size < 2_500_000  # a few MB at most, even at 16k tokens
-    check_in_browser(browser, result, page)
+    seen = check_in_browser(browser, result, page)
+    assert seen[1280]["folded"] > 0  # a link into a folded block was followed and opened it
     pdf = page.parent / "figures" / f"{result.case_id}.pdf"
     assert pdf.is_file()
     info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True).stdout
