@@ -63,15 +63,6 @@ def flip_sentence(result: dict[str, Any], tokens_text: list[str]) -> str:
     )
 
 
-def share(value: float) -> str:
-    """A share as a percentage that stays informative when small: 20 relevant tokens of a
-    10,000-token input are 0.2 %, not "0%"."""
-    pct = 100 * value
-    if pct == 0 or abs(pct) >= 10:
-        return f"{pct:.0f}%"
-    return f"{pct:.1f}%" if abs(pct) >= 1 else f"{pct:.2g}%"
-
-
 def failure_reason(pattern: dict[str, Any]) -> str:
     """Why ``faithfulness.failure_pattern`` gave its pattern (URT, OIT, both or none), with the
     numbers that decided it."""
@@ -118,3 +109,12 @@ def data_json(result: CaseResult) -> str:
             data["faithfulness"], result.attribution.token_texts
         )
     return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False)
+
+
+def share(value: float) -> str:
+    """A share as a percentage that stays informative when small: 20 relevant tokens of a
+    10,000-token input are 0.2 %, not "0%"."""
+    pct = 100 * value
+    if pct == 0 or abs(pct) >= 10:
+        return f"{pct:.0f}%"
+    return f"{pct:.1f}%" if abs(pct) >= 1 else f"{pct:.2g}%"
