@@ -9,7 +9,8 @@ byte-level-BPE-like splitter that makes the same kinds of tokens (a newline plus
 one token, a leading space). Everything else is shaped like the compute side's output:
 heavy-tailed relevance, a pruned graph of a few hundred nodes over the embedded model's 31 node
 layers, per-layer metrics with the real keys, neuron detail, and the long path's faithfulness
-(the curves on a grid of k, None where no k was evaluated, flip-k exact)."""
+(the curves on a grid of k, None where no k was evaluated, a flip scan cut by the
+compute budget, the random baseline from the seeds the budget had room for)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ QUESTION = (
     "Answer with the method name."
 )
 GRAPH_LAYERS = ["emb", *[str(i) for i in range(30)]]  # SmolLM2-135M: 30 blocks
-FAITHFULNESS_GRID = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50)
+FAITHFULNESS_GRID = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50)  # compute.py's
+RANDOM_GRID = (5, 20, 50)
 BUDGET = 50
 
 _PIECE = re.compile(r"\n[ \t]*|[ ]?[A-Za-z_]+|[ ]?[0-9]|[ ]?[^\sA-Za-z0-9_]+|\s")
@@ -250,13 +252,16 @@ def _neurons(
 def _faithfulness(
     rng: np.random.Generator, relevance: np.ndarray, special: list[bool], f0: float
 ) -> dict[str, Any]:
-    """The long path's return value (see faithfulness.faithfulness with ``points``): deletion
-    curves on the grid, every k up to each ordering's flip (all k when it never flips), None at
-    the k not evaluated; random = mean of 5 seeds, None where a seed was not evaluated."""
+    """The long path's return value (faithfulness.faithfulness with ``points``, a
+    ``cost_budget`` and ``random_points``, as compute.py calls it beyond 1,024 tokens): the
+    ranked orderings' deletion curves on the grid plus every k up to their flip, None at the k
+    not evaluated; the gradient order's scan cut by the budget (flip-k None, its range in
+    ``flip_bounds``); the random baseline from 3 of 5 seeds on the coarser random grid."""
     n = len(relevance)
     maskable = [i for i in range(n) if not special[i]]
     k_max = min(BUDGET, len(maskable))
     grid = sorted({0, k_max, *[k for k in FAITHFULNESS_GRID if k <= k_max]})
+    random_grid = sorted({0, k_max, *[k for k in RANDOM_GRID if k <= k_max]})
     attn = sorted(maskable, key=lambda i: -relevance[i])
     orders = {
         "attnlrp": attn,
@@ -265,28 +270,39 @@ def _faithfulness(
     }
     randoms = [list(np.random.default_rng(s).permutation(maskable)) for s in range(5)]
     drops = {"attnlrp": 0.3, "grad_x_input": 0.16, "gradient": 0.01}
-    seed_drops = [0.06, 0.045, 0.01, 0.008, 0.05]
+    cuts = {"gradient": 13}  # the budget ended the gradient order's flip scan before k = 13
+    seed_drops = [0.06, 0.01, 0.05]  # the 3 seeds the budget had room for
 
-    def curve(drop: float) -> tuple[list[float | None], int | None]:
+    def curve(drop: float, ks: list[int], cut: int | None) -> tuple[list[float | None], Any]:
         full = [f0 - drop * k - 0.02 * math.sin(k) for k in range(k_max + 1)]
         flip = next((k for k in range(1, k_max + 1) if full[k] <= 0), None)
-        seen = set(grid) | set(range(1, (flip or k_max) + 1))
-        return [round(f, 6) if k in seen else None for k, f in enumerate(full)], flip
+        scanned = min(flip or k_max, cut - 1 if cut else k_max)
+        seen = set(ks) | set(range(1, scanned + 1))
+        values = [round(f, 6) if k in seen else None for k, f in enumerate(full)]
+        return values, next(
+            (k for k in range(1, k_max + 1) if values[k] is not None and values[k] <= 0), None
+        )
 
     curves: dict[str, list[float | None]] = {}
     flip_k: dict[str, Any] = {}
+    bounds: dict[str, list[int | None]] = {}
     for name, drop in drops.items():
-        curves[name], flip_k[name] = curve(drop)
-    seeds = [curve(d) for d in seed_drops]
+        curves[name], flip_k[name] = curve(drop, grid, cuts.get(name))
+        if name in cuts:
+            bounds[name] = [cuts[name], flip_k[name]]
+            flip_k[name] = None
+    seeds = [curve(d, random_grid, None) for d in seed_drops]
+    used = len(seeds)
     curves["random"] = [
-        None if any(c[k] is None for c, _ in seeds) else sum(c[k] for c, _ in seeds) / 5
+        None if any(c[k] is None for c, _ in seeds) else sum(c[k] for c, _ in seeds) / used
         for k in range(k_max + 1)
     ]
     seed_flips = [f for _, f in seeds]
-    flip_k["random"] = sum(f if f is not None else k_max + 1 for f in seed_flips) / 5
+    flip_k["random"] = sum(f if f is not None else k_max + 1 for f in seed_flips) / used
+    aopc_points = [k for k in grid if k >= 1 and all(c[k] is not None for c in curves.values())]
 
     def aopc(c: list[float | None]) -> float | None:
-        vals = [c[k] for k in grid if k >= 1 and c[k] is not None]
+        vals = [c[k] for k in aopc_points]
         return sum(f0 - v for v in vals) / len(vals) if vals else None
 
     return {
@@ -308,9 +324,16 @@ def _faithfulness(
         "random_seeds": 5,
         "n_tokens": n,
         "maskable": len(maskable),
-        "masked_sets": 400,
-        "forwarded_tokens": 400 * n,
+        "masked_sets": 180,
+        "forwarded_tokens": 180 * n,
         "contrastive": True,
+        "cost_budget": 32_768,
+        "cost_spent": 31_950,
+        "sets_refused": 9,
+        "flip_bounds": bounds,
+        "random_seeds_used": used,
+        "random_points": random_grid,
+        "aopc_points": aopc_points,
         # the real rule, on a span in the middle of the document marked as relevant
         "failure_pattern": failure_pattern(
             [float(r) for r in relevance], special, [(n // 2, n // 2 + 20)]
