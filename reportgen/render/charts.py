@@ -84,7 +84,7 @@ def _token_scale(cells: Sequence[TokenCell]) -> Any:
 PER_TOKEN_LIMIT = 80  # up to this many tokens the relevance chart draws one bar per token
 TOP_TOKENS = 30  # a longer input shows its strongest tokens by |R| ...
 OVERVIEW_BINS = 200  # ... and an overview with at most this many bins of positions
-CHART_WIDTH = 900  # px; the page's text column is 1040 px wide
+CHART_WIDTH = 800  # px of plot; with its axis labels a chart fits the page's 992 px column
 
 
 def relevance_chart(result: CaseResult) -> alt.TopLevelMixin:
@@ -203,6 +203,9 @@ def _overview_chart(cells: Sequence[TokenCell]) -> alt.Chart:
             x=alt.X("start:Q", title="position", scale=alt.Scale(domain=[0, len(cells)])),
             x2="end:Q",
             y=alt.Y("relevance:Q", title="relevance R"),
+            # from zero: with x and x2 alone Vega-Lite draws a ranged bar of default
+            # thickness at y, so each bin showed as a square floating at its value
+            y2=alt.datum(0),
             color=_sign_color(""),
             tooltip=[
                 alt.Tooltip("start:Q", title="from"),
@@ -453,7 +456,7 @@ def logit_diff_chart(results: Sequence[CaseResult]) -> alt.Chart:
                 alt.Tooltip("explained:Q", format="+.6g"),
             ],
         )
-        .properties(width=420, height=max(60, 34 * len(models)))
+        .properties(width=320, height=max(60, 34 * len(models)))  # fits half the index
     )
     return _configure(chart)
 

@@ -25,7 +25,7 @@ from ..errors import ReportgenError
 from ..results import CaseResult
 from . import charts as charts_mod
 from .colors import NEGATIVE, POSITIVE, RGB, SPECIAL_FG
-from .html import CHART_TITLES, check_case_id
+from .html import chart_titles, check_case_id
 from .tokens import TokenCell, token_cells
 
 PDFLATEX_TIMEOUT_S = 120
@@ -48,8 +48,9 @@ _ESCAPES = {
     "<": "{<}",
     ">": "{>}",
     "-": "{-}",
-    "`": "{`}",
-    "'": "{'}",
+    # the ASCII glyphs, not the typographic quotes ‘ ’ (code must read as typed: ```python)
+    "`": r"\textasciigrave{}",
+    "'": r"\textquotesingle{}",
     ",": "{,}",
     "[": "{[}",
     "]": "{]}",
@@ -172,12 +173,19 @@ def heatmap_body(cells: list[TokenCell]) -> str:
     return "\n".join(parts)
 
 
-GRAPH_MAX_POSITIONS = 120  # the graph figure shows at most this many token positions
+TALL_FIGURE = 0.75  # share of the text height a tall chart may take
+GRAPH_MAX_POSITIONS = 60  # the graph figure shows at most this many token positions
+GRAPH_ROWS_FROM = 40  # from this many positions on, tokens are rows and layers columns
 
 
 def graph_positions(graph: dict[str, Any]) -> list[int]:
     """The token positions the graph figure draws: those the pruned edges touch (else those
     with a non-zero node), at most :data:`GRAPH_MAX_POSITIONS`, the heaviest by |weight|."""
+    return _position_weights(graph)[0]
+
+
+def _position_weights(graph: dict[str, Any]) -> tuple[list[int], int]:
+    """(the drawn positions in input order, how many positions the subgraph touches)."""
     weight: dict[int, float] = {}
     for e in graph["edges"]:
         for key in ("source", "target"):
@@ -189,20 +197,41 @@ def graph_positions(graph: dict[str, Any]) -> list[int]:
                 if value:
                     weight[pos] = weight.get(pos, 0.0) + abs(float(value))
     kept = sorted(weight, key=lambda p: (-weight[p], p))[:GRAPH_MAX_POSITIONS]
-    return sorted(kept)
+    return sorted(kept), len(weight)
 
 
 def graph_body(result: Any) -> str:
     """TikZ drawing of the pruned graph: nodes at (token, layer), edge width and colour from the
-    weight. Only the positions the pruned edges touch get a column (in input order, labelled
-    with their position), so a 10k-token input draws as many columns as its subgraph has."""
+    weight. Only the positions the pruned edges touch get a place (in input order, labelled
+    with their position), at most :data:`GRAPH_MAX_POSITIONS` of them, so a 10k-token input
+    draws as many as its subgraph has. Few positions: tokens left to right, layers bottom to
+    top, like the sentence. From :data:`GRAPH_ROWS_FROM` on, the tokens are rows read top to
+    bottom and the layers columns, so the labels stay horizontal and the figure fits a
+    portrait page instead of shrinking to a strip."""
     graph = result.graph or {}
     layers = [str(layer) for layer in graph["layers"]]
     tokens = list(graph["tokens"])
+    # the decoded text of each token (" are"), as the heatmap shows it, not the graph's
+    # tokenizer strings ("Ġare", "ĊĠĠĠ"), when the attribution matches the graph
+    att = getattr(result, "attribution", None)
+    if att is not None and len(att.token_texts) == len(tokens):
+        tokens = list(att.token_texts)
     positions = graph_positions(graph)
     column = {pos: i for i, pos in enumerate(positions)}
-    dx, dy = 0.8, 0.7
-    y_of = {layer: i * dy for i, layer in enumerate(layers)}
+    rows = len(positions) >= GRAPH_ROWS_FROM
+    layer_index = {layer: i for i, layer in enumerate(layers)}
+    if rows:
+        dx, dy = 0.55, 0.34
+
+        def at(layer: str, pos: int) -> tuple[float, float]:
+            return layer_index[layer] * dx, -column[pos] * dy
+
+    else:
+        dx, dy = 0.8, 0.7
+
+        def at(layer: str, pos: int) -> tuple[float, float]:
+            return column[pos] * dx, layer_index[layer] * dy
+
     edges = [e for e in graph["edges"] if int(e["source"]) in column and int(e["target"]) in column]
     max_w = max((abs(float(e["weight"])) for e in edges), default=0.0) or 1.0
     max_n = max((abs(float(v)) for row in graph["node_relevance"] for v in row), default=0.0) or 1.0
@@ -212,22 +241,34 @@ def graph_body(result: Any) -> str:
         rf"\definecolor{{rgneg}}{{RGB}}{{{_rgb(NEGATIVE)}}}",
         rf"\definecolor{{rgaxis}}{{RGB}}{{{_rgb(SPECIAL_FG)}}}",
     ]
-    for layer in layers:
-        lines.append(
-            rf"\node[anchor=east,font=\tiny\sffamily,text=rgaxis] at (-0.3,{y_of[layer]:.3f}) "
-            rf"{{{escape_latex(layer)}}};"
-        )
+    for i, layer in enumerate(layers):
+        if rows:
+            lines.append(
+                rf"\node[anchor=west,rotate=90,font=\tiny\sffamily,text=rgaxis] "
+                rf"at ({i * dx:.3f},0.3) {{{escape_latex(layer)}}};"
+            )
+        else:
+            lines.append(
+                rf"\node[anchor=east,font=\tiny\sffamily,text=rgaxis] at (-0.3,{i * dy:.3f}) "
+                rf"{{{escape_latex(layer)}}};"
+            )
     for pos in positions:
         label = escape_latex(f"{pos} {tokens[pos]}", visible_whitespace=True)
-        lines.append(
-            rf"\node[anchor=east,rotate=60,font=\tiny\ttfamily,text=rgaxis] "
-            rf"at ({column[pos] * dx:.3f},-0.35) {{{label}}};"
-        )
+        if rows:
+            lines.append(
+                rf"\node[anchor=east,font=\tiny\ttfamily,text=rgaxis] "
+                rf"at (-0.3,{-column[pos] * dy:.3f}) {{{label}}};"
+            )
+        else:
+            lines.append(
+                rf"\node[anchor=east,rotate=60,font=\tiny\ttfamily,text=rgaxis] "
+                rf"at ({column[pos] * dx:.3f},-0.35) {{{label}}};"
+            )
     for e in sorted(edges, key=lambda e: abs(float(e["weight"]))):
         w = float(e["weight"])
-        width = 0.3 + 3.7 * abs(w) / max_w
-        x1, y1 = column[int(e["source"])] * dx, y_of[str(e["source_layer"])]
-        x2, y2 = column[int(e["target"])] * dx, y_of[str(e["target_layer"])]
+        width = 0.3 + (2.4 if rows else 3.7) * abs(w) / max_w
+        x1, y1 = at(str(e["source_layer"]), int(e["source"]))
+        x2, y2 = at(str(e["target_layer"]), int(e["target"]))
         color = "rgpos" if w >= 0 else "rgneg"
         lines.append(
             rf"\draw[color={color},line width={width:.2f}pt,opacity=0.6,line cap=round] "
@@ -238,27 +279,47 @@ def graph_body(result: Any) -> str:
     touched = {(str(e["source_layer"]), int(e["source"])) for e in edges} | {
         (str(e["target_layer"]), int(e["target"])) for e in edges
     }
+    r_max = 0.14 if rows else 0.16
     for layer, row in zip(layers, graph["node_relevance"], strict=True):
         for pos in positions:
             v = float(row[pos])
             if v == 0 or (touched and (layer, pos) not in touched):
                 continue
-            radius = 0.02 + 0.16 * math.sqrt(abs(v) / max_n)
+            radius = 0.02 + r_max * math.sqrt(abs(v) / max_n)
             color = "rgpos" if v >= 0 else "rgneg"
+            x, y = at(layer, pos)
             lines.append(
-                rf"\fill[color={color},opacity=0.85] ({column[pos] * dx:.3f},{y_of[layer]:.3f}) "
-                rf"circle ({radius:.3f});"
+                rf"\fill[color={color},opacity=0.85] ({x:.3f},{y:.3f}) circle ({radius:.3f});"
             )
     lines.append(r"\end{tikzpicture}")
     return "\n".join(lines)
 
 
-def _figure(doc: Document, pdf_name: str, caption: str) -> None:
+def graph_caption(graph: dict[str, Any]) -> str:
+    """The graph figure's caption, saying how many of the subgraph's positions it shows."""
+    shown, touched = _position_weights(graph)
+    rows = len(shown) >= GRAPH_ROWS_FROM
+    where = (
+        "tokens as rows in input order, layers as columns" if rows else "nodes at (token, layer)"
+    )
+    part = (
+        f"the {len(shown)} token positions with the largest total edge weight, of the "
+        f"{touched} its edges touch"
+        if touched > len(shown)
+        else "only the token positions its edges touch"
+    )
+    return (
+        f"Attribution graph (the pruned subgraph; {part}): {where}, edge width "
+        r"proportional to $|w|$, red positive, blue negative."
+    )
+
+
+def _figure(doc: Document, pdf_name: str, caption: str, height: float = 0.42) -> None:
     with doc.create(Figure(position="htbp")) as fig:
         fig.append(NoEscape(r"\centering"))
         fig.append(
             NoEscape(
-                r"\includegraphics[max width=\linewidth,max totalheight=0.42\textheight]"
+                rf"\includegraphics[max width=\linewidth,max totalheight={height}\textheight]"
                 rf"{{{pdf_name}}}"
             )
         )
@@ -269,16 +330,12 @@ HEATMAP_CAPTION = (
     "Input relevance: red supports the target, blue the contrast; intensity relative "
     r"to the largest $|R|$ of a non-special token (special tokens grey)."
 )
-GRAPH_CAPTION = (
-    "Attribution graph (the pruned subgraph; only the token positions its edges touch): nodes "
-    "at (token, layer), edge width proportional to $|w|$, red positive, blue negative."
-)
 
 
 def _figure_set(
     result: CaseResult,
     out_dir: Path,
-    figures: list[tuple[str, str]],
+    figures: list[tuple[str, str, float]],
     *,
     heatmap: str | None = None,
     graph: str | None = None,
@@ -336,9 +393,9 @@ def _figure_set(
                         + r"\end{adjustbox}"
                     )
                 )
-                fig.add_caption(NoEscape(GRAPH_CAPTION))
-        for pdf_name, caption in figures:
-            _figure(doc, pdf_name, caption)
+                fig.add_caption(NoEscape(graph_caption(result.graph)))
+        for pdf_name, caption, height in figures:
+            _figure(doc, pdf_name, caption, height)
     doc.append(Command("clearpage"))
     doc.generate_tex()
     return out_dir / f"{case_id}.tex"
@@ -407,6 +464,8 @@ def render_latex(result: CaseResult, out_dir: Path, *, compile_pdf: bool = True)
         graph = graph_body(result)
         _standalone(out_dir / f"{case_id}-graph.tex", graph, tikz=True)
     figures = []
+    titles = chart_titles(result)
+    long_input = len(result.attribution.token_ids) > charts_mod.PER_TOKEN_LIMIT
     import vl_convert
 
     for name, chart in charts_mod.dossier_charts(result).items():
@@ -414,8 +473,11 @@ def render_latex(result: CaseResult, out_dir: Path, *, compile_pdf: bool = True)
             continue
         pdf_name = f"{case_id}-{name}.pdf"
         (out_dir / pdf_name).write_bytes(vl_convert.vegalite_to_pdf(chart.to_dict()))
-        title, caption = CHART_TITLES.get(name, (name, ""))
-        figures.append((pdf_name, escape_latex(f"{title}. {caption}")))
+        title, caption = titles.get(name, (name, ""))
+        # a long input's relevance chart is two charts stacked (strongest tokens, overview):
+        # at the others' height its bar labels would shrink below reading size
+        height = TALL_FIGURE if name == "relevance" and long_input else 0.42
+        figures.append((pdf_name, escape_latex(f"{title}. {caption}"), height))
     main = _figure_set(result, out_dir, figures, heatmap=heatmap, graph=graph)
 
     if not compile_pdf:

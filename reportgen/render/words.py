@@ -109,8 +109,8 @@ def failure_reason(pattern: dict[str, Any]) -> str:
     reasons = []
     if urt:
         reasons.append(
-            f"the relevant tokens hold {relevant_share:.0%} of |R| though they are "
-            f"{token_share:.0%} of the tokens"
+            f"the relevant tokens hold {share(relevant_share)} of |R| though they are "
+            f"{share(token_share)} of the tokens"
         )
     if oit:
         reasons.append(
@@ -119,7 +119,7 @@ def failure_reason(pattern: dict[str, Any]) -> str:
         )
     if not reasons:
         reasons.append(
-            f"the relevant tokens hold {relevant_share:.0%} of |R| ({token_share:.0%} of the "
+            f"the relevant tokens hold {share(relevant_share)} of |R| ({share(token_share)} of the "
             "tokens) and outweigh the push from elsewhere: they are read, but misread"
         )
     return "; ".join(reasons)
@@ -145,3 +145,12 @@ def data_json(result: CaseResult) -> str:
             data["faithfulness"], result.attribution.token_texts
         )
     return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False)
+
+
+def share(value: float) -> str:
+    """A share as a percentage that stays informative when small: 20 relevant tokens of a
+    10,000-token input are 0.2 %, not "0%"."""
+    pct = 100 * value
+    if pct == 0 or abs(pct) >= 10:
+        return f"{pct:.0f}%"
+    return f"{pct:.1f}%" if abs(pct) >= 1 else f"{pct:.2g}%"
