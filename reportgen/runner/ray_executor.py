@@ -17,8 +17,8 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import ReportgenError
-from .jobs import Job, Outcome
-from .local import MAX_ATTEMPTS, OnOutcome, OnProgress, _group_order
+from .jobs import Outcome, Work
+from .local import MAX_ATTEMPTS, OnOutcome, OnProgress, add_follow_ups, group_order
 from .worker import CaseWorker, set_threads
 
 RAY_VERSION = "2.60.0"  # the pinned `[ray]` extra
@@ -45,7 +45,7 @@ class CaseActor:
     def pid(self) -> int:
         return os.getpid()
 
-    def run(self, job: Job) -> Outcome:
+    def run(self, job: Work) -> Outcome:
         return self.worker.run(job)
 
 
@@ -72,7 +72,7 @@ def ray_session(address: str | None) -> Iterator[bool]:
 
 
 def run_ray(
-    jobs: list[Job],
+    jobs: list[Work],
     workers: int,
     on_outcome: OnOutcome,
     on_progress: OnProgress = lambda job, args: None,
@@ -93,9 +93,9 @@ def run_ray(
     if any(r.device_type == "cuda" for job in jobs for r in job.runtimes.values()):
         workers = max(1, min(workers, int(resources.get("GPU", 0))))
     remote = ray.remote(CaseActor)
-    pending = deque(sorted(jobs, key=_group_order(jobs)))
+    pending = deque(sorted(jobs, key=group_order(jobs)))
     actors: dict[Any, Any] = {}  # actor handle -> its group
-    running: dict[Any, tuple[Any, Job]] = {}  # object ref -> (actor, job)
+    running: dict[Any, tuple[Any, Work]] = {}  # object ref -> (actor, job)
 
     def new_actor(group: Any) -> Any:
         cuda = group[1].device_type == "cuda"
@@ -122,8 +122,14 @@ def run_ray(
         while pending or running:
             idle = [a for a in actors if a not in {a2 for a2, _ in running.values()}]
             for actor in idle:
-                if not give(actor):
-                    retire(actor)  # its group is done: free the slot for another group
+                if give(actor):
+                    continue
+                group = actors[actor]
+                others_wait = any(j.group != group for j in pending)
+                if others_wait or not any(j.group == group for _, j in running.values()):
+                    # its group is done: free the slot for another group (an actor whose
+                    # group still runs stays: that work may bring follow-ups)
+                    retire(actor)
             while len(actors) < workers and pending:
                 demand = [j.group for j in pending]
                 serving = list(actors.values())
@@ -147,7 +153,7 @@ def run_ray(
                         error=f"the Ray worker died {MAX_ATTEMPTS} times running this case",
                         worker="ray",
                     )
-                on_outcome(outcome)
+                add_follow_ups(pending, on_outcome(outcome))
     finally:
         for actor in list(actors):
             ray.kill(actor)
