@@ -1,0 +1,114 @@
+"""A `build --jobs 2` driver that is stopped leaves no worker process behind: SIGTERM is
+handled as Ctrl-C (the pool is ended on the way out, the rerun resumes from the cache), and
+even a SIGKILL'ed driver's workers exit on their own."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import test_runner
+from test_runner import write_cases
+
+from reportgen.runner.worker import THREADS_ENV
+
+model_dir = test_runner.model_dir  # the module fixture, shared with the local-runner tests
+PROC = Path("/proc")
+pytestmark = pytest.mark.skipif(not PROC.is_dir(), reason="reads the process table in /proc")
+
+
+def _stat(pid: int) -> tuple[int, str, int] | None:
+    """(parent pid, state, start time) of ``pid``; None once it is gone."""
+    try:
+        text = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()
+    return int(fields[1]), fields[0], int(fields[19])
+
+
+def descendants(root: int) -> set[tuple[int, int]]:
+    """(pid, start time) of every process below ``root`` (start time: a reused pid is not
+    taken for a survivor)."""
+    parents: dict[int, list[tuple[int, int]]] = {}
+    for entry in PROC.iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
+            parents.setdefault(stat[0], []).append((int(entry.name), stat[2]))
+    found, todo = set(), [root]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child[0])
+    return found
+
+
+def alive(procs: set[tuple[int, int]]) -> set[int]:
+    out = set()
+    for pid, started in procs:
+        stat = _stat(pid)
+        if stat is not None and stat[2] == started and stat[1] != "Z":
+            out.add(pid)
+    return out
+
+
+def wait_for(check, timeout: float, step: float = 0.1):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if value := check():
+            return value
+        time.sleep(step)
+    return check()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["term", "kill"])
+def test_a_stopped_driver_leaves_no_worker_behind(model_dir, tmp_path, signum):
+    cases = write_cases(tmp_path / "cases", model_dir)
+    for name in ("a", "b", "c"):  # six cases: some are still running when the signal comes
+        text = (cases / f"{name}.toml").read_text()
+        (cases / f"{name}2.toml").write_text(text.replace(f"case-{name}", f"case-{name}2"))
+    cache = tmp_path / "cache"
+    env = os.environ | {"REPORTGEN_CACHE": str(cache), THREADS_ENV: "1", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "reportgen.cli", "build", str(cases), "--no-pdf"]
+    command += ["--out", str(tmp_path / "site")]
+    driver = subprocess.Popen(
+        [*command, "--jobs", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    seen: set[tuple[int, int]] = set()
+
+    def workers_busy():
+        seen.update(descendants(driver.pid))
+        results = list((cache / "results").glob("*.json")) if (cache / "results").is_dir() else []
+        return len(alive(seen)) >= 2 and results
+
+    try:
+        assert wait_for(workers_busy, timeout=120), driver.stdout.read1().decode()
+        stored = len(list((cache / "results").glob("*.json")))
+        seen.update(descendants(driver.pid))
+        driver.send_signal(signum)
+        output = driver.communicate(timeout=60)[0].decode()
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    # every worker (and the pool's helpers) is gone soon after the driver
+    wait_for(lambda: not alive(seen), timeout=20)
+    assert len(seen) >= 2 and alive(seen) == set(), f"survivors: {alive(seen)}"
+    if signum == signal.SIGTERM:
+        assert driver.returncode == 1 and "interrupted" in output, output
+        assert "Traceback" not in output
+        # the rerun resumes: what finished before the signal comes from the cache
+        rerun = subprocess.run(
+            [*command, "--jobs", "1"], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        built, cached = (int(w) for w in _counts(rerun.stdout))
+        assert cached >= stored >= 1 and built + cached == 6
+
+
+def _counts(summary: str) -> tuple[str, str]:
+    """(computed, from cache) of the build's last line."""
+    line = summary.strip().splitlines()[-1]
+    inner = line[line.index("(") + 1 :]
+    return inner.split(" computed")[0], inner.split(", ")[1].split(" from cache")[0]
