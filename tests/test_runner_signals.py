@@ -73,28 +73,33 @@ def test_a_stopped_driver_leaves_no_worker_behind(model_dir, tmp_path, signum):
     env = os.environ | {"REPORTGEN_CACHE": str(cache), THREADS_ENV: "1", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "reportgen.cli", "build", str(cases), "--no-pdf"]
     command += ["--out", str(tmp_path / "site")]
-    driver = subprocess.Popen(
-        [*command, "--jobs", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    log = tmp_path / "driver.log"
+    with open(log, "wb") as sink:  # a file, not a pipe: a survivor holding it cannot hang us
+        driver = subprocess.Popen([*command, "--jobs", "2"], env=env, stdout=sink, stderr=sink)
     seen: set[tuple[int, int]] = set()
 
     def workers_busy():
         seen.update(descendants(driver.pid))
         results = list((cache / "results").glob("*.json")) if (cache / "results").is_dir() else []
-        return len(alive(seen)) >= 2 and results
+        return driver.poll() is not None or (len(alive(seen)) >= 2 and results)
 
     try:
-        assert wait_for(workers_busy, timeout=120), driver.stdout.read1().decode()
+        wait_for(workers_busy, timeout=120)
+        assert driver.poll() is None, "the build ended before the signal: " + log.read_text()
         stored = len(list((cache / "results").glob("*.json")))
         seen.update(descendants(driver.pid))
         driver.send_signal(signum)
-        output = driver.communicate(timeout=60)[0].decode()
+        driver.wait(timeout=60)
     finally:
         if driver.poll() is None:
             driver.kill()
+    output = log.read_text()
     # every worker (and the pool's helpers) is gone soon after the driver
     wait_for(lambda: not alive(seen), timeout=20)
-    assert len(seen) >= 2 and alive(seen) == set(), f"survivors: {alive(seen)}"
+    survivors = alive(seen)
+    for pid in survivors:  # a failing run must not leave them behind either
+        os.kill(pid, signal.SIGKILL)
+    assert len(seen) >= 2 and not survivors, f"survivors: {survivors}"
     if signum == signal.SIGTERM:
         assert driver.returncode == 1 and "interrupted" in output, output
         assert "Traceback" not in output
