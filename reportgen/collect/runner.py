@@ -105,7 +105,7 @@ class _Driver:
     def _task(self, run: ModelRun, kind: type, label: str, **fields: Any) -> Work:
         task = kind(
             index=len(self.tasks),
-            case_path=f"{self.bench.name}/{run.spec}: {label}",
+            case_path=f"{self.bench.name} on {run.spec}: {label}",
             model=run.spec,
             runtimes={run.spec: run.runtime},
             bench=self.bench,

@@ -328,7 +328,7 @@ class CollectWork:
     """Fields every collect task has (the runner's ``Work``)."""
 
     index: int
-    case_path: str  # what messages call it ("humaneval/model batch 3")
+    case_path: str  # what messages call it ("humaneval on M: generation batch 3")
     model: str
     runtimes: dict[str, ModelRuntime]
     bench: Benchmark
