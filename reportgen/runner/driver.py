@@ -151,29 +151,31 @@ def session(execution: Execution) -> Iterator[bool | None]:
             from .ray_executor import ray_session
 
             with ray_session(execution.ray_address) as cluster_gpus:
-                yield cluster_gpus
+                # ray.init installs its own SIGTERM handlers (a crash report, then exit 15):
+                # ours instead while the run lasts, so the run ends as after Ctrl-C
+                with _sigterm_as_interrupt(replace=True):
+                    yield cluster_gpus
         else:
             yield None
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one during the clean-up: ignored
+    raise KeyboardInterrupt
+
+
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt in the main thread (once: a second one during the
-    clean-up is ignored). Left alone where another handler is installed or off the main
-    thread."""
+def _sigterm_as_interrupt(*, replace: bool = False) -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt in the main thread. Without ``replace``, left alone
+    where the program installed a handler of its own; never off the main thread."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = signal.getsignal(signal.SIGTERM)
-    if previous is not signal.SIG_DFL:
+    if not replace and previous not in (signal.SIG_DFL, _interrupt):
         yield
         return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         yield
     finally:
