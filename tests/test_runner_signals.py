@@ -3,6 +3,7 @@ handled as Ctrl-C (the pool is ended on the way out, the rerun resumes from the 
 even a SIGKILL'ed driver's workers exit on their own."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,12 +12,22 @@ from pathlib import Path
 
 import pytest
 import test_runner
+from click.testing import CliRunner
 from test_runner import write_cases
 
+from reportgen.cli import main
 from reportgen.runner.worker import THREADS_ENV
 
 model_dir = test_runner.model_dir  # the module fixture, shared with the local-runner tests
 PROC = Path("/proc")
+
+
+def _has_ray() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ray") is not None
+
+
 pytestmark = pytest.mark.skipif(not PROC.is_dir(), reason="reads the process table in /proc")
 
 
@@ -63,8 +74,23 @@ def wait_for(check, timeout: float, step: float = 0.1):
     return check()
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["term", "kill"])
-def test_a_stopped_driver_leaves_no_worker_behind(model_dir, tmp_path, signum):
+RAY = pytest.param(
+    signal.SIGTERM,
+    ["--executor", "ray"],
+    id="term-ray",
+    marks=[pytest.mark.slow, pytest.mark.skipif(not _has_ray(), reason="needs ray")],
+)
+
+
+@pytest.mark.parametrize(
+    ("signum", "executor"),
+    [
+        pytest.param(signal.SIGTERM, [], id="term"),
+        pytest.param(signal.SIGKILL, [], id="kill"),
+        RAY,  # the actors, and the Ray the driver started (raylet, GCS, workers), all end
+    ],
+)
+def test_a_stopped_driver_leaves_no_worker_behind(model_dir, tmp_path, signum, executor):
     cases = write_cases(tmp_path / "cases", model_dir)
     for name in ("a", "b", "c"):  # six cases: some are still running when the signal comes
         text = (cases / f"{name}.toml").read_text()
@@ -75,7 +101,9 @@ def test_a_stopped_driver_leaves_no_worker_behind(model_dir, tmp_path, signum):
     command += ["--out", str(tmp_path / "site")]
     log = tmp_path / "driver.log"
     with open(log, "wb") as sink:  # a file, not a pipe: a survivor holding it cannot hang us
-        driver = subprocess.Popen([*command, "--jobs", "2"], env=env, stdout=sink, stderr=sink)
+        driver = subprocess.Popen(
+            [*command, "--jobs", "2", *executor], env=env, stdout=sink, stderr=sink
+        )
     seen: set[tuple[int, int]] = set()
 
     def workers_busy():
@@ -95,7 +123,7 @@ def test_a_stopped_driver_leaves_no_worker_behind(model_dir, tmp_path, signum):
             driver.kill()
     output = log.read_text()
     # every worker (and the pool's helpers) is gone soon after the driver
-    wait_for(lambda: not alive(seen), timeout=20)
+    wait_for(lambda: not alive(seen), timeout=30)
     survivors = alive(seen)
     for pid in survivors:  # a failing run must not leave them behind either
         os.kill(pid, signal.SIGKILL)
@@ -103,17 +131,10 @@ def test_a_stopped_driver_leaves_no_worker_behind(model_dir, tmp_path, signum):
     if signum == signal.SIGTERM:
         assert driver.returncode == 1 and "interrupted" in output, output
         assert "Traceback" not in output
-        # the rerun resumes: what finished before the signal comes from the cache
-        rerun = subprocess.run(
-            [*command, "--jobs", "1"], env=env, capture_output=True, text=True, timeout=300
+        # the rerun (here, in process) resumes: what finished before the signal is cached
+        rerun = CliRunner().invoke(main, [*command[3:], "--jobs", "1"], env=env)
+        assert rerun.exit_code == 0, rerun.output
+        built, cached = map(
+            int, re.findall(r"\((\d+) computed, (\d+) from cache", rerun.output)[-1]
         )
-        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-        built, cached = (int(w) for w in _counts(rerun.stdout))
         assert cached >= stored >= 1 and built + cached == 6
-
-
-def _counts(summary: str) -> tuple[str, str]:
-    """(computed, from cache) of the build's last line."""
-    line = summary.strip().splitlines()[-1]
-    inner = line[line.index("(") + 1 :]
-    return inner.split(" computed")[0], inner.split(", ")[1].split(" from cache")[0]
