@@ -99,23 +99,6 @@ def runtime_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return packed
 
 
-def _runtime_loader(runtime: Any, near: Path) -> Callable[[str], Any]:
-    """load_model with the settings of ``runtime`` and the project file found near ``near``."""
-    from .models import load_model
-    from .project import find_project_file, load_project
-    from .runner import resolve_runtime
-
-    project = load_project(find_project_file([near]))
-
-    def load(spec: str) -> Any:
-        settings = resolve_runtime(spec, runtime, project)
-        return load_model(
-            spec, device=settings.device, dtype=settings.dtype, quantize=settings.quantization
-        )
-
-    return load
-
-
 def execution_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """--jobs/--executor/--ray-address, packed into ``execution`` (an Execution)."""
     options = [
@@ -876,6 +859,7 @@ def serve(port: int, directory: Path) -> None:
     help="FILE.jsonl of your own items (benchmark jsonl; instructions: other prompts).",
 )
 @runtime_options
+@execution_options
 @one_line_errors
 def collect(
     benchmark: str,
@@ -894,6 +878,7 @@ def collect(
     recheck: bool,
     data: Path | None,
     runtime: Any,
+    execution: Any,
 ) -> None:
     """Run a model on BENCHMARK (humaneval, instructions, arithmetic, jsonl), pin each failure
     to a token pair by strict recovery, and write the pairs as case files."""
@@ -905,6 +890,7 @@ def collect(
     from .collect.runner import Settings
     from .collect.runner import collect as run_collect
     from .collect.runner import recheck as run_recheck
+    from .project import find_project_file, load_project
 
     if recheck:
         checked = run_recheck(
@@ -937,7 +923,9 @@ def collect(
         out=out,
         force=force,
         data=data,
-        load=_runtime_loader(runtime, out),
+        options=runtime,
+        project=load_project(find_project_file([out])),
+        execution=execution,
     )
     for run in summary["runs"]:
         kept = [c for c, status in run["files"].items() if status == "kept"]

@@ -221,7 +221,7 @@ def test_collect_writes_cases_that_survive_the_case_path(toy, tmp_path):
 
     # resume: the journal has every item, so nothing is generated or searched again
     calls = []
-    import reportgen.collect.runner as runner
+    import reportgen.collect.work as runner  # the generation batches run there (on a worker)
 
     orig_generate = runner.generate_items
 
@@ -254,24 +254,25 @@ def test_collect_resume_after_interruption_skips_finished_items(toy, tmp_path, m
         if record["kind"] == "gen" and len(written) == 1:
             raise KeyboardInterrupt
 
-    import reportgen.collect.runner as runner
+    import reportgen.collect.journal as journal  # the driver's journal writes
+    import reportgen.collect.work as runner  # the generation batches run there (on a worker)
 
-    monkeypatch.setattr(runner, "append_jsonl", crash_after_first)
+    monkeypatch.setattr(journal, "append_jsonl", crash_after_first)
     settings = Settings(budget=4, top_k=2, batch_size=1, explain_check=False, min_gap=0.0)
     with pytest.raises(KeyboardInterrupt):
         collect(ToyBench.name, [folder], out=tmp_path, settings=settings)
-    monkeypatch.setattr(runner, "append_jsonl", real_append)
+    monkeypatch.setattr(journal, "append_jsonl", real_append)
     finished = []
     orig = runner.generate_items
 
-    def spy(*args, **kwargs):
+    def spy(model, heads, keys, **kwargs):
         inner = kwargs["finished"]
-        kwargs["finished"] = lambda i, g: finished.append(i) or inner(i, g)
-        return orig(*args, **kwargs)
+        kwargs["finished"] = lambda i, g: finished.append(keys[i]) or inner(i, g)
+        return orig(model, heads, keys, **kwargs)
 
     monkeypatch.setattr(runner, "generate_items", spy)
     summary = collect(ToyBench.name, [folder], out=tmp_path, settings=settings)
-    assert finished == [1]  # item 0 was done before the interruption
+    assert finished == ["toy/2"]  # item toy/1 was done before the interruption
     assert summary["items"] == 2
 
 

@@ -8,7 +8,8 @@ import pytest
 import test_runner
 from test_runner import site_files, write_cases
 
-from reportgen.build import build
+from reportgen.build import BuildReport, build, compute_results, render_site
+from reportgen.cases import load_cases
 from reportgen.runner import Execution
 from reportgen.runner.worker import FAULT_DIR_ENV, THREADS_ENV
 
@@ -43,11 +44,33 @@ def test_a_ray_build_is_the_local_build(model_dir, reference, ray_faults, tmp_pa
     monkeypatch.setenv("REPORTGEN_CACHE", str(tmp_path / "cache"))
     cases = write_cases(tmp_path / "cases", model_dir)
     out = tmp_path / "site"
-    report = build(
-        [cases], out, pdf=False, progress=False, execution=Execution(executor="ray", jobs=2)
+    report = BuildReport(out=out)
+    events = []  # ("step", case, args) and ("done", case, ()) in the order they came
+    results = compute_results(
+        load_cases([cases])[0],
+        use_cache=True,
+        keep_going=False,
+        command="reportgen build",
+        report=report,
+        execution=Execution(executor="ray", jobs=2),
+        on_done=lambda case: events.append(("done", case.id, ())),
+        on_progress=lambda case, args: events.append(("step", case.id, args)),
     )
+    render_site(results, out, report.failures, pdf=False, single_file=False)
     assert report.built == ["case-a", "case-b", "case-c"] and not report.failures
     assert site_files(out) == reference
+    # the steps inside each case came back from the actors, all before the case was done
+    for case in ("case-a", "case-b", "case-c"):
+        steps = [args for kind, c, args in events if c == case and kind == "step"]
+        assert list(dict.fromkeys(a[0] for a in steps))[:3] == [
+            "attribution",
+            "graph",
+            "faithfulness",
+        ]
+        layers = [a[1:] for a in steps if a[0] == "graph"]
+        assert layers[-1][0] == layers[-1][1] > 0  # graph layer L of L
+        last_step = max(i for i, (kind, c, _) in enumerate(events) if c == case and kind == "step")
+        assert events.index(("done", case, ())) > last_step
     # the driver stored every result: a rebuild computes nothing
     again = build([cases], out, pdf=False, progress=False, execution=Execution("ray", 2))
     assert again.cached == ["case-a", "case-b", "case-c"] and not again.built

@@ -4,8 +4,10 @@ executor, only on the cases and their settings."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import nullcontext
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from typing import Any
 from ..cases import Case
 from ..errors import ReportgenError
 from ..project import Project
-from .jobs import Job, Outcome
+from .jobs import Job, Outcome, Work
 from .settings import DEFAULT_OPTIONS, ModelRuntime, RuntimeOptions, resolve_runtime
 from .worker import failure_text
 
@@ -68,15 +70,9 @@ def run_cases(
     from ..compute import cached_result, code_version, result_key, store_result
     from ..results import CaseResult
 
-    ray_context: Any = nullcontext(None)
-    if execution.executor == "ray":
-        from .ray_executor import ray_session
-
-        ray_context = ray_session(execution.ray_address)
     report = RunReport()
     code = code_version()
-    with ray_context as cluster_gpus:
-        has_cuda = cluster_gpus  # None for local: ask torch here
+    with session(execution) as has_cuda:
         results: dict[int, CaseResult] = {}
         built: set[int] = set()
         cached: set[int] = set()
@@ -122,11 +118,11 @@ def run_cases(
             built.add(index)
             on_done(cases[index])
 
-        def progress(job: Job, args: tuple[Any, ...]) -> None:
+        def progress(job: Work, args: tuple[Any, ...]) -> None:
             on_progress(cases[job.index], args)
 
         if jobs:
-            _execute(jobs, execution, on_outcome, progress, loader)
+            execute(list(jobs), execution, on_outcome, progress, loader)
     report.results = [results[i] for i in sorted(results)]
     report.built = [cases[i].id for i in sorted(built)]
     report.cached = [cases[i].id for i in sorted(cached)]
@@ -144,20 +140,65 @@ def _key_runtime(case: Case, runtimes: dict[str, ModelRuntime]) -> dict[str, Any
     return keys
 
 
-def _execute(
-    jobs: list[Job],
+@contextmanager
+def session(execution: Execution) -> Iterator[bool | None]:
+    """The span of a run's workers. Yields whether ``auto`` means CUDA: for Ray whether the
+    cluster has GPUs, locally ``None`` (torch is asked here). A SIGTERM meanwhile is handled
+    as Ctrl-C: the executors end their worker processes (and a Ray started for the run) on
+    the way out instead of leaving them behind."""
+    with _sigterm_as_interrupt():
+        if execution.executor == "ray":
+            from .ray_executor import ray_session
+
+            with ray_session(execution.ray_address) as cluster_gpus:
+                # ray.init installs its own SIGTERM handlers (a crash report, then exit 15):
+                # ours instead while the run lasts, so the run ends as after Ctrl-C
+                with _sigterm_as_interrupt(replace=True):
+                    yield cluster_gpus
+        else:
+            yield None
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one during the clean-up: ignored
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _sigterm_as_interrupt(*, replace: bool = False) -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt in the main thread. Without ``replace``, left alone
+    where the program installed a handler of its own; never off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if not replace and previous not in (signal.SIG_DFL, _interrupt):
+        yield
+        return
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def execute(
+    jobs: list[Work],
     execution: Execution,
-    on_outcome: Callable[[Outcome], None],
-    progress: Callable[[Job, tuple[Any, ...]], None],
-    loader: Callable[..., Any] | None,
+    on_outcome: Callable[[Outcome], Iterable[Work] | None],
+    progress: Callable[[Work, tuple[Any, ...]], None] = lambda job, args: None,
+    loader: Callable[..., Any] | None = None,
 ) -> None:
+    """Run ``jobs`` (and the follow-ups ``on_outcome`` returns) on the executor of
+    ``execution``, inside its ``session``. ``jobs=1`` locally: in this process, with
+    ``loader`` replacing ``load_model`` (tests); else worker processes or Ray actors."""
     from . import local
 
     if execution.executor == "ray":
         from .ray_executor import run_ray
 
         run_ray(jobs, execution.jobs, on_outcome, progress)
-    elif execution.jobs == 1 or len(jobs) == 1:
+    elif execution.jobs == 1 or (len(jobs) == 1 and not _may_follow(jobs)):
         local.run_in_process(jobs, on_outcome, progress, loader=loader)
     else:
         gpus = 0
@@ -165,4 +206,11 @@ def _execute(
             import torch
 
             gpus = torch.cuda.device_count()
-        local.run_workers(jobs, min(execution.jobs, len(jobs)), on_outcome, progress, gpus=gpus)
+        # a fixed set of cases needs no more workers than it has (fewer: more threads each)
+        workers = execution.jobs if _may_follow(jobs) else min(execution.jobs, len(jobs))
+        local.run_workers(jobs, workers, on_outcome, progress, gpus=gpus)
+
+
+def _may_follow(jobs: list[Work]) -> bool:
+    """Whether this work may bring follow-ups (then one job is no reason to stay in process)."""
+    return not all(isinstance(job, Job) for job in jobs)

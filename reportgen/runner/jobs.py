@@ -2,14 +2,43 @@
 
 A ``Job`` carries everything a worker needs to compute one case, including the case file's
 text (a worker on another machine of a Ray cluster need not see the driver's files); an
-``Outcome`` carries the ``CaseResult`` back as JSON-able data, or the error that stopped it."""
+``Outcome`` carries the ``CaseResult`` back as JSON-able data, or the error that stopped it.
+
+The executors run any ``Work``, not only cases: `reportgen collect` sends its generation
+batches and recovery searches through the same workers (each keeps its loaded models)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .settings import ModelRuntime
+
+if TYPE_CHECKING:
+    from .worker import CaseWorker
+
+Progress = Callable[..., None]
+
+
+class Work(Protocol):
+    """What an executor can run: a frozen dataclass with these fields and ``perform``.
+    ``index`` identifies it to the driver; ``case_path`` names it in messages; ``attempt`` is
+    raised (with ``dataclasses.replace``) when a worker running it died."""
+
+    index: int
+    case_path: str
+    model: str
+    runtimes: dict[str, ModelRuntime]
+    code: str
+    attempt: int
+
+    @property
+    def group(self) -> tuple[str, ModelRuntime]: ...
+
+    def perform(self, worker: CaseWorker, progress: Progress | None) -> dict[str, Any]:
+        """The JSON-able result; raises on failure (the worker turns that into the error)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -28,6 +57,9 @@ class Job:
     def group(self) -> tuple[str, ModelRuntime]:
         """Jobs of one group share a loaded model (a worker keeps it between jobs)."""
         return (self.model, self.runtimes[self.model])
+
+    def perform(self, worker: CaseWorker, progress: Progress | None) -> dict[str, Any]:
+        return worker.compute(self, progress).to_json()
 
 
 @dataclass(frozen=True)

@@ -5,23 +5,28 @@ The driver hands out one job at a time to each idle worker, preferring a job who
 worker already holds, so a model loads once per worker. On the CPU the cores are split between
 the workers (``torch.set_num_threads(cores // N)`` in each); with several GPUs each worker gets
 its own. A worker that dies (killed, out of memory) has its case retried once on a fresh
-worker; a second death reports the case as failed."""
+worker; a second death reports the case as failed.
+
+``on_outcome`` may return follow-up work (`collect`: a generation batch's failures become
+recovery searches); it is queued behind the pending work of its model group. A worker process
+exits when the driver does, even when the driver is killed without cleaning up."""
 
 from __future__ import annotations
 
 import os
 import queue
 import signal
+import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
-from .jobs import Job, Outcome
+from .jobs import Outcome, Work
 from .worker import CaseWorker, set_threads
 
-OnOutcome = Callable[[Outcome], None]
-OnProgress = Callable[[Job, tuple[Any, ...]], None]
+OnOutcome = Callable[[Outcome], Iterable[Work] | None]
+OnProgress = Callable[[Work, tuple[Any, ...]], None]
 MAX_ATTEMPTS = 2  # the first run and one retry on another worker
 
 
@@ -33,18 +38,24 @@ def cpu_cores() -> int:
 
 
 def run_in_process(
-    jobs: list[Job],
+    jobs: list[Work],
     on_outcome: OnOutcome,
     on_progress: OnProgress = lambda job, args: None,
     loader: Callable[..., Any] | None = None,
 ) -> None:
-    """``--jobs 1``: the driver computes every case itself (no process start-up)."""
+    """``--jobs 1``: the driver computes every case itself (no process start-up), one model
+    group after another; a group's model is dropped once no work of it is left."""
     worker = CaseWorker(loader=loader)
-    for job in sorted(jobs, key=_group_order(jobs)):
-        on_outcome(worker.run(job, lambda *args, job=job: on_progress(job, args)))
+    pending = deque(sorted(jobs, key=group_order(jobs)))
+    while pending:
+        job = pending.popleft()
+        outcome = worker.run(job, lambda *args, job=job: on_progress(job, args))
+        add_follow_ups(pending, on_outcome(outcome))
+        if not any(j.group == job.group for j in pending):
+            worker.release(*job.group)
 
 
-def _group_order(jobs: list[Job]) -> Callable[[Job], tuple[int, int]]:
+def group_order(jobs: list[Work]) -> Callable[[Work], tuple[int, int]]:
     """Jobs sorted by model group (first appearance), then by their place in the build."""
     first: dict[Any, int] = {}
     for job in jobs:
@@ -52,9 +63,35 @@ def _group_order(jobs: list[Job]) -> Callable[[Job], tuple[int, int]]:
     return lambda job: (first[job.group], job.index)
 
 
+def add_follow_ups(pending: deque[Work], more: Iterable[Work] | None) -> None:
+    """Queue ``more`` (in its order) right behind the pending work of the same model group,
+    so a worker holding that model finds it first and a group finishes before the next."""
+    for job in more or ():
+        at = max((i for i, j in enumerate(pending) if j.group == job.group), default=-1)
+        pending.insert(at + 1, job)
+
+
+def _exit_with_parent() -> None:
+    """Ends this worker process when the driver's process ends, however it ended (SIGKILL
+    included): no orphan keeps a model in memory."""
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.sentinel is None:
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _worker_main(name: str, inbox: Any, events: Any, threads: int | None, gpu: int | None) -> None:
     """A worker process: jobs in from ``inbox`` (``None`` stops it), events out."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    _exit_with_parent()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     set_threads(threads)
     try:
@@ -76,7 +113,7 @@ def _worker_main(name: str, inbox: Any, events: Any, threads: int | None, gpu: i
 
 
 def run_workers(
-    jobs: list[Job],
+    jobs: list[Work],
     workers: int,
     on_outcome: OnOutcome,
     on_progress: OnProgress = lambda job, args: None,
@@ -91,11 +128,10 @@ def run_workers(
     events = ctx.Queue()
     uses_cuda = any(r.device_type == "cuda" for job in jobs for r in job.runtimes.values())
     threads = None if uses_cuda else max(1, cpu_cores() // workers)
-    pending = deque(sorted(jobs, key=_group_order(jobs)))
-    by_index = {job.index: job for job in jobs}
+    pending = deque(sorted(jobs, key=group_order(jobs)))
     procs: dict[str, tuple[Any, Any]] = {}
     held: dict[str, set[Any]] = {}  # the model groups a worker has loaded
-    busy: dict[str, Job] = {}
+    busy: dict[str, Work] = {}
     started = 0
 
     def start() -> None:
@@ -132,15 +168,14 @@ def run_workers(
         if job.attempt + 1 < MAX_ATTEMPTS:
             pending.appendleft(replace(job, attempt=job.attempt + 1))
         else:
-            on_outcome(
-                Outcome(
-                    job.index,
-                    job.case_path,
-                    error=f"the worker process died {MAX_ATTEMPTS} times running this case "
-                    f"(last exit code {proc.exitcode})",
-                    worker=name,
-                )
+            outcome = Outcome(
+                job.index,
+                job.case_path,
+                error=f"the worker process died {MAX_ATTEMPTS} times running this case "
+                f"(last exit code {proc.exitcode})",
+                worker=name,
             )
+            add_follow_ups(pending, on_outcome(outcome))
 
     finished = False
     try:
@@ -157,12 +192,14 @@ def run_workers(
             except queue.Empty:
                 continue
             if message[0] == "progress":
-                _, _, index, args = message
-                on_progress(by_index[index], args)
+                _, name, index, args = message
+                job = busy.get(name)
+                if job is not None and job.index == index:
+                    on_progress(job, args)
             else:
                 _, name, outcome = message
                 busy.pop(name, None)
-                on_outcome(outcome)
+                add_follow_ups(pending, on_outcome(outcome))
         finished = True
     finally:
         _stop(procs, wait=finished)

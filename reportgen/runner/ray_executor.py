@@ -5,7 +5,9 @@ on CUDA); a group's cases go to the actors of its model, at most ``workers`` act
 Each actor returns an ``Outcome`` with the ``CaseResult`` as JSON-able data; the driver stores it
 in its own cache and renders the site exactly as a local build. An actor that dies has its case
 retried once on a fresh actor, then reported as failed. Ctrl-C kills the actors; what finished
-is already in the driver's cache, so a rerun resumes."""
+is already in the driver's cache, so a rerun resumes. The steps inside a case (attribution,
+graph layer i of L, faithfulness sets) reach the driver through a small ``ProgressBox`` actor,
+as the local workers' reach it through their queue."""
 
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import ReportgenError
-from .jobs import Job, Outcome
-from .local import MAX_ATTEMPTS, OnOutcome, OnProgress, _group_order
+from .jobs import Outcome, Work
+from .local import MAX_ATTEMPTS, OnOutcome, OnProgress, add_follow_ups, group_order
 from .worker import CaseWorker, set_threads
 
 RAY_VERSION = "2.60.0"  # the pinned `[ray]` extra
@@ -34,19 +36,44 @@ def import_ray() -> Any:
     return ray
 
 
-class CaseActor:
-    """The body of a Ray actor: one worker, one model group."""
+class ProgressBox:
+    """The body of a Ray actor (no CPU) holding the step reports of the running cases until
+    the driver collects them."""
 
-    def __init__(self, threads: int | None) -> None:
+    def __init__(self) -> None:
+        self.events: list[tuple[int, tuple[Any, ...]]] = []
+
+    def put(self, index: int, args: tuple[Any, ...]) -> None:
+        self.events.append((index, args))
+
+    def drain(self) -> list[tuple[int, tuple[Any, ...]]]:
+        events, self.events = self.events, []
+        return events
+
+
+class CaseActor:
+    """The body of a Ray actor: one worker, one model group; ``box`` (a ProgressBox actor)
+    receives its step reports."""
+
+    def __init__(self, threads: int | None, box: Any = None) -> None:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         set_threads(threads)
         self.worker = CaseWorker(name=f"ray-actor-{os.getpid()}")
+        self.box = box
 
     def pid(self) -> int:
         return os.getpid()
 
-    def run(self, job: Job) -> Outcome:
-        return self.worker.run(job)
+    def run(self, job: Work) -> Outcome:
+        box = self.box
+        if box is None:
+            return self.worker.run(job)
+        sent: list[Any] = []
+        outcome = self.worker.run(job, lambda *args: sent.append(box.put.remote(job.index, args)))
+        # the reports are in the box before the outcome is back: the driver, draining the box
+        # before it takes an outcome in, sees a case's steps before the case is done
+        import_ray().get(sent)
+        return outcome
 
 
 @contextmanager
@@ -72,12 +99,12 @@ def ray_session(address: str | None) -> Iterator[bool]:
 
 
 def run_ray(
-    jobs: list[Job],
+    jobs: list[Work],
     workers: int,
     on_outcome: OnOutcome,
     on_progress: OnProgress = lambda job, args: None,
     *,
-    poll_s: float = 1.0,
+    poll_s: float = 0.5,
 ) -> None:
     """Run ``jobs`` inside a ``ray_session``."""
     ray = import_ray()
@@ -93,15 +120,17 @@ def run_ray(
     if any(r.device_type == "cuda" for job in jobs for r in job.runtimes.values()):
         workers = max(1, min(workers, int(resources.get("GPU", 0))))
     remote = ray.remote(CaseActor)
-    pending = deque(sorted(jobs, key=_group_order(jobs)))
+    box = ray.remote(ProgressBox).options(num_cpus=0).remote()
+    known: dict[int, Work] = {}  # every job handed out, by index (for its late step reports)
+    pending = deque(sorted(jobs, key=group_order(jobs)))
     actors: dict[Any, Any] = {}  # actor handle -> its group
-    running: dict[Any, tuple[Any, Job]] = {}  # object ref -> (actor, job)
+    running: dict[Any, tuple[Any, Work]] = {}  # object ref -> (actor, job)
 
     def new_actor(group: Any) -> Any:
         cuda = group[1].device_type == "cuda"
         per_actor = 1 if cuda else max(1, min(cpus // workers, node_cpus))
         actor = remote.options(num_cpus=per_actor, num_gpus=1 if cuda else 0).remote(
-            None if cuda else per_actor
+            None if cuda else per_actor, box
         )
         actors[actor] = group
         return actor
@@ -112,7 +141,13 @@ def run_ray(
             return False
         pending.remove(job)
         running[actor.run.remote(job)] = (actor, job)
+        known[job.index] = job
         return True
+
+    def report_steps() -> None:
+        for index, args in ray.get(box.drain.remote()):
+            if index in known:
+                on_progress(known[index], args)
 
     def retire(actor: Any) -> None:
         actors.pop(actor, None)
@@ -122,8 +157,14 @@ def run_ray(
         while pending or running:
             idle = [a for a in actors if a not in {a2 for a2, _ in running.values()}]
             for actor in idle:
-                if not give(actor):
-                    retire(actor)  # its group is done: free the slot for another group
+                if give(actor):
+                    continue
+                group = actors[actor]
+                others_wait = any(j.group != group for j in pending)
+                if others_wait or not any(j.group == group for _, j in running.values()):
+                    # its group is done: free the slot for another group (an actor whose
+                    # group still runs stays: that work may bring follow-ups)
+                    retire(actor)
             while len(actors) < workers and pending:
                 demand = [j.group for j in pending]
                 serving = list(actors.values())
@@ -132,6 +173,7 @@ def run_ray(
                     break
                 give(new_actor(group))
             ready, _ = ray.wait(list(running), num_returns=1, timeout=poll_s)
+            report_steps()  # before the outcomes: a case's steps come before it is done
             for ref in ready:
                 actor, job = running.pop(ref)
                 try:
@@ -147,7 +189,8 @@ def run_ray(
                         error=f"the Ray worker died {MAX_ATTEMPTS} times running this case",
                         worker="ray",
                     )
-                on_outcome(outcome)
+                add_follow_ups(pending, on_outcome(outcome))
     finally:
         for actor in list(actors):
             ray.kill(actor)
+        ray.kill(box)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ReportgenError
-from .jobs import Job, Outcome
+from .jobs import Job, Outcome, Work
 from .settings import ModelRuntime
 
 FAULT_DIR_ENV = "REPORTGEN_TEST_FAULT_DIR"
@@ -65,20 +65,28 @@ class CaseWorker:
             )
         return self.models[(spec, runtime)]
 
-    def compute(self, job: Job, progress: Callable[..., None] | None = None) -> Any:
-        """The CaseResult of ``job``; errors propagate."""
-        from ..cases import parse_case
-        from ..compute import code_version, compute_case
+    def release(self, spec: str, runtime: ModelRuntime) -> None:
+        """Drop a model no job left needs (the in-process executor moves on to the next
+        model: one model in memory at a time, as a run of one model after another)."""
+        self.models.pop((spec, self._place(runtime)), None)
+
+    def check_code(self, job: Work) -> None:
+        """A result computed by other code would be cached under the driver's code version:
+        refuse the job."""
+        from ..compute import code_version
 
         if job.code and job.code != code_version():
-            # its result would be cached under the driver's code version: refuse it
             raise ReportgenError(
                 f"worker {self.name} runs reportgen code {code_version()}, the driver "
                 f"{job.code}: install the same reportgen on every node"
             )
 
-        if self.name != "driver":
-            _fault_hook(job)
+    def compute(self, job: Job, progress: Callable[..., None] | None = None) -> Any:
+        """The CaseResult of ``job``; errors propagate."""
+        from ..cases import parse_case
+        from ..compute import compute_case
+
+        self.check_code(job)
         try:
             data = tomllib.loads(job.case_text)
         except tomllib.TOMLDecodeError as exc:
@@ -98,15 +106,18 @@ class CaseWorker:
             kwargs["progress"] = progress
         return compute_case(case, self.load(job.model, default), case_text=job.case_text, **kwargs)
 
-    def run(self, job: Job, progress: Callable[..., None] | None = None) -> Outcome:
-        """Like ``compute``, but every failure becomes the Outcome's one-line error: a worker
-        must survive a bad case and go on with the next."""
+    def run(self, job: Work, progress: Callable[..., None] | None = None) -> Outcome:
+        """``job.perform`` (a case: its CaseResult), with every failure turned into the
+        Outcome's one-line error: a worker must survive a bad case and go on with the next."""
         try:
-            result = self.compute(job, progress)
+            self.check_code(job)
+            if self.name != "driver":
+                _fault_hook(job)
+            result = job.perform(self, progress)
         except Exception as exc:  # noqa: BLE001 - e.g. CUDA out of memory: the case fails alone
             error = failure_text(job.case_path, exc)
             return Outcome(job.index, job.case_path, error=error, worker=self.name)
-        return Outcome(job.index, job.case_path, result=result.to_json(), worker=self.name)
+        return Outcome(job.index, job.case_path, result=result, worker=self.name)
 
 
 def failure_text(path: str, exc: BaseException) -> str:
@@ -128,7 +139,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _fault_hook(job: Job) -> None:
+def _fault_hook(job: Work) -> None:
     """Fault injection for the runner's tests: with ``REPORTGEN_TEST_FAULT_DIR`` set, a file
     ``<case file name>.die-once`` there kills the worker process running that case once (the
     file is consumed), ``<case file name>.die-always`` kills every worker that runs it. Unset

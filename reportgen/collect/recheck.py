@@ -1,0 +1,139 @@
+"""`reportgen collect --recheck`: the cases already collected, re-verified under the current
+rules without a new search (in this process: one pair per case, no batches to spread)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import ReportgenError
+from .generate import Generation
+from .recover import Candidate, Found
+from .registry import get_benchmark
+from .settings import RECHECK_SETTINGS, Settings
+from .work import Collector
+from .writer import write_case, write_summary
+
+
+def recheck(
+    benchmark: str,
+    *,
+    settings: Settings = RECHECK_SETTINGS,
+    out: Path = Path("cases"),
+    data: Path | None = None,
+    log: Callable[[str], None] = lambda msg: None,
+) -> dict[str, Any]:
+    """Re-verify the cases already collected in OUT/<benchmark>/ under the current rules,
+    without a new search: each case's own pair goes through the same checks a new pin must pass
+    (greedy target, logit gap >= ``min_gap`` on the case path, unbatched target path a clean
+    failure, contrast path a strict recovery). A case that holds is rewritten with its verdicts;
+    one that does not is deleted. summary.json then describes this re-check (the earlier run's
+    counts are kept under ``previous_run``)."""
+    from ..cases import load_case
+    from ..models import load_model
+
+    bench = get_benchmark(benchmark)
+    folder = out / bench.name
+    paths = sorted(folder.glob("*.toml"))
+    if not paths:
+        raise ReportgenError(f"no collected cases in {folder}")
+    by_id = {i.id: i for i in bench.items(data)}
+    previous_path = folder / "summary.json"
+    previous = (
+        json.loads(previous_path.read_text(encoding="utf-8")) if previous_path.exists() else {}
+    )
+    started = time.monotonic()
+    cases = [(path, load_case(path)) for path in paths]
+    runs: dict[str, Collector] = {}
+    kept: list[str] = []
+    unpinned: list[dict[str, Any]] = []
+    not_clean: Counter[str] = Counter()
+    rejected: Counter[str] = Counter()
+    below_gap = continued = 0
+    for path, case in cases:
+        if case.model not in runs:
+            runs[case.model] = Collector(
+                load_model(case.model), case.model, bench, settings, folder
+            )
+        run = runs[case.model]
+        run.max_new = int(case.source.get("max_new_tokens", run.max_new))
+        item = by_id.get(case.source.get("item"))
+        if item is None:
+            raise ReportgenError(
+                f"{path}: [source] item {case.source.get('item')!r} is not in {bench.name}"
+            )
+        head = run.head(item)
+        prefix = list(case.prefix_ids or [])
+        gen = Generation(prefix + [int(case.target)], "length")
+        found = Found(
+            Candidate(len(prefix), int(case.contrast), int(case.source.get("rank", 1)), 0.0), []
+        )
+        ok, reason, result = run.confirm(item, head, gen, found)
+        if ok:
+            write_case(path, result["case"], force=True)
+            kept.append(case.id)
+            continued += 2
+            log(f"{case.id}: holds")
+            continue
+        path.unlink()
+        unpinned.append({"item": item.id, "case": case.id, "reason": f"dropped: {reason}"})
+        log(f"{case.id}: dropped ({reason})")
+        criterion = result.get("criterion", "case path")
+        if criterion == "gap":
+            below_gap += 1
+        else:
+            continued += 2
+            (not_clean if result.get("target") else rejected)[criterion] += 1
+    n = len(cases)
+    models = sorted(runs)
+    funnel = {
+        "items": n,
+        "generated": n,
+        "passed": 0,
+        "failed": n,
+        "not_clean_failure": dict(sorted(not_clean.items())),
+        "not_searched": 0,
+        "searched": n - sum(not_clean.values()),
+        "candidates": n,
+        "below_min_gap": below_gap,
+        "none_at_min_gap": below_gap,
+        "continuations": continued,
+        "rejected": dict(sorted(rejected.items())),
+        "dropped": {},
+        "pinned": len(kept),
+    }
+    summary = {
+        "benchmark": bench.name,
+        "model": models[0] if len(models) == 1 else models,
+        "items_available": len(by_id),
+        "selection": f"re-check of the {n} cases shipped before, under the current rules",
+        "items": n,
+        "passed": 0,
+        "failed": n,
+        "pinned": len(kept),
+        "pin_rate": round(len(kept) / n, 4),
+        "funnel": funnel,
+        "unpinned": unpinned,
+        "wall_s": round(time.monotonic() - started, 1),
+        "settings": {
+            "min_gap": settings.min_gap,
+            "max_new_tokens": settings.max_new_tokens or bench.max_new_tokens,
+            "decoding": "greedy",
+            "recheck": True,
+        },
+        "runs": [
+            {"model": m, "cases": [c.id for _, c in cases if c.id in kept and c.model == m]}
+            for m in models
+        ],
+        "previous_run": {
+            k: previous.get(k)
+            for k in ("selection", "items", "passed", "failed", "pinned", "settings")
+            if k in previous
+        },
+    }
+    write_summary(previous_path, summary)
+    return summary
