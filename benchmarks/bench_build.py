@@ -55,8 +55,8 @@ def child(case_path: str, pdf: bool, out: Path) -> dict:
     """One case, cold: compute, render, figure set; returns seconds per stage and peak RSS."""
     from reportgen import build as build_mod
     from reportgen import compute, site
-    from reportgen.graph import step as graph_step
     from reportgen.cases import load_case
+    from reportgen.graph import step as graph_step
     from reportgen.models import load_model
     from reportgen.render import latex
 
