@@ -76,14 +76,15 @@ def test_the_patterns_of_the_issue_by_name():
     own = _row("arith-1step-0014")
     verdict = strict_check(own["recovering_output"], "24", finished=True, swap=len(own["prefix"]))
     assert verdict.criterion == "false equation" and "16 - 4 = 8" in verdict.message
-    # with the model's own "12" kept the equations hold, but "16 + 8" computes with an 8 that
-    # neither the problem nor the output wrote: a number from nowhere
+    # with the model's own "12" kept the equations from the swap on hold, but they compute
+    # with 16, the result of the false "28 - 4 = 16" before the swap: a number from nowhere
     kept = own["recovering_output"].replace("16 - 4 = 8", "16 - 4 = 12")
     problem = Arithmetic().prompt(
         next(i for i in Arithmetic().items() if i.id == "1step-0014"), True
     )
     verdict = strict_check(kept, "24", finished=True, swap=len(own["prefix"]), problem=problem)
-    assert verdict.criterion == "number from nowhere" and "16 + 8 = 24" in verdict.message
+    assert verdict.criterion == "number from nowhere" and "'16 - 4 = 12'" in verdict.message
+    assert "computes with 16," in verdict.message
     # an equation before the swapped token's line does not count, one on it does
     prefix_slip = "Emma has 50 - 25 = 11 pencils.\nShe has 25 - 11 = 14 pencils.\n#### 14"
     assert strict_check(
@@ -181,3 +182,26 @@ def test_default_verdicts_need_a_finished_output():
     assert bench.check_failure(item, "no", False, finished=True).passed
     assert bench.check_failure(item, "no", False, finished=False).criterion == "target not finished"
     assert bench.check_failure(item, "ok", False, finished=True).criterion == "target passes"
+
+
+def test_a_chain_that_computes_with_list_markers_is_a_number_from_nowhere():
+    """The one pin the strict rules still let through in the re-collection of 2026-12-01
+    (arith-3step-0002: 61 - 58 = 3, 3 * 4 = 12, 12 - 6 = 6): its equations are true and end on
+    the gold 6, but they compute with a list marker ("1.") and never with the problem's
+    numbers. Operands must come from the problem or from true equations before them."""
+    bench = Arithmetic()
+    item = next(i for i in bench.items() if i.id == "3step-0002")
+    lucky = (
+        "1. Sam has 6 books.\n2. He gives away 4 times as many books as Sam.\n"
+        "3. So, 1 + 4 = 5 books.\n4. Sam has 6 books now.\n\nSo, 1 + 5 = 6 books."
+    )
+    verdict = bench.check_recovery(item, lucky, True, finished=True, swap=0)
+    assert verdict.criterion == "number from nowhere" and "1 + 4 = 5" in verdict.message
+    grounded = (
+        "Sam has 61 - 58 = 3 books.\nThen he has 3 * 4 = 12 books.\n"
+        "He gives away 6, so 12 - 6 = 6 books.\n#### 6"
+    )
+    assert bench.check_recovery(item, grounded, True, finished=True, swap=0).passed
+    # a result only grounds what follows when its equation is true
+    slipped = grounded.replace("3 * 4 = 12", "3 * 4 = 13").replace("12 - 6 = 6", "13 - 7 = 6")
+    assert not bench.check_recovery(item, slipped, True, finished=True, swap=0).passed

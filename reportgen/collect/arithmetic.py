@@ -247,27 +247,35 @@ def strict_check(
 ) -> Verdict:
     """A recovery for the right reason: the output finishes (end of sequence, not the token
     budget); every equation from the line of character ``swap`` (where the swapped token
-    starts) on is true; it states exactly one final answer, a number, equal to ``answer``; and
+    starts) on is true and, given the ``problem``, computes only with the problem's numbers and
+    the results of true equations before it; it states exactly one final answer, a number, equal to ``answer``; and
     that number is the result of the last equation before it. ``criterion`` names the first
     rule broken (the collect funnel counts them)."""
     if not finished:
         return Verdict(False, "not finished: cut at the token budget", "not finished")
     line_start = output.rfind("\n", 0, swap) + 1
+    # what an equation may compute with: the problem's numbers and the results of the true
+    # equations before it -- not any number the output happened to write (a list marker "1.",
+    # a claim "Sam has 6 books" from nowhere)
+    known = _numbers(problem) if problem is not None else set()
     for eq in equations(output):
-        if eq.start < line_start:
-            continue
-        if not eq.true:
-            return Verdict(False, f"false equation from the swap on: {eq.text!r}", "false equation")
-        if problem is not None:
-            known = _numbers(problem) | _numbers(output[: eq.start])
-            operands = _numbers(re.split(r"[ \t]*=", eq.text, maxsplit=1)[0])
-            if not operands <= known:
-                stray = ", ".join(str(n) for n in sorted(operands - known))
+        if eq.start >= line_start:
+            if not eq.true:
                 return Verdict(
-                    False,
-                    f"{eq.text!r} computes with {stray}, in neither the problem nor the output before it",
-                    "number from nowhere",
+                    False, f"false equation from the swap on: {eq.text!r}", "false equation"
                 )
+            if problem is not None:
+                operands = _numbers(re.split(r"[ \t]*=", eq.text, maxsplit=1)[0])
+                if not operands <= known:
+                    stray = ", ".join(str(n) for n in sorted(operands - known))
+                    return Verdict(
+                        False,
+                        f"{eq.text!r} computes with {stray}, neither in the problem nor the "
+                        "result of a true equation before it",
+                        "number from nowhere",
+                    )
+        if eq.true and eq.result is not None:
+            known.add(eq.result)
     answers = final_answers(output)
     if not answers:
         return Verdict(False, "no final answer", "no answer")
