@@ -45,6 +45,9 @@ _RENDER_ONLY = (
     "explore.py",
     "neuronpedia.py",
     "runner",  # the runner only schedules: what changes numbers is in the key itself
+    "collect",  # writes case files; a dossier's numbers come from the case file alone
+    "progress.py",
+    "project.py",  # settings reach the key as the runtime, not as code
 )
 
 
