@@ -136,8 +136,21 @@ def main_collect(args: argparse.Namespace, models: Path) -> None:
         print(f"ray2 / local2 items per minute: {timings['local2'] / timings['ray2']:.2f}")
 
 
-def data_files(site: Path) -> dict[str, bytes]:
-    return {p.parent.name: p.read_bytes() for p in sorted(site.glob("cases/*/data.json"))}
+#: where each configuration differs by construction: its own --out folder in the recorded
+#: command and its own cache folder as the model's source path; every number is compared
+PER_RUN_FIELDS = ("command", "model_source")
+
+
+def data_files(site: Path) -> dict[str, dict]:
+    import json
+
+    files = {}
+    for path in sorted(site.glob("cases/*/data.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        for field in PER_RUN_FIELDS:
+            data["environment"].pop(field)
+        files[path.parent.name] = data
+    return files
 
 
 def main() -> None:
