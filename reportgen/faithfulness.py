@@ -254,42 +254,6 @@ def _grid(points: Sequence[int], k_max: int) -> list[int]:
     return sorted({0, k_max} | {int(k) for k in points if 0 <= int(k) <= k_max})
 
 
-def _scan_flips(
-    scorer: _Scorer,
-    orders: Sequence[Sequence[int]],
-    evaluated: list[set[int]],
-    k_max: int,
-    step: int = 4,
-) -> None:
-    """Evaluate k = 1, 2, ... of every order up to its first f_k <= 0 (the flip-k of the full
-    curve), ``step`` k per order and round so the rounds batch well. An order whose f0 <= 0
-    has no flip-k and is not scanned; the first flip on the grid bounds the scan."""
-    scores = scorer.values
-    f0 = scores[frozenset()]
-    if f0 <= 0:
-        return
-    limit = []
-    for index, order in enumerate(orders):
-        on_grid = [k for k in sorted(evaluated[index]) if k >= 1]
-        flipped = [k for k in on_grid if scores[frozenset(order[:k])] <= 0]
-        limit.append(flipped[0] if flipped else k_max)
-    next_k = [1] * len(orders)
-    open_orders = [i for i in range(len(orders)) if limit[i] >= 1]
-    while open_orders:
-        wanted: dict[int, list[int]] = {}
-        for i in open_orders:
-            wanted[i] = list(range(next_k[i], min(next_k[i] + step, limit[i] + 1)))
-        scorer.score(frozenset(orders[i][:k]) for i, ks in wanted.items() for k in ks)
-        still = []
-        for i, ks in wanted.items():
-            evaluated[i].update(ks)
-            if any(scores[frozenset(orders[i][:k])] <= 0 for k in ks) or ks[-1] >= limit[i]:
-                continue
-            next_k[i] = ks[-1] + 1
-            still.append(i)
-        open_orders = still
-
-
 class _Budget:
     """The token-forwards a long input's flip test may spend, counted on the prefix-reuse cost
     model (a masked set costs n - its first masked position), not on what the batches happened
@@ -327,18 +291,21 @@ class _Budget:
         return admitted
 
 
-def _scan_within(
+def _scan_flips(
     scorer: _Scorer,
     orders: Sequence[Sequence[int]],
     evaluated: list[set[int]],
     k_max: int,
-    budget: _Budget,
-    share: float,
+    budget: _Budget | None = None,
+    share: float = 1.0,
     step: int = 4,
 ) -> list[int | None]:
-    """``_scan_flips`` under a budget. Returns, per order, None when its flip-k is exact (found,
-    or no k up to the bound flips), else the smallest k not scanned: the flip-k is then at least
-    that (and at most the first flipping grid point, if any)."""
+    """Evaluate k = 1, 2, ... of every order up to its first f_k <= 0 (the flip-k of the full
+    curve), ``step`` k per order and round so the rounds batch well. An order whose f0 <= 0
+    has no flip-k and is not scanned; the first flip on the grid bounds the scan. Without a
+    ``budget`` every scan finishes. Returns, per order, None when its flip-k is exact (found,
+    or no k up to the bound flips), else the smallest k the budget left unscanned: the flip-k
+    is then at least that (and at most the first flipping grid point, if any)."""
     scores = scorer.values
     cut: list[int | None] = [None] * len(orders)
     if scores[frozenset()] <= 0:
@@ -356,7 +323,8 @@ def _scan_within(
         }
         # round robin by k so that a cut leaves every open order a contiguous scan
         pairs = [(i, ks[j]) for j in range(step) for i, ks in wanted.items() if j < len(ks)]
-        admitted = budget.take([frozenset(orders[i][:k]) for i, k in pairs], share)
+        sets = [frozenset(orders[i][:k]) for i, k in pairs]
+        admitted = sets if budget is None else budget.take(sets, share)
         pairs = pairs[: len(admitted)]
         scorer.score(admitted)
         got: dict[int, list[int]] = {i: [] for i in wanted}
@@ -415,7 +383,7 @@ def _within_budget(
     scorer.score(admitted)
     for i, k in pairs[: len(admitted)]:
         evaluated[i].add(k)
-    cut = _scan_within(scorer, ranked, evaluated, k_max, budget, share=0.7)
+    cut = _scan_flips(scorer, ranked, evaluated, k_max, budget, share=0.7)
     used = 0
     for order in randoms:
         sets = [frozenset(order[:k]) for k in random_grid if k >= 1]
@@ -425,7 +393,7 @@ def _within_budget(
         scorer.score(budget.take(sets))
         used += 1
     random_evaluated = [set(random_grid) for _ in range(used)]
-    cut += _scan_within(scorer, randoms[:used], random_evaluated, k_max, budget, share=1.0)
+    cut += _scan_flips(scorer, randoms[:used], random_evaluated, k_max, budget, share=1.0)
     return evaluated + random_evaluated, cut, used, budget
 
 
