@@ -39,7 +39,7 @@ FAITHFULNESS_RANDOM_GRID = (5, 20, 50)
 _RENDER_ONLY = (
     "render",
     "site.py",
-    "cli.py",
+    "cli/",
     "build.py",
     "outdir.py",
     "explore.py",

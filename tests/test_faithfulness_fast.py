@@ -10,7 +10,8 @@ import pytest
 import torch
 from tiny_models import tiny_model
 
-from reportgen.faithfulness import _cache_argument, faithfulness
+from reportgen.faithfulness import faithfulness
+from reportgen.faithfulness.scoring import cache_argument
 from reportgen.objectives import Objective
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -81,7 +82,7 @@ def _case(arch: str, n: int = 24, seed: int = 0):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_fast_path_equals_the_exhaustive_definitions(arch):
     model, ids, objective, relevance, special = _case(arch)
-    assert _cache_argument(model) is not None  # the prefix reuse is what is under test
+    assert cache_argument(model) is not None  # the prefix reuse is what is under test
     budget, seeds = 12, 3
     curve, flips, seed_flips, aopc = exhaustive(
         model, ids, objective, relevance, special, budget, seeds

@@ -170,11 +170,11 @@ def test_two_workers_build_what_one_builds_and_survive_a_killed_worker(
 
 
 def test_the_recorded_command_leaves_out_where_it_ran(monkeypatch):
-    from reportgen.cli import _command_line
+    from reportgen.cli.common import command_line
 
     argv = ["reportgen", "build", "cases", "--jobs", "2", "--executor=ray", "--dtype", "bfloat16"]
     monkeypatch.setattr("sys.argv", argv)
-    assert _command_line() == "reportgen build cases --dtype bfloat16"
+    assert command_line() == "reportgen build cases --dtype bfloat16"
 
 
 def test_a_worker_running_other_code_refuses_the_job(tmp_path):

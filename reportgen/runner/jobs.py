@@ -11,14 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from .settings import ModelRuntime
 
-if TYPE_CHECKING:
-    from .worker import CaseWorker
-
 Progress = Callable[..., None]
+
+
+class Worker(Protocol):
+    """What a ``Work`` may ask of the worker running it (``worker.CaseWorker`` is the one
+    implementation): its loaded models, kept between jobs, and the computation of a case."""
+
+    def load(self, spec: str, runtime: ModelRuntime) -> Any: ...
+
+    def compute(self, job: Job, progress: Progress | None = None) -> Any: ...
 
 
 class Work(Protocol):
@@ -36,7 +42,7 @@ class Work(Protocol):
     @property
     def group(self) -> tuple[str, ModelRuntime]: ...
 
-    def perform(self, worker: CaseWorker, progress: Progress | None) -> dict[str, Any]:
+    def perform(self, worker: Worker, progress: Progress | None) -> dict[str, Any]:
         """The JSON-able result; raises on failure (the worker turns that into the error)."""
         ...
 
@@ -58,7 +64,7 @@ class Job:
         """Jobs of one group share a loaded model (a worker keeps it between jobs)."""
         return (self.model, self.runtimes[self.model])
 
-    def perform(self, worker: CaseWorker, progress: Progress | None) -> dict[str, Any]:
+    def perform(self, worker: Worker, progress: Progress | None) -> dict[str, Any]:
         return worker.compute(self, progress).to_json()
 
 

@@ -1,0 +1,156 @@
+"""`reportgen collect`: run a benchmark, pin each failure by strict recovery, write case files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .common import execution_options, main, one_line_errors, quiet_libraries, runtime_options
+
+
+@main.command()
+@click.argument("benchmark")
+@click.option(
+    "--model",
+    "model_spec",
+    default="smollm2-135m-instruct",
+    show_default=True,
+    help="Embedded model name, local folder, .gguf file or Hugging Face id.",
+)
+@click.option("--models", "models_csv", help="Comma-separated models: the same items on each.")
+@click.option("--items", "items_csv", help="Comma-separated item ids (e.g. HumanEval/12).")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N items.")
+@click.option(
+    "--budget",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="Continuations tried per failure.",
+)
+@click.option(
+    "--top-k",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Alternatives tried per position.",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--max-new-tokens", type=click.IntRange(min=1), help="Default: the benchmark's.")
+@click.option(
+    "--min-gap",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Search only pairs the model separates by this logit gap (0: every pair).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("cases"),
+    show_default=True,
+    help="Cases go to OUT/<benchmark>/.",
+)
+@click.option(
+    "--time-limit",
+    type=click.FloatRange(min=0),
+    help="Seconds: items not generated or searched by then are reported (a rerun resumes).",
+)
+@click.option("--force", is_flag=True, help="Overwrite case files that were edited by hand.")
+@click.option(
+    "--recheck",
+    is_flag=True,
+    help="No new search: re-verify the cases already in OUT/<benchmark>/ under the current "
+    "rules, rewrite those that hold, delete the others.",
+)
+@click.option(
+    "--data",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="FILE.jsonl of your own items (benchmark jsonl; instructions: other prompts).",
+)
+@runtime_options
+@execution_options
+@one_line_errors
+def collect(
+    benchmark: str,
+    model_spec: str,
+    models_csv: str | None,
+    items_csv: str | None,
+    limit: int | None,
+    budget: int,
+    top_k: int,
+    batch_size: int,
+    max_new_tokens: int | None,
+    min_gap: float,
+    out: Path,
+    time_limit: float | None,
+    force: bool,
+    recheck: bool,
+    data: Path | None,
+    runtime: Any,
+    execution: Any,
+) -> None:
+    """Run a model on BENCHMARK (humaneval, instructions, arithmetic, jsonl), pin each failure
+    to a token pair by strict recovery, and write the pairs as case files."""
+    if items_csv and limit:
+        raise click.ClickException("give --items or --limit, not both")
+    models = [m.strip() for m in models_csv.split(",") if m.strip()] if models_csv else [model_spec]
+    items = [i.strip() for i in items_csv.split(",") if i.strip()] if items_csv else None
+    quiet_libraries()
+    from ..collect.runner import Settings
+    from ..collect.runner import collect as run_collect
+    from ..collect.runner import recheck as run_recheck
+    from ..project import find_project_file, load_project
+
+    if recheck:
+        checked = run_recheck(
+            benchmark,
+            settings=Settings(min_gap=min_gap, explain_check=False),
+            out=out,
+            data=data,
+            log=lambda msg: click.echo(msg, err=True),
+        )
+        click.echo(
+            f"{checked['benchmark']}: {checked['items']} shipped cases re-checked, "
+            f"{checked['pinned']} hold, {checked['items'] - checked['pinned']} dropped "
+            f"in {checked['wall_s']:.0f}s -> {out / checked['benchmark']}"
+        )
+        return
+
+    summary = run_collect(
+        benchmark,
+        models,
+        items=items,
+        limit=limit,
+        settings=Settings(
+            budget=budget,
+            top_k=top_k,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            time_limit=time_limit,
+            min_gap=min_gap,
+        ),
+        out=out,
+        force=force,
+        data=data,
+        options=runtime,
+        project=load_project(find_project_file([out])),
+        execution=execution,
+    )
+    for run in summary["runs"]:
+        kept = [c for c, status in run["files"].items() if status == "kept"]
+        if kept:
+            click.echo(f"kept hand-edited (use --force): {', '.join(kept)}", err=True)
+    rate = f"{summary['pin_rate']:.0%}" if summary["pin_rate"] is not None else "n/a"
+    click.echo(
+        f"{summary['benchmark']}: {summary['items']} items, {summary['passed']} passed, "
+        f"{summary['failed']} failed, {summary['pinned']} pinned ({rate}) in {summary['wall_s']:.0f}s "
+        f"-> {out / summary['benchmark']}"
+    )
+    funnel = summary["funnel"]
+    click.echo(
+        f"funnel: {funnel['failed']} failed, {sum(funnel['not_clean_failure'].values())} no clean "
+        f"failure, {funnel['searched']} searched, {funnel['continuations']} continuations, "
+        f"rejected {funnel['rejected'] or '{}'}, pinned {funnel['pinned']} (min gap {min_gap:g})"
+    )

@@ -1,0 +1,197 @@
+"""What every command shares: the `reportgen` group, the runtime and execution options, the
+one-line error contract, status lines and the recorded command line. Heavy imports stay inside
+functions so `reportgen --help` is instant."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+
+DEFAULT_SITE = Path("site/_build")
+
+
+def quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def status_line(text: str) -> None:
+    """One status line on stderr, rewritten in place on a terminal (plain lines otherwise)."""
+    if sys.stderr.isatty():
+        click.echo(f"\r\033[K{text}", err=True, nl=False)
+        if not text:
+            click.echo("\r", err=True, nl=False)
+    elif text:
+        click.echo(text, err=True)
+
+
+# flags that choose where cases run, not what they compute: left out of the recorded command
+# so a page does not depend on --jobs or the executor
+_EXECUTION_FLAGS = ("--jobs", "--executor", "--ray-address")
+
+
+def command_line() -> str:
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in _EXECUTION_FLAGS:
+            skip = "=" not in arg
+            continue
+        args.append(arg)
+    return "reportgen " + " ".join(shlex.quote(a) for a in args)
+
+
+def runtime_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--device/--dtype/--4bit of the case-running commands (build, run, collect), packed into
+    ``runtime`` (a RuntimeOptions); unset flags leave the project file's [models.NAME] or the
+    defaults in charge."""
+    options = [
+        click.option(
+            "--device",
+            default=None,
+            metavar="auto|cpu|cuda|cuda:N",
+            help="Where models run. Default: the project file's [models.NAME], else auto "
+            "(CUDA when available, else the CPU).",
+        ),
+        click.option(
+            "--dtype",
+            type=click.Choice(["float32", "bfloat16", "float16"]),
+            default=None,
+            help="Number format of the weights (default: the project file's, else float32).",
+        ),
+        click.option(
+            "--4bit", "four_bit", is_flag=True, help="Load 4-bit NF4 with bitsandbytes (CUDA only)."
+        ),
+    ]
+
+    @wraps(func)
+    def packed(*args: Any, device: str | None, dtype: str | None, four_bit: bool, **kwargs: Any):
+        from ..errors import ReportgenError
+        from ..runner import RuntimeOptions
+
+        try:
+            runtime = RuntimeOptions(device, dtype, "4bit" if four_bit else None)
+        except ReportgenError as exc:
+            raise click.ClickException(str(exc)) from None
+        if four_bit and device == "cpu":
+            raise click.ClickException("--4bit runs only on CUDA; drop --4bit or use --device cuda")
+        return func(*args, runtime=runtime, **kwargs)
+
+    for option in reversed(options):
+        packed = option(packed)
+    return packed
+
+
+def execution_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--jobs/--executor/--ray-address, packed into ``execution`` (an Execution)."""
+    options = [
+        click.option(
+            "--jobs",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            help="Worker processes (local) or actors at a time (ray), each with its own model "
+            "copy; on the CPU they share the cores, with several GPUs one per GPU.",
+        ),
+        click.option(
+            "--executor",
+            type=click.Choice(["local", "ray"]),
+            default="local",
+            show_default=True,
+            help="local: this machine; ray: a Ray cluster (pip install 'reportgen[ray]').",
+        ),
+        click.option(
+            "--ray-address",
+            default=None,
+            metavar="HOST:PORT",
+            help="An existing Ray cluster (`ray start --head` prints it); default: start a "
+            "local Ray for the run.",
+        ),
+    ]
+
+    @wraps(func)
+    def packed(*args: Any, jobs: int, executor: str, ray_address: str | None, **kwargs: Any) -> Any:
+        from ..runner import Execution
+
+        if ray_address and executor != "ray":
+            raise click.ClickException("--ray-address needs --executor ray")
+        return func(*args, execution=Execution(executor, jobs, ray_address), **kwargs)
+
+    for option in reversed(options):
+        packed = option(packed)
+    return packed
+
+
+def one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Expected failures print one line and exit 1; set REPORTGEN_DEBUG=1 for the traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ..errors import ReportgenError
+
+        try:
+            return func(*args, **kwargs)
+        except click.ClickException:
+            raise
+        except (ReportgenError, ValueError, OSError) as exc:
+            if os.environ.get("REPORTGEN_DEBUG"):
+                raise
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise click.ClickException(message) from None
+        except KeyboardInterrupt:
+            raise click.ClickException("interrupted") from None
+        except Exception as exc:
+            if os.environ.get("REPORTGEN_DEBUG"):
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise click.ClickException(
+                f"internal error ({type(exc).__name__}: {first}); rerun with REPORTGEN_DEBUG=1 for the traceback"
+            ) from None
+
+    return wrapper
+
+
+class _WarningLines(logging.Handler):
+    """reportgen's warnings (``errors.warn``) as ``warning: ...`` lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        # on a line of its own, even while a progress bar is drawn
+        tqdm.write(f"warning: {record.getMessage()}", file=sys.stderr)
+
+
+def _show_warnings() -> None:
+    logger = logging.getLogger("reportgen")
+    if not any(isinstance(h, _WarningLines) for h in logger.handlers):
+        logger.addHandler(_WarningLines())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="reportgen")
+def main() -> None:
+    """Failure dossiers for language models: contrastive AttnLRP, attribution graphs, a static site."""
+    _show_warnings()
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,372 @@
+"""`attribute` and `graph` on one question: from a case file or from --model/--prompt/... flags."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .common import main, one_line_errors, quiet_libraries, write_json
+
+# --- options shared by `attribute` and `graph` -------------------------------------------------
+
+
+def _token_value(value: str | None) -> str | int | None:
+    """`--target 718` or `--target id:718` is a token id; anything else is text."""
+    if value is None:
+        return None
+    if value.startswith("id:"):
+        number = value[3:].strip()
+        if not number.lstrip("+-").isdigit():
+            raise click.ClickException(f"{value!r}: after 'id:' give a token id such as id:718")
+        if int(number) < 0:
+            raise click.ClickException(f"{value!r}: token ids are >= 0")
+        return int(number)
+    return value
+
+
+def question_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--model",
+            "model_spec",
+            default="smollm2-135m-instruct",
+            show_default=True,
+            help="Embedded model name, local folder, .gguf file or Hugging Face id.",
+        ),
+        click.option("--prompt", help="The prompt text."),
+        click.option(
+            "--target",
+            help="Token the model prefers (its first sub-token is used); 'id:N' for a token id.",
+        ),
+        click.option(
+            "--contrast",
+            help="The right alternative token (first sub-token); 'id:N' for a token id.",
+        ),
+        click.option(
+            "--mode",
+            type=click.Choice(["max_logit", "logit_diff"]),
+            default=None,
+            help="Default: logit_diff with a contrast, else max_logit.",
+        ),
+        click.option(
+            "--strategy", type=click.Choice(["by_ref_token", "by_topk_avg", "demean"]), default=None
+        ),
+        click.option(
+            "--k",
+            "top_k_avg",
+            type=click.IntRange(min=1),
+            default=10,
+            show_default=True,
+            help="k for by_topk_avg.",
+        ),
+        click.option(
+            "--chat/--no-chat", default=False, help="Apply the model's chat template to the prompt."
+        ),
+        click.option("--prefix", default="", help="The response so far (after the chat template)."),
+        click.option(
+            "--bos/--no-bos",
+            default=None,
+            help="Force a BOS token on/off (default: the tokenizer's own behaviour).",
+        ),
+        click.option("--device", default="cpu", show_default=True),
+        click.option(
+            "--dtype",
+            type=click.Choice(["float32", "float64", "bfloat16", "float16"]),
+            default="float32",
+            show_default=True,
+        ),
+        click.option(
+            "--4bit", "four_bit", is_flag=True, help="Load 4-bit with bitsandbytes (CUDA only)."
+        ),
+    ]
+
+    @wraps(func)
+    def packed(*args: Any, **kwargs: Any) -> Any:
+        flags = QuestionFlags(
+            **{name: kwargs.pop(name) for name in QuestionFlags.__dataclass_fields__}
+        )
+        return func(*args, flags=flags, **kwargs)
+
+    for option in reversed(options):
+        packed = option(packed)
+    return packed
+
+
+@dataclass(frozen=True)
+class QuestionFlags:
+    """The flags shared by `attribute` and `graph`, as one value."""
+
+    model_spec: str
+    prompt: str | None
+    target: str | None
+    contrast: str | None
+    mode: str | None
+    strategy: str | None
+    top_k_avg: int
+    chat: bool
+    prefix: str
+    bos: bool | None
+    device: str
+    dtype: str
+    four_bit: bool
+
+    def question(self) -> Any:
+        return _question_from_flags(self)
+
+    def load(self, model_spec: str | None = None) -> Any:
+        from ..models import load_model
+
+        return load_model(
+            model_spec or self.model_spec,
+            device=self.device,
+            dtype=self.dtype,
+            quantize="4bit" if self.four_bit else None,
+        )
+
+
+def _question_from_flags(flags: QuestionFlags) -> Any:
+    from ..inputs import PromptSpec
+    from ..pipeline import Question
+
+    prompt, target, contrast = flags.prompt, flags.target, flags.contrast
+    mode, strategy = flags.mode, flags.strategy
+    if prompt is None or not prompt.strip():
+        raise click.ClickException("--prompt is required and must not be empty")
+    mode = mode or ("logit_diff" if contrast is not None or strategy is not None else "max_logit")
+    if mode == "logit_diff":
+        strategy = strategy or "by_ref_token"
+        if strategy == "by_ref_token" and contrast is None:
+            raise click.ClickException(
+                "--contrast is required for --mode logit_diff --strategy by_ref_token"
+            )
+        if target is None:
+            raise click.ClickException("--target is required for --mode logit_diff")
+    elif strategy is not None:
+        raise click.ClickException("--strategy only applies to --mode logit_diff")
+    return Question(
+        prompt=PromptSpec(prompt, chat=flags.chat, prefix=flags.prefix, bos=flags.bos),
+        target=_token_value(target),
+        contrast=_token_value(contrast),
+        mode=mode,
+        strategy=strategy,
+        k=flags.top_k_avg,
+    )
+
+
+@main.command()
+@question_options
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the result.",
+)
+@one_line_errors
+def attribute(flags: QuestionFlags, json_out: Path) -> None:
+    """Input relevance of one prediction (AttnLRP), written as JSON."""
+    question = flags.question()
+    quiet_libraries()
+    from ..pipeline import explain
+
+    result = explain(flags.load(), question)
+    write_json(json_out, result.to_json())
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(
+        f"explained {result.objective} = {result.explained:.4f} over {len(result.token_ids)} tokens; "
+        f"sum of input relevance / explained = {result.conservation:.3f} -> {json_out}"
+    )
+
+
+@main.command()
+@click.argument("case_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@question_options
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="FILE.json or FILE.npz",
+)
+@click.option(
+    "--node-threshold",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Skip target nodes with |R| below this (default: the case's, else 0 = exact).",
+)
+@click.option(
+    "--prune/--no-prune",
+    "do_prune",
+    default=True,
+    show_default=True,
+    help="Apply the case's pruning (cumulative mass p=0.85 by default) and keep the part connected to the output.",
+)
+@click.option(
+    "--split/--no-split",
+    default=None,
+    help="Split every block at mid-block (attention vs MLP nodes).",
+)
+@click.option(
+    "--method", type=click.Choice(["auto", "packed", "closed"]), default="auto", show_default=True
+)
+@click.option(
+    "--heads",
+    "heads_spec",
+    metavar="BLOCKS",
+    help='Also write one edge matrix per attention head of these blocks ("all" or 0,5,29) '
+    "to OUT's stem + .heads.npz.",
+)
+@click.option(
+    "--format",
+    "out_format",
+    type=click.Choice(["reportgen", "neuronpedia"]),
+    default="reportgen",
+    show_default=True,
+    help="neuronpedia: the JSON graph file circuit-tracer's and Neuronpedia's viewer load "
+    "(--out must end in .json).",
+)
+@click.option("--no-cache", is_flag=True)
+@one_line_errors
+def graph(
+    case_file: Path | None,
+    flags: QuestionFlags,
+    out: Path,
+    out_format: str,
+    node_threshold: float | None,
+    do_prune: bool,
+    split: bool | None,
+    method: str,
+    heads_spec: str | None,
+    no_cache: bool,
+) -> None:
+    """Attribution graph of a case (or of --model/--prompt/... flags): edges between hidden states."""
+    import dataclasses
+
+    from ..cases import GraphSettings, load_case
+    from ..pipeline import Question
+
+    if case_file is not None:
+        case = load_case(case_file)
+        question, settings, model_spec = Question.from_case(case), case.graph, case.model
+    else:
+        question, settings, model_spec = (
+            flags.question(),
+            GraphSettings(node_threshold=0.0),
+            flags.model_spec,
+        )
+    settings = dataclasses.replace(
+        settings,
+        node_threshold=settings.node_threshold if node_threshold is None else node_threshold,
+        split=settings.split if split is None else split,
+        prune=settings.prune if do_prune else "none",
+        method=method if method != "auto" else settings.method,
+    )
+    if out.suffix not in (".json", ".npz"):
+        raise click.ClickException("--out must end in .json or .npz")
+    if out_format == "neuronpedia" and out.suffix != ".json":
+        raise click.ClickException("--format neuronpedia writes JSON: --out must end in .json")
+    head_blocks = _parse_blocks(heads_spec) if heads_spec is not None else None
+    quiet_libraries()
+    from tqdm import tqdm
+
+    from ..compute import code_version, model_identity
+    from ..graph.step import compute_graph
+    from ..pipeline import prepare_question
+
+    loaded = flags.load(model_spec)
+    prepared = prepare_question(loaded, question)
+    with tqdm(total=loaded.model.config.num_hidden_layers, desc="graph", unit="layer") as bar:
+        result = compute_graph(
+            loaded,
+            prepared.inputs.token_ids,
+            prepared.objective,
+            settings,
+            model_identity=model_identity(model_spec),
+            code=code_version(),
+            use_cache=not no_cache,
+            progress=lambda done, total: bar.update(done - bar.n),
+        )
+    chosen = result.pruned
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out_format == "neuronpedia":
+        from ..neuronpedia import neuronpedia_from_attribution
+        from ..pipeline import attribute_prepared
+
+        slug = case.id if case_file is not None else out.stem
+        write_json(
+            out,
+            neuronpedia_from_attribution(
+                chosen.to_json(),
+                attribute_prepared(loaded, prepared),
+                slug=slug,
+                model=loaded.name,
+            ),
+        )
+    elif out.suffix == ".npz":
+        import numpy as np
+
+        np.savez_compressed(out, **chosen.to_npz())
+    else:
+        data = chosen.to_json()
+        data["metrics"] = result.metrics
+        data["neurons"] = result.neurons
+        write_json(out, data)
+    meta = chosen.meta
+    packing = f" of batch <= {meta['batch_size']}" if "batch_size" in meta else ""
+    click.echo(
+        f"{len(chosen.layers)} node layers x {chosen.n_tokens} tokens, {chosen.n_edges} edges "
+        f"(of {result.full.n_edges}); method {meta['method']}, {meta['backward_passes']} backward "
+        f"pass(es){packing} -> {out}"
+    )
+    if heads_spec is not None:
+        _write_head_edges(loaded, prepared, head_blocks, settings.method, out)
+
+
+def _parse_blocks(spec: str) -> list[int] | None:
+    """``all`` -> None; ``0,5,29`` -> [0, 5, 29]."""
+    if spec.strip() == "all":
+        return None
+    try:
+        return [int(part) for part in spec.split(",") if part.strip()]
+    except ValueError:
+        raise click.ClickException(
+            f'--heads: expected "all" or block indices like 0,5,29, got {spec!r}'
+        ) from None
+
+
+def _write_head_edges(
+    loaded: Any, prepared: Any, blocks: list[int] | None, method: str, out: Path
+) -> None:
+    import numpy as np
+    from tqdm import tqdm
+
+    from ..graph.step import compute_head_edges
+
+    total = len(blocks) if blocks is not None else loaded.model.config.num_hidden_layers
+    with tqdm(total=total, desc="heads", unit="block") as bar:
+        try:
+            heads = compute_head_edges(
+                loaded,
+                prepared.inputs.token_ids,
+                prepared.objective,
+                blocks=blocks,
+                method=method,
+                progress=lambda done, _: bar.update(done - bar.n),
+            )
+        except ValueError as error:
+            raise click.ClickException(f"--heads: {error}") from None
+    path = out.with_name(out.stem + ".heads.npz")
+    np.savez_compressed(path, **heads.to_npz())
+    mass = heads.head_mass()
+    strongest = ", ".join(
+        f"{block}.h{int(row.argmax())}" for block, row in zip(heads.blocks, mass, strict=True)
+    )
+    click.echo(
+        f"{len(heads.blocks)} block(s) x {heads.heads.shape[1]} heads, method "
+        f"{heads.meta['method']}; strongest head per block: {strongest} -> {path}"
+    )
