@@ -7,7 +7,8 @@ import pytest
 from render_fixtures import long_result, make_result
 
 from reportgen.render import charts
-from reportgen.render.html import BLOCK_TOKENS, dossier_context, heatmap_blocks, token_lines
+from reportgen.render.heatmap import BLOCK_TOKENS, heatmap_blocks, token_lines
+from reportgen.render.html import dossier_context
 from reportgen.render.tokens import token_cells
 
 

@@ -17,7 +17,8 @@ from render_fixtures import make_result
 from tiny_models import save_tiny_llama
 
 from reportgen.cli import main
-from reportgen.render.html import relevance_csv, render_dossier
+from reportgen.render.data_files import relevance_csv
+from reportgen.render.html import render_dossier
 from reportgen.render.tokens import visible_controls
 
 HIDDEN = {

@@ -8,8 +8,6 @@ runtime is a local asset (or inlined), never a CDN: the page must work offline."
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import re
@@ -21,22 +19,27 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from ..graph.types import AttributionGraph
 from ..models import cache_dir
-from ..neuronpedia import neuronpedia_from_result
 from ..results import CaseResult
 from . import charts as charts_mod
+from .data_files import SAFE_NAME, write_data_files
 from .explorer import explorer_data
 from .extras import asset_tags
-from .tokens import NEWLINE_MARK, token_cells, visible_controls, visible_text
-from .words import bound_words, budget_words, data_json, faithfulness_with_words
+from .heatmap import (
+    FOLD_LIMIT,
+    OPEN_BLOCKS_WITH_TOP,
+    STRONGEST_LIST,
+    heatmap_blocks,
+    heatmap_cell,
+)
+from .tokens import token_cells, visible_controls, visible_text
+from .words import bound_words, budget_words, faithfulness_with_words
 
 # package data: a wheel installed outside the source tree renders as well as a checkout
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 STYLE_CSS = ASSETS_DIR / "style.css"
 BUNDLE_NAME = "vega-bundle.js"
-NEURONPEDIA_FILE = "graph.neuronpedia.json"
 
 CHART_TITLES = {
     "relevance": (
@@ -83,8 +86,6 @@ CHART_SECTIONS = {
     "comparison-segments": "comparison",
 }
 
-_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
 
 class RenderError(ValueError):
     """The result cannot be rendered safely (e.g. a case id that is not a plain file name)."""
@@ -92,7 +93,7 @@ class RenderError(ValueError):
 
 def check_case_id(case_id: str) -> str:
     """Case ids become directory and file names; refuse anything that could leave out_dir."""
-    if not _SAFE_ID.fullmatch(case_id) or ".." in case_id:
+    if not SAFE_NAME.fullmatch(case_id) or ".." in case_id:
         raise RenderError(f"case id {case_id!r} is not a safe file name ([A-Za-z0-9._-]+)")
     return case_id
 
@@ -267,194 +268,6 @@ def _plain(value: Any) -> str:
     )
 
 
-def relevance_csv(result: CaseResult) -> str:
-    """relevance.csv, one row per token. Rows end in CRLF (RFC 4180): with a bare LF
-    terminator Python's writer leaves a field holding a lone carriage return unquoted, and a
-    token "\r" (real tokenizers have it) would split its row in two for every reader."""
-    att = result.attribution
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow(["position", "token", "token_id", "special", "relevance"])
-    for i, (text, tid, special, rel) in enumerate(
-        zip(att.token_texts, att.token_ids, att.special, att.relevance, strict=True)
-    ):
-        writer.writerow([i, visible_controls(text), tid, int(special), repr(float(rel))])
-    return buf.getvalue()
-
-
-def edges_csv(graph: AttributionGraph) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["source_layer", "source", "target_layer", "target", "weight"])
-    for source_layer, source, target_layer, target, weight in zip(
-        graph.edge_source_layer,
-        graph.edge_source,
-        graph.edge_target_layer,
-        graph.edge_target,
-        graph.edge_weight,
-        strict=True,
-    ):
-        writer.writerow(
-            [
-                graph.layers[int(source_layer)],
-                int(source),
-                graph.layers[int(target_layer)],
-                int(target),
-                repr(float(weight)),
-            ]
-        )
-    return buf.getvalue()
-
-
-def case_file_name(result: CaseResult) -> str:
-    """The case file's own name, stripped of any directory (it is written next to the page).
-    Only a ``.toml`` name is kept: the page's own files (data.json, index.html, ...) do not end
-    in .toml, so a case file named ``data.json`` cannot overwrite them."""
-    name = Path(result.case_file).name
-    ok = _SAFE_ID.fullmatch(name) and name.endswith(".toml") and name != ".toml"
-    return name if ok else f"{result.case_id}.toml"
-
-
-def write_data_files(result: CaseResult, out_dir: Path) -> list[dict[str, str]]:
-    """data.json, relevance.csv and the case file; returns the downloads they make."""
-    case_name = case_file_name(result)
-    (out_dir / "data.json").write_text(data_json(result) + "\n", encoding="utf-8")
-    (out_dir / "relevance.csv").write_text(relevance_csv(result), encoding="utf-8")
-    (out_dir / case_name).write_text(result.case_toml, encoding="utf-8")
-    downloads = [
-        {"href": "data.json", "label": "data.json", "note": "every number on this page"},
-        {"href": "relevance.csv", "label": "relevance.csv", "note": "input relevance per token"},
-        {"href": case_name, "label": case_name, "note": "the case file"},
-    ]
-    if result.graph is not None:
-        (out_dir / "graph.npz").write_bytes(result.graph.npz_bytes())
-        downloads.append(
-            {
-                "href": "graph.npz",
-                "label": "graph.npz",
-                "note": "graph arrays (NumPy): nodes and edges",
-            }
-        )
-        (out_dir / "edges.csv").write_text(edges_csv(result.graph), encoding="utf-8")
-        downloads.append({"href": "edges.csv", "label": "edges.csv", "note": "graph edges"})
-        (out_dir / NEURONPEDIA_FILE).write_text(
-            json.dumps(neuronpedia_from_result(result), ensure_ascii=False, sort_keys=True) + "\n",
-            encoding="utf-8",
-        )
-        downloads.append(
-            {
-                "href": NEURONPEDIA_FILE,
-                "label": NEURONPEDIA_FILE,
-                "note": "the graph for circuit-tracer's and Neuronpedia's graph viewer",
-            }
-        )
-    pdf = Path("figures") / f"{result.case_id}.pdf"
-    if (out_dir / pdf).is_file():
-        downloads.insert(0, {"href": pdf.as_posix(), "label": pdf.name, "note": "PDF figure set"})
-    return downloads
-
-
-FOLD_LIMIT = 1000  # longer inputs fold the heatmap into blocks of lines
-BLOCK_TOKENS = 400  # about this many tokens per folded block
-STRONGEST_LIST = 20  # a long input lists its strongest tokens, linked to their place
-OPEN_BLOCKS_WITH_TOP = 10  # blocks holding one of the top tokens start unfolded
-
-
-def token_lines(text: str, display: str) -> list[str]:
-    """What a heatmap cell prints, one string per line: a newline inside a token breaks the
-    line there (shown as ↵ at the end of the first line), and what follows it -- usually
-    indentation -- is kept as real spaces on the next, so code keeps its shape."""
-    if "\n" not in text:
-        return [display]
-    parts = text.split("\n")
-    lines = [visible_text(part) + NEWLINE_MARK if part else NEWLINE_MARK for part in parts[:-1]]
-    last = parts[-1]
-    lines.append(last if last.strip(" ") == "" else visible_text(last))
-    return lines
-
-
-def _cell(c: Any) -> dict[str, Any]:
-    return {
-        "id": f"tok-{c.position}",
-        "position": c.position,
-        "display": c.display,
-        "lines": token_lines(c.text, c.display),
-        "tooltip": c.tooltip,
-        "background": c.color.background_hex,
-        "foreground": c.color.foreground_hex,
-        "special": c.special,
-        "newline_after": c.newline_after,
-    }
-
-
-DEFAULT_BACKGROUND = "#ffffff"  # what the folded heatmap's CSS gives a token without style
-DEFAULT_FOREGROUND = "#1a1a1a"
-
-
-def folded_cell(c: Any) -> dict[str, Any]:
-    """A token of a folded (long) heatmap, in as few bytes as the page can hold it: the
-    tooltip keeps the position and the exact relevance (the tokenizer string and id are in
-    relevance.csv), the style only what differs from the CSS default (most tokens of a long
-    input are near zero, so white), no ARIA role per token. A 16,000-token input stays at
-    about 80 bytes a token instead of 180."""
-    style = []
-    if c.color.background_hex != DEFAULT_BACKGROUND:
-        style.append(f"background:{c.color.background_hex}")
-    if c.color.foreground_hex != DEFAULT_FOREGROUND:
-        style.append(f"color:{c.color.foreground_hex}")
-    return {
-        "id": f"tok-{c.position}",
-        "position": c.position,
-        "lines": token_lines(c.text, c.display),
-        "tip": f"#{c.position} R = {c.relevance:+}" + (" (special)" if c.special else ""),
-        "style": ";".join(style),
-        "special": c.special,
-    }
-
-
-def heatmap_blocks(cells: list[Any], top: set[int]) -> list[dict[str, Any]]:
-    """Long inputs in foldable blocks of whole lines (a line longer than a block is cut), each
-    with a summary: its token and line range and its strongest token. Blocks that hold one of
-    the ``top`` positions start open."""
-    blocks: list[dict[str, Any]] = []
-    current: list[Any] = []
-    line = first_line = 1
-
-    def close() -> None:
-        if not current:
-            return
-        plain = [c for c in current if not c.special] or current
-        strongest = max(plain, key=lambda c: abs(c.relevance))
-        blocks.append(
-            {
-                "first": current[0].position,
-                "last": current[-1].position,
-                "first_line": first_line,
-                "last_line": line,
-                "strongest": {
-                    "id": f"tok-{strongest.position}",
-                    "display": strongest.display,
-                    "relevance": strongest.relevance,
-                },
-                "open": any(c.position in top for c in current),
-                "tokens": [folded_cell(c) for c in current],
-            }
-        )
-
-    for c in cells:
-        current.append(c)
-        breaks = c.text.count("\n")
-        if len(current) >= BLOCK_TOKENS and (breaks or len(current) >= 2 * BLOCK_TOKENS):
-            line += breaks
-            close()
-            current = []
-            first_line = line
-            continue
-        line += breaks
-    close()
-    return blocks
-
-
 def dossier_context(result: CaseResult) -> dict[str, Any]:
     """Everything the dossier template shows, as plain data."""
     att = result.attribution
@@ -462,7 +275,7 @@ def dossier_context(result: CaseResult) -> dict[str, Any]:
     folded = len(all_cells) > FOLD_LIMIT
     strongest = charts_mod.strongest_tokens(all_cells, STRONGEST_LIST)
     top = {c.position for c in strongest[:OPEN_BLOCKS_WITH_TOP]}
-    cells = [] if folded else [_cell(c) for c in all_cells]
+    cells = [] if folded else [heatmap_cell(c) for c in all_cells]
     blocks = heatmap_blocks(all_cells, top) if folded else []
     strongest_rows = [
         {
