@@ -350,3 +350,41 @@ def test_recheck_keeps_the_cases_that_hold_and_deletes_the_others(toy, tmp_path)
     assert all("logit gap on the case path" in u["reason"] for u in strict["unpinned"])
     summary = json.loads((tmp_path / ToyBench.name / "summary.json").read_text())
     assert summary["funnel"] == strict["funnel"] and summary["settings"]["recheck"]
+
+
+def test_recheck_runs_where_the_runtime_options_say(toy, tmp_path):
+    """--recheck places its model as collect does: the flags, else the project file's table."""
+    import pytest as _pytest
+
+    from reportgen.collect.runner import recheck
+    from reportgen.errors import ReportgenError
+    from reportgen.project import ModelSettings, Project
+    from reportgen.runner import RuntimeOptions
+
+    folder, _ = toy
+    loose = Settings(budget=40, top_k=4, batch_size=4, explain_check=False, min_gap=0.0)
+    ids = collect(ToyBench.name, [folder], out=tmp_path, settings=loose)["runs"][0]["cases"]
+    assert ids
+    lines: list[str] = []
+    again = recheck(
+        ToyBench.name,
+        settings=loose,
+        out=tmp_path,
+        log=lines.append,
+        options=RuntimeOptions(device="cpu", dtype="float32"),
+    )
+    assert again["pinned"] == len(ids)
+    assert f"{folder}: on cpu, float32" in lines
+    if not torch.cuda.is_available():
+        with _pytest.raises(ReportgenError, match="CUDA is not available"):
+            recheck(
+                ToyBench.name,
+                settings=loose,
+                out=tmp_path,
+                options=RuntimeOptions(device="cuda"),
+            )
+        project = Project(models={str(folder): ModelSettings(device="cuda")})
+        with _pytest.raises(ReportgenError, match="CUDA is not available"):
+            recheck(ToyBench.name, settings=loose, out=tmp_path, project=project)
+    # nothing was deleted by the refused runs
+    assert sorted(p.stem for p in (tmp_path / ToyBench.name).glob("*.toml")) == sorted(ids)

@@ -103,13 +103,22 @@ def collect(
     from ..collect.runner import recheck as run_recheck
     from ..project import find_project_file, load_project
 
+    project = load_project(find_project_file([out]))
     if recheck:
+        if execution.jobs > 1 or execution.executor != "local":
+            click.echo(
+                "warning: --recheck runs in this process (one pair per case); "
+                "--jobs/--executor do not apply",
+                err=True,
+            )
         checked = run_recheck(
             benchmark,
             settings=Settings(min_gap=min_gap, explain_check=False),
             out=out,
             data=data,
             log=lambda msg: click.echo(msg, err=True),
+            options=runtime,
+            project=project,
         )
         click.echo(
             f"{checked['benchmark']}: {checked['items']} shipped cases re-checked, "
@@ -135,7 +144,7 @@ def collect(
         force=force,
         data=data,
         options=runtime,
-        project=load_project(find_project_file([out])),
+        project=project,
         execution=execution,
     )
     for run in summary["runs"]:

@@ -1,5 +1,7 @@
 """`reportgen collect --recheck`: the cases already collected, re-verified under the current
-rules without a new search (in this process: one pair per case, no batches to spread)."""
+rules without a new search. It runs in this process (one pair per case, no batches to spread
+over workers), on the device and in the number format that --device/--dtype/--4bit and the
+project file choose, as a collection would."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ReportgenError
+from ..project import Project
+from ..runner.settings import DEFAULT_OPTIONS, RuntimeOptions, resolve_runtime
 from .generate import Generation
 from .recover import Candidate, Found
 from .registry import get_benchmark
@@ -26,13 +30,16 @@ def recheck(
     out: Path = Path("cases"),
     data: Path | None = None,
     log: Callable[[str], None] = lambda msg: None,
+    options: RuntimeOptions = DEFAULT_OPTIONS,
+    project: Project | None = None,
 ) -> dict[str, Any]:
     """Re-verify the cases already collected in OUT/<benchmark>/ under the current rules,
     without a new search: each case's own pair goes through the same checks a new pin must pass
     (greedy target, logit gap >= ``min_gap`` on the case path, unbatched target path a clean
     failure, contrast path a strict recovery). A case that holds is rewritten with its verdicts;
     one that does not is deleted. summary.json then describes this re-check (the earlier run's
-    counts are kept under ``previous_run``)."""
+    counts are kept under ``previous_run``). ``options``/``project`` place each model as
+    ``collect`` would (the flags, else the project file's ``[models.NAME]``, else defaults)."""
     from ..cases import load_case
     from ..models import load_model
 
@@ -56,9 +63,15 @@ def recheck(
     below_gap = continued = 0
     for path, case in cases:
         if case.model not in runs:
-            runs[case.model] = Collector(
-                load_model(case.model), case.model, bench, settings, folder
+            runtime = resolve_runtime(case.model, options, project)
+            loaded = load_model(
+                case.model,
+                device=runtime.device,
+                dtype=runtime.dtype,
+                quantize=runtime.quantization,
             )
+            runs[case.model] = Collector(loaded, case.model, bench, settings, folder)
+            log(f"{case.model}: on {runtime.device}, {runtime.dtype}")
         run = runs[case.model]
         run.max_new = int(case.source.get("max_new_tokens", run.max_new))
         item = by_id.get(case.source.get("item"))
