@@ -388,3 +388,32 @@ def test_recheck_runs_where_the_runtime_options_say(toy, tmp_path):
             recheck(ToyBench.name, settings=loose, out=tmp_path, project=project)
     # nothing was deleted by the refused runs
     assert sorted(p.stem for p in (tmp_path / ToyBench.name).glob("*.toml")) == sorted(ids)
+
+
+def test_the_search_batch_changes_the_speed_not_the_pins(toy, tmp_path, monkeypatch):
+    """Continuations of a failure go in one batch by default (a CPU decoding step streams every
+    weight whatever the batch); batches of 2 find the same first recovery of each failure."""
+    folder, _ = toy
+    pins = []
+    for search_batch_size in (None, 2):
+        settings = Settings(
+            budget=40,
+            top_k=4,
+            batch_size=4,
+            min_gap=0.0,
+            explain_check=False,
+            search_batch_size=search_batch_size,
+        )
+        out = tmp_path / f"b{search_batch_size}"
+        # a journal of its own: the search key leaves the batch out, so a shared one would answer
+        monkeypatch.setenv("REPORTGEN_CACHE", str(out / "cache"))
+        summary = collect(ToyBench.name, [folder], out=out, settings=settings)
+        assert summary["settings"]["search_batch_size"] == (search_batch_size or 40)
+        assert summary["funnel"]["continuations"] > 0 and summary["pinned"] >= 1
+        pins.append(
+            {
+                f.stem: (load_case(f).target, load_case(f).contrast, load_case(f).prefix_ids)
+                for f in sorted((out / ToyBench.name).glob("*.toml"))
+            }
+        )
+    assert pins[0] and pins[0] == pins[1]

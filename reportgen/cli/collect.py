@@ -36,7 +36,19 @@ from .common import execution_options, main, one_line_errors, quiet_libraries, r
     show_default=True,
     help="Alternatives tried per position.",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Items generated together (part of the journal key).",
+)
+@click.option(
+    "--search-batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Continuations of one failure generated together (default: the whole --budget).",
+)
 @click.option("--max-new-tokens", type=click.IntRange(min=1), help="Default: the benchmark's.")
 @click.option(
     "--min-gap",
@@ -81,6 +93,7 @@ def collect(
     budget: int,
     top_k: int,
     batch_size: int,
+    search_batch_size: int | None,
     max_new_tokens: int | None,
     min_gap: float,
     out: Path,
@@ -136,6 +149,7 @@ def collect(
             budget=budget,
             top_k=top_k,
             batch_size=batch_size,
+            search_batch_size=search_batch_size,
             max_new_tokens=max_new_tokens,
             time_limit=time_limit,
             min_gap=min_gap,

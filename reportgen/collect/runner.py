@@ -35,7 +35,7 @@ from .generate import settings_key
 from .journal import Journal, work_dir
 from .recheck import recheck
 from .registry import get_benchmark
-from .settings import DEFAULT_SETTINGS, STRICT_VERSION, Settings, model_slug
+from .settings import DEFAULT_SETTINGS, STRICT_VERSION, Settings, model_slug, search_batch
 from .work import GenerateBatch, Prepare, Recover
 from .writer import write_case, write_summary
 
@@ -297,6 +297,8 @@ def collect(
 
     if not models:
         raise ReportgenError("no model given")
+    if settings.search_batch_size is not None and settings.search_batch_size < 1:
+        raise ValueError("search_batch_size must be >= 1")
     if settings.budget < 1 or settings.top_k < 1 or settings.batch_size < 1:
         raise ReportgenError("--budget, --top-k and the batch size must be >= 1")
     if settings.min_gap < 0:
@@ -350,6 +352,7 @@ def collect(
             "budget": settings.budget,
             "top_k": settings.top_k,
             "batch_size": settings.batch_size,
+            "search_batch_size": search_batch(settings),
             "max_new_tokens": settings.max_new_tokens or bench.max_new_tokens,
             "min_gap": settings.min_gap,
             "time_limit": settings.time_limit,

@@ -11,7 +11,12 @@ from pathlib import Path
 class Settings:
     budget: int = 32
     top_k: int = 4
-    batch_size: int = 8
+    batch_size: int = 8  # generation: part of the journal key (padding can move a greedy tie)
+    #: continuations of one failure generated together (None: the whole budget at once). On a
+    #: CPU a decoding step streams every weight from memory whatever the batch, so one batch
+    #: of 32 costs little more than one of 8. Only the speed depends on it: a continuation
+    #: that passes is confirmed unbatched before it is pinned.
+    search_batch_size: int | None = None
     max_new_tokens: int | None = None  # None: the benchmark's own
     explain_check: bool = True  # also run AttnLRP on each written case (the full case path)
     time_limit: float | None = None  # seconds; items not generated/searched by then are reported
@@ -24,6 +29,10 @@ STRICT_VERSION = 1
 
 def model_slug(spec: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", Path(spec).name.lower()).strip("-") or "model"
+
+
+def search_batch(settings: Settings) -> int:
+    return settings.search_batch_size or settings.budget
 
 
 DEFAULT_SETTINGS = Settings()

@@ -22,7 +22,7 @@ from ..runner.worker import CaseWorker
 from .benchmarks import Benchmark, Item
 from .generate import Generation, eos_ids, generate_items, greedy
 from .recover import Found, candidates, search
-from .settings import Settings
+from .settings import Settings, search_batch
 from .writer import case_toml
 
 
@@ -151,7 +151,7 @@ class Collector:
             max_new_tokens=self.max_new,
             stop=self.stop,
             budget=s.budget,
-            batch_size=s.batch_size,
+            batch_size=search_batch(s),
             accept=accept,
             pad_id=self.pad_id,
         )
