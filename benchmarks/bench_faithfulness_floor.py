@@ -33,7 +33,7 @@ import time
 import torch
 
 from reportgen.cases import load_case
-from reportgen.faithfulness import faithfulness
+from reportgen.compute import case_faithfulness
 from reportgen.models import load_model
 from reportgen.pipeline import Question, attribute_prepared, prepare_question
 
@@ -113,15 +113,7 @@ def main() -> None:
         question = prepare_question(loaded, Question.from_case(case))
         attribution = attribute_prepared(loaded, question)
         start = time.perf_counter()
-        result = faithfulness(
-            loaded,
-            attribution.token_ids,
-            question.objective,
-            attribution.relevance,
-            attribution.special,
-            budget=50,
-            insertion=False,
-        )
+        result = case_faithfulness(loaded, attribution, question.objective)
         seconds = time.perf_counter() - start
         sets = flip_sets(result, list(attribution.special))
         n = len(attribution.token_ids)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .attribution import Attribution
 from .cases import Case
 from .compare import compare_models
 from .errors import CaseError, warn
@@ -24,6 +25,7 @@ from .faithfulness import failure_pattern, faithfulness
 from .graph.step import compute_graph
 from .graph.types import AttributionGraph
 from .models import EMBEDDED_MODELS, LoadedModel, cache_dir, embedded_path, load_model
+from .objectives import Objective
 from .pipeline import Question, attribute_prepared, prepare_question
 from .progress import Progress, check_memory, no_progress
 from .results import CaseResult
@@ -315,6 +317,31 @@ def _device_name(device: str) -> str:
     return torch.cuda.get_device_name(torch.device(device))
 
 
+def case_faithfulness(
+    loaded: LoadedModel,
+    attribution: Attribution,
+    objective: Objective,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """The flip test as a dossier shows it: deletion curves only (insertion doubles the cost),
+    at every k up to 1,024 tokens; longer inputs on a grid of k within a cost budget, flip-k
+    exact or bounded (``faithfulness.faithfulness``)."""
+    long_input = len(attribution.token_ids) > FAITHFULNESS_ALL_POINTS
+    return faithfulness(
+        loaded,
+        attribution.token_ids,
+        objective,
+        attribution.relevance,
+        attribution.special,
+        budget=50,
+        insertion=False,
+        points=FAITHFULNESS_GRID if long_input else None,
+        cost_budget=FAITHFULNESS_COST_BUDGET if long_input else None,
+        random_points=FAITHFULNESS_RANDOM_GRID if long_input else None,
+        progress=progress,
+    )
+
+
 def compute_case(
     case: Case,
     loaded: LoadedModel,
@@ -364,20 +391,11 @@ def compute_case(
         use_cache=use_cache,
         progress=lambda done, total: progress("graph", done, total),
     )
-    long_input = n > FAITHFULNESS_ALL_POINTS
     progress("faithfulness", 0, 1)
-    faith = faithfulness(
+    faith = case_faithfulness(
         loaded,
-        attribution.token_ids,
+        attribution,
         question.objective,
-        attribution.relevance,
-        attribution.special,
-        budget=50,
-        insertion=False,  # the dossier shows deletion curves; insertion doubles the cost
-        # long inputs: the curves on a grid of k, flip-k still exact (see faithfulness())
-        points=FAITHFULNESS_GRID if long_input else None,
-        cost_budget=FAITHFULNESS_COST_BUDGET if long_input else None,
-        random_points=FAITHFULNESS_RANDOM_GRID if long_input else None,
         progress=lambda done, total: progress("faithfulness", done, total),
     )
     pattern = failure_pattern(attribution.relevance, attribution.special, list(case.relevant))
