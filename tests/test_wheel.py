@@ -78,7 +78,7 @@ def test_installed_wheel_builds_a_site(tmp_path):
     assert "wheel-case: explained" in output
     page = elsewhere / "out" / "cases" / "wheel-case" / "index.html"
     html = page.read_text(encoding="utf-8")
-    assert "A case rendered by the installed wheel" in html and "chart-graph" in html
+    assert "A case rendered by the installed wheel" in html and 'id="graph-explorer-data"' in html
     assert (elsewhere / "out" / "index.html").exists()
     assert (elsewhere / "out" / "assets" / "style.css").read_bytes() == (
         ROOT / "reportgen" / "render" / "assets" / "style.css"
