@@ -1,7 +1,8 @@
 """GPU agreement and capacity check, one call, one table (under 8 minutes on one GPU).
 
     .venv/bin/python benchmarks/gpu_check.py [--device cuda] [--long 10000] [--build-cases 5]
-    .venv/bin/python benchmarks/gpu_check.py --device cpu --short --long 64 --build-cases 1   # dry
+    .venv/bin/python benchmarks/gpu_check.py --device cpu --short --long 64 --build-cases 1 \
+        --skip long-dossier   # dry
 
 On the embedded SmolLM2-135M and a shipped case it prints:
   * attribution and the closed-form graph on DEVICE vs the CPU, float32 (cosine of the input
@@ -10,7 +11,10 @@ On the embedded SmolLM2-135M and a shipped case it prints:
   * 4-bit NF4 (bitsandbytes) vs float32 on DEVICE (attribution);
   * a --long-token closed-form graph on DEVICE (pruning while streaming, p = 0.85): seconds,
     peak GPU memory, edges kept;
-  * `build --device DEVICE` of --build-cases shipped cases (fresh private cache): seconds.
+  * `build --device DEVICE` of --build-cases shipped cases (fresh private cache): seconds;
+  * the whole dossier of the longest shipped case (--long-case, 8,064 tokens: attribution, exact
+    pruned graph, metrics, faithfulness, HTML and the PDF figure set) on DEVICE, cold: seconds
+    (issue 16's GPU line: a 10k-token dossier in <= 60 s).
 A line whose requirement is missing (CUDA, bitsandbytes) is skipped with its reason; a line that
 fails prints its error and the others still run. With --device cpu every line runs on the CPU
 (DEVICE vs CPU is then CPU vs CPU): a dry check that the script works."""
@@ -28,6 +32,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -221,11 +226,41 @@ def shortest_cases(count: int) -> list[Path]:
 
 @guarded("build")
 def build_cases(device: str, count: int) -> None:
+    shipped = shortest_cases(count)
+    seconds, report = cold_build(device, shipped, pdf=False)
+    failed = "; ".join(f"{Path(p).name}: {r[:60]}" for p, r in report.failures)
+    row(
+        f"build --device {device} of {len(shipped)} shipped cases",
+        f"{len(report.built)} built, {len(report.failures)} failed"
+        + (f" ({failed})" if failed else "")
+        + f", {60 * len(report.built) / seconds:.2f} cases/min",
+        f"{seconds:.1f} s",
+    )
+
+
+@guarded("long dossier")
+def long_dossier(device: str, case: Path) -> None:
+    import torch
+
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    seconds, report = cold_build(device, [case], pdf=True)
+    peak = f"peak GPU {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if cuda else "CPU run"
+    failed = "; ".join(r[:80] for _, r in report.failures)
+    row(
+        f"whole dossier of {case.name} on {device} (PDF included)",
+        f"{len(report.built)} built" + (f", FAILED: {failed}" if failed else "") + f", {peak}",
+        f"{seconds:.1f} s",
+    )
+
+
+def cold_build(device: str, shipped: list[Path], pdf: bool) -> tuple[float, Any]:
+    """`reportgen build --device DEVICE` of ``shipped`` into a fresh private cache."""
     from reportgen.build import build
     from reportgen.models import cache_dir
     from reportgen.runner import RuntimeOptions
 
-    shipped = shortest_cases(count)
     models = (cache_dir() / "models").resolve()
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
         work = Path(tmp)
@@ -241,7 +276,7 @@ def build_cases(device: str, count: int) -> None:
             report = build(
                 [work / "cases"],
                 work / "site",
-                pdf=False,
+                pdf=pdf,
                 progress=False,
                 keep_going=True,
                 options=RuntimeOptions(device=device),
@@ -253,14 +288,7 @@ def build_cases(device: str, count: int) -> None:
                 os.environ.pop("REPORTGEN_CACHE", None)
             else:
                 os.environ["REPORTGEN_CACHE"] = previous
-    failed = "; ".join(f"{Path(p).name}: {r[:60]}" for p, r in report.failures)
-    row(
-        f"build --device {device} of {len(shipped)} shipped cases",
-        f"{len(report.built)} built, {len(report.failures)} failed"
-        + (f" ({failed})" if failed else "")
-        + f", {60 * len(report.built) / seconds:.2f} cases/min",
-        f"{seconds:.1f} s",
-    )
+    return seconds, report
 
 
 def main() -> None:
@@ -269,13 +297,19 @@ def main() -> None:
     parser.add_argument("--long", type=int, default=10_000, help="tokens of the long graph")
     parser.add_argument("--build-cases", type=int, default=5)
     parser.add_argument(
+        "--long-case",
+        type=Path,
+        default=ROOT / "cases" / "long" / "ntpath-basename-recency-8k.toml",
+        help="the case of the whole-dossier line",
+    )
+    parser.add_argument(
         "--short", action="store_true", help="a 6-token prompt for the agreement lines (dry check)"
     )
     parser.add_argument(
         "--skip",
         nargs="+",
         default=[],
-        choices=["agreement", "long", "build"],
+        choices=["agreement", "long", "build", "long-dossier"],
         help="lines to skip",
     )
     args = parser.parse_args()
@@ -307,6 +341,7 @@ def run_checks(args: argparse.Namespace) -> None:
             row(check, f"skipped: {reason}")
         row(f"closed-form graph {args.long} tokens", f"skipped: {reason}")
         row("build --device cuda", f"skipped: {reason}")
+        row(f"whole dossier of {args.long_case.name}", f"skipped: {reason}")
         return
     if "agreement" not in args.skip:
         agreement(args, device)
@@ -316,6 +351,8 @@ def run_checks(args: argparse.Namespace) -> None:
         models.drop()
     if "build" not in args.skip:
         build_cases(device, args.build_cases)
+    if "long-dossier" not in args.skip:
+        long_dossier(device, args.long_case)
 
 
 def agreement(args: argparse.Namespace, device: str) -> None:
