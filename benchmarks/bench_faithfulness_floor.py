@@ -106,10 +106,10 @@ def main() -> None:
         case = load_case(path)
         if case.model not in models:
             loaded = load_model(case.model)
-            models[case.model] = (loaded, layer_flops_per_token(loaded.model))
             peak = matmul_peak(loaded.model)
+            models[case.model] = (loaded, layer_flops_per_token(loaded.model), peak)
             print(f"{case.model}: float32 matmul peak on its layer shapes {peak / 1e9:.1f} GFLOP/s")
-        loaded, per_token = models[case.model]
+        loaded, per_token, peak = models[case.model]
         question = prepare_question(loaded, Question.from_case(case))
         attribution = attribute_prepared(loaded, question)
         start = time.perf_counter()

@@ -241,3 +241,27 @@ def test_graph_writes_head_edges_on_request(model_dir, tmp_path):
     bad = run("graph", *flags, "--heads", "7", "--out", str(tmp_path / "b.json"))
     assert bad.exit_code != 0 and "--heads: expected block indices in 0..1" in bad.output
     assert run("graph", *flags, "--heads", "x", "--out", str(tmp_path / "c.json")).exit_code != 0
+
+
+def test_help_does_not_import_the_heavy_libraries():
+    """`reportgen --help` and every command's --help stay instant: torch, transformers and
+    numpy are imported inside the commands, never by the command line's modules."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from reportgen.cli import main\n"
+        "names = [''] + sorted(main.commands)\n"
+        "for name in names:\n"
+        "    args = ([name] if name else []) + ['--help']\n"
+        "    result = CliRunner().invoke(main, args)\n"
+        "    assert result.exit_code == 0, (name, result.output)\n"
+        "print(len(names), sorted(m for m in ('torch', 'transformers', 'numpy') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split(maxsplit=1) == ["10", "[]\n"]

@@ -352,10 +352,12 @@ def test_recheck_keeps_the_cases_that_hold_and_deletes_the_others(toy, tmp_path)
     assert summary["funnel"] == strict["funnel"] and summary["settings"]["recheck"]
 
 
-def test_recheck_runs_where_the_runtime_options_say(toy, tmp_path):
-    """--recheck places its model as collect does: the flags, else the project file's table."""
+def test_recheck_runs_where_the_runtime_options_say(toy, tmp_path, monkeypatch):
+    """--recheck places its model as collect does: the flags, else the project file's table;
+    the summary records where the pairs were verified."""
     import pytest as _pytest
 
+    from reportgen import models as models_mod
     from reportgen.collect.runner import recheck
     from reportgen.errors import ReportgenError
     from reportgen.project import ModelSettings, Project
@@ -365,16 +367,33 @@ def test_recheck_runs_where_the_runtime_options_say(toy, tmp_path):
     loose = Settings(budget=40, top_k=4, batch_size=4, explain_check=False, min_gap=0.0)
     ids = collect(ToyBench.name, [folder], out=tmp_path, settings=loose)["runs"][0]["cases"]
     assert ids
+    calls: list[dict] = []
+    real_load = models_mod.load_model
+
+    def recording_load(spec, **kwargs):
+        calls.append({"spec": spec, **kwargs})
+        return real_load(spec)  # the toy's pairs are verified in float32 either way
+
+    monkeypatch.setattr(models_mod, "load_model", recording_load)
     lines: list[str] = []
     again = recheck(
         ToyBench.name,
         settings=loose,
         out=tmp_path,
         log=lines.append,
-        options=RuntimeOptions(device="cpu", dtype="float32"),
+        options=RuntimeOptions(device="cpu", dtype="bfloat16"),
     )
-    assert again["pinned"] == len(ids)
-    assert f"{folder}: on cpu, float32" in lines
+    assert calls == [{"spec": str(folder), "device": "cpu", "dtype": "bfloat16", "quantize": None}]
+    assert again["pinned"] == len(ids) and f"{folder}: on cpu, bfloat16" in lines
+    assert again["runs"][0]["runtime"] == {
+        "device": "cpu",
+        "dtype": "bfloat16",
+        "quantization": "none",
+    }
+    calls.clear()
+    project = Project(models={str(folder): ModelSettings(dtype="float16")})
+    recheck(ToyBench.name, settings=loose, out=tmp_path, project=project)
+    assert calls[0]["dtype"] == "float16"  # the project file's table when no flag is given
     if not torch.cuda.is_available():
         with _pytest.raises(ReportgenError, match="CUDA is not available"):
             recheck(
@@ -383,19 +402,29 @@ def test_recheck_runs_where_the_runtime_options_say(toy, tmp_path):
                 out=tmp_path,
                 options=RuntimeOptions(device="cuda"),
             )
-        project = Project(models={str(folder): ModelSettings(device="cuda")})
-        with _pytest.raises(ReportgenError, match="CUDA is not available"):
-            recheck(ToyBench.name, settings=loose, out=tmp_path, project=project)
-    # nothing was deleted by the refused runs
+    # nothing was deleted by the refused run
     assert sorted(p.stem for p in (tmp_path / ToyBench.name).glob("*.toml")) == sorted(ids)
 
 
-def test_the_search_batch_changes_the_speed_not_the_pins(toy, tmp_path, monkeypatch):
-    """Continuations of a failure go in one batch by default (a CPU decoding step streams every
-    weight whatever the batch); batches of 2 find the same first recovery of each failure."""
+def test_a_failures_continuations_go_in_one_batch(toy, tmp_path, monkeypatch):
+    """By default a failure's continuations are generated together (up to 32: a CPU decoding
+    step streams every weight whatever the batch); on the toy, batches of 2 find the same first
+    recovery of each failure (in general padding can move a near-tie, so the batch is part of
+    the search's journal key)."""
+    from reportgen.collect import recover
+
     folder, _ = toy
-    pins = []
+    rows: list[int] = []
+    real_greedy = recover.greedy
+
+    def counting_greedy(model, seqs, **kwargs):
+        rows.append(len(seqs))
+        return real_greedy(model, seqs, **kwargs)
+
+    monkeypatch.setattr(recover, "greedy", counting_greedy)
+    pins, batches = [], []
     for search_batch_size in (None, 2):
+        rows.clear()
         settings = Settings(
             budget=40,
             top_k=4,
@@ -405,15 +434,18 @@ def test_the_search_batch_changes_the_speed_not_the_pins(toy, tmp_path, monkeypa
             search_batch_size=search_batch_size,
         )
         out = tmp_path / f"b{search_batch_size}"
-        # a journal of its own: the search key leaves the batch out, so a shared one would answer
+        # a journal of its own, so that each run searches afresh
         monkeypatch.setenv("REPORTGEN_CACHE", str(out / "cache"))
         summary = collect(ToyBench.name, [folder], out=out, settings=settings)
-        assert summary["settings"]["search_batch_size"] == (search_batch_size or 40)
+        assert summary["settings"]["search_batch_size"] == (search_batch_size or 32)
         assert summary["funnel"]["continuations"] > 0 and summary["pinned"] >= 1
+        batches.append(max(rows))
         pins.append(
             {
                 f.stem: (load_case(f).target, load_case(f).contrast, load_case(f).prefix_ids)
                 for f in sorted((out / ToyBench.name).glob("*.toml"))
             }
         )
+    # the whole budget (capped at 32), not the generation batch of 4; against pairs
+    assert batches[1] == 2 and 4 < batches[0] <= 32
     assert pins[0] and pins[0] == pins[1]

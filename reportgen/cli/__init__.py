@@ -1,8 +1,14 @@
 """The `reportgen` command line: each command parses, calls one library function, and turns
 expected failures into a one-line message and a non-zero exit. One module per family of
-commands; importing them registers the commands on ``main``."""
+commands; the group below is assembled from them explicitly."""
 
-from . import collect, explain, site, tools  # noqa: F401  (registers the commands)
 from .common import main
+from .explain import attribute, graph
+from .failures import collect
+from .site import build, run, validate
+from .tools import explore, models, serve
+
+for _command in (attribute, graph, run, build, validate, collect, models, explore, serve):
+    main.add_command(_command)
 
 __all__ = ["main"]

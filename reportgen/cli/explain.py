@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from .common import main, one_line_errors, quiet_libraries, write_json
+from .common import one_line_errors, quiet_libraries, write_json
 
 # --- options shared by `attribute` and `graph` -------------------------------------------------
 
@@ -158,7 +158,7 @@ def _question_from_flags(flags: QuestionFlags) -> Any:
     )
 
 
-@main.command()
+@click.command()
 @question_options
 @click.option(
     "--json",
@@ -184,7 +184,7 @@ def attribute(flags: QuestionFlags, json_out: Path) -> None:
     )
 
 
-@main.command()
+@click.command()
 @click.argument("case_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @question_options
 @click.option(

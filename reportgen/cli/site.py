@@ -12,7 +12,6 @@ from .common import (
     DEFAULT_SITE,
     command_line,
     execution_options,
-    main,
     one_line_errors,
     quiet_libraries,
     runtime_options,
@@ -20,7 +19,7 @@ from .common import (
 )
 
 
-@main.command()
+@click.command()
 @click.argument("case_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--out",
@@ -83,7 +82,7 @@ def run(
     click.echo(f"{case.id}: explained {result.attribution.explained:.4f} -> {page}")
 
 
-@main.command()
+@click.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
     "--out",
@@ -137,7 +136,7 @@ def build(
         sys.exit(1)
 
 
-@main.command()
+@click.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @one_line_errors
 def validate(paths: tuple[Path, ...]) -> None:

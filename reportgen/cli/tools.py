@@ -7,10 +7,10 @@ from typing import Any
 
 import click
 
-from .common import DEFAULT_SITE, main, one_line_errors, quiet_libraries
+from .common import DEFAULT_SITE, one_line_errors, quiet_libraries
 
 
-@main.group()
+@click.group()
 def models() -> None:
     """Embedded models: list them, fetch one."""
 
@@ -35,7 +35,7 @@ def models_fetch(name: str) -> None:
     click.echo(str(path))
 
 
-@main.command()
+@click.command()
 @click.option(
     "--model",
     "model_spec",
@@ -67,7 +67,7 @@ def explore(model_spec: str, port: int, cases_dir: Path) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
-@main.command()
+@click.command()
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option(
     "--dir",

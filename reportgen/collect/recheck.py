@@ -56,6 +56,7 @@ def recheck(
     started = time.monotonic()
     cases = [(path, load_case(path)) for path in paths]
     runs: dict[str, Collector] = {}
+    runtimes: dict[str, dict[str, str]] = {}
     kept: list[str] = []
     unpinned: list[dict[str, Any]] = []
     not_clean: Counter[str] = Counter()
@@ -71,6 +72,7 @@ def recheck(
                 quantize=runtime.quantization,
             )
             runs[case.model] = Collector(loaded, case.model, bench, settings, folder)
+            runtimes[case.model] = runtime.key()
             log(f"{case.model}: on {runtime.device}, {runtime.dtype}")
         run = runs[case.model]
         run.max_new = int(case.source.get("max_new_tokens", run.max_new))
@@ -139,7 +141,11 @@ def recheck(
             "recheck": True,
         },
         "runs": [
-            {"model": m, "cases": [c.id for _, c in cases if c.id in kept and c.model == m]}
+            {
+                "model": m,
+                "runtime": runtimes[m],
+                "cases": [c.id for _, c in cases if c.id in kept and c.model == m],
+            }
             for m in models
         ],
         "previous_run": {

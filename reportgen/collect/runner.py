@@ -154,6 +154,7 @@ class _Driver:
                 "search": bench.search_version,
                 "min_gap": s.min_gap,
                 "strict": STRICT_VERSION,
+                "search_batch": search_batch(s),
             }
         )
         path = work_dir() / bench.name / f"{model_slug(run.spec)}-{gen_key}.jsonl"
@@ -253,6 +254,7 @@ def _run_report(run: ModelRun, folder: Path, force: bool, started: float) -> dic
     funnel = run_funnel(len(items), len(generated), len(failed), outcomes, len(pinned))
     return {
         "model": run.spec,
+        "runtime": run.runtime.key(),  # where the outputs were generated and verified
         "chat": run.chat,
         "items": len(items),
         "passed": funnel["passed"],
@@ -298,7 +300,7 @@ def collect(
     if not models:
         raise ReportgenError("no model given")
     if settings.search_batch_size is not None and settings.search_batch_size < 1:
-        raise ValueError("search_batch_size must be >= 1")
+        raise ReportgenError("--search-batch-size must be >= 1")
     if settings.budget < 1 or settings.top_k < 1 or settings.batch_size < 1:
         raise ReportgenError("--budget, --top-k and the batch size must be >= 1")
     if settings.min_gap < 0:

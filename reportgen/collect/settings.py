@@ -12,10 +12,12 @@ class Settings:
     budget: int = 32
     top_k: int = 4
     batch_size: int = 8  # generation: part of the journal key (padding can move a greedy tie)
-    #: continuations of one failure generated together (None: the whole budget at once). On a
-    #: CPU a decoding step streams every weight from memory whatever the batch, so one batch
-    #: of 32 costs little more than one of 8. Only the speed depends on it: a continuation
-    #: that passes is confirmed unbatched before it is pinned.
+    #: continuations of one failure generated together (None: the budget, at most
+    #: SEARCH_BATCH). On a CPU a decoding step streams every weight from memory whatever the
+    #: batch, so a batch of 32 costs little more than one of 8; each row holds its own copy of
+    #: the prompt's key/value cache, hence the cap. Batching can move a near-tie of the
+    #: padded continuations, so it is part of the search's journal key; a continuation that
+    #: passes is confirmed unbatched before it is pinned.
     search_batch_size: int | None = None
     max_new_tokens: int | None = None  # None: the benchmark's own
     explain_check: bool = True  # also run AttnLRP on each written case (the full case path)
@@ -31,8 +33,11 @@ def model_slug(spec: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", Path(spec).name.lower()).strip("-") or "model"
 
 
+SEARCH_BATCH = 32
+
+
 def search_batch(settings: Settings) -> int:
-    return settings.search_batch_size or settings.budget
+    return settings.search_batch_size or min(settings.budget, SEARCH_BATCH)
 
 
 DEFAULT_SETTINGS = Settings()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..runner import ModelRuntime
-from ..runner.worker import CaseWorker
+from ..runner.jobs import Worker
 from .benchmarks import Benchmark, Item
 from .generate import Generation, eos_ids, generate_items, greedy
 from .recover import Found, candidates, search
@@ -340,7 +340,7 @@ class CollectWork:
     def group(self) -> tuple[str, ModelRuntime]:
         return (self.model, self.runtimes[self.model])
 
-    def collector(self, worker: CaseWorker, out: str = ".", suffix: str = "") -> Collector:
+    def collector(self, worker: Worker, out: str = ".", suffix: str = "") -> Collector:
         loaded = worker.load(self.model, self.runtimes[self.model])
         return Collector(loaded, self.model, self.bench, self.settings, Path(out), suffix)
 
@@ -349,7 +349,7 @@ class CollectWork:
 class Prepare(CollectWork):
     """Loads the model and says whether it gets the chat template (part of the journal key)."""
 
-    def perform(self, worker: CaseWorker, progress: Any = None) -> dict[str, Any]:
+    def perform(self, worker: Worker, progress: Any = None) -> dict[str, Any]:
         return {"chat": self.collector(worker).chat}
 
 
@@ -363,7 +363,7 @@ class GenerateBatch(CollectWork):
     done: frozenset[str] = frozenset()
     deadline: float | None = None
 
-    def perform(self, worker: CaseWorker, progress: Any = None) -> dict[str, Any]:
+    def perform(self, worker: Worker, progress: Any = None) -> dict[str, Any]:
         if past(self.deadline):
             return {"skipped": True}
         c = self.collector(worker)
@@ -401,7 +401,7 @@ class Recover(CollectWork):
     suffix: str = ""
     deadline: float | None = None
 
-    def perform(self, worker: CaseWorker, progress: Any = None) -> dict[str, Any]:
+    def perform(self, worker: Worker, progress: Any = None) -> dict[str, Any]:
         c = self.collector(worker, self.out, self.suffix)
         record = self.record
         clean = self.bench.check_failure(

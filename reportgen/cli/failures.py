@@ -1,4 +1,4 @@
-"""`reportgen collect`: run a benchmark, pin each failure by strict recovery, write case files."""
+"""`reportgen collect` (failure collection): run a benchmark, pin each failure by strict recovery, write case files."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Any
 
 import click
 
-from .common import execution_options, main, one_line_errors, quiet_libraries, runtime_options
+from .common import execution_options, one_line_errors, quiet_libraries, runtime_options
 
 
-@main.command()
+@click.command()
 @click.argument("benchmark")
 @click.option(
     "--model",
