@@ -15,6 +15,7 @@ from typing import Any
 from ..errors import ReportgenError
 from ..project import Project
 from ..runner.settings import DEFAULT_OPTIONS, RuntimeOptions, resolve_runtime
+from ..runner.worker import CaseWorker
 from .generate import Generation
 from .recover import Candidate, Found
 from .registry import get_benchmark
@@ -41,7 +42,6 @@ def recheck(
     counts are kept under ``previous_run``). ``options``/``project`` place each model as
     ``collect`` would (the flags, else the project file's ``[models.NAME]``, else defaults)."""
     from ..cases import load_case
-    from ..models import load_model
 
     bench = get_benchmark(benchmark)
     folder = out / bench.name
@@ -55,6 +55,7 @@ def recheck(
     )
     started = time.monotonic()
     cases = [(path, load_case(path)) for path in paths]
+    worker = CaseWorker(name="recheck")  # loads each model as a collect worker would
     runs: dict[str, Collector] = {}
     runtimes: dict[str, dict[str, str]] = {}
     kept: list[str] = []
@@ -65,12 +66,7 @@ def recheck(
     for path, case in cases:
         if case.model not in runs:
             runtime = resolve_runtime(case.model, options, project)
-            loaded = load_model(
-                case.model,
-                device=runtime.device,
-                dtype=runtime.dtype,
-                quantize=runtime.quantization,
-            )
+            loaded = worker.load(case.model, runtime)
             runs[case.model] = Collector(loaded, case.model, bench, settings, folder)
             runtimes[case.model] = runtime.key()
             log(f"{case.model}: on {runtime.device}, {runtime.dtype}")
