@@ -2,6 +2,7 @@
 recovering position is known; then `collect` end to end: resume, determinism, --force."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from reportgen.cases import load_case
 from reportgen.collect import registry
 from reportgen.collect.benchmarks import Benchmark, Item, Verdict
 from reportgen.collect.generate import Generation, greedy, prefix_cache
+from reportgen.collect.parts import fill_gaps
 from reportgen.collect.recover import candidates, search
 from reportgen.collect.runner import Settings, collect
 from reportgen.collect.writer import HEADER
@@ -449,3 +451,117 @@ def test_a_failures_continuations_go_in_one_batch(toy, tmp_path, monkeypatch):
     # the whole budget (capped at 32), not the generation batch of 4; against pairs
     assert batches[1] == 2 and 4 < batches[0] <= 32
     assert pins[0] and pins[0] == pins[1]
+
+
+def test_a_run_on_the_items_a_timed_out_run_left_fills_its_summary(toy, tmp_path, monkeypatch):
+    """A time limit leaves items unreached; a run on just those items (another machine, no
+    journal) folds into the same summary.json, and the parts add up to one whole run."""
+    folder, _ = toy
+    settings = Settings(budget=40, top_k=4, batch_size=1, explain_check=False, min_gap=0.0)
+    monkeypatch.setenv("REPORTGEN_CACHE", str(tmp_path / "cache-of-the-whole-run"))
+    whole = collect(ToyBench.name, [folder], out=tmp_path / "whole", settings=settings)
+    assert whole["pinned"] >= 1
+
+    monkeypatch.setenv("REPORTGEN_CACHE", str(tmp_path / "cache-of-the-parts"))  # no journal
+    parts = tmp_path / "parts"
+    timed_out = collect(
+        ToyBench.name, [folder], out=parts, settings=replace(settings, time_limit=0.0)
+    )
+    assert timed_out["funnel"]["generated"] == 0
+    assert [u["reason"] for u in timed_out["unpinned"]] == [
+        "not generated: the time limit was reached"
+    ] * 2
+    first = collect(ToyBench.name, [folder], items=["toy/1"], out=parts, settings=settings)
+    assert first["items"] == 2 and first["funnel"]["generated"] == 1
+    assert [u["item"] for u in first["unpinned"] if u["reason"].startswith("not generated")] == [
+        "toy/2"
+    ]
+    merged = collect(ToyBench.name, [folder], items=["toy/2"], out=parts, settings=settings)
+    on_disk = json.loads((parts / ToyBench.name / "summary.json").read_text())
+    assert on_disk == merged
+    assert merged["funnel"] == whole["funnel"]
+    for key in ("items", "passed", "failed", "pinned", "pin_rate"):
+        assert merged[key] == whole[key], key
+    assert sorted(u["item"] for u in merged["unpinned"]) == sorted(
+        u["item"] for u in whole["unpinned"]
+    )
+    assert [run["selection"] for run in merged["runs"]] == ["all", "items toy/1", "items toy/2"]
+    assert sorted(c for run in merged["runs"] for c in run["cases"]) == sorted(
+        f.stem for f in (parts / ToyBench.name).glob("*.toml")
+    )
+    assert sum(run["items"] for run in merged["runs"]) == 2
+
+    # an item that was searched already is not a gap: that run's summary replaces the old one
+    again = collect(ToyBench.name, [folder], items=["toy/1"], out=parts, settings=settings)
+    assert again["items"] == 1 and len(again["runs"]) == 1
+    # nor is a part run with other search settings
+    assert (
+        fill_gaps(merged, again | {"settings": again["settings"] | {"budget": 7}}, ["toy/1"])
+        is None
+    )
+
+
+def _summary(selection, runs, settings):
+    return {
+        "benchmark": "b",
+        "model": "m",
+        "items_available": 3,
+        "selection": selection,
+        "wall_s": 1.0,
+        "settings": settings,
+        "runs": runs,
+    }
+
+
+def test_fill_gaps_takes_a_not_searched_failure_out_of_the_run_that_left_it():
+    """Item c failed but was not searched before the time limit; the part run searches it."""
+    from reportgen.collect.funnel import run_funnel
+
+    settings = {k: 1 for k in ("budget", "top_k", "batch_size", "search_batch_size")} | {
+        "max_new_tokens": 8,
+        "min_gap": 1.0,
+        "time_limit": 5.0,
+    }
+    searched = {"kind": "pin", "candidates": 3, "below_min_gap": 1, "tried": 2, "rejected": {}}
+    gap = {"criterion": "time limit"}
+    first = {
+        "model": "m",
+        "items": 3,
+        "passed": 1,
+        "failed": 2,
+        "pinned": 1,
+        "funnel": run_funnel(3, 3, 2, [searched, gap], 1),
+        "cases": ["b-2"],
+        "unpinned": [{"item": "b/3", "reason": "not searched: the time limit was reached"}],
+    }
+    second = {
+        "model": "m",
+        "items": 1,
+        "passed": 0,
+        "failed": 1,
+        "pinned": 0,
+        "funnel": run_funnel(1, 1, 1, [searched | {"tried": 5}], 0),
+        "cases": [],
+        "unpinned": [{"item": "b/3", "reason": "no recovering pair within the budget"}],
+    }
+    previous = _summary("all", [first], settings)
+    new = _summary("items b/3", [second], settings | {"time_limit": None})
+    merged = fill_gaps(previous, new, ["b/3"])
+    assert merged["items"] == 3 and merged["passed"] == 1 and merged["failed"] == 2
+    assert merged["pinned"] == 1 and merged["pin_rate"] == 0.5
+    f = merged["funnel"]
+    assert (f["items"], f["generated"], f["failed"], f["not_searched"], f["searched"]) == (
+        3,
+        3,
+        2,
+        0,
+        2,
+    )
+    assert f["continuations"] == 7 and f["candidates"] == 6
+    assert [u["reason"] for u in merged["unpinned"]] == ["no recovering pair within the budget"]
+    assert [(r["items"], r["failed"], r["time_limit"]) for r in merged["runs"]] == [
+        (2, 1, 5.0),
+        (1, 1, None),
+    ]
+    # b/3 is no gap any more: filling it again would count it twice
+    assert fill_gaps(merged, new, ["b/3"]) is None

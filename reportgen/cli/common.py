@@ -17,6 +17,16 @@ from typing import Any
 import click
 
 DEFAULT_SITE = Path("site/_build")
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+def model_option(
+    help: str = "Embedded model name, local folder, .gguf file or Hugging Face id.",
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The one --model option (into ``model_spec``) of every command that loads a model."""
+    return click.option(
+        "--model", "model_spec", default=DEFAULT_MODEL, show_default=True, help=help
+    )
 
 
 def quiet_libraries() -> None:

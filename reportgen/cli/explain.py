@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from .common import one_line_errors, quiet_libraries, write_json
+from .common import model_option, one_line_errors, quiet_libraries, write_json
 
 # --- options shared by `attribute` and `graph` -------------------------------------------------
 
@@ -31,13 +31,7 @@ def _token_value(value: str | None) -> str | int | None:
 
 def question_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.option(
-            "--model",
-            "model_spec",
-            default="smollm2-135m-instruct",
-            show_default=True,
-            help="Embedded model name, local folder, .gguf file or Hugging Face id.",
-        ),
+        model_option(),
         click.option("--prompt", help="The prompt text."),
         click.option(
             "--target",

@@ -7,18 +7,18 @@ from typing import Any
 
 import click
 
-from .common import execution_options, one_line_errors, quiet_libraries, runtime_options
+from .common import (
+    execution_options,
+    model_option,
+    one_line_errors,
+    quiet_libraries,
+    runtime_options,
+)
 
 
 @click.command()
 @click.argument("benchmark")
-@click.option(
-    "--model",
-    "model_spec",
-    default="smollm2-135m-instruct",
-    show_default=True,
-    help="Embedded model name, local folder, .gguf file or Hugging Face id.",
-)
+@model_option()
 @click.option("--models", "models_csv", help="Comma-separated models: the same items on each.")
 @click.option("--items", "items_csv", help="Comma-separated item ids (e.g. HumanEval/12).")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N items.")

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from .common import DEFAULT_SITE, one_line_errors, quiet_libraries
+from .common import DEFAULT_SITE, model_option, one_line_errors, quiet_libraries
 
 
 @click.group()
@@ -36,13 +36,7 @@ def models_fetch(name: str) -> None:
 
 
 @click.command()
-@click.option(
-    "--model",
-    "model_spec",
-    default="smollm2-135m-instruct",
-    show_default=True,
-    help="Embedded name, local folder or file of the one model the app loads.",
-)
+@model_option(help="Embedded name, local folder or file of the one model the app loads.")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
     "--cases",

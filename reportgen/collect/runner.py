@@ -33,11 +33,12 @@ from .benchmarks import Benchmark, Item
 from .funnel import add_funnels, run_funnel
 from .generate import settings_key
 from .journal import Journal, work_dir
+from .parts import fill_gaps
 from .recheck import recheck
 from .registry import get_benchmark
 from .settings import DEFAULT_SETTINGS, STRICT_VERSION, Settings, model_slug, search_batch
 from .work import GenerateBatch, Prepare, Recover
-from .writer import write_case, write_summary
+from .writer import read_summary, write_case, write_summary
 
 __all__ = [
     "STRICT_VERSION",
@@ -364,5 +365,18 @@ def collect(
     }
     if summary["failed"]:
         summary["pin_rate"] = round(summary["pinned"] / summary["failed"], 4)
-    write_summary(folder / "summary.json", summary)
+    previous_path = folder / "summary.json"
+    if (items or limit is not None) and previous_path.is_file():
+        merged = fill_gaps(read_summary(previous_path), summary, [i.id for i in chosen])
+        if merged is not None:
+            log(
+                f"{previous_path}: {len(chosen)} items the earlier run had not reached are "
+                f"counted in; it now describes {merged['items']} items"
+            )
+            summary = merged
+        else:
+            log(
+                f"{previous_path}: replaced; it now describes only the {len(chosen)} items of this run"
+            )
+    write_summary(previous_path, summary)
     return summary
