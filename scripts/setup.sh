@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# pdflatex for the PDF figure set, Chromium for the browser test (Debian packages)
+# pdflatex for the PDF figure set, poppler for reading it back, Chromium for the browser test
 need=()
 command -v pdflatex >/dev/null || need+=(texlive-latex-base texlive-latex-recommended texlive-latex-extra texlive-pictures lmodern)
+command -v pdftotext >/dev/null || need+=(poppler-utils)  # pdftotext/pdfinfo: the PDF tests read the figures
 command -v chromium >/dev/null || need+=(chromium)
 if ((${#need[@]})); then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
