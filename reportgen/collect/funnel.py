@@ -41,6 +41,27 @@ def run_funnel(
     }
 
 
+def pin_rate(pinned: int, failed: int) -> float | None:
+    """Pinned failures per failure (None when nothing failed)."""
+    return round(pinned / failed, 4) if failed else None
+
+
+def summary_totals(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """summary.json's totals over its runs (one per model, or per part of a collection), in
+    the file's key order: each item is counted by one run, so the totals are sums."""
+    failed = sum(run["failed"] for run in runs)
+    pinned = sum(run["pinned"] for run in runs)
+    return {
+        "items": sum(run["items"] for run in runs),
+        "passed": sum(run["passed"] for run in runs),
+        "failed": failed,
+        "pinned": pinned,
+        "pin_rate": pin_rate(pinned, failed),
+        "funnel": add_funnels([run["funnel"] for run in runs]),
+        "unpinned": [u | {"model": run["model"]} for run in runs for u in run["unpinned"]],
+    }
+
+
 def add_funnels(funnels: list[dict[str, Any]]) -> dict[str, Any]:
     """One funnel for several models' runs: counts added, per-criterion tables merged."""
     total: dict[str, Any] = {}

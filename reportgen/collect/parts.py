@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .funnel import add_funnels
+from .funnel import pin_rate, summary_totals
 
 GAP_PREFIXES = ("not searched", "not generated")
 
@@ -45,7 +45,7 @@ def _without(run: dict[str, Any], gaps: list[dict[str, Any]]) -> dict[str, Any]:
     return run | {
         "items": run["items"] - len(gaps),
         "failed": failed,
-        "pin_rate": round(run["pinned"] / failed, 4) if failed else None,
+        "pin_rate": pin_rate(run["pinned"], failed),
         "funnel": funnel,
         "unpinned": [u for u in run["unpinned"] if u["item"] not in gone],
     }
@@ -88,20 +88,12 @@ def fill_gaps(
             runs[index] = _without(run, gaps)
     part = {"selection": new["selection"], "time_limit": new["settings"]["time_limit"]}
     runs += [run | part for run in new["runs"]]
-    failed = sum(run["failed"] for run in runs)
-    pinned = sum(run["pinned"] for run in runs)
     return {
         "benchmark": new["benchmark"],
         "model": new["model"],
         "items_available": new["items_available"],
         "selection": f"{previous['selection']}; then {new['selection']}",
-        "items": sum(run["items"] for run in runs),
-        "passed": sum(run["passed"] for run in runs),
-        "failed": failed,
-        "pinned": pinned,
-        "pin_rate": round(pinned / failed, 4) if failed else None,
-        "funnel": add_funnels([run["funnel"] for run in runs]),
-        "unpinned": [u | {"model": run["model"]} for run in runs for u in run["unpinned"]],
+        **summary_totals(runs),
         "wall_s": round(previous["wall_s"] + new["wall_s"], 1),
         "settings": new["settings"],
         "runs": runs,

@@ -30,7 +30,7 @@ from ..runner import (
     session,
 )
 from .benchmarks import Benchmark, Item
-from .funnel import add_funnels, run_funnel
+from .funnel import pin_rate, run_funnel, summary_totals
 from .generate import settings_key
 from .journal import Journal, work_dir
 from .parts import fill_gaps
@@ -261,7 +261,7 @@ def _run_report(run: ModelRun, folder: Path, force: bool, started: float) -> dic
         "passed": funnel["passed"],
         "failed": len(failed),
         "pinned": len(pinned),
-        "pin_rate": round(len(pinned) / len(failed), 4) if failed else None,
+        "pin_rate": pin_rate(len(pinned), len(failed)),
         "funnel": funnel,
         "cases": pinned,
         "files": files,
@@ -343,13 +343,7 @@ def collect(
             if limit is not None
             else "all"
         ),
-        "items": sum(r["items"] for r in reports),
-        "passed": sum(r["passed"] for r in reports),
-        "failed": sum(r["failed"] for r in reports),
-        "pinned": sum(r["pinned"] for r in reports),
-        "pin_rate": None,
-        "funnel": add_funnels([r["funnel"] for r in reports]),
-        "unpinned": [u | {"model": r["model"]} for r in reports for u in r["unpinned"]],
+        **summary_totals(reports),
         "wall_s": round(time.monotonic() - started, 1),
         "settings": {
             "budget": settings.budget,
@@ -363,8 +357,6 @@ def collect(
         },
         "runs": [{k: v for k, v in r.items() if k != "journal"} for r in reports],
     }
-    if summary["failed"]:
-        summary["pin_rate"] = round(summary["pinned"] / summary["failed"], 4)
     previous_path = folder / "summary.json"
     if (items or limit is not None) and previous_path.is_file():
         merged = fill_gaps(read_summary(previous_path), summary, [i.id for i in chosen])
