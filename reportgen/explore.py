@@ -32,6 +32,7 @@ from .errors import ReportgenError, TokenError
 from .inputs import PromptSpec, prepare_input, resolve_token
 from .models import LoadedModel
 from .objectives import MODES
+from .toml_values import toml_value
 
 TOP_K = 10
 MAX_PROMPT_CHARS = 200_000
@@ -147,11 +148,6 @@ def predict(loaded: LoadedModel, config: Config, k: int = TOP_K) -> dict[str, An
     }
 
 
-def _toml_string(text: str) -> str:
-    """A TOML basic string (JSON's escapes are TOML's; DEL must be escaped too)."""
-    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
-
-
 def _case_token(tokenizer: Any, value: str | int, role: str) -> str | int:
     """As a hand-written case would say it: the token's text when that resolves back to the
     same id, else the id itself."""
@@ -181,14 +177,14 @@ def case_toml(
         raise ExploreError("target: pick the token the model prefers")
     if config.mode == "logit_diff" and config.contrast is None:
         raise ExploreError("contrast: pick the expected token, or choose max-logit")
-    lines = [f"id = {_toml_string(case_id)}", f"title = {_toml_string(title or case_id)}"]
+    lines = [f"id = {toml_value(case_id)}", f"title = {toml_value(title or case_id)}"]
     if description:
-        lines.append(f"description = {_toml_string(description)}")
-    lines += [f"model = {_toml_string(model)}", f"chat = {'true' if config.chat else 'false'}"]
-    lines.append(f"prompt = {_toml_string(config.prompt)}")
+        lines.append(f"description = {toml_value(description)}")
+    lines += [f"model = {toml_value(model)}", f"chat = {'true' if config.chat else 'false'}"]
+    lines.append(f"prompt = {toml_value(config.prompt)}")
     prefix_ids = prefix_ids_for(tokenizer, config.prefix)
     if prefix_ids is not None:
-        lines.append(f"prefix = {_toml_string(config.prefix)}")
+        lines.append(f"prefix = {toml_value(config.prefix)}")
         lines.append(f"prefix_ids = [{', '.join(str(i) for i in prefix_ids)}]")
     if config.bos is not None:
         lines.append(f"bos = {'true' if config.bos else 'false'}")
@@ -197,9 +193,9 @@ def case_toml(
         if value is None or (role == "contrast" and config.mode == "max_logit"):
             continue
         token = _case_token(tokenizer, value, role)
-        lines.append(f"{role} = {_toml_string(token) if isinstance(token, str) else token}")
+        lines.append(f"{role} = {toml_value(token) if isinstance(token, str) else token}")
     if config.mode != "logit_diff":
-        lines.append(f"mode = {_toml_string(config.mode)}")
+        lines.append(f"mode = {toml_value(config.mode)}")
     text = "\n".join(lines) + "\n"
     import tomllib
 
