@@ -16,37 +16,74 @@ as on a new machine. The stages are timed by wrapping the functions that do them
     html        dossier page, charts and data files (reportgen.site.build_site)
     pdf         LaTeX figure set: vl-convert charts + pdflatex (render_latex)
 
+``--keep DIR`` keeps what each case built (its site, figure set and result cache) in
+DIR/<case id>, to open the dossier afterwards; otherwise it goes with the temporary folder.
+
 ``--rebuild`` builds each case a second time from the now warm cache, the way `reportgen build`
-does, and prints that time too (target: <= 0.5 s per case). Prints a table and the medians."""
+does, and prints that time too (target: <= 0.5 s per case). Prints a table, the medians, and
+each stage's peak resident memory (sampled every 20 ms: which stage sets the peak)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 STAGES = ("load", "attribution", "graph", "metrics", "faithful", "compare", "html", "pdf")
 
 
-def _timed(module, name: str, stage: str, times: dict[str, float]) -> None:
+class StagePeaks:
+    """Resident memory sampled every 20 ms, the highest value kept for the innermost stage
+    running at that moment: which stage sets a case's peak (ru_maxrss says only how high)."""
+
+    def __init__(self) -> None:
+        self.stack: list[str] = []
+        self.peaks: dict[str, float] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def rss_gb() -> float:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1024**3
+
+    def _sample(self) -> None:
+        while not self.stop.wait(0.02):
+            if self.stack:
+                stage = self.stack[-1]
+                self.peaks[stage] = max(self.peaks.get(stage, 0.0), self.rss_gb())
+
+    @contextlib.contextmanager
+    def stage(self, name: str, times: dict[str, float]):
+        start = time.perf_counter()
+        self.stack.append(name)
+        try:
+            yield
+        finally:
+            self.stack.pop()
+            times[name] = times.get(name, 0.0) + time.perf_counter() - start
+
+
+def _timed(module, name: str, stage: str, times: dict[str, float], peaks: StagePeaks) -> None:
     """Wrap ``module.name`` so its seconds add up under ``stage``."""
     original = getattr(module, name, None)
     if original is None:
         return
 
     def wrapper(*args, **kwargs):
-        start = time.perf_counter()
-        try:
+        with peaks.stage(stage, times):
             return original(*args, **kwargs)
-        finally:
-            times[stage] = times.get(stage, 0.0) + time.perf_counter() - start
 
     setattr(module, name, wrapper)
 
@@ -62,16 +99,16 @@ def child(case_path: str, pdf: bool, out: Path) -> dict:
 
     times: dict[str, float] = {}
     inner: dict[str, float] = {}
-    _timed(compute, "attribute_prepared", "attribution", times)
-    _timed(compute, "faithfulness", "faithful", times)
-    _timed(compute, "compare_models", "compare", times)
-    _timed(compute, "compute_graph", "graph", times)
+    peaks = StagePeaks()
+    _timed(compute, "attribute_prepared", "attribution", times, peaks)
+    _timed(compute, "faithfulness", "faithful", times, peaks)
+    _timed(compute, "compare_models", "compare", times, peaks)
+    _timed(compute, "compute_graph", "graph", times, peaks)
     for name in ("prune", "finish_pruning", "graph_metrics", "refine_neurons", "strongest_nodes"):
-        _timed(graph_step, name, "metrics", inner)
+        _timed(graph_step, name, "metrics", inner, peaks)
     case = load_case(case_path)
-    start = time.perf_counter()
-    loaded = load_model(case.model)
-    times["load"] = time.perf_counter() - start
+    with peaks.stage("load", times):
+        loaded = load_model(case.model)
     start = time.perf_counter()
     result = compute.compute_case(case, loaded, command="bench_build", load_other=load_model)
     compute_s = time.perf_counter() - start
@@ -79,13 +116,12 @@ def child(case_path: str, pdf: bool, out: Path) -> dict:
     times["graph"] = times.get("graph", 0.0) - times["metrics"]
     key = compute.result_key(case, Path(case.path).read_text(encoding="utf-8"))
     compute.store_result(key, result)
-    start = time.perf_counter()
-    site.build_site([result], out / "site", failures=[])
-    times["html"] = time.perf_counter() - start
+    with peaks.stage("html", times):
+        site.build_site([result], out / "site", failures=[])
     if pdf:
-        start = time.perf_counter()
-        build_mod._cached_figures(result, latex.render_latex)
-        times["pdf"] = time.perf_counter() - start
+        with peaks.stage("pdf", times):
+            build_mod._cached_figures(result, latex.render_latex)
+    peaks.stop.set()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB -> GiB
     return {
         "case": case.id,
@@ -93,6 +129,7 @@ def child(case_path: str, pdf: bool, out: Path) -> dict:
         "compute_s": compute_s,
         "stages": times,
         "peak_gb": peak,
+        "stage_peak_gb": peaks.peaks,
     }
 
 
@@ -110,6 +147,7 @@ def main() -> None:
     parser.add_argument("cases", nargs="+")
     parser.add_argument("--no-pdf", action="store_true")
     parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument("--keep", type=Path, help="keep each case's build in KEEP/<case id>")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     pdf = not args.no_pdf
@@ -135,6 +173,11 @@ def main() -> None:
             command += ["--no-pdf"] if not pdf else []
             command += ["--rebuild"] if args.rebuild else []
             proc = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+            if args.keep is not None and proc.returncode == 0:
+                kept = args.keep / Path(path).stem
+                shutil.rmtree(kept, ignore_errors=True)
+                shutil.copytree(tmp, kept, symlinks=True)
+                print(f"kept in {kept}", flush=True)
         lines = [line for line in proc.stdout.splitlines() if line.startswith("BENCH ")]
         if proc.returncode != 0 or not lines:
             print(f"{path}: failed: {proc.stderr.strip().splitlines()[-1:]}", flush=True)
@@ -157,8 +200,10 @@ def main() -> None:
         )
         for stage in STAGES:
             values = [r["stages"].get(stage, 0.0) for r in rows]
+            peak = max(r["stage_peak_gb"].get(stage, 0.0) for r in rows)
             print(
                 f"  {stage:12} median {statistics.median(values):7.2f} s  sum {sum(values):8.2f} s"
+                f"  peak {peak:6.2f} GB"
             )
         if args.rebuild:
             print(

@@ -64,6 +64,23 @@ def architecture_of(model: nn.Module) -> Architecture:
         ) from None
 
 
+def decoder_blocks(model: nn.Module) -> nn.ModuleList:
+    """The list of transformer blocks: the ModuleList the architecture table names, whose length
+    is the number of layers."""
+    architecture = architecture_of(model)
+    count = model.config.num_hidden_layers
+    for name, module in model.named_modules():
+        if (
+            isinstance(module, nn.ModuleList)
+            and name.rsplit(".", 1)[-1] == architecture.blocks
+            and len(module) == count
+        ):
+            return module
+    raise UnsupportedArchitectureError(
+        f"cannot find the {count} transformer blocks of {type(model).__name__}"
+    )
+
+
 def patch_map_for(model: nn.Module) -> PatchMap:
     return architecture_of(model).patches
 

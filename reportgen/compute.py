@@ -27,7 +27,7 @@ from .graph.types import AttributionGraph
 from .models import EMBEDDED_MODELS, LoadedModel, cache_dir, embedded_path, load_model
 from .objectives import Objective
 from .pipeline import Question, attribute_prepared, prepare_question
-from .progress import Progress, check_memory, no_progress
+from .progress import Progress, check_memory, no_progress, return_freed_memory
 from .results import CaseResult
 
 _COMPUTE_PACKAGES = ("lxt", "reportgen")
@@ -370,6 +370,7 @@ def compute_case(
     )
     progress("attribution", 0, 1)
     attribution = attribute_prepared(loaded, question)
+    return_freed_memory()
     progress("attribution", 1, 1)
     n = len(attribution.token_ids)
     spans = [(f"segments.{name}", span) for name, span in case.segments.items()]
@@ -391,6 +392,7 @@ def compute_case(
         use_cache=use_cache,
         progress=lambda done, total: progress("graph", done, total),
     )
+    return_freed_memory()
     progress("faithfulness", 0, 1)
     faith = case_faithfulness(
         loaded,
@@ -398,6 +400,7 @@ def compute_case(
         question.objective,
         progress=lambda done, total: progress("faithfulness", done, total),
     )
+    return_freed_memory()
     pattern = failure_pattern(attribution.relevance, attribution.special, list(case.relevant))
     if pattern is not None:
         faith["failure_pattern"] = pattern

@@ -3,10 +3,13 @@
 ``compute_case`` reports ``progress(step, done, total)`` with plain values (a step name and two
 ints), so a worker process can forward it through a queue unchanged. :class:`StepClock` turns
 those calls into a line with a time estimate for the step; :func:`memory_estimate_gb` and
-:func:`check_memory` say up front when a case will not fit in this machine's memory."""
+:func:`check_memory` say up front when a case will not fit in this machine's memory;
+:func:`return_freed_memory` keeps one step's freed memory from inflating the next one's peak."""
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import os
 import time
 from collections.abc import Callable
@@ -122,3 +125,19 @@ def check_memory(
             "REPORTGEN_MEMORY_CHECK=0 to try anyway"
         )
     return estimate
+
+
+def return_freed_memory() -> None:
+    """Hand the memory a finished step freed back to the system (glibc's ``malloc_trim``).
+
+    Tensors below glibc's mmap threshold (which grows up to 32 MB as big blocks are freed) live
+    on the heap, and glibc keeps the heap's free pages. Measured at 10,168 tokens of Gemma 3
+    270M: after the graph 1.0 GB of tensors were alive in 6.9 GB resident, and the next step,
+    unable to reuse those fragments, peaked at 20.5 GB where it needs 4.4 GB alone. Where there
+    is no glibc (macOS) this does nothing."""
+    gc.collect()
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)

@@ -150,3 +150,36 @@ def test_llama_matches_hand_written_float64_reference():
     expected = _reference_llama_relevance(model, IDS, 5, 7)
     got, _, _ = relevance(model)
     torch.testing.assert_close(got, expected, atol=1e-10, rtol=1e-8)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("lrp", [True, False])
+def test_recomputed_blocks_give_the_same_gradient(monkeypatch, arch, lrp):
+    """Long inputs recompute each block in the backward (attribution.recomputed_blocks): the
+    relevance must be the one kept activations give, with every rule's hooks firing again."""
+    from reportgen import attribution
+    from reportgen.objectives import Objective
+
+    model = tiny_model(arch)
+    objective = Objective(mode="logit_diff", target_id=5, strategy="by_ref_token", contrast_id=7)
+    ids = torch.randint(0, 90, (1, 40), generator=torch.Generator().manual_seed(1))
+    block = lxt.decoder_blocks(model)[0]
+    inner = next(m for name, m in block.named_children() if name in ("mlp", "intermediate"))
+    calls = []
+    inner.register_forward_pre_hook(lambda *_: calls.append(1))  # the block's later part
+
+    def run():
+        calls.clear()
+        emb, grad, logits, value = attribution.input_gradient(model, ids, objective, lrp=lrp)
+        return (emb * grad).sum(-1), logits, value, len(calls)
+
+    monkeypatch.setattr(attribution, "RECOMPUTE_FROM_TOKENS", 10_000)
+    kept, kept_logits, kept_value, kept_calls = run()
+    monkeypatch.setattr(attribution, "RECOMPUTE_FROM_TOKENS", 40)
+    again, again_logits, again_value, again_calls = run()
+    assert (kept_calls, again_calls) == (1, 2)  # the block ran again in the backward
+    assert kept.abs().sum() > 1e-6
+    torch.testing.assert_close(again, kept, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(again_logits, kept_logits, atol=0, rtol=0)
+    torch.testing.assert_close(again_value, kept_value, atol=0, rtol=0)
+    assert "forward" not in vars(lxt.decoder_blocks(model)[0])  # the class's forward again

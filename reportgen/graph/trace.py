@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 import lxt
+from lxt import decoder_blocks
 
 from ..attribution import forward_kwargs
 from ..objectives import Objective
@@ -31,23 +32,6 @@ def check_blocks(blocks: Sequence[int] | None, total: int) -> list[int]:
 def token_strings(tokenizer: Any, token_ids: Sequence[int]) -> tuple[str, ...]:
     """The graph's node labels: the tokenizer's own token strings."""
     return tuple(tokenizer.convert_ids_to_tokens(list(token_ids)))
-
-
-def decoder_blocks(model: nn.Module) -> nn.ModuleList:
-    """The list of transformer blocks: the ModuleList the architecture table names, whose length
-    is the number of layers."""
-    architecture = lxt.architecture_of(model)
-    count = model.config.num_hidden_layers
-    for name, module in model.named_modules():
-        if (
-            isinstance(module, nn.ModuleList)
-            and name.rsplit(".", 1)[-1] == architecture.blocks
-            and len(module) == count
-        ):
-            return module
-    raise lxt.UnsupportedArchitectureError(
-        f"cannot find the {count} transformer blocks of {type(model).__name__}"
-    )
 
 
 def mid_module(block: nn.Module, architecture: lxt.Architecture) -> nn.Module:
