@@ -1,7 +1,7 @@
 """Cold build of a set of cases, seconds per stage, per case, and peak memory.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_build.py CASE.toml ... [--no-pdf]
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_build.py cases/*.toml --rebuild
+    .venv/bin/python benchmarks/bench_build.py CASE.toml ... [--no-pdf] [--keep DIR]
+    .venv/bin/python benchmarks/bench_build.py cases/*.toml --rebuild
 
 Each case runs in its own process (so its peak RSS is its own) against a fresh, empty
 REPORTGEN_CACHE (only the model files are linked in): result, graph and figure caches are cold,

@@ -82,8 +82,9 @@ def forward_kwargs(model: Any) -> dict[str, Any]:
 # From this many tokens on, the explaining backward recomputes each block's forward instead of
 # keeping every block's activations from the forward pass. Kept, they grow with tokens x layers
 # x width: 17.9 GB at 10,168 tokens of Gemma 3 270M, which alone broke the 16 GB a 10k-token
-# case may take. Recomputed, one block's worth is alive at a time, for one more forward pass.
-RECOMPUTE_FROM_TOKENS = 1024
+# case may take; recomputed, 5.2 GB, for one more forward pass (about +25 % of the step's time).
+# The graph's trace checkpoints its blocks from the same length (graph.session.CHECKPOINT_FROM).
+RECOMPUTE_FROM_TOKENS = 4096
 
 
 @contextlib.contextmanager

@@ -28,6 +28,7 @@ import lxt
 from lxt.rules import LayerNormRule, RMSNormRule
 
 from ..attention_impl import attention_function
+from ..attribution import RECOMPUTE_FROM_TOKENS
 from ..objectives import Objective
 from .closed_layer import AttentionCall, LayerTensors, layer_tensors
 from .trace import Trace, decoder_blocks, node_relevance, replay, trace
@@ -176,7 +177,8 @@ def _linear_parts(
 
 
 #: sequences at least this long are traced with per-block activation checkpointing by default
-CHECKPOINT_FROM = 4096
+#: (the same length from which the attribution's backward recomputes its blocks)
+CHECKPOINT_FROM = RECOMPUTE_FROM_TOKENS
 
 
 @contextlib.contextmanager
