@@ -17,7 +17,7 @@ as on a new machine. The stages are timed by wrapping the functions that do them
     pdf         LaTeX figure set: vl-convert charts + pdflatex (render_latex)
 
 ``--keep DIR`` keeps what each case built (its site, figure set and result cache) in
-DIR/<case id>, to open the dossier afterwards; otherwise it goes with the temporary folder.
+DIR/<case file name without .toml>, to open the dossier afterwards; otherwise it goes with the temporary folder.
 
 ``--rebuild`` builds each case a second time from the now warm cache, the way `reportgen build`
 does, and prints that time too (target: <= 0.5 s per case). Prints a table, the medians, and
@@ -44,7 +44,8 @@ STAGES = ("load", "attribution", "graph", "metrics", "faithful", "compare", "htm
 
 class StagePeaks:
     """Resident memory sampled every 20 ms, the highest value kept for the innermost stage
-    running at that moment: which stage sets a case's peak (ru_maxrss says only how high)."""
+    running at that moment: which stage sets a case's peak (ru_maxrss says only how high).
+    A stage shorter than one sample may show 0; Linux only (/proc/self/statm)."""
 
     def __init__(self) -> None:
         self.stack: list[str] = []
@@ -60,9 +61,14 @@ class StagePeaks:
 
     def _sample(self) -> None:
         while not self.stop.wait(0.02):
-            if self.stack:
-                stage = self.stack[-1]
-                self.peaks[stage] = max(self.peaks.get(stage, 0.0), self.rss_gb())
+            rss = self.rss_gb()
+            top = self.stack[-1:]  # one read: the main thread may pop in between two
+            if top:
+                self.peaks[top[0]] = max(self.peaks.get(top[0], 0.0), rss)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
 
     @contextlib.contextmanager
     def stage(self, name: str, times: dict[str, float]):
@@ -121,7 +127,7 @@ def child(case_path: str, pdf: bool, out: Path) -> dict:
     if pdf:
         with peaks.stage("pdf", times):
             build_mod._cached_figures(result, latex.render_latex)
-    peaks.stop.set()
+    peaks.close()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB -> GiB
     return {
         "case": case.id,
@@ -147,7 +153,7 @@ def main() -> None:
     parser.add_argument("cases", nargs="+")
     parser.add_argument("--no-pdf", action="store_true")
     parser.add_argument("--rebuild", action="store_true")
-    parser.add_argument("--keep", type=Path, help="keep each case's build in KEEP/<case id>")
+    parser.add_argument("--keep", type=Path, help="keep each case's build in KEEP/<case file stem>")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     pdf = not args.no_pdf

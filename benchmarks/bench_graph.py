@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 import lxt
+from lxt import decoder_blocks
 from reportgen.graph.packed import model_packing_size, packed_rows
-from reportgen.graph.trace import chain, decoder_blocks, trace
+from reportgen.graph.trace import chain, trace
 from reportgen.models import load_model
 from reportgen.objectives import Objective
 

@@ -82,7 +82,7 @@ def forward_kwargs(model: Any) -> dict[str, Any]:
 # From this many tokens on, the explaining backward recomputes each block's forward instead of
 # keeping every block's activations from the forward pass. Kept, they grow with tokens x layers
 # x width: 17.9 GB at 10,168 tokens of Gemma 3 270M, which alone broke the 16 GB a 10k-token
-# case may take; recomputed, 5.2 GB, for one more forward pass (about +25 % of the step's time).
+# case may take; recomputed, 5.2 GB, for one more forward pass (143 -> 165 s measured, noisy).
 # The graph's trace checkpoints its blocks from the same length (graph.session.CHECKPOINT_FROM).
 RECOMPUTE_FROM_TOKENS = 4096
 
@@ -96,10 +96,13 @@ def recomputed_blocks(model: Any) -> Iterator[None]:
     try:
         blocks = lxt.decoder_blocks(model)
     except lxt.UnsupportedArchitectureError:
+        blocks = None
+    if blocks is None:
         yield
         return
     from torch.utils.checkpoint import checkpoint
 
+    own = [block.__dict__.get("forward") for block in blocks]  # a wrapper someone else set
     for block in blocks:
         forward = block.forward
 
@@ -110,8 +113,11 @@ def recomputed_blocks(model: Any) -> Iterator[None]:
     try:
         yield
     finally:
-        for block in blocks:
-            del block.forward  # the class's own forward again
+        for block, forward in zip(blocks, own, strict=True):
+            if forward is None:
+                del block.forward  # the class's own forward again
+            else:
+                block.forward = forward
 
 
 def input_gradient(

@@ -2,7 +2,8 @@
 
     .venv/bin/python scripts/probe_long_failure.py gemma3-270m socket.py QUESTIONS.txt
     .venv/bin/python scripts/probe_long_failure.py gemma3-270m socket.py QUESTIONS.txt \\
-        --case 6 --id socket-has-dualstack-10k --out benchmarks/cases/socket-has-dualstack-10k.toml
+        --case 6 --id socket-has-dualstack-ipv6-10k \\
+        --out benchmarks/cases/socket-has-dualstack-ipv6-10k.toml
 
 QUESTIONS.txt holds one ``question|right answer`` per line. The file is forwarded once; each
 question continues from a copy of its key/value cache, so eight questions on 10k tokens cost
@@ -23,10 +24,12 @@ from __future__ import annotations
 import argparse
 import copy
 import sysconfig
+import tomllib
 from pathlib import Path
 
 import torch
 
+from reportgen.cases import parse_case
 from reportgen.inputs import PromptSpec, prepare_input
 from reportgen.models import load_model
 from reportgen.toml_values import toml_value
@@ -107,9 +110,10 @@ def write_case(loaded, args: argparse.Namespace, questions: list[tuple[str, str]
     doc_start = head.index(source)
     q_start = prompt.index("Question: ")
     def_start = source.find(f"def {right}(")
-    doc_open = source.find('"""', def_start)
+    body = source.find("\n", source.find(":\n", def_start)) + 1  # the line after the signature
+    doc_open = source.find('"""', body)
     doc_close = source.find('"""', doc_open + 3)
-    if min(def_start, doc_open, doc_close) < 0:
+    if def_start < 0 or doc_open < 0 or source[body:doc_open].strip() or doc_close < 0:
         raise SystemExit(f"no `def {right}(` with a docstring in {args.module_file}")
     definition = (doc_start + def_start, doc_start + doc_close + 3)
     fields = {
@@ -142,6 +146,7 @@ def write_case(loaded, args: argparse.Namespace, questions: list[tuple[str, str]
         },
     }
     text = "".join(f"{k} = {toml_value(v)}\n" for k, v in fields.items())
+    parse_case(tomllib.loads(text), args.out)  # what we write must be a valid case
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text, encoding="utf-8")
     print(f"wrote {args.out}: segments {fields['segments']}, relevant {fields['relevant']}")

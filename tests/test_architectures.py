@@ -7,7 +7,8 @@ import torch
 from tiny_models import ARCHITECTURES, tiny_model
 
 import lxt
-from reportgen.graph.trace import decoder_blocks, trace
+from lxt import decoder_blocks
+from reportgen.graph.trace import trace
 from reportgen.objectives import Objective
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -7,9 +7,9 @@ from tiny_models import tiny_model
 
 import reportgen.graph.closed as closed_module
 import reportgen.graph.stream as stream
+from lxt import decoder_blocks
 from reportgen.graph.closed import closed_form, closed_form_graph
 from reportgen.graph.prune import prune_cumulative_mass, prune_threshold
-from reportgen.graph.trace import decoder_blocks
 from reportgen.graph.types import AttributionGraph
 from reportgen.objectives import Objective
 

@@ -23,7 +23,6 @@ from .trace import (
     Trace,
     chain,
     check_blocks,
-    decoder_blocks,
     mid_module,
     node_relevance,
     token_strings,
@@ -131,7 +130,7 @@ def build_graph(
     ids = torch.tensor([list(token_ids)], device=device)
     if traced is None:
         traced = trace(model, ids, objective, split=split)
-    blocks = decoder_blocks(model)
+    blocks = lxt.decoder_blocks(model)
     architecture = lxt.architecture_of(model)
     n = ids.shape[1]
     if batch_size is None:
@@ -254,7 +253,7 @@ def packed_head_edges(
     ids = torch.tensor([list(token_ids)], device=device)
     if traced is None:
         traced = trace(model, ids, objective, split=False)
-    all_blocks = decoder_blocks(model)
+    all_blocks = lxt.decoder_blocks(model)
     if len(traced.states) != len(all_blocks) + 1:
         raise ValueError("the per-head reference needs a trace without the mid-block split")
     chosen = check_blocks(blocks, len(all_blocks))

@@ -31,7 +31,7 @@ from ..attention_impl import attention_function
 from ..attribution import RECOMPUTE_FROM_TOKENS
 from ..objectives import Objective
 from .closed_layer import AttentionCall, LayerTensors, layer_tensors
-from .trace import Trace, decoder_blocks, node_relevance, replay, trace
+from .trace import Trace, node_relevance, replay, trace
 
 #: the registered attention implementation (and mask implementation) used while capturing
 IMPLEMENTATION = "reportgen_closed_form"
@@ -307,7 +307,7 @@ def open_session(
             f"no closed form for {type(model).__name__}; use the packed backward"
         )
     architecture = lxt.architecture_of(model)
-    blocks = decoder_blocks(model)
+    blocks = lxt.decoder_blocks(model)
     device = next(model.parameters()).device
     ids = torch.tensor([list(token_ids)], device=device)
     if checkpoint is None:

@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 import lxt
-from lxt import decoder_blocks
 
 from ..attribution import forward_kwargs
 from ..objectives import Objective
@@ -66,7 +65,7 @@ def first_output(output: Any) -> torch.Tensor:
 
 def trace(model: nn.Module, token_ids: torch.Tensor, objective: Objective, *, split: bool) -> Trace:
     """Run f's modified backward once, keeping every node state and its gradient."""
-    blocks = decoder_blocks(model)
+    blocks = lxt.decoder_blocks(model)
     architecture = lxt.architecture_of(model)
     calls: list[BlockCall] = []
     block_inputs: list[torch.Tensor] = []
