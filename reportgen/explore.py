@@ -70,6 +70,9 @@ class Config:
         prefix = data.get("prefix") or ""
         if not isinstance(prefix, str):
             raise ExploreError("prefix: must be text")
+        for name, text in (("prompt", prompt), ("prefix", prefix)):
+            if any(0xD800 <= ord(ch) <= 0xDFFF for ch in text):  # JSON allows "\ud800" alone
+                raise ExploreError(f"{name}: holds a lone surrogate (half of a UTF-16 pair)")
         for name in ("chat", "bos"):
             if data.get(name) is not None and not isinstance(data.get(name), bool):
                 raise ExploreError(f"{name}: must be true or false")

@@ -95,6 +95,7 @@ def test_explain_matches_the_pipeline_and_is_cached(app_env) -> None:
         ({**CONFIG, "contrast": None}, "contrast"),
         ({**CONFIG, "mode": "softmax"}, "mode"),
         ({**CONFIG, "chat": "yes"}, "chat"),
+        ({**CONFIG, "prompt": "half a pair \ud800 here"}, "lone surrogate"),
         ({**CONFIG, "surprise": 1}, "unknown field"),
         ([1, 2], "JSON object"),
     ],
@@ -103,7 +104,10 @@ def test_bad_input_is_a_one_line_400(app_env, body, words) -> None:
     client, _, _ = app_env
     saved = {**body, "id": "never-saved"} if isinstance(body, dict) else body
     for url, payload in (("/api/explain", body), ("/api/save", saved)):
-        response = client.post(url, json=payload)
+        # json.dumps escapes a lone surrogate as \ud800 (httpx's json= cannot encode it)
+        response = client.post(
+            url, content=json.dumps(payload), headers={"Content-Type": "application/json"}
+        )
         assert response.status_code == 400, response.text
         message = response.json()["error"]
         assert "\n" not in message and len(message) < 300
