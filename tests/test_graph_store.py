@@ -221,3 +221,27 @@ def test_step_recomputes_damaged_entries_and_no_cache_bypasses(monkeypatch, tmp_
     np.testing.assert_array_equal(_compute(loaded).full.edge_weight, forged.edge_weight)
     fresh = _compute(loaded, use_cache=False)
     _same(fresh.full, first.full)
+
+
+def test_two_writers_of_one_key_do_not_take_each_others_file(monkeypatch, tmp_path):
+    """A second save of the same key lands while the first is between writing its temporary
+    file and renaming it (two workers on two cases that share a graph): both succeed and the
+    entry reads back."""
+    graph, key = _graph(), "k" * 24
+    write_bytes = type(tmp_path).write_bytes
+    nested = []
+
+    def write_then_let_the_other_writer_in(self, data):
+        written = write_bytes(self, data)
+        if not nested:
+            nested.append(self.name)
+            store.save(tmp_path, key, graph, [])  # the other worker, start to end
+        return written
+
+    monkeypatch.setattr(type(tmp_path), "write_bytes", write_then_let_the_other_writer_in)
+    store.save(tmp_path, key, graph, [])
+    assert nested  # the other writer did run in between
+    monkeypatch.undo()
+    loaded, _ = store.load(tmp_path, key, graph.n_tokens)
+    _same(loaded, graph)
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -11,6 +11,8 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
+import secrets
 import warnings
 import zipfile
 from pathlib import Path
@@ -108,14 +110,23 @@ def _read(
     return graph, neurons
 
 
+def _writer() -> str:
+    """A temporary-file tag no other writer shares: process id plus a random part."""
+    return f"{os.getpid()}-{secrets.token_hex(4)}"
+
+
 def save(
     folder: Path, key: str, graph: AttributionGraph, neurons_by_node: list[dict[str, Any]]
 ) -> None:
-    """Write the entry for ``key`` (each file replaced atomically; the metadata last)."""
+    """Write the entry for ``key`` (each file replaced atomically; the metadata last).
+
+    Two workers can save the same key at once (two cases with the same input, model and
+    settings share one graph): each writes its own temporary file, so neither renames the
+    other's away from under it. Both entries are the same computation, so either may win."""
     folder.mkdir(parents=True, exist_ok=True)
     arrays_path, meta_path = _paths(folder, key)
     raw = npz_bytes({"key": np.array(key), **graph.to_npz()})
-    tmp = folder / f".{key}.npz.tmp"
+    tmp = folder / f".{key}.{_writer()}.npz.tmp"
     tmp.write_bytes(raw)
     tmp.replace(arrays_path)
     entry = {
@@ -125,6 +136,6 @@ def save(
         "meta": graph.meta,
         "neurons_by_node": neurons_by_node,
     }
-    tmp = folder / f".{key}.json.tmp"
+    tmp = folder / f".{key}.{_writer()}.json.tmp"
     tmp.write_text(json.dumps(entry), encoding="utf-8")
     tmp.replace(meta_path)
