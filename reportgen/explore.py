@@ -183,20 +183,20 @@ def case_toml(
     lines = [f"id = {toml_value(case_id)}", f"title = {toml_value(title or case_id)}"]
     if description:
         lines.append(f"description = {toml_value(description)}")
-    lines += [f"model = {toml_value(model)}", f"chat = {'true' if config.chat else 'false'}"]
+    lines += [f"model = {toml_value(model)}", f"chat = {toml_value(config.chat)}"]
     lines.append(f"prompt = {toml_value(config.prompt)}")
     prefix_ids = prefix_ids_for(tokenizer, config.prefix)
     if prefix_ids is not None:
         lines.append(f"prefix = {toml_value(config.prefix)}")
-        lines.append(f"prefix_ids = [{', '.join(str(i) for i in prefix_ids)}]")
+        lines.append(f"prefix_ids = {toml_value(list(prefix_ids))}")
     if config.bos is not None:
-        lines.append(f"bos = {'true' if config.bos else 'false'}")
+        lines.append(f"bos = {toml_value(config.bos)}")
     for role in ("target", "contrast"):
         value = getattr(config, role)
         if value is None or (role == "contrast" and config.mode == "max_logit"):
             continue
         token = _case_token(tokenizer, value, role)
-        lines.append(f"{role} = {toml_value(token) if isinstance(token, str) else token}")
+        lines.append(f"{role} = {toml_value(token)}")
     if config.mode != "logit_diff":
         lines.append(f"mode = {toml_value(config.mode)}")
     text = "\n".join(lines) + "\n"
