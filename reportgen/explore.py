@@ -9,33 +9,63 @@ that very case file (exact ``prefix_ids``) into the cases folder, so `reportgen 
 unchanged.
 
 FastAPI is imported with this module, which the CLI imports only inside the command (route
-annotations must resolve at module level). The app binds to 127.0.0.1 only. Bad input is answered with HTTP 400 and a one-line reason
-(``{"error": ...}``), which the page shows."""
+annotations must resolve at module level). Bad input is answered with HTTP 400 and a one-line
+reason (``{"error": ...}``), which the page shows.
+
+Only its own page drives it: the app binds to 127.0.0.1, answers only ``Host:
+127.0.0.1:PORT`` / ``localhost:PORT`` (no DNS rebinding), and every ``/api/`` route and every
+non-GET request needs the same origin (``Origin``, ``Sec-Fetch-Site``), the per-run token the
+served page holds (``X-Reportgen-Token``) and, for a body, ``Content-Type: application/json``
+(which no cross-site form or no-cors fetch can send without a CORS preflight, which fails);
+anything else is a one-line 403. Its rendered views live in a folder of the reportgen cache
+that is removed on exit (folders of killed runs are removed by the next run), and no response
+shows a whole absolute path of this machine (:meth:`Explorer.public`)."""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
+import hmac
 import json
-import tempfile
+import os
+import re
+import secrets
+import shutil
 import threading
-from dataclasses import dataclass
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from .cases import ID_PATTERN, load_case, parse_case
 from .errors import ReportgenError, TokenError
 from .inputs import PromptSpec, prepare_input, resolve_token
-from .models import LoadedModel
+from .cli.localweb import host_problem, public_path
+from .models import LoadedModel, cache_dir
 from .objectives import MODES
+from .progress import StepClock, format_seconds
+from .results import CaseResult
 from .toml_values import toml_value
 
 TOP_K = 10
 MAX_PROMPT_CHARS = 200_000
+TOKEN_HEADER = "X-Reportgen-Token"
+#: on every answer: no framing by another site, no type sniffing, no referrer, no caching
+SECURITY_HEADERS = {
+    "X-Frame-Options": "SAMEORIGIN",
+    "Content-Security-Policy": "frame-ancestors 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+DOWNLOAD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 class ExploreError(ReportgenError):
@@ -206,6 +236,117 @@ def case_toml(
     return text
 
 
+def work_root() -> Path:
+    """Where explorers keep their rendered views: one folder per run, under the cache."""
+    return cache_dir() / "explore"
+
+
+class RunFolder:
+    """This run's folder under :func:`work_root`, held by an exclusive lock on its ``.lock``
+    file while the run lives; removed by :meth:`close` (on exit), or -- when the run was
+    killed -- by the next explorer, which finds the lock free."""
+
+    def __init__(self) -> None:
+        root = work_root()
+        root.mkdir(parents=True, exist_ok=True)
+        clean_stale_runs(root)
+        self.path = root / f"run-{os.getpid()}-{secrets.token_hex(4)}"
+        self.path.mkdir()
+        self._lock = _hold_lock(self.path / ".lock")
+        self._closed = False
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self._lock is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lock)
+        atexit.unregister(self.close)
+
+
+def _hold_lock(path: Path) -> int | None:
+    """An open descriptor holding an exclusive ``flock`` on ``path`` (None without fcntl)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock, so folders of killed runs stay
+        os.close(fd)
+        return None
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def clean_stale_runs(root: Path, *, grace_s: float = 60.0) -> list[Path]:
+    """Remove the folders of explorers that are gone (their lock is free; a folder killed
+    before it had a lock, once it is ``grace_s`` old). Returns what was removed."""
+    try:
+        import fcntl
+    except ImportError:
+        return []
+    removed = []
+    for folder in root.glob("run-*"):
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        lock = folder / ".lock"
+        try:
+            fd = os.open(lock, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
+        except FileNotFoundError:
+            if time.time() - folder.stat().st_mtime < grace_s:
+                continue
+        except OSError:
+            continue
+        else:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a live explorer holds it
+            finally:
+                os.close(fd)
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def request_problem(
+    method: str, path: str, headers: Mapping[str, str], *, port: int, token: str
+) -> str | None:
+    """None when the explorer may answer this request, else the one line of its 403.
+
+    Every request: the Host is this server. ``/api/`` routes and every method but GET/HEAD
+    also: no foreign ``Origin`` (it must be the page's own), ``Sec-Fetch-Site`` (when sent)
+    ``same-origin``, the run's token in ``X-Reportgen-Token``, and for anything with a body
+    ``Content-Type: application/json``."""
+    host = headers.get("host")
+    problem = host_problem(host, port)
+    if problem is not None or host is None:
+        return problem
+    if method in ("GET", "HEAD") and not path.startswith("/api/"):
+        return None
+    origin = headers.get("origin")
+    if origin is not None and origin.strip().lower() != f"http://{host.strip().lower()}":
+        return (
+            f"forbidden: a request from another page ({origin[:80]!r}); only the explorer's "
+            f"own page (http://{host}/) may use its API"
+        )
+    site = headers.get("sec-fetch-site")
+    if site is not None and site.strip().lower() != "same-origin":
+        return f"forbidden: a {site[:20]} request; only the explorer's own page may use its API"
+    given = headers.get(TOKEN_HEADER.lower())
+    if given is None or not hmac.compare_digest(given.encode(), token.encode()):
+        return (
+            f"forbidden: missing or wrong {TOKEN_HEADER} (the explorer's own page sends it; "
+            "reload it after restarting the explorer)"
+        )
+    if method not in ("GET", "HEAD"):
+        kind = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if kind != "application/json":
+            return f"forbidden: the body must be sent as Content-Type: application/json, not {kind[:40]!r}"
+    return None
+
+
 class Explorer:
     """The model, the computed views (by configuration) and the cases folder of one app."""
 
@@ -213,18 +354,86 @@ class Explorer:
         self.loaded, self.model, self.cases_dir = loaded, model, Path(cases_dir)
         self.lock = threading.Lock()  # one computation at a time on the one model
         self.views: dict[str, dict[str, Any]] = {}
-        self.work = Path(tempfile.mkdtemp(prefix="reportgen-explore-"))
+        self.results: dict[str, CaseResult] = {}  # by view key: what a saved case may reuse
+        self.run_folder = RunFolder()
+        self.work = self.run_folder.path
+        self._status: dict[str, Any] = {"running": False, "line": "", "started": 0.0}
+        self._hidden = self._hidden_paths()
 
+    def close(self) -> None:
+        """Remove this run's folder (the app's shutdown and the process's exit call it)."""
+        self.run_folder.close()
+
+    # -- what a page may see ------------------------------------------------------------
+    def _hidden_paths(self) -> list[tuple[re.Pattern[str], str]]:
+        """Absolute paths of this machine a response may contain, longest first, each with
+        what the page sees instead (:func:`~reportgen.cli.localweb.public_path`)."""
+        places: dict[str, str] = {}
+
+        def add(path: Path | str, shown: str) -> None:
+            raw = os.fspath(path)
+            if os.path.isabs(raw) and len(raw) > 1:
+                places.setdefault(raw, shown)
+                places.setdefault(os.path.realpath(raw), shown)
+
+        add(self.work, "(explorer work folder)")
+        add(cache_dir().expanduser().absolute(), "(reportgen cache)")
+        add(self.cases_dir.absolute(), public_path(self.cases_dir))
+        if Path(self.model).expanduser().exists():
+            add(Path(self.model).expanduser().absolute(), public_path(self.model))
+        add(Path.cwd(), ".")
+        add(Path.home(), "~")
+        end = r"(?=[/\\\s'\"),;:]|$)"
+        return [
+            (re.compile(re.escape(raw) + end), shown)
+            for raw, shown in sorted(places.items(), key=lambda item: -len(item[0]))
+        ]
+
+    def public(self, text: str) -> str:
+        """``text`` with every absolute path this explorer knows of replaced by its public
+        form: the folder relative to the working folder, ``~/...``, or a short tail."""
+        for pattern, shown in self._hidden:
+            text = pattern.sub(lambda _m, shown=shown: shown, text)
+        return text
+
+    def _public_result(self, result: CaseResult) -> CaseResult:
+        return replace(
+            result,
+            model=self.public(result.model),
+            case_toml=self.public(result.case_toml),
+            environment={
+                k: self.public(v) if isinstance(v, str) else v
+                for k, v in result.environment.items()
+            },
+        )
+
+    # -- progress ----------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """Whether an explanation runs, its step line with a time estimate, seconds so far."""
+        state = self._status
+        elapsed = time.perf_counter() - state["started"] if state["running"] else 0.0
+        line = state["line"]
+        if state["running"]:
+            line = f"{line or 'starting'} \u00b7 {format_seconds(elapsed)} so far"
+        return {"running": state["running"], "line": line, "elapsed_s": round(elapsed, 1)}
+
+    def _set_line(self, line: str) -> None:
+        self._status = {**self._status, "line": line}
+
+    # -- the work ----------------------------------------------------------------------
     def predict(self, config: Config) -> dict[str, Any]:
         with self.lock:
             return predict(self.loaded, config)
 
+    def view_key(self, config: Config) -> str:
+        probe = case_toml(self.loaded, config, model=self.model, case_id="explore")
+        return hashlib.sha256(probe.encode()).hexdigest()[:16]
+
     def explain(self, config: Config) -> dict[str, Any]:
-        from .compute import compute_case
+        from . import compute
         from .render.html import render_dossier_page
 
-        probe = case_toml(self.loaded, config, model=self.model, case_id="explore")
-        key = hashlib.sha256(probe.encode()).hexdigest()[:16]
+        key = self.view_key(config)
         with self.lock:
             if key not in self.views:
                 case_id = f"explore-{key[:10]}"
@@ -233,13 +442,25 @@ class Explorer:
                 )
                 path = self.work / f"{case_id}.toml"
                 path.write_text(text, encoding="utf-8")
-                result = compute_case(load_case(path), self.loaded, command="reportgen explore")
-                page = render_dossier_page(result, self.work / case_id, single_file=True)
+                self._status = {"running": True, "line": "", "started": time.perf_counter()}
+                try:
+                    result = compute.compute_case(
+                        load_case(path),
+                        self.loaded,
+                        command="reportgen explore",
+                        progress=StepClock(self._set_line),
+                    )
+                finally:
+                    self._status = {**self._status, "running": False}
+                folder = self.work / case_id
+                page = render_dossier_page(self._public_result(result), folder, single_file=True)
                 att = result.attribution
+                self.results[key] = result
                 self.views[key] = {
                     "key": key,
-                    "view": f"/view/{key}",
+                    "view": f"/view/{key}/",
                     "html": page.read_text(encoding="utf-8"),
+                    "folder": folder,
                     "explained": att.explained,
                     "objective": att.objective,
                     "target": att.target.text,
@@ -250,7 +471,18 @@ class Explorer:
                 }
             else:
                 self.views[key] = {**self.views[key], "cached": True}
-        return {k: v for k, v in self.views[key].items() if k != "html"}
+        return {k: v for k, v in self.views[key].items() if k not in ("html", "folder")}
+
+    def download(self, key: str, name: str) -> Path | None:
+        """A file of view ``key``'s dossier folder (data.json, relevance.csv, ...), or None:
+        plain names only, regular files only, no symlinks."""
+        entry = self.views.get(key)
+        if entry is None or not DOWNLOAD_NAME.fullmatch(name) or name == "index.html":
+            return None
+        path = entry["folder"] / name
+        if path.is_symlink() or not path.is_file():
+            return None
+        return path
 
     def save(self, config: Config, case_id: str, title: str, description: str) -> dict[str, Any]:
         text = case_toml(
@@ -267,20 +499,87 @@ class Explorer:
             with open(path, "x", encoding="utf-8") as f:  # never overwrite a case
                 f.write(text)
         except FileExistsError:
-            raise ExploreError(f"id: {path} exists already; choose another id") from None
-        return {"path": str(path), "toml": text}
+            raise ExploreError(
+                f"id: {self.public(str(path))} exists already; choose another id"
+            ) from None
+        reused = self._share_result(config, path, text)
+        return {"path": self.public(str(path)), "toml": self.public(text), "cached": reused}
+
+    def _share_result(self, config: Config, path: Path, text: str) -> bool:
+        """Put the explained result of ``config`` into the result cache under the key `build`
+        computes for the saved case file, so building it reuses explore's work. The numbers
+        depend on none of what differs (id, title, description); the model's identity and the
+        runtime are checked, a mismatch (or nothing explained yet) leaves the cache alone."""
+        from . import compute
+        from .runner.driver import _key_runtime
+        from .runner.settings import ModelRuntime
+
+        result = self.results.get(self.view_key(config))
+        if result is None:
+            return False
+        case = load_case(path)
+        identity = compute.model_identity(case.model)
+        if identity != result.environment.get("model_identity") or case.compare:
+            return False
+        runtime = ModelRuntime(str(self.loaded.device), self.loaded.dtype, self.loaded.quantization)
+        key = compute.result_key(case, text, _key_runtime(case, {case.model: runtime}))
+        compute.store_result(
+            key,
+            replace(
+                result,
+                case_id=case.id,
+                title=case.title,
+                description=case.description,
+                model=case.model,
+                tags=dict(case.tags),
+                segments={name: list(span) for name, span in case.segments.items()},
+                case_file=path.name,
+                case_toml=text,
+            ),
+        )
+        return True
 
 
-def create_app(loaded: LoadedModel, *, model: str, cases_dir: Path) -> FastAPI:
-    """The FastAPI app of one explorer (``uvicorn.run(app, host="127.0.0.1")``)."""
+def create_app(loaded: LoadedModel, *, model: str, cases_dir: Path, port: int) -> FastAPI:
+    """The FastAPI app of one explorer, for ``uvicorn.run(app, host="127.0.0.1", port=port)``
+    (the Host header must name that port). Its run folder is removed when the app shuts down
+    (or the process exits)."""
     from .render.explore_page import explore_page
 
     explorer = Explorer(loaded, model=model, cases_dir=cases_dir)
-    app = FastAPI(title="reportgen explore", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.explorer = explorer
+    token = secrets.token_urlsafe(32)
 
-    def bad(message: str) -> JSONResponse:
-        return JSONResponse({"error": " ".join(str(message).split())}, status_code=400)
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            explorer.close()
+
+    app = FastAPI(
+        title="reportgen explore",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
+    app.state.explorer = explorer
+    app.state.token = token
+
+    def bad(message: str, status: int = 400) -> JSONResponse:
+        line = " ".join(explorer.public(str(message)).split())
+        return JSONResponse({"error": line}, status_code=status, headers=SECURITY_HEADERS)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Any:
+        problem = request_problem(
+            request.method, request.url.path, request.headers, port=port, token=token
+        )
+        if problem is not None:
+            return bad(problem, 403)
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        return response
 
     @app.exception_handler(ReportgenError)
     async def _reportgen_error(request: Request, exc: ReportgenError) -> JSONResponse:
@@ -302,7 +601,11 @@ def create_app(loaded: LoadedModel, *, model: str, cases_dir: Path) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
-        return explore_page(model=model, cases_dir=str(cases_dir))
+        return explore_page(
+            model=explorer.public(model),
+            cases_dir=explorer.public(str(cases_dir)),
+            token=token,
+        )
 
     @app.post("/api/predict")
     async def api_predict(request: Request) -> dict[str, Any]:
@@ -314,12 +617,29 @@ def create_app(loaded: LoadedModel, *, model: str, cases_dir: Path) -> FastAPI:
         config = Config.from_json(await body(request))
         return await run_in_threadpool(explorer.explain, config)
 
+    @app.get("/api/progress")
+    async def api_progress() -> dict[str, Any]:
+        return explorer.status()
+
     @app.get("/view/{key}", response_class=HTMLResponse)
+    def view_without_slash(key: str) -> Any:
+        if key not in explorer.views:
+            return bad("no such view; explain the prompt again", 404)
+        return RedirectResponse(f"/view/{key}/", status_code=307)
+
+    @app.get("/view/{key}/", response_class=HTMLResponse)
     def view(key: str) -> Any:
         entry = explorer.views.get(key)
         if entry is None:
-            return JSONResponse({"error": "no such view; explain the prompt again"}, 404)
+            return bad("no such view; explain the prompt again", 404)
         return entry["html"]
+
+    @app.get("/view/{key}/{name}")
+    def view_file(key: str, name: str) -> Any:
+        path = explorer.download(key, name)
+        if path is None:
+            return bad("no such file; explain the prompt again", 404)
+        return FileResponse(path, filename=name)
 
     @app.post("/api/save")
     async def api_save(request: Request) -> dict[str, Any]:
@@ -332,6 +652,6 @@ def create_app(loaded: LoadedModel, *, model: str, cases_dir: Path) -> FastAPI:
         description = data.get("description") or ""
         if not isinstance(title, str) or not isinstance(description, str):
             raise ExploreError("title and description must be text")
-        return explorer.save(config, case_id, title, description)
+        return await run_in_threadpool(explorer.save, config, case_id, title, description)
 
     return app

@@ -14,6 +14,7 @@ from tiny_models import save_tiny_llama
 
 from reportgen.cases import load_case, parse_case
 from reportgen.cli import main
+from reportgen.cli.localweb import public_path
 from reportgen.inputs import PromptSpec
 from reportgen.models import load_model
 from reportgen.pipeline import Question, explain
@@ -26,14 +27,30 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     return save_tiny_llama(tmp_path_factory.mktemp("tiny-explore"))
 
 
+PORT = 8765
+BASE = f"http://127.0.0.1:{PORT}"
+
+
 @pytest.fixture(scope="module")
-def app_env(model_dir: str, tmp_path_factory: pytest.TempPathFactory):
+def module_cache(tmp_path_factory: pytest.TempPathFactory):
+    """The session's cache (conftest sets it per test; a module's app is made before that)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REPORTGEN_CACHE", str(tmp_path_factory.getbasetemp() / "reportgen-cache"))
+        yield
+
+
+@pytest.fixture(scope="module")
+def app_env(model_dir: str, tmp_path_factory: pytest.TempPathFactory, module_cache):
     from reportgen.explore import create_app
 
     loaded = load_model(model_dir)
     cases = tmp_path_factory.mktemp("explore-cases")
-    app = create_app(loaded, model=model_dir, cases_dir=cases)
-    return fastapi_testclient.TestClient(app), loaded, cases
+    app = create_app(loaded, model=model_dir, cases_dir=cases, port=PORT)
+    client = fastapi_testclient.TestClient(
+        app, base_url=BASE, headers={"X-Reportgen-Token": app.state.token}
+    )
+    yield client, loaded, cases
+    app.state.explorer.close()
 
 
 CONFIG = {
@@ -78,6 +95,7 @@ def test_explain_matches_the_pipeline_and_is_cached(app_env) -> None:
     assert data["cached"] is False and data["graph_edges"] > 0
     again = client.post("/api/explain", json=CONFIG).json()
     assert again["key"] == data["key"] and again["cached"] is True
+    assert data["view"] == f"/view/{data['key']}/"
     view = client.get(data["view"])
     assert view.status_code == 200
     for section in ('id="heatmap"', 'id="graph-explorer"', 'id="metrics"'):
@@ -123,8 +141,13 @@ def test_saved_case_equals_the_hand_written_one_and_builds(app_env, model_dir, t
     body = {**CONFIG, "id": "saved-case", "title": "Saved from the explorer"}
     saved = client.post("/api/save", json=body)
     assert saved.status_code == 200, saved.text
-    path = Path(saved.json()["path"])
-    assert path == cases / "saved-case.toml" and path.read_text() == saved.json()["toml"]
+    path = cases / "saved-case.toml"
+    shown = saved.json()["path"]  # the folder's tail, never the whole absolute path
+    assert shown.startswith("\u2026/") and shown.endswith(f"/{cases.name}/saved-case.toml")
+    assert str(cases.parent) not in shown
+    # the file as written, its model path shown as the page shows paths (no absolute path)
+    assert saved.json()["toml"] == path.read_text().replace(model_dir, public_path(model_dir))
+    assert model_dir in path.read_text() and model_dir not in saved.json()["toml"]
     prefix_ids = loaded.tokenizer.encode("the capital", add_special_tokens=False)
     by_hand = f"""
 id = "saved-case"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -56,9 +55,12 @@ def explore(model_spec: str, port: int, cases_dir: Path) -> None:
     from ..models import load_model
 
     loaded = load_model(model_spec)
-    app = create_app(loaded, model=model_spec, cases_dir=cases_dir)
+    app = create_app(loaded, model=model_spec, cases_dir=cases_dir, port=port)
     click.echo(f"reportgen explore: {model_spec} on http://127.0.0.1:{port} (Ctrl+C stops)")
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    try:
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    finally:
+        app.state.explorer.close()  # its folder in the cache (also on a failed start)
 
 
 @click.command()
@@ -72,10 +74,11 @@ def explore(model_spec: str, port: int, cases_dir: Path) -> None:
 )
 @one_line_errors
 def serve(port: int, directory: Path) -> None:
-    """Preview the built site on http://localhost:PORT."""
+    """Preview the built site on http://localhost:PORT (that Host only; files of the site only,
+    symlinks leading out of it are 404)."""
     import errno
-    import functools
-    import http.server
+
+    from .localweb import site_server
 
     if not 0 < port < 65536:
         raise click.ClickException(f"--port {port}: give a port between 1 and 65535, e.g. 8000")
@@ -85,16 +88,8 @@ def serve(port: int, directory: Path) -> None:
             f"{directory}` first or give --dir"
         )
 
-    class SiteHandler(http.server.SimpleHTTPRequestHandler):
-        """Files of the site only: a folder without index.html is a 404, never a listing."""
-
-        def list_directory(self, path: Any) -> None:
-            self.send_error(404, "Not Found")
-            return None
-
-    handler = functools.partial(SiteHandler, directory=str(directory))
     try:
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+        server = site_server(directory, port)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise click.ClickException(

@@ -6,7 +6,9 @@ from .extras import asset_tags
 from .html import environment, inline_style, stylesheet
 
 
-def explore_page(*, model: str, cases_dir: str) -> str:
+def explore_page(*, model: str, cases_dir: str, token: str) -> str:
+    """The page; ``token`` is the run's secret, which the page's script sends with every API
+    call (a page of another site cannot read it)."""
     page = {
         "title": f"reportgen explore \u2014 {model}",
         "css_inline": inline_style(stylesheet()),
@@ -15,5 +17,5 @@ def explore_page(*, model: str, cases_dir: str) -> str:
     return (
         environment()
         .get_template("explore.html.j2")
-        .render(page=page, app={"model": model, "cases_dir": cases_dir})
+        .render(page=page, app={"model": model, "cases_dir": cases_dir, "token": token})
     )

@@ -4,6 +4,8 @@
   function $(id) { return document.getElementById(id); }
   var chosen = {target: null, contrast: null};  // {id, text} picked from the top-k list
   var errorBox = $("ex-error"), status = $("ex-status");
+  // the run's secret: the server answers API calls only with it (other pages cannot read it)
+  var token = document.querySelector("meta[name=reportgen-token]").getAttribute("content");
   function showError(message) { errorBox.textContent = message; errorBox.hidden = false; }
   function clearError() { errorBox.hidden = true; errorBox.textContent = ""; }
   function mode() { return document.querySelector("input[name=ex-mode]:checked").value; }
@@ -22,7 +24,10 @@
   }
   function post(url, body) {
     status.textContent = "working\u2026";
-    return fetch(url, {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)})
+    return fetch(url, {
+      method: "POST", credentials: "same-origin", body: JSON.stringify(body),
+      headers: {"Content-Type": "application/json", "X-Reportgen-Token": token}
+    })
       .then(function (response) {
         return response.json().then(function (data) {
           status.textContent = "";
@@ -66,20 +71,43 @@
       if (!$("ex-target").value && data.top_k.length) { pick("target", data.top_k[0]); }
     }).catch(function (err) { showError(err.message); });
   });
+  // while explaining: the step, its estimate and the time so far, polled from the server
+  var progressBox = $("ex-progress"), polling = null;
+  function pollProgress() {
+    fetch("/api/progress", {credentials: "same-origin", headers: {"X-Reportgen-Token": token}})
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (data) {
+        if (polling !== null && data && data.running) {
+          progressBox.textContent = data.line; progressBox.hidden = false;
+        }
+      }, function () {});
+  }
+  function startProgress() {
+    progressBox.textContent = "starting\u2026"; progressBox.hidden = false;
+    polling = window.setInterval(pollProgress, 500);
+  }
+  function stopProgress() {
+    if (polling !== null) { window.clearInterval(polling); polling = null; }
+    progressBox.hidden = true; progressBox.textContent = "";
+  }
   $("ex-explain").addEventListener("click", function () {
+    startProgress();
     post("/api/explain", config()).then(function (data) {
+      stopProgress();
       $("ex-result").hidden = false;
       $("ex-summary").textContent = data.objective + " = " + fmt(data.explained, 5) + " over " +
         data.n_tokens + " tokens; " + data.graph_edges + " graph edges" + (data.cached ? " (cached)" : "") + ".";
       $("ex-view").setAttribute("data-key", data.key);
       $("ex-view").src = data.view;
-    }).catch(function (err) { showError(err.message); });
+    }).catch(function (err) { stopProgress(); showError(err.message); });
   });
   $("ex-save").addEventListener("click", function () {
     var body = config();
     body.id = $("ex-id").value; body.title = $("ex-title").value;
+    body.description = $("ex-description").value;
     post("/api/save", body).then(function (data) {
-      $("ex-saved-path").textContent = "Saved " + data.path;
+      $("ex-saved-path").textContent = "Saved " + data.path + (data.cached
+        ? " (reportgen build reuses this result: nothing to recompute)" : "");
       $("ex-saved").textContent = data.toml;
       $("ex-saved").hidden = false;
     }).catch(function (err) { showError(err.message); });
