@@ -397,15 +397,20 @@ class Explorer:
         return text
 
     def _public_result(self, result: CaseResult) -> CaseResult:
-        return replace(
-            result,
-            model=self.public(result.model),
-            case_toml=self.public(result.case_toml),
-            environment={
-                k: self.public(v) if isinstance(v, str) else v
-                for k, v in result.environment.items()
-            },
-        )
+        """``result`` with :meth:`public` applied to every text in it (the model's path is in
+        the environment, the attribution and the case file): what the view and its downloads
+        are rendered from. The result cache keeps the exact one."""
+
+        def walk(value: Any) -> Any:
+            if isinstance(value, str):
+                return self.public(value)
+            if isinstance(value, dict):
+                return {k: walk(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [walk(v) for v in value]
+            return value
+
+        return CaseResult.from_json(walk(result.to_json()))
 
     # -- progress ----------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -450,10 +455,13 @@ class Explorer:
                         command="reportgen explore",
                         progress=StepClock(self._set_line),
                     )
+                    self._set_line("rendering the dossier")
+                    folder = self.work / case_id
+                    page = render_dossier_page(
+                        self._public_result(result), folder, single_file=True
+                    )
                 finally:
-                    self._status = {**self._status, "running": False}
-                folder = self.work / case_id
-                page = render_dossier_page(self._public_result(result), folder, single_file=True)
+                    self._status = {"running": False, "line": "", "started": 0.0}
                 att = result.attribution
                 self.results[key] = result
                 self.views[key] = {

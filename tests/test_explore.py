@@ -5,8 +5,9 @@ dossier's views computed by the pipeline and cached by configuration, one-line 4
 from __future__ import annotations
 
 import json
+import re
+import time
 import tomllib
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -180,3 +181,100 @@ contrast = "lyon"
 def test_cli_explore_is_registered() -> None:
     result = CliRunner().invoke(main, ["explore", "--help"])
     assert result.exit_code == 0 and "127.0.0.1" in result.output
+
+
+def test_explain_reports_progress_with_an_estimate(app_env, monkeypatch) -> None:
+    """While explaining, /api/progress says the step, how much of it is done, the time left
+    and the time so far (the build's StepClock); afterwards it says nothing runs."""
+    import threading
+
+    from reportgen import compute
+
+    client, _, _ = app_env
+    real, gate, reached = compute.compute_case, threading.Event(), threading.Event()
+
+    def gated(case, loaded, *, progress, **kwargs):
+        progress("graph", 0, 4)
+        time.sleep(0.05)
+        progress("graph", 1, 4)
+        reached.set()
+        assert gate.wait(60)
+        return real(case, loaded, progress=progress, **kwargs)
+
+    monkeypatch.setattr(compute, "compute_case", gated)
+    answer: dict = {}
+    worker = threading.Thread(
+        target=lambda: answer.update(
+            response=client.post("/api/explain", json={**CONFIG, "prompt": "progress please"})
+        )
+    )
+    worker.start()
+    try:
+        assert reached.wait(60)
+        status = client.get("/api/progress").json()
+        assert status["running"] is True and status["elapsed_s"] > 0
+        assert status["line"].startswith("graph: layer 1 of 4, ~") and " left" in status["line"]
+        assert "so far" in status["line"]
+    finally:
+        gate.set()
+        worker.join(120)
+    assert answer["response"].status_code == 200, answer["response"].text
+    assert client.get("/api/progress").json() == {"running": False, "line": "", "elapsed_s": 0.0}
+
+
+def test_the_views_downloads_work(app_env) -> None:
+    client, _, _ = app_env
+    data = client.post("/api/explain", json=CONFIG).json()
+    view = client.get(data["view"]).text
+    hrefs = re.findall(r'<a href="([^"#:]+)" download>', view)
+    assert {"data.json", "relevance.csv", "graph.npz", "edges.csv"} <= set(hrefs)
+    for href in hrefs:  # relative to the view's URL, as the browser resolves them
+        response = client.get(data["view"] + href)
+        assert response.status_code == 200 and len(response.content) > 10, href
+    numbers = client.get(data["view"] + "data.json").json()
+    assert numbers["attribution"]["explained"] == pytest.approx(data["explained"], rel=1e-6)
+    for bad in ("index.html", "..%2Fsecret", ".lock", "nope.json"):
+        assert client.get(data["view"] + bad).status_code == 404, bad
+    assert client.get(f"/view/{'0' * 16}/data.json").status_code == 404
+    without_slash = client.get(f"/view/{data['key']}", follow_redirects=False)
+    assert without_slash.status_code == 307
+    assert without_slash.headers["location"] == data["view"]
+
+
+def test_a_saved_case_builds_from_explores_result(app_env, tmp_path, monkeypatch) -> None:
+    """Saved after explaining, the case is in the result cache under the key `build` computes:
+    build computes nothing (compute_case is never called) and publishes explore's numbers
+    with the saved id, title, description and case file."""
+    from reportgen import compute
+
+    client, _, cases = app_env
+    config = {**CONFIG, "prompt": "list three primary colors", "target": "green", "contrast": "red"}
+    explained = client.post("/api/explain", json=config).json()
+    assert explained["cached"] is False, explained
+    body = {**config, "id": "from-explore", "title": "Reused", "description": "It says green."}
+    saved = client.post("/api/save", json=body)
+    assert saved.status_code == 200 and saved.json()["cached"] is True, saved.text
+    path = cases / "from-explore.toml"
+    assert tomllib.loads(path.read_text())["description"] == "It says green."
+    calls: list[str] = []
+
+    def counting(case, *args, **kwargs):
+        calls.append(case.id)
+        raise AssertionError("build recomputed a case explore had computed")
+
+    monkeypatch.setattr(compute, "compute_case", counting)
+    out = tmp_path / "site"
+    built = CliRunner().invoke(main, ["build", str(path), "--out", str(out), "--no-pdf"])
+    assert built.exit_code == 0, built.output
+    assert calls == [] and "0 computed, 1 from cache" in built.output, built.output
+    data = json.loads((out / "cases" / "from-explore" / "data.json").read_text())
+    assert data["attribution"]["explained"] == explained["explained"]
+    assert (data["case_id"], data["title"], data["description"]) == (
+        "from-explore",
+        "Reused",
+        "It says green.",
+    )
+    assert (out / "cases" / "from-explore" / "from-explore.toml").read_text() == path.read_text()
+    # saved without explaining first: nothing to reuse, build computes it
+    fresh = client.post("/api/save", json={**body, "id": "not-explained", "target": "blue"})
+    assert fresh.status_code == 200 and fresh.json()["cached"] is False

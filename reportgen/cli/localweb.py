@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.server
 import os
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -73,9 +74,23 @@ class SiteHandler(http.server.SimpleHTTPRequestHandler):
         self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Content-Type-Options", "nosniff")
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Every error as one plain line (no HTML page)."""
+        self.close_connection = True
+        if code == 404:
+            self.refuse(404, "not found")
+            return
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "error"
+        self.refuse(code, " ".join(str(message or phrase).split())[:200])
 
     def send_head(self) -> Any:
         problem = host_problem(self.headers.get("Host"), self.port)
