@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from render_fixtures import hostile_result, make_result
 
+from reportgen.cli.localweb import public_path
 from reportgen.project import load_project
 from reportgen.site import build_site
 
@@ -191,25 +192,31 @@ def test_hostile_dossier_explorer_shows_text(browser, site: Path) -> None:
         context.close()
 
 
-@pytest.fixture(scope="module")
-def explore_server(tmp_path_factory: pytest.TempPathFactory):
-    """`reportgen explore`'s app on a tiny model, served by uvicorn on 127.0.0.1 in a thread."""
-    import socket
+class Recorder:
+    """ASGI wrapper noting (method, path, status) of every answered request: the tests see
+    that a foreign page's requests reached the explorer and were refused there."""
+
+    def __init__(self, app) -> None:
+        self.app, self.seen = app, []
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def noting(message) -> None:
+            if message["type"] == "http.response.start":
+                self.seen.append((scope["method"], scope["path"], message["status"]))
+            await send(message)
+
+        return await self.app(scope, receive, noting)
+
+
+def _serve_in_thread(app, port: int):
     import threading
     import time
 
     import uvicorn
-    from tiny_models import save_tiny_llama
 
-    from reportgen.explore import create_app
-    from reportgen.models import load_model
-
-    model_dir = save_tiny_llama(tmp_path_factory.mktemp("tiny-explore-browser"))
-    cases = tmp_path_factory.mktemp("explore-browser-cases")
-    app = create_app(load_model(model_dir), model=model_dir, cases_dir=cases)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -217,9 +224,37 @@ def explore_server(tmp_path_factory: pytest.TempPathFactory):
         if server.started:
             break
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", model_dir, cases
-    server.should_exit = True
-    thread.join(timeout=10)
+    return server, thread
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def explore_server(tmp_path_factory: pytest.TempPathFactory):
+    """`reportgen explore`'s app on a tiny model, served by uvicorn on 127.0.0.1 in a thread."""
+    from tiny_models import save_tiny_llama
+
+    from reportgen.explore import create_app
+    from reportgen.models import load_model
+
+    with pytest.MonkeyPatch.context() as patch:  # the session's cache (conftest's is per test)
+        patch.setenv("REPORTGEN_CACHE", str(tmp_path_factory.getbasetemp() / "reportgen-cache"))
+        model_dir = save_tiny_llama(tmp_path_factory.mktemp("tiny-explore-browser"))
+        cases = tmp_path_factory.mktemp("explore-browser-cases")
+        port = _free_port()
+        app = create_app(load_model(model_dir), model=model_dir, cases_dir=cases, port=port)
+        recorder = Recorder(app)
+        server, thread = _serve_in_thread(recorder, port)
+        yield f"http://127.0.0.1:{port}", model_dir, cases, recorder
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert not app.state.explorer.work.exists()  # removed at the app's shutdown
 
 
 def test_explorer_computes_a_prompt_and_saves_a_case_that_builds(
@@ -229,7 +264,7 @@ def test_explorer_computes_a_prompt_and_saves_a_case_that_builds(
 
     from reportgen.cli import main
 
-    url, model_dir, cases = explore_server
+    url, model_dir, cases, _ = explore_server
     context, page, errors = open_page(browser, url + "/")
     try:
         # bad input: the page shows the one-line reason
@@ -254,20 +289,150 @@ def test_explorer_computes_a_prompt_and_saves_a_case_that_builds(
         frame.locator("#graph-explorer[data-ready=yes]").wait_for(timeout=60_000)
         assert frame.locator("#heatmap .hm").count() > 5
         assert frame.locator(".gx-node").count() > 0
+        # the embedded dossier's downloads resolve (relative to the view's URL)
+        view = page.locator("#ex-view").element_handle().content_frame()
+        statuses = view.evaluate(
+            "Promise.all([...document.querySelectorAll('#downloads a')]"
+            ".map(a => fetch(a.href).then(r => [a.getAttribute('href'), r.status])))"
+        )
+        assert len(statuses) >= 4 and all(status == 200 for _, status in statuses), statuses
         page.fill("#ex-id", "browser-saved")
         page.fill("#ex-title", "Saved in the browser")
+        page.fill("#ex-description", "The tiny model prefers paris.")
         page.click("#ex-save")
         page.wait_for_selector("#ex-saved:not([hidden])")
         path = cases / "browser-saved.toml"
-        assert path.is_file() and page.inner_text("#ex-saved").strip() == path.read_text().strip()
+        shown = page.inner_text("#ex-saved").strip()  # the file, its model path shortened
+        assert path.is_file() and shown == path.read_text().strip().replace(
+            model_dir, public_path(model_dir)
+        )
+        assert 'description = "The tiny model prefers paris."' in path.read_text()
+        assert "reuses this result" in page.inner_text("#ex-saved-path")
         assert errors == []
     finally:
         context.close()
     out = tmp_path / "site"
     built = CliRunner().invoke(main, ["build", str(path), "--out", str(out), "--no-pdf"])
     assert built.exit_code == 0, built.output
+    assert "0 computed, 1 from cache" in built.output  # explore's result, not recomputed
     data = json.loads((out / "cases" / "browser-saved" / "data.json").read_text())
     assert data["prefix"] == "the capital" and data["chat"] is True
+
+
+def test_explorer_shows_progress_with_an_estimate(browser, explore_server, monkeypatch) -> None:
+    import threading
+
+    from reportgen import compute
+
+    url, _, _, _ = explore_server
+    real, gate = compute.compute_case, threading.Event()
+
+    def gated(case, loaded, *, progress, **kwargs):
+        progress("graph", 0, 5)
+        progress("graph", 2, 5)
+        gate.wait(60)
+        return real(case, loaded, progress=progress, **kwargs)
+
+    monkeypatch.setattr(compute, "compute_case", gated)
+    context, page, errors = open_page(browser, url + "/")
+    try:
+        page.fill("#ex-prompt", "list three primary colors")
+        page.click("#ex-predict")
+        page.wait_for_selector("#ex-topk tbody tr")
+        page.fill("#ex-target", "red")
+        page.fill("#ex-contrast", "blue")
+        page.click("#ex-explain")
+        page.wait_for_function(
+            "document.getElementById('ex-progress').textContent.includes('graph: layer 2 of 5, ~')",
+            timeout=60_000,
+        )
+        line = page.inner_text("#ex-progress")
+        assert " left" in line and "so far" in line and page.locator("#ex-progress").is_visible()
+        gate.set()
+        page.wait_for_selector("#ex-result:not([hidden])", timeout=120_000)
+        assert page.locator("#ex-progress").is_hidden()
+        assert errors == []
+    finally:
+        gate.set()
+        context.close()
+
+
+ATTACK = """<!doctype html><title>evil</title><body><script>
+async function attack(base) {
+  const body = id => JSON.stringify({prompt: "x", target: "paris", contrast: "lyon", id: id});
+  const tries = [
+    ["planted-text", {mode: "no-cors", body: body("planted-text")}],
+    ["planted-blob", {mode: "no-cors", body: new Blob([body("planted-blob")])}],
+    ["planted-form", {mode: "no-cors", body: body("planted-form"),
+                      headers: {"Content-Type": "application/x-www-form-urlencoded"}}],
+    ["planted-json", {mode: "no-cors", body: body("planted-json"),
+                      headers: {"Content-Type": "application/json"}}],
+    ["planted-cors", {body: body("planted-cors"),
+                      headers: {"Content-Type": "application/json", "X-Reportgen-Token": "guess"}}],
+  ];
+  const out = {};
+  for (const [id, init] of tries) {
+    try {
+      const r = await fetch(base + "/api/save", {method: "POST", credentials: "include", ...init});
+      out[id] = r.type + ":" + r.status;
+    } catch (e) { out[id] = "blocked"; }
+  }
+  // the classic text/plain form whose body is JSON, into a hidden frame
+  const frame = document.createElement("iframe"); frame.name = "sink"; document.body.appendChild(frame);
+  const form = document.createElement("form");
+  form.method = "POST"; form.action = base + "/api/save"; form.enctype = "text/plain"; form.target = "sink";
+  const input = document.createElement("input");
+  input.name = '{"prompt":"x","target":"paris","contrast":"lyon","id":"planted-post","z":"';
+  input.value = '"}';
+  form.appendChild(input); document.body.appendChild(form); form.submit();
+  await new Promise(done => frame.addEventListener("load", done));
+  return out;
+}
+</script></body>"""
+
+
+def test_a_page_of_another_origin_cannot_drive_the_explorer(
+    browser, explore_server, tmp_path: Path
+) -> None:
+    """A real Chromium page on another origin (another port of 127.0.0.1: same site, no
+    private-network block; and evil.example) posts to /api/save every way a page can without
+    the token: no-cors fetches (text/plain, no type, form-urlencoded, JSON), a CORS fetch, a
+    text/plain form. The requests reach the explorer, which refuses them: no file is written."""
+    import functools
+    import http.server
+    import threading
+
+    url, _, cases, recorder = explore_server
+    (tmp_path / "evil.html").write_text(ATTACK, encoding="utf-8")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    evil = http.server.ThreadingHTTPServer(("127.0.0.1", _free_port()), handler)
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    before = set(cases.iterdir())
+    try:
+        for origin in (f"http://127.0.0.1:{evil.server_address[1]}", "http://evil.example"):
+            recorder.seen.clear()
+            context = browser.new_context()
+            if origin.endswith("evil.example"):
+                context.route(
+                    "http://evil.example/**",
+                    lambda route: route.fulfill(status=200, content_type="text/html", body=ATTACK),
+                )
+            page = context.new_page()
+            try:
+                page.goto(origin + "/evil.html")
+                outcome = page.evaluate("base => attack(base)", url)
+            finally:
+                context.close()
+            assert set(cases.iterdir()) == before, (origin, outcome)
+            assert not any(path.name.startswith("planted") for path in cases.iterdir())
+            assert all(status != 200 for _, _, status in recorder.seen), recorder.seen
+            if origin.startswith("http://127.0.0.1"):
+                saves = [status for method, path, status in recorder.seen if path == "/api/save"]
+                assert len(saves) >= 5 and set(saves) == {403}, recorder.seen
+                assert outcome["planted-cors"] == "blocked"  # its preflight got a 403
+    finally:
+        evil.shutdown()
+        evil.server_close()
 
 
 def test_single_file_dossier_explorer_works(browser, tmp_path: Path) -> None:

@@ -5,7 +5,7 @@
   var chosen = {target: null, contrast: null};  // {id, text} picked from the top-k list
   var errorBox = $("ex-error"), status = $("ex-status");
   // the run's secret: the server answers API calls only with it (other pages cannot read it)
-  var token = document.querySelector("meta[name=reportgen-token]").getAttribute("content");
+  var secret = document.querySelector("meta[name=reportgen-token]").getAttribute("content");
   function showError(message) { errorBox.textContent = message; errorBox.hidden = false; }
   function clearError() { errorBox.hidden = true; errorBox.textContent = ""; }
   function mode() { return document.querySelector("input[name=ex-mode]:checked").value; }
@@ -26,7 +26,7 @@
     status.textContent = "working\u2026";
     return fetch(url, {
       method: "POST", credentials: "same-origin", body: JSON.stringify(body),
-      headers: {"Content-Type": "application/json", "X-Reportgen-Token": token}
+      headers: {"Content-Type": "application/json", "X-Reportgen-Token": secret}
     })
       .then(function (response) {
         return response.json().then(function (data) {
@@ -74,7 +74,7 @@
   // while explaining: the step, its estimate and the time so far, polled from the server
   var progressBox = $("ex-progress"), polling = null;
   function pollProgress() {
-    fetch("/api/progress", {credentials: "same-origin", headers: {"X-Reportgen-Token": token}})
+    fetch("/api/progress", {credentials: "same-origin", headers: {"X-Reportgen-Token": secret}})
       .then(function (response) { return response.ok ? response.json() : null; })
       .then(function (data) {
         if (polling !== null && data && data.running) {
