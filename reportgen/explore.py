@@ -45,9 +45,9 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from starlette.concurrency import run_in_threadpool
 
 from .cases import ID_PATTERN, load_case, parse_case
+from .cli.localweb import host_problem, public_path
 from .errors import ReportgenError, TokenError
 from .inputs import PromptSpec, prepare_input, resolve_token
-from .cli.localweb import host_problem, public_path
 from .models import LoadedModel, cache_dir
 from .objectives import MODES
 from .progress import StepClock, format_seconds
