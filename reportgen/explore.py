@@ -32,6 +32,7 @@ import os
 import re
 import secrets
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -46,7 +47,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .cases import ID_PATTERN, load_case, parse_case
 from .cli.localweb import host_problem, public_path
-from .errors import ReportgenError, TokenError
+from .errors import ReportgenError, TokenError, warn
 from .inputs import PromptSpec, prepare_input, resolve_token
 from .models import LoadedModel, cache_dir
 from .objectives import MODES
@@ -247,20 +248,35 @@ class RunFolder:
     killed -- by the next explorer, which finds the lock free."""
 
     def __init__(self) -> None:
-        root = work_root()
+        self._own_root: Path | None = None
+        try:
+            self._create(work_root())
+        except OSError as exc:  # a read-only or full cache: a private temporary folder instead
+            self._own_root = Path(tempfile.mkdtemp(prefix="reportgen-explore-"))
+            warn(
+                f"cannot use the cache {work_root()} for explore's views "
+                f"({exc.strerror or exc}); using {self._own_root} (removed on exit as well)"
+            )
+            self._create(self._own_root)
+        self._closed = False
+        atexit.register(self.close)
+
+    def _create(self, root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
         clean_stale_runs(root)
         self.path = root / f"run-{os.getpid()}-{secrets.token_hex(4)}"
         self.path.mkdir()
-        self._lock = _hold_lock(self.path / ".lock")
-        self._closed = False
-        atexit.register(self.close)
+        try:
+            self._lock = _hold_lock(self.path / ".lock")
+        except OSError:
+            shutil.rmtree(self.path, ignore_errors=True)
+            raise
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        shutil.rmtree(self.path, ignore_errors=True)
+        shutil.rmtree(self._own_root or self.path, ignore_errors=True)
         if self._lock is not None:
             with contextlib.suppress(OSError):
                 os.close(self._lock)

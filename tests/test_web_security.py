@@ -342,3 +342,21 @@ def test_cli_explore_refuses_other_hosts_and_leaves_no_folder(model_dir, tmp_pat
             process.kill()
             process.wait()
     assert _runs(cache) == [] and (cache / "explore").is_dir()
+
+
+def test_an_unusable_cache_means_a_private_temp_folder_removed_on_close(
+    tmp_path, monkeypatch, caplog
+) -> None:
+    from reportgen.explore import RunFolder
+
+    blocked = tmp_path / "cache-is-a-file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("REPORTGEN_CACHE", str(blocked))
+    with caplog.at_level("WARNING", logger="reportgen"):
+        run = RunFolder()
+    try:
+        assert run.path.is_dir() and blocked.is_file()
+        assert [r.getMessage() for r in caplog.records if "explore's views" in r.getMessage()]
+    finally:
+        run.close()
+    assert not run.path.exists() and not run.path.parent.exists()
