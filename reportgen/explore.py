@@ -380,6 +380,27 @@ class Explorer:
         """Remove this run's folder (the app's shutdown and the process's exit call it)."""
         self.run_folder.close()
 
+    def model_in(self, folder: Path | None) -> str:
+        """The model as a case file in ``folder`` names it. A case file's model path is read
+        next to the file (:func:`~reportgen.cases.resolve_model_spec`), so a local path given
+        relative to the working folder (``--model ./models/tiny``) is written relative to
+        ``folder`` (``../models/tiny`` in ``cases/``); embedded names, hub ids and absolute
+        paths are written as given. ``folder`` None: a local path made absolute."""
+        from .models import EMBEDDED_MODELS
+
+        spec = self.model
+        local = Path(spec).expanduser()
+        if spec in EMBEDDED_MODELS or spec.startswith("~") or local.is_absolute():
+            return spec
+        if not local.exists():
+            return spec  # a hub id
+        if folder is None:
+            return str(local.absolute())
+        try:
+            return Path(os.path.relpath(local.absolute(), Path(folder).absolute())).as_posix()
+        except ValueError:  # another drive (Windows)
+            return str(local.absolute())
+
     # -- what a page may see ------------------------------------------------------------
     def _hidden_paths(self) -> list[tuple[re.Pattern[str], str]]:
         """Absolute paths of this machine a response may contain, longest first, each with
@@ -459,7 +480,11 @@ class Explorer:
             if key not in self.views:
                 case_id = f"explore-{key[:10]}"
                 text = case_toml(
-                    self.loaded, config, model=self.model, case_id=case_id, title="Explorer"
+                    self.loaded,
+                    config,
+                    model=self.model_in(None),  # this file lives in the cache
+                    case_id=case_id,
+                    title="Explorer",
                 )
                 path = self.work / f"{case_id}.toml"
                 path.write_text(text, encoding="utf-8")
@@ -512,7 +537,7 @@ class Explorer:
         text = case_toml(
             self.loaded,
             config,
-            model=self.model,
+            model=self.model_in(self.cases_dir),
             case_id=case_id,
             title=title,
             description=description,
@@ -526,7 +551,11 @@ class Explorer:
             raise ExploreError(
                 f"id: {self.public(str(path))} exists already; choose another id"
             ) from None
-        reused = self._share_result(config, path, text)
+        try:
+            reused = self._share_result(config, path, text)
+        except (ReportgenError, OSError) as exc:  # the case is saved; build will compute it
+            warn(f"{path.name}: explore's result not shared with build ({exc})")
+            reused = False
         return {"path": self.public(str(path)), "toml": self.public(text), "cached": reused}
 
     def _share_result(self, config: Config, path: Path, text: str) -> bool:

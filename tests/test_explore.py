@@ -8,6 +8,7 @@ import json
 import re
 import time
 import tomllib
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -278,3 +279,40 @@ def test_a_saved_case_builds_from_explores_result(app_env, tmp_path, monkeypatch
     # saved without explaining first: nothing to reuse, build computes it
     fresh = client.post("/api/save", json={**body, "id": "not-explained", "target": "blue"})
     assert fresh.status_code == 200 and fresh.json()["cached"] is False
+
+
+def test_a_relative_model_path_is_saved_relative_to_the_case_file(
+    model_dir, tmp_path, monkeypatch
+) -> None:
+    """`explore --model ./models/tiny --cases cases` writes ``model = "../models/tiny"`` (a case
+    file's model path is read next to the file), so the saved case validates, and builds from
+    explore's result; no response shows the absolute folder."""
+    import shutil
+
+    from reportgen.explore import create_app
+
+    shutil.copytree(model_dir, tmp_path / "models" / "tiny")
+    monkeypatch.chdir(tmp_path)
+    app = create_app(
+        load_model("./models/tiny"), model="./models/tiny", cases_dir=Path("cases"), port=PORT
+    )
+    client = fastapi_testclient.TestClient(
+        app, base_url=BASE, headers={"X-Reportgen-Token": app.state.token}
+    )
+    try:
+        page = client.get("/").text
+        explained = client.post("/api/explain", json=CONFIG)
+        view = client.get(explained.json()["view"]).text
+        saved = client.post("/api/save", json={**CONFIG, "id": "relative-model"})
+        assert saved.status_code == 200 and saved.json()["cached"] is True, saved.text
+        assert saved.json()["path"] == "cases/relative-model.toml"
+        for text in (page, explained.text, view, saved.text):
+            assert str(tmp_path) not in text
+    finally:
+        app.state.explorer.close()
+    path = tmp_path / "cases" / "relative-model.toml"
+    assert tomllib.loads(path.read_text())["model"] == "../models/tiny"
+    runner = CliRunner()
+    assert runner.invoke(main, ["validate", str(path)]).exit_code == 0
+    built = runner.invoke(main, ["build", "cases", "--out", "site", "--no-pdf"])
+    assert built.exit_code == 0 and "0 computed, 1 from cache" in built.output, built.output
