@@ -33,6 +33,7 @@ from .heatmap import (
     heatmap_cell,
 )
 from .summary import (
+    capitalised,
     collected_outputs,
     conservation_note,
     explain,
@@ -41,7 +42,7 @@ from .summary import (
     summary,
 )
 from .tokens import token_cells, visible_controls, visible_text
-from .words import bound_words, budget_words, faithfulness_with_words
+from .words import ORDERING_NAMES, bound_words, budget_words, faithfulness_with_words
 
 # package data: a wheel installed outside the source tree renders as well as a checkout
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -309,10 +310,11 @@ def dossier_context(result: CaseResult) -> dict[str, Any]:
         f = faithfulness_with_words(result.faithfulness, att.token_texts)
         flip = f.get("sentence") or ""
         faith = {
-            "sentence": flip,
+            "sentence": capitalised(flip),
             "flip_k": [
                 {
                     "ordering": k,
+                    "name": ORDERING_NAMES.get(k, k),
                     "value": v,
                     "bound": bound_words(f["flip_bounds"][k])
                     if k in (f.get("flip_bounds") or {})

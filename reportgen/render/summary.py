@@ -26,6 +26,12 @@ GLOSSARY: dict[str, tuple[str, str]] = {
         "logit(contrast), how strongly the model prefers its wrong token over the right one "
         "(above 0 it prefers the target); the objective under it says which.",
     ),
+    "mode": (
+        "mode (objective)",
+        "How f is formed: logit_diff / by_ref_token is logit(target) − logit(contrast); "
+        "max_logit is logit(target) alone; by_topk_avg and demean subtract the mean of the top-k "
+        "or of all logits.",
+    ),
     "logit": (
         "logit and p",
         "The model's raw score for a next token, and p its probability after the softmax over "
@@ -338,7 +344,7 @@ def plain(sentence: str) -> str:
     return sentence.replace(_OPEN, "").replace(_CLOSE, "")
 
 
-def _capitalised(sentence: str) -> str:
+def capitalised(sentence: str) -> str:
     return sentence[:1].upper() + sentence[1:] if sentence else sentence
 
 
@@ -383,6 +389,6 @@ def summary(result: CaseResult, flip_sentence: str, strongest: list[dict[str, An
     return {
         "what": plain(what),
         "what_parts": parts(what),
-        "evidence": _capitalised(flip_sentence),
+        "evidence": capitalised(flip_sentence),
         "strongest": strongest,
     }
