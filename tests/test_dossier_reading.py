@@ -85,7 +85,7 @@ def test_summary_comes_first_and_says_what_went_wrong(tmp_path: Path) -> None:
         f"(p = {100 * att.target.prob:.1f} % vs {100 * att.contrast.prob:.1f} %)."
     )
     # the strongest input tokens by |R|, strongest first, linked to their heatmap cells
-    links = [e for e in page.elements[page.index("summary-tokens") :] if "hm-link" in str(e[1])]
+    links = [e for e in page.elements[page.index("summary-tokens") :] if "tok-chip" in str(e[1])]
     ranked = sorted(
         (i for i, s in enumerate(att.special) if not s), key=lambda i: -abs(att.relevance[i])
     )
@@ -229,7 +229,11 @@ def test_reaches_the_input_words() -> None:
     assert "near-tie" in note and "-0.837" in note
     assert "other sign" in conservation_note(-2.0, 3.0)
     assert "larger than f" in conservation_note(6.0, 3.0)
-    assert conservation_note(1.5, 3.0).startswith("50.0 % of f reaches the input tokens")
+    assert (
+        conservation_note(1.5, 3.0)
+        .replace("\u00a0", " ")
+        .startswith("50.0 % of f reaches the input tokens")
+    )
 
 
 def test_data_json_is_unchanged_by_the_page(tmp_path: Path) -> None:

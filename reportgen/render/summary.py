@@ -168,8 +168,11 @@ def metric_value(row: dict[str, Any], name: str) -> float | None:
 # --- numbers in words -----------------------------------------------------------------------------
 
 
+NB = "\u00a0"  # a no-break space: "p = 11.9 %" stays on one line
+
+
 def _pct(value: float) -> str:
-    return f"{100 * value:.1f} %"
+    return f"{100 * value:.1f}{NB}%"
 
 
 def _q(text: str) -> str:
@@ -362,23 +365,23 @@ def what_went_wrong(result: CaseResult) -> str:
         failing = str(source.get("failing") or "the benchmark's check")
         return (
             f"{where} the model writes {_t(target.text)} where {_t(contrast.text)} would recover "
-            f"(f = {att.explained:+.3g}): with {_t(target.text)} its answer fails ({failing}), "
+            f"(f{NB}={NB}{att.explained:+.3g}): with {_t(target.text)} its answer fails ({failing}), "
             f"with {_t(contrast.text)} it passes."
         )
     if contrast is None:
         return (
-            f"The model predicts {_t(target.text)} (p = {_pct(target.prob)}); "
+            f"The model predicts {_t(target.text)} (p{NB}={NB}{_pct(target.prob)}); "
             f"f = {att.objective} = {att.explained:+.3g}."
         )
     if att.explained <= 0:
         return (
             f"The model does not prefer {_t(target.text)} to {_t(contrast.text)} here "
-            f"(f = {att.explained:+.3g}): there is no failure to explain."
+            f"(f{NB}={NB}{att.explained:+.3g}): there is no failure to explain."
         )
     tie = " — a near-tie" if abs(att.explained) < NEAR_TIE else ""
     return (
-        f"The model prefers {_t(target.text)} to {_t(contrast.text)} by f = "
-        f"{att.explained:+.3g} logits (p = {_pct(target.prob)} vs {_pct(contrast.prob)}){tie}."
+        f"The model prefers {_t(target.text)} to {_t(contrast.text)} by f{NB}={NB}"
+        f"{att.explained:+.3g} logits (p{NB}={NB}{_pct(target.prob)} vs {_pct(contrast.prob)}){tie}."
     )
 
 

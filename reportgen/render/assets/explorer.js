@@ -10,7 +10,10 @@
   if (!root || !dataEl) { return; }
   var G = JSON.parse(dataEl.textContent);
   // token and layer labels keep this size on screen at every zoom (and full screen)
-  var LABEL_PX = 12, CHAR_PX = 0.62 * LABEL_PX, PAD_LEFT = 64, PAD = 12;
+  var LABEL_PX = 12, CHAR_PX = 0.62 * LABEL_PX, PAD = 12, TURNED_CHARS = 10;
+  var widest = 1;
+  G.layers.forEach(function (name) { widest = Math.max(widest, name.length); });
+  var PAD_LEFT = Math.max(40, widest * 0.6 * LABEL_PX + 20);
   var SVGNS = "http://www.w3.org/2000/svg";
   var nNodes = G.nodes.length, nEdges = G.edges.length, nLayers = G.layers.length;
   var DX = 26, DY = Math.max(16, Math.min(30, Math.round(720 / nLayers)));
@@ -60,6 +63,10 @@
   var gEdges = el("g", {}, svg), gNodes = el("g", {}, svg), gLabels = el("g", {"class": "gx-labels"}, svg);
   // labels are drawn over the graph (with a white halo) and stick to the left and bottom edges
   // of the view, so a zoomed or panned graph keeps its axes; relabel() sizes and places them
+  // white strips behind the labels, so a node or edge that is panned under them does not
+  // blot them out
+  var backLeft = el("rect", {"class": "gx-label-back"}, gLabels);
+  var backBottom = el("rect", {"class": "gx-label-back"}, gLabels);
   var layerEls = G.layers.map(function (name, li) {
     var t = el("text", {"class": "gx-layer-label", "dominant-baseline": "central"}, gLabels);
     t.textContent = name;
@@ -139,7 +146,11 @@
     gLabels.setAttribute("stroke-width", (3 / s).toFixed(3));
     // layer labels: at the left edge of the view, every one that has room
     var rowPx = DY * s, layerEvery = Math.max(1, Math.ceil((LABEL_PX + 2) / rowPx));
-    var lx = Math.max(v.x + 4 / s, LEFT - PAD_LEFT / s);
+    var lx = v.x + 4 / s;
+    backLeft.setAttribute("x", v.x.toFixed(2));
+    backLeft.setAttribute("y", v.y.toFixed(2));
+    backLeft.setAttribute("width", ((widest * 0.6 * LABEL_PX + 8) / s).toFixed(2));
+    backLeft.setAttribute("height", v.h.toFixed(2));
     layerEls.forEach(function (t, li) {
       var shown = (nLayers - 1 - li) % layerEvery === 0;
       t.setAttribute("display", shown ? "inline" : "none");
@@ -154,12 +165,16 @@
     } else if (2 * colPx - 6 >= 3 * CHAR_PX) {
       tokenMode = "stagger"; rows = 2; chars = Math.floor((2 * colPx - 6) / CHAR_PX);
     } else {
-      tokenMode = "turned"; chars = 14; step = Math.ceil(16 / colPx / every);
+      tokenMode = "turned"; chars = TURNED_CHARS; step = Math.ceil(16 / colPx / every);
     }
     var shownChars = Math.min(chars, longest);
     band = tokenMode === "turned" ? shownChars * CHAR_PX * 0.87 + LABEL_PX + 8 : rows * (LABEL_PX + 3) + 8;
     var graphBottom = TOP + nLayers * DY;
     var y0 = Math.min(graphBottom + 4 / s, v.y + v.h - band / s);
+    backBottom.setAttribute("x", v.x.toFixed(2));
+    backBottom.setAttribute("y", y0.toFixed(2));
+    backBottom.setAttribute("width", v.w.toFixed(2));
+    backBottom.setAttribute("height", Math.max(0, v.y + v.h - y0).toFixed(2));
     root.setAttribute("data-label-mode", tokenMode);
     tokenEls.forEach(function (item, k) {
       var x = LEFT + item.col * DX + DX / 2;
@@ -168,7 +183,7 @@
       item.el.setAttribute("display", shown ? "inline" : "none");
       if (!shown) { return; }
       var row = rows === 2 ? item.col % 2 : 0;
-      var text = short(item.text, tokenMode === "turned" ? 14 : chars);
+      var text = short(item.text, chars);
       if (item.el.firstChild.nodeType !== 3) { item.el.insertBefore(document.createTextNode(""), item.el.firstChild); }
       item.el.firstChild.nodeValue = text;
       if (tokenMode === "turned") {
@@ -274,7 +289,7 @@
     if (x0 === Infinity) { view = {x: 0, y: 0, w: width, h: height}; setView(); return; }
     if (!all) { x0 = Math.max(x0, x1 - MAX_COLS * DX); }
     var b = box(), wc = x1 - x0 + DX, hc = y1 - y0 + DY;
-    var bottom = 8 + Math.min(longest, 14) * CHAR_PX * 0.87 + LABEL_PX;
+    var bottom = 8 + Math.min(longest, TURNED_CHARS) * CHAR_PX * 0.87 + LABEL_PX;
     var s = Math.min((b.w - PAD_LEFT - PAD) / wc, (b.h - bottom - PAD) / hc, 3);
     // level labels need less room at the bottom: use it for the graph when they fit
     if (DX * s - 6 >= 3 * CHAR_PX) { bottom = 2 * LABEL_PX + 14; s = Math.min((b.w - PAD_LEFT - PAD) / wc, (b.h - bottom - PAD) / hc, 3); }
