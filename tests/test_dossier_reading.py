@@ -20,7 +20,10 @@ from reportgen.render.summary import (
     GLOSSARY,
     SHOWN_METRICS,
     conservation_note,
+    parts,
+    plain,
     split_at_swap,
+    what_went_wrong,
 )
 from reportgen.render.summary import (
     NEAR_TIE as SUMMARY_NEAR_TIE,
@@ -247,3 +250,28 @@ def test_data_json_is_unchanged_by_the_page(tmp_path: Path) -> None:
     assert json.loads(written)["tags"]["pattern"] == ""
     other = dataclasses.replace(result, tags={"benchmark": "humaneval"})
     assert re.search(r'"pattern"', data_json(other)) is None
+
+
+def test_what_went_wrong_in_each_kind_of_case() -> None:
+    collected = collected_result()
+    assert " ".join(plain(what_went_wrong(collected)).split()) == (
+        "At output token 8 the model writes 'l' where 'lst' would recover (f = +2.07): "
+        "with 'l' its answer fails (AssertionError), with 'lst' it passes."
+    )
+    result = make_result()
+    att = result.attribution
+    tie = dataclasses.replace(result, attribution=dataclasses.replace(att, explained=0.3))
+    assert plain(what_went_wrong(tie)).endswith("— a near-tie.")
+    wrong_way = dataclasses.replace(result, attribution=dataclasses.replace(att, explained=-0.5))
+    assert "does not prefer ' Yellow' to ' Blue'" in plain(what_went_wrong(wrong_way))
+    alone = dataclasses.replace(
+        result,
+        attribution=dataclasses.replace(
+            att, contrast=None, mode="max_logit", objective="logit(target)", explained=10.5
+        ),
+    )
+    words = " ".join(plain(what_went_wrong(alone)).split())
+    assert words == "The model predicts ' Yellow' (p = 40.0 %); f = logit(target) = +10.5."
+    # a quoted token is one piece on the page (no line break inside ' Blue')
+    pieces = parts(what_went_wrong(result))
+    assert [p["text"] for p in pieces if p["tok"]] == ["' Yellow'", "' Blue'"]
