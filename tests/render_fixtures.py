@@ -126,8 +126,17 @@ def make_result(
     if full:
         extra = {
             "graph": AttributionGraph.from_json(make_graph(n)),
+            # the metrics a dossier draws, and two it leaves to data.json (gini_out, edges_in)
             "metrics": [
-                {"layer": layer, "nodes": 3 + i, "edges": 2 * i, "entropy": 0.5 + 0.1 * i}
+                {
+                    "layer": layer,
+                    "nodes": 3 + i,
+                    "edges_in": 2 * i,
+                    "gini_out": 0.5 + 0.1 * i,
+                    "hubs_90": list(range(1 + i % 2)),
+                    "verticality": 0.25 * i,
+                    "mean_lookback": 1.5 * i,
+                }
                 for i, layer in enumerate(["emb", "0", "0.mid", "1"])
             ],
             "neurons": [
@@ -184,6 +193,56 @@ def make_result(
             "command": f"reportgen run {case_id}",
         },
         **extra,
+    )
+
+
+CASES = Path(__file__).resolve().parent.parent / "cases"
+
+
+def collected_result(case_file: str = "humaneval/humaneval-30.toml") -> CaseResult:
+    """A synthetic result of a shipped collected case: its case file's text (with the
+    ``[source]`` table: both outputs and the verifier's verdicts), prompt, prefix, tags, and
+    the target and contrast tokens of the pin; the numbers are make_result's."""
+    import tomllib
+
+    text = (CASES / case_file).read_text(encoding="utf-8")
+    case = tomllib.loads(text)
+    source = case["source"]
+    result = make_result(case["id"], tags=dict(case["tags"]), prompt=case["prompt"])
+    att = result.attribution
+    target = TokenScore(
+        text=source["target_text"],
+        token=source["target_text"],
+        id=case["target"],
+        logit=10.5,
+        prob=0.4,
+    )
+    contrast = TokenScore(
+        text=source["contrast_text"],
+        token=source["contrast_text"],
+        id=case["contrast"],
+        logit=8.43,
+        prob=0.05,
+    )
+    att = Attribution(
+        **{
+            **att.__dict__,
+            "target": target,
+            "contrast": contrast,
+            "top_k": [target, contrast],
+            "explained": 2.07,
+        }
+    )
+    return CaseResult(
+        **{
+            **result.__dict__,
+            "title": case["title"],
+            "description": case["description"],
+            "prefix": case["prefix"],
+            "case_file": Path(case_file).name,
+            "case_toml": text,
+            "attribution": att,
+        }
     )
 
 

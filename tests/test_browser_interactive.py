@@ -449,3 +449,72 @@ def test_single_file_dossier_explorer_works(browser, tmp_path: Path) -> None:
         assert errors == []
     finally:
         context.close()
+
+
+LABEL_SIZES = """() => Array.from(document.querySelectorAll('#gx-canvas text'))
+  .filter(t => t.getAttribute('display') !== 'none')
+  .map(t => [t.getAttribute('class'), parseFloat(getComputedStyle(t).fontSize) * t.getScreenCTM().a,
+             t.getAttribute('transform') || ''])"""
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_explorer_labels_are_legible_and_full_screen_works(browser, site: Path, width) -> None:
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto((site / "cases/case-a/index.html").as_uri())
+        page.wait_for_selector("#graph-explorer[data-ready=yes]")
+        graph = embedded_graph(page)
+
+        def labels() -> list:
+            sizes = page.evaluate(LABEL_SIZES)
+            kinds = {k for k, _, _ in sizes}
+            # every token column and every layer has its label, at >= 11 px on the screen
+            assert kinds == {"gx-label", "gx-layer-label"}
+            assert sum(k == "gx-layer-label" for k, _, _ in sizes) == len(graph["layers"])
+            assert sum(k == "gx-label" for k, _, _ in sizes) == len(graph["columns"])
+            assert min(px for _, px, _ in sizes) >= 11
+            return sizes
+
+        sizes = labels()
+        # a short case's token labels are level, not rotated
+        assert all(t == "" for _, _, t in sizes)
+        assert page.get_attribute("#graph-explorer", "data-label-mode") in ("level", "stagger")
+        # zooming out keeps the labels' size on the screen
+        for _ in range(3):
+            page.click("#gx-zoom-out")
+        assert min(px for _, px, _ in page.evaluate(LABEL_SIZES)) >= 11
+        # full screen: the explorer fills the window; Esc leaves
+        before = page.locator("#graph-explorer").bounding_box()
+        page.click("#gx-fullscreen")
+        page.wait_for_function(
+            "document.getElementById('graph-explorer').classList.contains('gx-full')"
+        )
+        box = page.locator("#graph-explorer").bounding_box()
+        assert box["width"] >= width - 1 and box["height"] >= 899
+        canvas = page.locator("#gx-canvas").bounding_box()
+        assert canvas["height"] > 900 * 0.4
+        assert page.get_attribute("#gx-fullscreen", "aria-pressed") == "true"
+        labels()
+        # the graph works in full screen: a node click selects it
+        page.click(".gx-node.output")
+        assert page.get_attribute("#graph-explorer", "data-selected") is not None
+        page.keyboard.press("Escape")
+        page.wait_for_function(
+            "!document.getElementById('graph-explorer').classList.contains('gx-full')"
+        )
+        assert page.evaluate("document.fullscreenElement") is None
+        assert page.get_attribute("#gx-fullscreen", "aria-pressed") == "false"
+        after = page.locator("#graph-explorer").bounding_box()
+        assert after["height"] == pytest.approx(before["height"], abs=2)
+        # the button leaves as well
+        page.click("#gx-fullscreen")
+        page.click("#gx-fullscreen")
+        assert not page.evaluate(
+            "document.getElementById('graph-explorer').classList.contains('gx-full')"
+        )
+        assert errors == []
+    finally:
+        context.close()

@@ -252,7 +252,13 @@ def test_other_dossier_chart_specs() -> None:
         {"segment": "instruction", "relevance": pytest.approx(0.1), "sign": "supports target"}
     ]
     metrics = charts.metrics_chart(result).to_dict()
-    assert {v["metric"] for v in metrics["data"]["values"]} == {"nodes", "edges", "entropy"}
+    # the few metrics a reader can interpret, titled by what they measure (the rest: data.json)
+    assert {v["metric"] for v in metrics["data"]["values"]} == {
+        "positions carrying relevance",
+        "positions holding 90 % of |R|",
+        "verticality",
+        "mean look-back",
+    }
     faith = charts.faithfulness_chart(result).to_dict()
     lines = faith["layer"][1]
     assert {v["ordering"] for v in lines["data"]["values"]} == {

@@ -268,31 +268,50 @@ def layer_sums_chart(result: CaseResult) -> alt.Chart | None:
 
 
 def metrics_chart(result: CaseResult) -> alt.FacetChart | None:
-    """One small line chart per numeric graph metric, across layers."""
+    """One small line chart per shown graph metric (``summary.SHOWN_METRICS``: the few a reader
+    can interpret, each explained on the page), across layers, titled by what it measures. The
+    other metrics stay in data.json."""
+    from .summary import GLOSSARY, SHOWN_METRICS, metric_value
+
     if not result.metrics:
         return None
     layers = [str(m.get("layer")) for m in result.metrics]
     names: list[str] = []
     values = []
-    for row in result.metrics:
-        for key, value in row.items():
-            if key == "layer" or isinstance(value, bool) or not isinstance(value, int | float):
+    for name, key in SHOWN_METRICS:
+        title = GLOSSARY[key][0]
+        for row in result.metrics:
+            value = metric_value(row, name)
+            if value is None:
                 continue
-            if key not in names:
-                names.append(key)
-            values.append({"layer": str(row.get("layer")), "metric": key, "value": float(value)})
+            if title not in names:
+                names.append(title)
+            values.append({"layer": str(row.get("layer")), "metric": title, "value": value})
     if not values:
         return None
     chart = (
         alt.Chart(alt.Data(values=values))
         .mark_line(point=True, color="#555")
         .encode(
-            x=alt.X("layer:N", sort=layers, title=None, axis=alt.Axis(labelAngle=-60)),
+            x=alt.X(
+                "layer:N",
+                sort=layers,
+                title="layer",
+                axis=alt.Axis(labelAngle=0, labelOverlap="parity"),
+            ),
             y=alt.Y("value:Q", title=None),
             tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("metric:N"), alt.Tooltip("value:Q")],
         )
-        .properties(width=220, height=120)
-        .facet(facet=alt.Facet("metric:N", sort=names, title=None), columns=3)
+        .properties(width=300, height=120)
+        .facet(
+            facet=alt.Facet(
+                "metric:N",
+                sort=names,
+                title=None,
+                header=alt.Header(labelFontSize=12, labelFontWeight="bold", labelAnchor="start"),
+            ),
+            columns=2,
+        )
         .resolve_scale(y="independent")
     )
     return _configure(chart)

@@ -32,8 +32,17 @@ from .heatmap import (
     heatmap_blocks,
     heatmap_cell,
 )
+from .summary import (
+    capitalised,
+    collected_outputs,
+    conservation_note,
+    explain,
+    glossary_entries,
+    shown_metrics,
+    summary,
+)
 from .tokens import token_cells, visible_controls, visible_text
-from .words import bound_words, budget_words, faithfulness_with_words
+from .words import ORDERING_NAMES, bound_words, budget_words, faithfulness_with_words
 
 # package data: a wheel installed outside the source tree renders as well as a checkout
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -49,7 +58,10 @@ CHART_TITLES = {
     ),
     "segments": ("Segment breakdown", "Sum of relevance over each named span of the input."),
     "layers": ("Relevance per layer", "Sum of node relevance in each layer of the graph."),
-    "metrics": ("Graph metrics", "Per-layer metrics of the pruned graph."),
+    "metrics": (
+        "Graph metrics",
+        "Per layer of the pruned graph, from the input embeddings (emb) to the last layer.",
+    ),
     "faithfulness": (
         "Deletion curves",
         "Explained value f after masking the k most relevant tokens of each ordering; "
@@ -268,6 +280,10 @@ def _plain(value: Any) -> str:
     )
 
 
+#: the strongest input tokens the summary at the top of a dossier names
+SUMMARY_TOKENS = 3
+
+
 def dossier_context(result: CaseResult) -> dict[str, Any]:
     """Everything the dossier template shows, as plain data."""
     att = result.attribution
@@ -289,13 +305,16 @@ def dossier_context(result: CaseResult) -> dict[str, Any]:
         for c in strongest
     ]
     faith = None
+    flip = ""
     if result.faithfulness:
         f = faithfulness_with_words(result.faithfulness, att.token_texts)
+        flip = f.get("sentence") or ""
         faith = {
-            "sentence": f.get("sentence") or "",
+            "sentence": capitalised(flip),
             "flip_k": [
                 {
                     "ordering": k,
+                    "name": ORDERING_NAMES.get(k, k),
                     "value": v,
                     "bound": bound_words(f["flip_bounds"][k])
                     if k in (f.get("flip_bounds") or {})
@@ -341,7 +360,24 @@ def dossier_context(result: CaseResult) -> dict[str, Any]:
             }
             for c in result.comparisons
         ]
+    top_rows = [
+        {
+            "id": f"tok-{c.position}",
+            "position": c.position,
+            "display": c.display,
+            "relevance": c.relevance,
+            "background": c.color.background_hex,
+            "foreground": c.color.foreground_hex,
+        }
+        for c in strongest[:SUMMARY_TOKENS]
+    ]
     return {
+        "summary": summary(result, flip, top_rows),
+        "outputs": collected_outputs(result),
+        "metrics_shown": shown_metrics(result),
+        "conservation_note": conservation_note(att.relevance_sum, att.explained)
+        if att.conservation is not None
+        else "",
         "id": result.case_id,
         "title": result.title,
         "description": result.description,
@@ -349,7 +385,8 @@ def dossier_context(result: CaseResult) -> dict[str, Any]:
         "prompt": result.prompt,
         "prefix": result.prefix,
         "chat": result.chat,
-        "tags": [{"key": k, "value": v} for k, v in result.tags.items()],
+        # a tag with no value ("pattern" of a collected case before anyone labels it) is not shown
+        "tags": [{"key": k, "value": v} for k, v in result.tags.items() if str(v).strip()],
         "objective": att.objective,
         "mode": att.mode,
         "strategy": att.strategy,
@@ -419,6 +456,8 @@ def render_dossier_page(
             charts=sections,
             downloads=downloads,
             explorer=explorer,
+            glossary=glossary_entries(result),
+            explain=explain,
             explorer_json=script_json(explorer) if explorer is not None else None,
         )
     )

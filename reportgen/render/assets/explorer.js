@@ -9,10 +9,15 @@
   var dataEl = document.getElementById("graph-explorer-data");
   if (!root || !dataEl) { return; }
   var G = JSON.parse(dataEl.textContent);
+  // token and layer labels keep this size on screen at every zoom (and full screen)
+  var LABEL_PX = 12, CHAR_PX = 0.62 * LABEL_PX, PAD = 12, TURNED_CHARS = 10;
+  var widest = 1;
+  G.layers.forEach(function (name) { widest = Math.max(widest, name.length); });
+  var PAD_LEFT = Math.max(40, widest * 0.6 * LABEL_PX + 20);
   var SVGNS = "http://www.w3.org/2000/svg";
   var nNodes = G.nodes.length, nEdges = G.edges.length, nLayers = G.layers.length;
   var DX = 26, DY = Math.max(16, Math.min(30, Math.round(720 / nLayers)));
-  var LEFT = 70, TOP = 20, BOTTOM = 70, TOP_K = 10;
+  var LEFT = 70, TOP = 20, BOTTOM = 70, TOP_K = 10, MAX_COLS = 48;
   var colOf = {};
   G.columns.forEach(function (pos, c) { colOf[pos] = c; });
   var width = LEFT + G.columns.length * DX + 20;
@@ -55,23 +60,33 @@
   var svg = el("svg", {viewBox: "0 0 " + width + " " + height, role: "img",
     "aria-label": "Attribution graph: " + nNodes + " nodes, " + nEdges + " edges"});
   canvas.appendChild(svg);
-  var gLabels = el("g", {}, svg), gEdges = el("g", {}, svg), gNodes = el("g", {}, svg);
-  G.layers.forEach(function (name, li) {
-    var t = el("text", {x: LEFT - 8, y: TOP + (nLayers - 1 - li) * DY + DY / 2 + 3,
-      "text-anchor": "end", "class": "gx-layer-label"}, gLabels);
+  var gEdges = el("g", {}, svg), gNodes = el("g", {}, svg), gLabels = el("g", {"class": "gx-labels"}, svg);
+  // labels are drawn over the graph (with a white halo) and stick to the left and bottom edges
+  // of the view, so a zoomed or panned graph keeps its axes; relabel() sizes and places them
+  // white strips behind the labels, so a node or edge that is panned under them does not
+  // blot them out
+  var backLeft = el("rect", {"class": "gx-label-back"}, gLabels);
+  var backBottom = el("rect", {"class": "gx-label-back"}, gLabels);
+  var layerEls = G.layers.map(function (name, li) {
+    var t = el("text", {"class": "gx-layer-label", "dominant-baseline": "central"}, gLabels);
     t.textContent = name;
+    return t;
   });
   var every = Math.max(1, Math.ceil(G.columns.length / 300));
+  var tokenEls = [];
   G.columns.forEach(function (pos, c) {
     if (c % every) { return; }
-    var x = LEFT + c * DX + DX / 2, y = TOP + nLayers * DY + 8;
-    var t = el("text", {x: x, y: y, "class": "gx-label", "text-anchor": "end",
-      transform: "rotate(-60 " + x + " " + y + ")"}, gLabels);
-    var text = G.labels[c];
-    t.textContent = (text.length > 14 ? text.slice(0, 13) + "\u2026" : text);
+    var t = el("text", {"class": "gx-label"}, gLabels);
     var tip = el("title", {}, t);
-    tip.textContent = "#" + pos + " " + text;
+    tip.textContent = "#" + pos + " " + G.labels[c];
+    tokenEls.push({el: t, col: c, text: G.labels[c], span: null});
   });
+  var longest = 1;
+  G.labels.forEach(function (text) { longest = Math.max(longest, Math.min(14, text.length)); });
+  function short(text, chars) {
+    if (text.length <= chars) { return text; }
+    return chars <= 1 ? "\u2026" : text.slice(0, chars - 1) + "\u2026";
+  }
   var edgeEls = G.edges.map(function (e, k) {
     var w = e[2];
     var line = el("line", {x1: nx(e[0]), y1: ny(e[0]), x2: nx(e[1]), y2: ny(e[1]),
@@ -92,9 +107,100 @@
     return c;
   });
 
+  // the column spacing follows the canvas: a graph of few tokens and many layers spreads its
+  // columns over the width (room for level token labels) instead of standing in a narrow strip
+  function layout() {
+    var b = box(), cols = Math.max(1, Math.min(G.columns.length, MAX_COLS));
+    var sH = Math.max(Math.min((b.h - 2 * LABEL_PX - 14 - PAD) / (nLayers * DY), 3), 1e-3);
+    var dx = Math.max(26, Math.min((b.w - PAD_LEFT - PAD) / cols / sH, 160));
+    if (Math.abs(dx - DX) < 0.5) { return; }
+    DX = dx;
+    width = LEFT + G.columns.length * DX + 20;
+    nodeEls.forEach(function (c, k) { c.setAttribute("cx", nx(k).toFixed(2)); });
+    edgeEls.forEach(function (line, k) {
+      line.setAttribute("x1", nx(G.edges[k][0]).toFixed(2));
+      line.setAttribute("x2", nx(G.edges[k][1]).toFixed(2));
+    });
+  }
+
   // view: zoom and pan through the viewBox
   var view = {x: 0, y: 0, w: width, h: height};
-  function setView() { svg.setAttribute("viewBox", [view.x, view.y, view.w, view.h].join(" ")); }
+  function box() {
+    var r = svg.getBoundingClientRect();
+    return {w: r.width || 800, h: r.height || 540};
+  }
+  function scale() { var b = box(); return Math.min(b.w / view.w, b.h / view.h); }
+  function setView() {
+    svg.setAttribute("viewBox", [view.x, view.y, view.w, view.h].join(" "));
+    relabel();
+  }
+  // the visible area in graph units (the viewBox is centred in the canvas: "meet")
+  function visible() {
+    var b = box(), s = scale(), w = b.w / s, h = b.h / s;
+    return {x: view.x - (w - view.w) / 2, y: view.y - (h - view.h) / 2, w: w, h: h, s: s};
+  }
+  var tokenMode = "";
+  function relabel() {
+    var v = visible(), s = v.s, fs = LABEL_PX / s;
+    gLabels.setAttribute("font-size", fs.toFixed(3));
+    gLabels.setAttribute("stroke-width", (3 / s).toFixed(3));
+    // layer labels: at the left edge of the view, every one that has room
+    var rowPx = DY * s, layerEvery = Math.max(1, Math.ceil((LABEL_PX + 2) / rowPx));
+    var lx = v.x + 4 / s;
+    backLeft.setAttribute("x", v.x.toFixed(2));
+    backLeft.setAttribute("y", v.y.toFixed(2));
+    backLeft.setAttribute("width", ((widest * 0.6 * LABEL_PX + 8) / s).toFixed(2));
+    backLeft.setAttribute("height", v.h.toFixed(2));
+    layerEls.forEach(function (t, li) {
+      var shown = (nLayers - 1 - li) % layerEvery === 0;
+      t.setAttribute("display", shown ? "inline" : "none");
+      t.setAttribute("x", lx.toFixed(2));
+      t.setAttribute("y", (TOP + (nLayers - 1 - li) * DY + DY / 2).toFixed(2));
+    });
+    // token labels: level when a column (or two, staggered) has room for 3 characters,
+    // else turned 60 degrees, thinned so that they do not overlap
+    var colPx = DX * s, rows = 1, chars, step = 1, band;
+    if (colPx - 6 >= 3 * CHAR_PX) {
+      tokenMode = "level"; chars = Math.floor((colPx - 6) / CHAR_PX);
+    } else if (2 * colPx - 6 >= 3 * CHAR_PX) {
+      tokenMode = "stagger"; rows = 2; chars = Math.floor((2 * colPx - 6) / CHAR_PX);
+    } else {
+      tokenMode = "turned"; chars = TURNED_CHARS; step = Math.ceil(16 / colPx / every);
+    }
+    var shownChars = Math.min(chars, longest);
+    band = tokenMode === "turned" ? shownChars * CHAR_PX * 0.87 + LABEL_PX + 8 : rows * (LABEL_PX + 3) + 8;
+    var graphBottom = TOP + nLayers * DY;
+    var y0 = Math.min(graphBottom + 4 / s, v.y + v.h - band / s);
+    backBottom.setAttribute("x", v.x.toFixed(2));
+    backBottom.setAttribute("y", y0.toFixed(2));
+    backBottom.setAttribute("width", v.w.toFixed(2));
+    backBottom.setAttribute("height", Math.max(0, v.y + v.h - y0).toFixed(2));
+    root.setAttribute("data-label-mode", tokenMode);
+    tokenEls.forEach(function (item, k) {
+      var x = LEFT + item.col * DX + DX / 2;
+      var inView = x >= v.x - DX && x <= v.x + v.w + DX;
+      var shown = inView && k % step === 0;
+      item.el.setAttribute("display", shown ? "inline" : "none");
+      if (!shown) { return; }
+      var row = rows === 2 ? item.col % 2 : 0;
+      var text = short(item.text, chars);
+      if (item.el.firstChild.nodeType !== 3) { item.el.insertBefore(document.createTextNode(""), item.el.firstChild); }
+      item.el.firstChild.nodeValue = text;
+      if (tokenMode === "turned") {
+        var y = y0 + 4 / s;
+        item.el.setAttribute("x", x.toFixed(2)); item.el.setAttribute("y", y.toFixed(2));
+        item.el.setAttribute("text-anchor", "end");
+        item.el.setAttribute("dominant-baseline", "central");
+        item.el.setAttribute("transform", "rotate(-60 " + x.toFixed(2) + " " + y.toFixed(2) + ")");
+      } else {
+        item.el.setAttribute("x", x.toFixed(2));
+        item.el.setAttribute("y", (y0 + (row * (LABEL_PX + 3) + 2) / s).toFixed(2));
+        item.el.setAttribute("text-anchor", "middle");
+        item.el.setAttribute("dominant-baseline", "hanging");
+        item.el.removeAttribute("transform");
+      }
+    });
+  }
   function toSvg(clientX, clientY) {
     var pt = svg.createSVGPoint();
     pt.x = clientX; pt.y = clientY;
@@ -172,7 +278,8 @@
     }
   }
   // the view of the shown nodes; a wide graph opens on the MAX_COLS columns nearest the output
-  var MAX_COLS = 48;
+  // the shown nodes fill the canvas, with room for the labels at the left and the bottom (in
+  // screen pixels, as the labels are); a small graph is not blown up beyond 3x
   function fit(all) {
     var x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
     for (var k = 0; k < nNodes; k++) {
@@ -181,8 +288,15 @@
     }
     if (x0 === Infinity) { view = {x: 0, y: 0, w: width, h: height}; setView(); return; }
     if (!all) { x0 = Math.max(x0, x1 - MAX_COLS * DX); }
-    var w = Math.max((x1 - x0) + LEFT + DX, 480), h = Math.max((y1 - y0) + DY + BOTTOM, 320);
-    view = {x: x1 + DX / 2 - w + 10, y: (y0 + y1) / 2 - h / 2 + BOTTOM / 2 - DY / 2, w: w, h: h};
+    var b = box(), wc = x1 - x0 + DX, hc = y1 - y0 + DY;
+    var bottom = 8 + Math.min(longest, TURNED_CHARS) * CHAR_PX * 0.87 + LABEL_PX;
+    var s = Math.min((b.w - PAD_LEFT - PAD) / wc, (b.h - bottom - PAD) / hc, 3);
+    // level labels need less room at the bottom: use it for the graph when they fit
+    if (DX * s - 6 >= 3 * CHAR_PX) { bottom = 2 * LABEL_PX + 14; s = Math.min((b.w - PAD_LEFT - PAD) / wc, (b.h - bottom - PAD) / hc, 3); }
+    s = Math.max(s, 1e-3);
+    var w = b.w / s, h = b.h / s;
+    var spareW = (b.w - PAD_LEFT - PAD) / s - wc, spareH = (b.h - bottom - PAD) / s - hc;
+    view = {x: x0 - DX / 2 - PAD_LEFT / s - spareW / 2, y: y0 - DY / 2 - PAD / s - spareH / 2, w: w, h: h};
     setView();
   }
   weightIn.addEventListener("input", apply);
@@ -292,6 +406,46 @@
       if (ev.key === "-") { zoomCenter(1.3); }
     });
   });
+  // full screen: the figure fills the window (and the screen where the browser allows it);
+  // the button or Esc leaves
+  var fullBtn = document.getElementById("gx-fullscreen");
+  function setFull(on) {
+    root.classList.toggle("gx-full", on);
+    document.documentElement.classList.toggle("gx-noscroll", on);
+    fullBtn.setAttribute("aria-pressed", on ? "true" : "false");
+    fullBtn.textContent = on ? "Exit full screen" : "Full screen";
+    layout();
+    fit(false);
+  }
+  function leaveFull() {
+    if (document.fullscreenElement === root && document.exitFullscreen) {
+      document.exitFullscreen().catch(function () {});
+    }
+    setFull(false);
+  }
+  fullBtn.addEventListener("click", function () {
+    if (root.classList.contains("gx-full")) { leaveFull(); fullBtn.focus(); return; }
+    setFull(true);
+    if (root.requestFullscreen) {
+      root.requestFullscreen().then(function () { layout(); fit(false); }).catch(function () {});
+    }
+  });
+  document.addEventListener("fullscreenchange", function () {
+    if (document.fullscreenElement !== root && root.classList.contains("gx-full")) { setFull(false); }
+  });
+  document.addEventListener("keydown", function (ev) {
+    if (ev.key === "Escape" && root.classList.contains("gx-full")) { leaveFull(); }
+  });
+  var lastBox = box();
+  if (window.ResizeObserver) {
+    new ResizeObserver(function () {
+      var b = box();
+      if (Math.abs(b.w - lastBox.w) < 2 && Math.abs(b.h - lastBox.h) < 2) { return; }
+      lastBox = b;
+      layout(); fit(false);
+    }).observe(canvas);
+  }
+  layout();
   apply();
   fit(false);
   root.setAttribute("data-ready", "yes");
