@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .project import SiteInfo
+from .published import published_result
 from .render import charts as charts_mod
 from .render.extras import asset_tags, copy_extra_assets
 from .render.html import (
@@ -110,6 +111,7 @@ def build_site(
     site_info: SiteInfo | None = None,
     project_file: str | None = None,
     case_ids: set[str] | None = None,
+    standalone: bool = False,
 ) -> Path:
     """Write the whole site into ``out_dir`` and return the path of its index.html.
 
@@ -120,8 +122,10 @@ def build_site(
     ``on_error`` returns, instead of sinking the site (``build --keep-going``).
     ``site_info`` (the project file's ``[site]``, read from ``project_file``) turns the index
     into a project page; its featured ids must be among ``case_ids`` (every case of the build,
-    computed or failed; default: the results' ids)."""
+    computed or failed; default: the results' ids). With ``single_file`` the downloads are
+    embedded in each page too; ``standalone``: the dossiers travel alone (no "All cases" link)."""
     out_dir = Path(out_dir)
+    results = [published_result(r) for r in results]  # no local path in a published file
     seen: set[str] = set()
     for result in results:
         check_case_id(result.case_id)
@@ -143,7 +147,8 @@ def build_site(
                 out_dir / "cases" / result.case_id,
                 single_file=single_file,
                 assets_href="../../assets",
-                index_href="../../index.html",
+                index_href=None if standalone else "../../index.html",
+                embedded_downloads=single_file,
             )
         except Exception as exc:
             if on_error is None:
