@@ -235,19 +235,16 @@ def _cached_figures(
     return folder
 
 
-def _featured_known(project: Project, case_ids: set[str]) -> set[str]:
-    """The ids a featured case may name: this build's, or (a partial build) those of the
-    project's own ``cases/`` folder; an id in neither is an error on ``site.featured[i]``."""
-    from .render.project_page import check_featured
+def _featured_known(project: Project, case_ids: set[str]) -> Project:
+    """``project`` without the featured ids that name no case of this build (a subset of the
+    cases): one warning line, before any case is computed; they are left out."""
+    import dataclasses
+
+    from .site_links import featured_in_build
 
     assert project.site is not None
-    if any(f not in case_ids for f in project.site.featured) and project.path is not None:
-        folder = Path(project.path).parent / "cases"
-        if folder.is_dir():
-            more, more_errors = load_cases([folder])
-            case_ids = case_ids | {c.id for c in more} | {Path(e.path).stem for e in more_errors}
-    check_featured(project.site, project.path, case_ids)
-    return case_ids
+    site = featured_in_build(project.site, project.path, case_ids)
+    return dataclasses.replace(project, site=site)
 
 
 def build(
@@ -286,7 +283,7 @@ def build(
             project = load_project(find_project_file([Path(p) for p in paths]))
         case_ids = {case.id for case in cases} | {Path(e.path).stem for e in errors}
         if project.site is not None:
-            case_ids = _featured_known(project, case_ids)
+            project = _featured_known(project, case_ids)
         with tqdm(total=len(cases), desc="computing", unit="case", disable=not progress) as bar:
             results = compute_results(
                 cases,

@@ -50,6 +50,9 @@ _RENDER_ONLY = (
     "collect",  # writes case files; a dossier's numbers come from the case file alone
     "progress.py",
     "project.py",  # settings reach the key as the runtime, not as code
+    "published.py",  # what a published page leaves out
+    "publish.py",
+    "site_links.py",
 )
 
 

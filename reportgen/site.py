@@ -26,9 +26,10 @@ from .render.html import (
     render_dossier_page,
     vega_bundle,
 )
-from .render.project_page import check_featured, project_context
+from .render.project_page import project_context
 from .render.words import bound_words
 from .results import CaseResult
+from .site_links import bring_links, featured_in_build
 
 SITE_TITLE = "Why does the model pick the wrong token?"
 SITE_INTRO = (
@@ -134,7 +135,7 @@ def build_site(
         seen.add(result.case_id)
     results = sorted(results, key=lambda r: r.case_id)
     if site_info is not None:
-        check_featured(site_info, project_file, seen | (case_ids or set()))
+        site_info = featured_in_build(site_info, project_file, seen | (case_ids or set()))
 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_assets(out_dir / "assets")
@@ -158,6 +159,9 @@ def build_site(
             continue
         rendered.append(result)
     results = rendered
+    if site_info is not None:
+        # relative links of the project file: copied into the site, or an error on the field
+        site_info = bring_links(site_info, project_file, out_dir)
 
     charts = {"benchmarks": charts_mod.benchmark_counts_chart(results)} if results else {}
     if results:
