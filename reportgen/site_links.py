@@ -102,7 +102,12 @@ class _Bringer:
             raise CaseError(where, field, f"{source.name} is over {MAX_FILE // 10**6} MB")
         target = self.out / site_path
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
+        if source.suffix.lower() == ".toml":
+            # a case file's local model path (model = "/home/...") is not published
+            text = source.read_text(encoding="utf-8", errors="replace")
+            target.write_text(_LOCAL_PATH.sub(_path_name, text), encoding="utf-8")
+        else:
+            shutil.copyfile(source, target)
         self.copied[source] = site_path
         if source.suffix.lower() == ".md":
             self.markdown.append((source, site_path))
@@ -141,6 +146,14 @@ class _Bringer:
         md = MarkdownIt("commonmark", {"html": False})
         tokens = md.parse(source.read_text(encoding="utf-8", errors="replace"))
         here = posixpath.dirname(site_path)
+        slugs: dict[str, int] = {}
+        for index, token in enumerate(tokens):
+            if token.type == "heading_open" and index + 1 < len(tokens):
+                # GitHub's anchors (#section-name), so links into a section keep working
+                slug = re.sub(r"[^\w\- ]", "", tokens[index + 1].content.lower()).replace(" ", "-")
+                count = slugs.get(slug, 0)
+                slugs[slug] = count + 1
+                token.attrSet("id", f"{slug}-{count}" if count else slug)
         for token in tokens:
             if token.type != "inline" or not token.children:
                 continue
@@ -183,6 +196,14 @@ class _Bringer:
         target = self.out / site_path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(page, encoding="utf-8")
+
+
+#: an absolute path as a quoted TOML string
+_LOCAL_PATH = re.compile(r"""(["'])((?:/|~/|[A-Za-z]:[\\/])[^"'\n]*)\1""")
+
+
+def _path_name(match: re.Match[str]) -> str:
+    return f"{match.group(1)}{Path(match.group(2).rstrip('/')).name}{match.group(1)}"
 
 
 def _text(content: str):  # a markdown-it text token
