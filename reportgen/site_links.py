@@ -227,8 +227,16 @@ def bring_links(site: SiteInfo, project_file: str | None, out_dir: Path) -> Site
         dataclasses.replace(a, url=bringer.bring(a.url, where, f"site.authors[{i}].url"))
         for i, a in enumerate(site.authors)
     )
+    abstract = _ABSTRACT_LINK.sub(
+        lambda m: m.group(1) + bringer.bring(m.group(2), where, "site.abstract") + m.group(3),
+        site.abstract,
+    )
     bringer.finish(site.title or "Project page")
-    return dataclasses.replace(site, links=links, authors=authors)
+    return dataclasses.replace(site, links=links, authors=authors, abstract=abstract)
+
+
+#: a Markdown link's destination in the abstract: inline ``](url)`` or a reference ``[x]: url``
+_ABSTRACT_LINK = re.compile(r"(\]\(\s*<?|^ {0,3}\[[^\]\n]+\]:\s*<?)([^)\s>]+)(>?)", re.MULTILINE)
 
 
 def featured_in_build(site: SiteInfo, where: str | None, case_ids: set[str]) -> SiteInfo:

@@ -26,7 +26,7 @@ abstract = """
 Hello *world* <script>alert(5)</script> <img src=x onerror=alert(6)>
 
 [bad](javascript:alert(7)) [worse](JaVaScRiPt:alert(8)) [data](data:text/html,<script>alert(9)</script>)
-[ok](https://ok.example/path) [rel](cases/x.html) ![remote](https://img.example/a.png)
+[ok](https://ok.example/path) [rel](#citation) ![remote](https://img.example/a.png)
 
 $\\sum_i R_i = f$ and `</script>` in code.
 """

@@ -551,3 +551,31 @@ def test_pages_workflow_is_shipped_and_written_on_request(tmp_path: Path) -> Non
     result = CliRunner().invoke(main, ["pages", "init", "--repo", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert (tmp_path / ".github" / "workflows" / "pages.yml").read_text() == PAGES_WORKFLOW
+
+
+def test_abstract_links_are_brought_into_the_site_too(tmp_path: Path) -> None:
+    from render_fixtures import make_result
+
+    from reportgen.project import load_project
+    from reportgen.site import build_site
+
+    (tmp_path / "notes.md").write_text("# Notes\n")
+    path = tmp_path / "reportgen.toml"
+    path.write_text(
+        '[site]\ntitle = "t"\nabstract = "See [the notes](notes.md) and [x](#cases)."\n'
+    )
+    project = load_project(path)
+    build_site(
+        [make_result("case-a")], tmp_path / "s", site_info=project.site, project_file=str(path)
+    )
+    html = (tmp_path / "s" / "index.html").read_text(encoding="utf-8")
+    assert 'href="project-files/notes.html"' in html and 'href="#cases"' in html
+    assert (tmp_path / "s" / "project-files" / "notes.html").is_file()
+    path.write_text('[site]\ntitle = "t"\nabstract = "See [gone](gone.md)."\n')
+    with pytest.raises(CaseError, match=r"site\.abstract"):
+        build_site(
+            [make_result("case-a")],
+            tmp_path / "s2",
+            site_info=load_project(path).site,
+            project_file=str(path),
+        )
