@@ -71,6 +71,13 @@ class _Bringer:
         return f"{FILES_DIR}/{rel}" if rel != "." else FILES_DIR
 
     def bring(self, url: str, where: str, field: str) -> str:
+        if url.startswith("/") and not url.startswith("//"):
+            raise CaseError(
+                where,
+                field,
+                f"{url!r} starts at the server's root: under a project site's /REPO/ path it "
+                "is a broken link; give a path relative to the project file or a full URL",
+            )
         if not _is_relative(url):
             return url
         path, tail = _split(url)

@@ -281,6 +281,14 @@ def test_a_relative_link_to_nothing_is_an_error_naming_the_field(tmp_path: Path)
             [make_result("case-a")], tmp_path / "s", site_info=project.site, project_file=str(path)
         )
     assert "site.links[1].url" in str(error.value) and str(path) in str(error.value)
+    path.write_text('[site]\ntitle = "t"\nauthors = [{name = "A", url = "/people/a"}]\n')
+    with pytest.raises(CaseError, match=r"site\.authors\[0\]\.url.*root"):
+        build_site(
+            [make_result("case-a")],
+            tmp_path / "s",
+            site_info=load_project(path).site,
+            project_file=str(path),
+        )
 
 
 def test_absent_featured_case_warns_once_and_is_left_out(site: dict) -> None:
