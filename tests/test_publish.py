@@ -164,13 +164,15 @@ def parse_links(html: str) -> Links:
     return parser
 
 
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 @pytest.fixture(scope="module")
 def served(site: dict):
     """``python -m http.server`` on the parent folder: the site is at /REPO/."""
-    handler = functools.partial(
-        http.server.SimpleHTTPRequestHandler, directory=str(site["out"].parent)
-    )
-    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
+    handler = functools.partial(Quiet, directory=str(site["out"].parent))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -587,3 +589,32 @@ def test_abstract_links_are_brought_into_the_site_too(tmp_path: Path) -> None:
             site_info=load_project(path).site,
             project_file=str(path),
         )
+
+
+def test_run_fast_single_file_through_the_command_line(
+    project: Path, fast_result, tmp_path: Path
+) -> None:
+    out = tmp_path / "report" / "case-a.html"
+    case = str(project / "cases" / "case-a.toml")
+    result = CliRunner().invoke(main, ["run", case, "--fast", "--single-file", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in out.parent.iterdir()] == ["case-a.html"]
+    html = out.read_text(encoding="utf-8")
+    assert 'id="quick-mode"' in html and "data-embedded=" in html
+    links = parse_links(html)
+    assert all(u.startswith(("#", "https://", "http://")) for u in links.urls), links.urls
+    assert "case-a.pdf" not in html  # quick mode: no PDF unless --pdf
+
+
+def test_build_single_file_pages_keep_no_relative_download(tmp_path: Path) -> None:
+    from render_fixtures import make_result
+
+    from reportgen.site import build_site
+
+    build_site([make_result("case-a")], tmp_path / "s", single_file=True)
+    html = (tmp_path / "s" / "cases" / "case-a" / "index.html").read_text(encoding="utf-8")
+    urls = parse_links(html).urls
+    assert "../../index.html" in urls  # the site exists: the way back stays
+    others = [u for u in urls if u != "../../index.html"]
+    assert all(u.startswith(("#", "https://", "http://")) for u in others), others
+    assert 'download="data.json"' in html
