@@ -224,7 +224,7 @@ concurrency:
 jobs:
   build:
     runs-on: ubuntu-latest
-    timeout-minutes: 120
+    timeout-minutes: 340   # a first build computes every case (later runs reuse the cache)
     steps:
       - uses: actions/checkout@v4
       - uses: actions/setup-python@v5
