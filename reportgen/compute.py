@@ -366,8 +366,8 @@ def compute_case(
     fast: bool = False,
 ) -> CaseResult:
     """All numbers of one case. ``fast`` (quick mode) skips the faithfulness test (the
-    deletion curves: most of a short case's time); attribution and graph are the same. ``progress(step, done, total)`` reports the step inside the
-    case (attribution, graph layer i of L, faithfulness masked sets done of total, comparison
+    deletion curves: most of a short case's time); attribution and graph are the same.
+    ``progress(step, done, total)`` reports the step inside the case (attribution, graph layer i of L, faithfulness masked sets done of total, comparison
     models) with plain values; a case that will not fit in memory fails before it starts.
     ``use_cache=False`` (``--no-cache``) also bypasses the graph cache. ``case_text``: the case
     file's text when the caller has it (a worker of a Ray cluster may not see the driver's

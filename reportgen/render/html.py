@@ -400,6 +400,13 @@ def quick_mode_words(result: CaseResult) -> str:
     )
 
 
+def _with_pdf_note(case: dict[str, Any], downloads: list[dict[str, str]]) -> dict[str, Any]:
+    """A quick-mode dossier without a figure set says so too."""
+    if case["quick_mode"] and not any(d["label"].endswith(".pdf") for d in downloads):
+        case["quick_mode"] += " No PDF figure set either (--pdf makes one)."
+    return case
+
+
 def embed_downloads(downloads: list[dict[str, str]], out_dir: Path) -> list[dict[str, str]]:
     """The downloads as in-page files: each link points at a fragment of the page, whose
     ``<script type="application/octet-stream">`` holds the file as base64, saved by a click
@@ -461,7 +468,7 @@ def render_dossier_page(
         .get_template("dossier.html.j2")
         .render(
             page=page,
-            case=dossier_context(result),
+            case=_with_pdf_note(dossier_context(result), downloads),
             charts=sections,
             downloads=downloads,
             explorer=explorer,
