@@ -618,3 +618,37 @@ def test_build_single_file_pages_keep_no_relative_download(tmp_path: Path) -> No
     others = [u for u in urls if u != "../../index.html"]
     assert all(u.startswith(("#", "https://", "http://")) for u in others), others
     assert 'download="data.json"' in html
+
+
+def test_published_result_keeps_numbers_and_drops_local_paths() -> None:
+    import dataclasses
+
+    from render_fixtures import make_result
+
+    from reportgen.published import published_result
+
+    home = str(Path.home())
+    result = make_result("case-a", model="/srv/models/my-llama")
+    result = dataclasses.replace(
+        result,
+        case_toml='model = "/srv/models/my-llama"\nprompt = "x"\n',
+        environment={
+            "model_source": "/srv/models/my-llama",
+            "model_identity": "/srv/models/my-llama:0123abcd",
+            "command": f"reportgen run {home}/work/case.toml --out=/var/tmp/out --no-pdf",
+            "note": f"cache at {home}/.cache/reportgen",
+        },
+    )
+    published = published_result(result)
+    text = json.dumps(published.to_json())
+    assert "/srv/" not in text and "/var/tmp" not in text and home + "/" not in text
+    assert published.model == published.attribution.model == "my-llama"
+    assert published.environment["model_source"] == (
+        "my-llama (local files, content sha256 0123abcd)"
+    )
+    assert published.environment["model_identity"] == "my-llama:0123abcd"
+    assert published.environment["command"] == "reportgen run case.toml --out=out --no-pdf"
+    assert published.environment["note"] == "cache at ~/.cache/reportgen"
+    assert published.case_toml == 'model = "my-llama"\nprompt = "x"\n'
+    assert published.attribution.relevance == result.attribution.relevance
+    assert published_result(published) == published  # idempotent
