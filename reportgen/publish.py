@@ -159,8 +159,14 @@ def publish_branch(
     site = Path(site)
     if not (site / "index.html").is_file():
         raise PublishError(f"{site}: no index.html; build the site first (reportgen build)")
-    top = Path(_git(repo, "rev-parse", "--show-toplevel"))
-    _git(top, "check-ref-format", "--branch", branch)
+    try:
+        top = Path(_git(repo, "rev-parse", "--show-toplevel"))
+    except PublishError:
+        raise PublishError(f"--repo {repo}: not a git repository (git init, or --repo)") from None
+    try:
+        _git(top, "check-ref-format", "--branch", branch)
+    except PublishError:
+        raise PublishError(f"--branch {branch!r}: not a valid branch name") from None
     files = [p for p in sorted(site.rglob("*")) if p.is_file() or p.is_symlink()]
     files = [p for p in files if p.name not in (".reportgen-site",)]
     with tempfile.TemporaryDirectory(prefix="reportgen-publish-") as tmp:
