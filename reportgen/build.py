@@ -46,6 +46,7 @@ def compute_results(
     execution: Execution = LOCAL,
     on_progress: Callable[[Case, tuple[object, ...]], None] = lambda case, args: None,
     on_step: Callable[[str, str, int, int], None] = lambda case_id, step, done, total: None,
+    fast: bool = False,
 ) -> list[CaseResult]:
     """Results for ``cases`` in order, from the cache or computed by the runner (in this
     process, N local workers or Ray; models load lazily, once per worker, only on a miss)."""
@@ -60,6 +61,7 @@ def compute_results(
         on_done=on_done,
         on_progress=lambda case, args: (on_progress(case, args), on_step(case.id, *args)),
         loader=model_loader,
+        fast=fast,
     )
     report.built.extend(run.built)
     report.cached.extend(run.cached)
@@ -103,16 +105,20 @@ def render_site(
     keep_going: bool = False,
     project: Project | None = None,
     case_ids: set[str] | None = None,
+    standalone: bool = False,
 ) -> list[tuple[str, str]]:
     """Render into a staging folder and swap it in; returns PDF failures (the page still ships)
     and, with ``keep_going``, the cases whose page could not be rendered (left out).
 
     ``out`` is checked by :func:`outdir.check_out_folder` (again: it may have changed while the
     cases were computed); the caller holds :func:`outdir.build_lock`."""
+    from .published import log_local_facts, published_result
     from .render.latex import render_latex
     from .site import build_site
 
     out = outdir.check_out_folder(out, inputs)
+    log_local_facts(results, out)
+    results = [published_result(r) for r in results]  # no local path in a published file
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=outdir.staging_prefix(out), dir=out.parent))
     pdf_failures: list[tuple[str, str]] = []
@@ -146,6 +152,7 @@ def render_site(
             site_info=project.site if project is not None else None,
             project_file=project.path if project is not None else None,
             case_ids=case_ids,
+            standalone=standalone,
         )
         pdf_failures.extend(page_failures)
         outdir.write_marker(staging)
@@ -228,19 +235,16 @@ def _cached_figures(
     return folder
 
 
-def _featured_known(project: Project, case_ids: set[str]) -> set[str]:
-    """The ids a featured case may name: this build's, or (a partial build) those of the
-    project's own ``cases/`` folder; an id in neither is an error on ``site.featured[i]``."""
-    from .render.project_page import check_featured
+def _featured_known(project: Project, case_ids: set[str]) -> Project:
+    """``project`` without the featured ids that name no case of this build (a subset of the
+    cases): one warning line, before any case is computed; they are left out."""
+    import dataclasses
+
+    from .site_links import featured_in_build
 
     assert project.site is not None
-    if any(f not in case_ids for f in project.site.featured) and project.path is not None:
-        folder = Path(project.path).parent / "cases"
-        if folder.is_dir():
-            more, more_errors = load_cases([folder])
-            case_ids = case_ids | {c.id for c in more} | {Path(e.path).stem for e in more_errors}
-    check_featured(project.site, project.path, case_ids)
-    return case_ids
+    site = featured_in_build(project.site, project.path, case_ids)
+    return dataclasses.replace(project, site=site)
 
 
 def build(
@@ -256,8 +260,10 @@ def build(
     options: RuntimeOptions = DEFAULT_OPTIONS,
     execution: Execution = LOCAL,
     project: Project | None = None,
+    fast: bool = False,
 ) -> BuildReport:
-    """``project``: the ``reportgen.toml`` settings (default: found beside the cases)."""
+    """``project``: the ``reportgen.toml`` settings (default: found beside the cases).
+    ``fast``: quick mode, no faithfulness test (:func:`reportgen.compute.compute_case`)."""
     from tqdm import tqdm
 
     paths = list(paths)
@@ -277,7 +283,7 @@ def build(
             project = load_project(find_project_file([Path(p) for p in paths]))
         case_ids = {case.id for case in cases} | {Path(e.path).stem for e in errors}
         if project.site is not None:
-            case_ids = _featured_known(project, case_ids)
+            project = _featured_known(project, case_ids)
         with tqdm(total=len(cases), desc="computing", unit="case", disable=not progress) as bar:
             results = compute_results(
                 cases,
@@ -290,6 +296,7 @@ def build(
                 options=options,
                 project=project,
                 execution=execution,
+                fast=fast,
             )
         with tqdm(total=len(results), desc="rendering", unit="case", disable=not progress) as bar:
             pdf_failures = render_site(

@@ -50,6 +50,9 @@ _RENDER_ONLY = (
     "collect",  # writes case files; a dossier's numbers come from the case file alone
     "progress.py",
     "project.py",  # settings reach the key as the runtime, not as code
+    "published.py",  # what a published page leaves out
+    "publish.py",
+    "site_links.py",
 )
 
 
@@ -185,9 +188,16 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def result_key(case: Case, case_text: str, runtime: dict[str, Any] | None = None) -> str:
+#: what quick mode (``--fast``) leaves out; the dossier names it
+FAST_SKIPS = ("faithfulness",)
+
+
+def result_key(
+    case: Case, case_text: str, runtime: dict[str, Any] | None = None, *, fast: bool = False
+) -> str:
     """``runtime``: what else changes the numbers (per model: device type, dtype, quantisation);
-    ``None`` is the default float32 CPU run."""
+    ``None`` is the default float32 CPU run. ``fast``: a quick-mode result (no faithfulness)
+    is stored under its own key, which a full build never reads (and the other way round)."""
     fields: dict[str, Any] = {
         "case": case_text,
         "model": model_identity(case.model),
@@ -196,6 +206,8 @@ def result_key(case: Case, case_text: str, runtime: dict[str, Any] | None = None
     }
     if runtime is not None:
         fields["runtime"] = runtime
+    if fast:
+        fields["mode"] = "fast: " + ",".join(FAST_SKIPS)
     payload = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
@@ -351,9 +363,11 @@ def compute_case(
     progress: Progress = no_progress,
     load_other: Callable[[str], LoadedModel] = load_model,
     use_cache: bool = True,
+    fast: bool = False,
 ) -> CaseResult:
-    """All numbers of one case. ``progress(step, done, total)`` reports the step inside the
-    case (attribution, graph layer i of L, faithfulness masked sets done of total, comparison
+    """All numbers of one case. ``fast`` (quick mode) skips the faithfulness test (the
+    deletion curves: most of a short case's time); attribution and graph are the same.
+    ``progress(step, done, total)`` reports the step inside the case (attribution, graph layer i of L, faithfulness masked sets done of total, comparison
     models) with plain values; a case that will not fit in memory fails before it starts.
     ``use_cache=False`` (``--no-cache``) also bypasses the graph cache. ``case_text``: the case
     file's text when the caller has it (a worker of a Ray cluster may not see the driver's
@@ -393,17 +407,19 @@ def compute_case(
         progress=lambda done, total: progress("graph", done, total),
     )
     return_freed_memory()
-    progress("faithfulness", 0, 1)
-    faith = case_faithfulness(
-        loaded,
-        attribution,
-        question.objective,
-        progress=lambda done, total: progress("faithfulness", done, total),
-    )
-    return_freed_memory()
-    pattern = failure_pattern(attribution.relevance, attribution.special, list(case.relevant))
-    if pattern is not None:
-        faith["failure_pattern"] = pattern
+    faith = None
+    if not fast:
+        progress("faithfulness", 0, 1)
+        faith = case_faithfulness(
+            loaded,
+            attribution,
+            question.objective,
+            progress=lambda done, total: progress("faithfulness", done, total),
+        )
+        return_freed_memory()
+        pattern = failure_pattern(attribution.relevance, attribution.special, list(case.relevant))
+        if pattern is not None:
+            faith["failure_pattern"] = pattern
     comparisons, comparison_errors = None, []
     if case.compare:
         progress("comparison", 0, len(case.compare))
@@ -440,6 +456,7 @@ def compute_case(
         environment={
             **environment(loaded, command),
             "model_identity": identity,
+            **({"quick_mode_skipped": list(FAST_SKIPS)} if fast else {}),
             **({"comparison_errors": comparison_errors} if comparison_errors else {}),
         },
     )

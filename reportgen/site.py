@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .project import SiteInfo
+from .published import published_result
 from .render import charts as charts_mod
 from .render.extras import asset_tags, copy_extra_assets
 from .render.html import (
@@ -25,9 +26,10 @@ from .render.html import (
     render_dossier_page,
     vega_bundle,
 )
-from .render.project_page import check_featured, project_context
+from .render.project_page import project_context
 from .render.words import bound_words
 from .results import CaseResult
+from .site_links import bring_links, featured_in_build
 
 SITE_TITLE = "Why does the model pick the wrong token?"
 SITE_INTRO = (
@@ -110,6 +112,7 @@ def build_site(
     site_info: SiteInfo | None = None,
     project_file: str | None = None,
     case_ids: set[str] | None = None,
+    standalone: bool = False,
 ) -> Path:
     """Write the whole site into ``out_dir`` and return the path of its index.html.
 
@@ -120,8 +123,10 @@ def build_site(
     ``on_error`` returns, instead of sinking the site (``build --keep-going``).
     ``site_info`` (the project file's ``[site]``, read from ``project_file``) turns the index
     into a project page; its featured ids must be among ``case_ids`` (every case of the build,
-    computed or failed; default: the results' ids)."""
+    computed or failed; default: the results' ids). With ``single_file`` the downloads are
+    embedded in each page too; ``standalone``: the dossiers travel alone (no "All cases" link)."""
     out_dir = Path(out_dir)
+    results = [published_result(r) for r in results]  # no local path in a published file
     seen: set[str] = set()
     for result in results:
         check_case_id(result.case_id)
@@ -130,7 +135,7 @@ def build_site(
         seen.add(result.case_id)
     results = sorted(results, key=lambda r: r.case_id)
     if site_info is not None:
-        check_featured(site_info, project_file, seen | (case_ids or set()))
+        site_info = featured_in_build(site_info, project_file, seen | (case_ids or set()))
 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_assets(out_dir / "assets")
@@ -143,7 +148,8 @@ def build_site(
                 out_dir / "cases" / result.case_id,
                 single_file=single_file,
                 assets_href="../../assets",
-                index_href="../../index.html",
+                index_href=None if standalone else "../../index.html",
+                embedded_downloads=single_file,
             )
         except Exception as exc:
             if on_error is None:
@@ -153,6 +159,9 @@ def build_site(
             continue
         rendered.append(result)
     results = rendered
+    if site_info is not None:
+        # relative links of the project file: copied into the site, or an error on the field
+        site_info = bring_links(site_info, project_file, out_dir)
 
     charts = {"benchmarks": charts_mod.benchmark_counts_chart(results)} if results else {}
     if results:

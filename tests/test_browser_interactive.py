@@ -28,7 +28,7 @@ title = "Failures of a tiny model"
 subtitle = "Explained with contrastive AttnLRP </script>"
 authors = [{name = "A. Author", affiliation = "Lab One", url = "https://a.example"}, {name = "B. Author", affiliation = "Lab Two"}]
 abstract = "We explain **wrong tokens**. <img src=x onerror=alert(1)>"
-links = [{label = "Code", url = "https://code.example"}, {label = "Method", url = "../docs/method.md"}]
+links = [{label = "Code", url = "https://code.example"}, {label = "Method", url = "docs/method.md"}]
 bibtex = """@misc{tiny2026,
   title = {Failures of a tiny model},
   author = {Author, A. and Author, B.}
@@ -50,6 +50,8 @@ def browser():
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("interactive")
     (root / "reportgen.toml").write_text(PROJECT, encoding="utf-8")
+    (root / "docs").mkdir()  # the Method link's file, copied into the site
+    (root / "docs" / "method.md").write_text("# Method\n", encoding="utf-8")
     project = load_project(root / "reportgen.toml")
     out = root / "site"
     build_site(

@@ -264,4 +264,4 @@ def test_help_does_not_import_the_heavy_libraries():
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split(maxsplit=1) == ["10", "[]\n"]
+    assert done.stdout.split(maxsplit=1) == ["12", "[]\n"]  # + pages, publish

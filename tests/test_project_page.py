@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from render_fixtures import hostile_result, make_result
 
-from reportgen.errors import CaseError
 from reportgen.project import load_project
 from reportgen.render.project_page import render_markdown, safe_link
 from reportgen.site import build_site
@@ -27,13 +26,13 @@ abstract = """
 Hello *world* <script>alert(5)</script> <img src=x onerror=alert(6)>
 
 [bad](javascript:alert(7)) [worse](JaVaScRiPt:alert(8)) [data](data:text/html,<script>alert(9)</script>)
-[ok](https://ok.example/path) [rel](cases/x.html) ![remote](https://img.example/a.png)
+[ok](https://ok.example/path) [rel](#citation) ![remote](https://img.example/a.png)
 
 $\\sum_i R_i = f$ and `</script>` in code.
 """
 links = [
   {label = "Code </a><script>alert(10)</script>", url = "https://code.example/\"onmouseover=alert(11)"},
-  {label = "Docs", url = "../../docs/method.md"},
+  {label = "Docs", url = "docs/method.md"},
 ]
 bibtex = """@misc{x, title = {</pre><script>alert(12)</script> \\LaTeX{} "q" 'q'}}"""
 featured = ["hostile-case", "case-a"]
@@ -76,6 +75,8 @@ def hostile_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("project")
     path = root / "reportgen.toml"
     path.write_text(HOSTILE_TOML, encoding="utf-8")
+    (root / "docs").mkdir()
+    (root / "docs" / "method.md").write_text("# Method\n", encoding="utf-8")
     project = load_project(path)
     out = root / "site"
     build_site(
@@ -138,8 +139,9 @@ def test_project_header_authors_links_and_citation(hostile_site: Path) -> None:
     buttons = [a for t, a in page.tags if t == "a" and "link-button" in (a.get("class") or "")]
     assert [b["href"] for b in buttons] == [
         'https://code.example/"onmouseover=alert(11)',
-        "../../docs/method.md",
+        "project-files/docs/method.html",  # copied into the site, rendered
     ]
+    assert (hostile_site / "project-files" / "docs" / "method.html").is_file()
     assert "</pre><script>alert(12)</script>" in text  # the BibTeX, verbatim as text
     assert (
         "button",
@@ -159,19 +161,22 @@ def test_without_project_file_the_index_is_unchanged(tmp_path: Path) -> None:
     assert "project.js" not in html and 'id="abstract"' not in html and 'id="citation"' not in html
 
 
-def test_unknown_featured_id_is_an_error_naming_the_field(tmp_path: Path) -> None:
+def test_featured_id_absent_from_the_build_warns_and_is_left_out(tmp_path: Path, caplog) -> None:
     path = tmp_path / "reportgen.toml"
     path.write_text('[site]\ntitle = "x"\nfeatured = ["case-a", "nope"]\n', encoding="utf-8")
     project = load_project(path)
-    with pytest.raises(CaseError) as err:
+    with caplog.at_level("WARNING", logger="reportgen"):
         build_site(
             [make_result("case-a")],
             tmp_path / "s",
             site_info=project.site,
             project_file=project.path,
         )
-    assert "site.featured[1]" in str(err.value) and "nope" in str(err.value)
-    assert str(path) in str(err.value)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "site.featured" in lines[0] and "'nope'" in lines[0]
+    assert str(path) in lines[0]
+    html = (tmp_path / "s" / "index.html").read_text(encoding="utf-8")
+    assert 'id="featured-case-a"' in html and "featured-nope" not in html
 
 
 def test_shipped_project_file_describes_the_collection() -> None:
@@ -185,7 +190,7 @@ def test_shipped_project_file_describes_the_collection() -> None:
     assert "AttnLRP" in site.abstract and site.bibtex.lstrip().startswith("@misc")
 
 
-def test_build_checks_featured_ids_before_computing(tmp_path: Path) -> None:
+def test_build_warns_about_absent_featured_ids_before_computing(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     from reportgen.cli import main
@@ -197,7 +202,6 @@ def test_build_checks_featured_ids_before_computing(tmp_path: Path) -> None:
     )
     (tmp_path / "reportgen.toml").write_text('[site]\ntitle = "t"\nfeatured = ["one", "nope"]\n')
     result = CliRunner().invoke(main, ["build", str(cases), "--out", str(tmp_path / "out")])
-    assert result.exit_code == 1
-    assert "site.featured[1]" in result.output and "'nope'" in result.output
-    assert "no-such-model" not in result.output  # failed before any model was loaded
-    assert not (tmp_path / "out").exists()
+    assert result.exit_code == 1  # the model does not exist
+    warning = result.output.index("site.featured: 'nope' not in this build")
+    assert warning < result.output.index("no-such-model")  # warned before any model was loaded

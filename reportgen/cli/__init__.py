@@ -5,10 +5,23 @@ commands; the group below is assembled from them explicitly."""
 from .common import main
 from .explain import attribute, graph
 from .failures import collect
+from .publish import pages, publish
 from .site import build, run, validate
 from .tools import explore, models, serve
 
-for _command in (attribute, graph, run, build, validate, collect, models, explore, serve):
+for _command in (
+    attribute,
+    graph,
+    run,
+    build,
+    validate,
+    collect,
+    models,
+    explore,
+    serve,
+    pages,
+    publish,
+):
     main.add_command(_command)
 
 __all__ = ["main"]

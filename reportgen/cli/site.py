@@ -19,34 +19,79 @@ from .common import (
 )
 
 
+def fast_option(func: Any) -> Any:
+    """--fast (alias --no-faithfulness): quick mode for triage."""
+    return click.option(
+        "--fast",
+        "--no-faithfulness",
+        "fast",
+        is_flag=True,
+        help="Quick mode: skip the faithfulness test (deletion curves, flip-k, AOPC; most of a "
+        "short case's time) and, unless --pdf is given, the PDF figure set. Attribution and "
+        "graph numbers are the full build's; the dossier says what was skipped; cached apart "
+        "from full results.",
+    )(func)
+
+
 @click.command()
 @click.argument("case_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
     required=True,
-    help="Folder for the dossier.",
+    help="Folder for the dossier (a one-case site); FILE.html with --single-file; FILE.zip "
+    "with --zip.",
 )
 @click.option(
-    "--pdf/--no-pdf", default=True, show_default=True, help="Also compile the LaTeX figure set."
+    "--pdf/--no-pdf",
+    default=None,
+    help="Also compile the LaTeX figure set (default: yes, but not with --fast).",
 )
 @click.option(
-    "--single-file", is_flag=True, help="Inline the Vega bundle and data: one self-contained .html."
+    "--single-file",
+    is_flag=True,
+    help="Write exactly one self-contained FILE.html to attach to a bug report: styles, charts "
+    "and every download (data.json, CSVs, npz, PDF) embedded; works offline, alone.",
 )
+@click.option(
+    "--zip",
+    "as_zip",
+    is_flag=True,
+    help="Write the dossier folder (a one-case site) as one FILE.zip; refused over GitHub's "
+    "25 MB attachment limit.",
+)
+@fast_option
 @click.option("--no-cache", is_flag=True, help="Recompute even if a cached result exists.")
 @runtime_options
 @one_line_errors
 def run(
-    case_file: Path, out: Path, pdf: bool, single_file: bool, no_cache: bool, runtime: Any
+    case_file: Path,
+    out: Path,
+    pdf: bool | None,
+    single_file: bool,
+    as_zip: bool,
+    fast: bool,
+    no_cache: bool,
+    runtime: Any,
 ) -> None:
     """One dossier (HTML + data, PDF figure set) for CASE_FILE: a one-case site, rendered the way
-    `build` renders (staging folder swapped in, cached figure sets)."""
+    `build` renders (staging folder swapped in, cached figure sets); or, to attach to a bug
+    report, one self-contained .html (--single-file) or one .zip (--zip)."""
     from ..cases import load_case
     from ..outdir import check_out_folder
     from ..project import find_project_file, load_project
+    from ..publish import check_single_file_out, check_zip_out
 
+    if single_file and as_zip:
+        raise click.ClickException("--single-file and --zip each write one file: choose one")
+    pdf = (not fast) if pdf is None else pdf
     case = load_case(case_file)
-    check_out_folder(out, [case_file])
+    if single_file:
+        check_single_file_out(out)
+    elif as_zip:
+        check_zip_out(out)
+    else:
+        check_out_folder(out, [case_file])
     project = load_project(find_project_file([case_file]))
     quiet_libraries()
     from ..build import BuildReport, compute_results, render_site
@@ -62,8 +107,23 @@ def run(
         on_step=case_steps(status_line),
         options=runtime,
         project=project,
+        fast=fast,
     )
     status_line("")
+    if single_file or as_zip:
+        from ..publish import write_single_file, write_zip
+
+        kwargs = {"pdf": pdf, "use_cache": not no_cache, "inputs": [case_file]}
+        if single_file:
+            failures = write_single_file(result, out, **kwargs)
+            what = "one self-contained file"
+        else:
+            failures, size = write_zip(result, out, **kwargs)
+            what = f"zip of {size / 1e6:.1f} MB"
+        for file, reason in failures:
+            click.echo(f"warning: {file}: {reason}", err=True)
+        click.echo(f"{case.id}: explained {result.attribution.explained:.4f} -> {out} ({what})")
+        return
     from ..outdir import build_lock
 
     with build_lock(out, command_line()):
@@ -96,8 +156,17 @@ def run(
     is_flag=True,
     help="Build every valid case; report the failed ones and exit non-zero at the end.",
 )
-@click.option("--pdf/--no-pdf", default=True, show_default=True)
-@click.option("--single-file", is_flag=True, help="Each dossier as one self-contained .html.")
+@click.option(
+    "--pdf/--no-pdf",
+    default=None,
+    help="Compile the PDF figure sets (default: yes, not with --fast).",
+)
+@click.option(
+    "--single-file",
+    is_flag=True,
+    help="Each dossier as one self-contained .html (styles, charts and downloads embedded).",
+)
+@fast_option
 @runtime_options
 @execution_options
 @one_line_errors
@@ -106,12 +175,14 @@ def build(
     out: Path,
     no_cache: bool,
     keep_going: bool,
-    pdf: bool,
+    pdf: bool | None,
     single_file: bool,
+    fast: bool,
     runtime: Any,
     execution: Any,
 ) -> None:
     """Build the static site for PATHS (default: cases/)."""
+    pdf = (not fast) if pdf is None else pdf
     quiet_libraries()
     from ..build import build as build_site
 
@@ -125,6 +196,7 @@ def build(
         command=command_line(),
         options=runtime,
         execution=execution,
+        fast=fast,
     )
     click.echo(
         f"site: {report.out / 'index.html'} ({len(report.built)} computed, {len(report.cached)} from cache, "

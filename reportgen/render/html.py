@@ -378,6 +378,7 @@ def dossier_context(result: CaseResult) -> dict[str, Any]:
         "conservation_note": conservation_note(att.relevance_sum, att.explained)
         if att.conservation is not None
         else "",
+        "quick_mode": quick_mode_words(result),
         "id": result.case_id,
         "title": result.title,
         "description": result.description,
@@ -418,6 +419,54 @@ def dossier_context(result: CaseResult) -> dict[str, Any]:
     }
 
 
+#: what quick mode's skipped steps mean, in words (the dossier's quick-mode note)
+QUICK_MODE_SKIPS = {
+    "faithfulness": "the faithfulness test (deletion curves, flip-k, AOPC, failure-pattern hint)",
+}
+
+
+def quick_mode_words(result: CaseResult) -> str:
+    """The dossier's note on a quick-mode (``--fast``) result: what was skipped ("" else)."""
+    skipped = result.environment.get("quick_mode_skipped")
+    if not skipped:
+        return ""
+    names = [QUICK_MODE_SKIPS.get(str(s), str(s)) for s in skipped]
+    return (
+        f"{'; '.join(names)} skipped. Attribution, graph and metrics are the full build's "
+        "numbers; build without --fast for the rest."
+    )
+
+
+def _with_pdf_note(case: dict[str, Any], downloads: list[dict[str, str]]) -> dict[str, Any]:
+    """A quick-mode dossier without a figure set says so too."""
+    if case["quick_mode"] and not any(d["label"].endswith(".pdf") for d in downloads):
+        case["quick_mode"] += " No PDF figure set either (--pdf makes one)."
+    return case
+
+
+def embed_downloads(downloads: list[dict[str, str]], out_dir: Path) -> list[dict[str, str]]:
+    """The downloads as in-page files: each link points at a fragment of the page, whose
+    ``<script type="application/octet-stream">`` holds the file as base64, saved by a click
+    (a Blob), so a page that travels alone keeps working downloads and no relative link."""
+    import base64
+    import mimetypes
+
+    embedded = []
+    for index, d in enumerate(downloads):
+        data = (out_dir / d["href"]).read_bytes()
+        mime = mimetypes.guess_type(d["label"])[0] or "application/octet-stream"
+        embedded.append(
+            {
+                **d,
+                "href": f"#download-{index}",
+                "embedded": f"download-{index}",
+                "mime": mime,
+                "base64": base64.b64encode(data).decode("ascii"),
+            }
+        )
+    return embedded
+
+
 def render_dossier_page(
     result: CaseResult,
     out_dir: Path,
@@ -425,12 +474,16 @@ def render_dossier_page(
     single_file: bool = False,
     assets_href: str = "../assets",
     index_href: str | None = None,
+    embedded_downloads: bool = False,
 ) -> Path:
-    """:func:`render_dossier` with a link back to the site's index (used by the site builder)."""
+    """:func:`render_dossier` with a link back to the site's index (used by the site builder).
+    ``embedded_downloads``: the data files inside the page (:func:`embed_downloads`)."""
     check_case_id(result.case_id)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     downloads = write_data_files(result, out_dir)
+    if embedded_downloads:
+        downloads = embed_downloads(downloads, out_dir)
     blocks, specs = chart_blocks(charts_mod.dossier_charts(result), chart_titles(result))
     sections: dict[str, list[dict[str, str]]] = {}
     for block in blocks:
@@ -452,7 +505,7 @@ def render_dossier_page(
         .get_template("dossier.html.j2")
         .render(
             page=page,
-            case=dossier_context(result),
+            case=_with_pdf_note(dossier_context(result), downloads),
             charts=sections,
             downloads=downloads,
             explorer=explorer,

@@ -63,10 +63,12 @@ def run_cases(
     on_done: Callable[[Case], None] = lambda case: None,
     on_progress: Callable[[Case, tuple[Any, ...]], None] = lambda case, args: None,
     loader: Callable[..., Any] | None = None,
+    fast: bool = False,
 ) -> RunReport:
     """Results of ``cases`` (computed or from the cache). Without ``keep_going`` the first
     failure raises; with it, failed cases are reported and the others go on.
-    ``loader`` replaces ``load_model`` in the in-process executor (tests)."""
+    ``loader`` replaces ``load_model`` in the in-process executor (tests). ``fast``: quick
+    mode (no faithfulness test), cached under keys of its own."""
     from ..compute import cached_result, code_version, result_key, store_result
     from ..results import CaseResult
 
@@ -93,7 +95,7 @@ def run_cases(
                     for spec in dict.fromkeys([case.model, *case.compare])
                 }
                 text = Path(case.path).read_text(encoding="utf-8")
-                keys[index] = result_key(case, text, _key_runtime(case, runtimes))
+                keys[index] = result_key(case, text, _key_runtime(case, runtimes), fast=fast)
             except (ReportgenError, OSError) as exc:
                 fail(index, case.path, failure_text(case.path, exc))
                 continue
@@ -103,7 +105,9 @@ def run_cases(
                 cached.add(index)
                 on_done(case)
                 continue
-            jobs.append(Job(index, case.path, text, case.model, runtimes, command, code, use_cache))
+            jobs.append(
+                Job(index, case.path, text, case.model, runtimes, command, code, use_cache, fast)
+            )
 
         def on_outcome(outcome: Outcome) -> None:
             index = outcome.index

@@ -57,6 +57,7 @@ class Job:
     command: str
     code: str = ""  # the driver's code_version(): a worker running other code refuses the job
     use_cache: bool = True  # False (--no-cache): the graph cache is bypassed too
+    fast: bool = False  # quick mode (--fast): no faithfulness test
     attempt: int = 0  # 1 after the first worker running it died
 
     @property

@@ -102,6 +102,8 @@ class CaseWorker:
             "load_other": load_other,
             "use_cache": job.use_cache,
         }
+        if getattr(job, "fast", False):
+            kwargs["fast"] = True
         if progress is not None:
             kwargs["progress"] = progress
         return compute_case(case, self.load(job.model, default), case_text=job.case_text, **kwargs)
