@@ -42,31 +42,32 @@ def run(
     """One dossier (HTML + data, PDF figure set) for CASE_FILE: a one-case site, rendered the way
     `build` renders (staging folder swapped in, cached figure sets)."""
     from ..cases import load_case
-    from ..outdir import check_out_folder
+    from ..outdir import build_lock, check_one_case_out, check_out_folder, clean_stale
     from ..project import find_project_file, load_project
 
     case = load_case(case_file)
-    check_out_folder(out, [case_file])
+    resolved = check_out_folder(out, [case_file])
+    check_one_case_out(resolved, case.id)
     project = load_project(find_project_file([case_file]))
     quiet_libraries()
     from ..build import BuildReport, compute_results, render_site
     from ..progress import case_steps
 
-    report = BuildReport(out=out)
-    (result,) = compute_results(
-        [case],
-        use_cache=not no_cache,
-        keep_going=False,
-        command=command_line(),
-        report=report,
-        on_step=case_steps(status_line),
-        options=runtime,
-        project=project,
-    )
-    status_line("")
-    from ..outdir import build_lock
-
-    with build_lock(out, command_line()):
+    with build_lock(resolved, command_line()):  # before anything is computed
+        clean_stale(resolved)
+        check_one_case_out(resolved, case.id)  # it may have changed before the lock was ours
+        report = BuildReport(out=out)
+        (result,) = compute_results(
+            [case],
+            use_cache=not no_cache,
+            keep_going=False,
+            command=command_line(),
+            report=report,
+            on_step=case_steps(status_line),
+            options=runtime,
+            project=project,
+        )
+        status_line("")
         failures = render_site(
             [result],
             out,
