@@ -354,6 +354,40 @@ def test_recheck_keeps_the_cases_that_hold_and_deletes_the_others(toy, tmp_path)
     assert summary["funnel"] == strict["funnel"] and summary["settings"]["recheck"]
 
 
+def test_recheck_keeps_hand_edits_unless_forced(toy, tmp_path):
+    """Issue 31: the header of a collected case says edits are kept; --recheck would rewrite (or
+    delete) an edited file, so without --force it refuses before any work, naming the file."""
+    from reportgen.collect.runner import recheck
+    from reportgen.errors import ReportgenError
+
+    folder, _ = toy
+    loose = Settings(budget=40, top_k=4, batch_size=4, explain_check=False, min_gap=0.0)
+    ids = collect(ToyBench.name, [folder], out=tmp_path, settings=loose)["runs"][0]["cases"]
+    assert ids
+    bench = tmp_path / ToyBench.name
+    edited = bench / f"{ids[0]}.toml"
+    lines = edited.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("title = "))
+    lines[at] = 'title = "My own title"'
+    lines.insert(at + 1, 'notes = "seen in the lab meeting"')
+    edited.write_text("\n".join(lines) + "\n")
+    before = {p.name: p.read_bytes() for p in bench.iterdir()}
+    with pytest.raises(ReportgenError) as info:
+        recheck(ToyBench.name, settings=loose, out=tmp_path)
+    message = str(info.value)
+    assert str(edited) in message and "--force" in message and "\n" not in message
+    assert {p.name: p.read_bytes() for p in bench.iterdir()} == before  # nothing rewritten
+    assert load_case(edited).title == "My own title"
+    # --force re-checks it under the current rules (the edit is then rewritten)
+    again = recheck(ToyBench.name, settings=loose, out=tmp_path, force=True)
+    assert again["pinned"] == len(ids)
+    assert load_case(edited).title != "My own title"
+    # a file without the header (written by hand into the folder) is an edit too
+    edited.write_text(edited.read_text().split("\n", 1)[1])
+    with pytest.raises(ReportgenError, match="edited by hand"):
+        recheck(ToyBench.name, settings=loose, out=tmp_path)
+
+
 def test_recheck_runs_where_the_runtime_options_say(toy, tmp_path, monkeypatch):
     """--recheck places its model as collect does: the flags, else the project file's table;
     the summary records where the pairs were verified."""
