@@ -41,6 +41,7 @@ def run(
 ) -> None:
     """One dossier (HTML + data, PDF figure set) for CASE_FILE: a one-case site, rendered the way
     `build` renders (staging folder swapped in, cached figure sets)."""
+    from ..cache_files import clean_temporaries
     from ..cases import load_case
     from ..outdir import build_lock, check_one_case_out, check_out_folder, clean_stale
     from ..project import find_project_file, load_project
@@ -55,6 +56,7 @@ def run(
 
     with build_lock(resolved, command_line()):  # before anything is computed
         clean_stale(resolved)
+        clean_temporaries()
         check_one_case_out(resolved, case.id)  # it may have changed before the lock was ours
         report = BuildReport(out=out)
         (result,) = compute_results(
