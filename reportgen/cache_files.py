@@ -35,8 +35,10 @@ from .errors import warn
 CACHE_FOLDERS = ("", "results", "graphs", "figures", "assets")
 
 _unwritable: set[str] = set()  # cache roots a write already failed in (this process)
+_said: set[str] = set()  # the warnings this process said once (warn_once)
 _TEMPORARY = re.compile(r"\.(\d+)(?:-[0-9a-f]+)?(?:\.[A-Za-z]+)?\.tmp$")
 _PARTIAL = re.compile(r"\.partial-(\d+)$")
+_CANNOT_WRITE = re.compile(r"the cache (.+?) cannot be written \(")
 
 
 def cache_root() -> Path:
@@ -56,39 +58,64 @@ def writable() -> bool:
 
 
 def cannot_write(path: Path, exc: OSError) -> None:
-    """Note that the cache cannot be written; warns once per process and cache."""
+    """Note that the cache cannot be written (``path``: where it failed, for REPORTGEN_DEBUG);
+    warns once per process and cache."""
     root = str(cache_root())
     if root in _unwritable:
         return
     _unwritable.add(root)
+    if os.environ.get("REPORTGEN_DEBUG"):
+        warn(f"cache write failed at {path}: {exc}")
     reason = exc.strerror or type(exc).__name__
     if exc.errno == errno.ENOSPC:
         reason = "no space left on the device"
-    warn(
-        f"the cache {root} cannot be written ({reason}: {path}); going on without storing "
-        "results, graphs or figures there, so a later build computes them again"
+    warn_once(
+        f"the cache {root} cannot be written ({reason}); going on without storing results, "
+        "graphs or figures there, so a later build computes them again"
     )
 
 
-def _clear_place(path: Path) -> None:
-    """A folder where an entry goes, or a file where a cache folder goes: our own damage."""
+def warn_once(message: str) -> None:
+    """A warning this process says once, however often the fault is met."""
+    if message not in _said:
+        _said.add(message)
+        warn(message)
+
+
+def already_said(message: str) -> bool:
+    """For a warning another process (a worker) forwarded: True when this process said it
+    already, or said that the same cache cannot be written (one such line for all workers);
+    otherwise it is noted as said now."""
+    found = _CANNOT_WRITE.match(message)
+    if message in _said or (found is not None and found.group(1) in _unwritable):
+        return True
+    if found is not None:
+        _unwritable.add(found.group(1))
+    _said.add(message)
+    return False
+
+
+def _clear_place(path: Path, root: Path) -> None:
+    """A folder where an entry goes, or a file where a cache folder goes: our own damage, removed
+    (only below ``root``: a cache root that is a user's file is never touched)."""
     parent = path.parent
-    if (parent.is_file() or parent.is_symlink()) and not parent.is_dir():
+    if root in parent.parents and not parent.is_dir() and (parent.is_file() or parent.is_symlink()):
         parent.unlink()
     parent.mkdir(parents=True, exist_ok=True)
-    if path.is_dir() and not path.is_symlink():
+    if root in path.parents and path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
 
 
-def write_atomic(path: Path, data: bytes | str) -> bool:
+def write_atomic(path: Path, data: bytes | str, *, within: Path | None = None) -> bool:
     """Write ``data`` to the cache entry ``path`` atomically; False (after at most one warning
-    per process) when the cache cannot be written."""
+    per process) when the cache cannot be written. ``within``: the folder below which damage in
+    the entry's place may be removed (default: the cache root)."""
     if not writable():
         return False
     raw = data.encode("utf-8") if isinstance(data, str) else data
     tmp = path.with_name(f".{path.name}.{writer_tag()}.tmp")
     try:
-        _clear_place(path)
+        _clear_place(path, cache_root() if within is None else within)
         try:
             with open(tmp, "xb") as handle:
                 handle.write(raw)
@@ -147,8 +174,11 @@ def read_sealed(path: Path, kind: str, key: str, field: str = "body") -> Any:
     return unseal(json.loads(read_regular(path).decode("utf-8")), kind, key, field)
 
 
-def write_sealed(path: Path, kind: str, key: str, body: Any, field: str = "body") -> bool:
-    return write_atomic(path, json.dumps(seal(kind, key, body, field), ensure_ascii=False))
+def write_sealed(
+    path: Path, kind: str, key: str, body: Any, field: str = "body", within: Path | None = None
+) -> bool:
+    text = json.dumps(seal(kind, key, body, field), ensure_ascii=False)
+    return write_atomic(path, text, within=within)
 
 
 def _alive(pid: int) -> bool:

@@ -143,17 +143,14 @@ def _read_memo(memo_path: Path) -> dict[str, Any]:
         if not isinstance(memo, dict):
             raise ValueError("not an object")
         return memo
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return {}
     except (OSError, ValueError) as exc:
-        if str(memo_path) not in _memo_warned:
-            _memo_warned.add(str(memo_path))
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            warn(f"damaged hash memo {memo_path} ({reason[:80]}); model files are hashed again")
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        cache_files.warn_once(
+            f"damaged hash memo {memo_path} ({reason[:80]}); model files are hashed again"
+        )
         return {}
-
-
-_memo_warned: set[str] = set()
 
 
 def content_hash(path: Path) -> str:

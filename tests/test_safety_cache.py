@@ -250,7 +250,7 @@ def fresh_cache_state(monkeypatch):
     from reportgen import cache_files
 
     monkeypatch.setattr(cache_files, "_unwritable", set())
-    monkeypatch.setattr(compute, "_memo_warned", set())
+    monkeypatch.setattr(cache_files, "_said", set())
 
 
 def _refuse_writes_under(monkeypatch, root, code):
@@ -383,6 +383,7 @@ def test_stale_temporaries_of_killed_builds_are_cleaned(setup, fresh_cache_state
 def test_a_damaged_or_edited_hash_memo_is_one_warning_and_hashed_again(
     setup, fresh_cache_state, caplog
 ):
+    from reportgen import cache_files
     from reportgen.models import cache_dir
 
     _, _, model = setup
@@ -403,7 +404,7 @@ def test_a_damaged_or_edited_hash_memo_is_one_warning_and_hashed_again(
     # a folder in its place: one warning, hashed again, and the memo is written back
     memo.unlink()
     memo.mkdir()
-    compute._memo_warned.clear()
+    cache_files._said.clear()
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="reportgen"):
         for _ in range(3):
@@ -432,3 +433,20 @@ def test_a_folder_or_fifo_in_place_of_a_figure_is_rendered_again(setup, fresh_ca
     folder.write_text("a file where the set goes")
     build_module.build([cases], out, progress=False, pdf=True)
     assert folder.is_dir() and (folder / "case-a.pdf").is_file()
+
+
+@pytest.mark.slow  # spawns two worker processes (about a minute on a loaded 2-core machine)
+def test_workers_forward_one_warning_for_an_unwritable_cache(setup, fresh_cache_state, monkeypatch):
+    """--jobs 2: each worker meets the unwritable cache; the driver prints one warning line."""
+    tmp, cases, model = setup
+    (cases / "b.toml").write_text(
+        CASE.format(model=model).replace("case-a", "case-b").replace("france", "italy")
+    )
+    blocker = tmp / "notes.txt"  # a user's file where the cache's parent folder should be
+    blocker.write_text("mine")
+    monkeypatch.setenv("REPORTGEN_CACHE", str(blocker / "cache"))
+    result = _cli_build(cases, tmp / "site", "--no-pdf", "--jobs", "2")
+    assert result.exit_code == 0 and "2 computed" in result.output, result.output
+    (line,) = _warning_lines(result.output)
+    assert "cannot be written (Not a directory)" in line
+    assert blocker.read_text() == "mine"

@@ -127,6 +127,6 @@ def save(
     other's away from under it. Both entries are the same computation, so either may win."""
     arrays_path, meta_path = _paths(folder, key)
     raw = npz_bytes({"key": np.array(key), **graph.to_npz()})
-    if cache_files.write_atomic(arrays_path, raw):
+    if cache_files.write_atomic(arrays_path, raw, within=folder):
         body = json.loads(json.dumps(entry_body(raw, graph, neurons_by_node)))  # as read back
-        cache_files.write_sealed(meta_path, KIND, key, body)
+        cache_files.write_sealed(meta_path, KIND, key, body, within=folder)
