@@ -166,12 +166,12 @@ def _swap_in(staging: Path, out: Path) -> None:
     new one is in place."""
     previous = outdir.previous_path(out)
     if previous.exists():
-        shutil.rmtree(previous)
+        outdir.remove_site(previous)  # ours: clean_stale refused anything else
     if out.exists():
         out.rename(previous)
     staging.rename(out)
     if previous.exists():
-        shutil.rmtree(previous)
+        outdir.remove_site(previous)
 
 
 _FIGURES_MANIFEST = ".reportgen-figures.json"

@@ -297,28 +297,53 @@ def previous_path(out: Path) -> Path:
     return out.with_name(f".{out.name}.previous")
 
 
-def _ours(folder: Path) -> bool:
-    """A staging or previous folder the build made: empty, or holding the marker."""
+def _ours(folder: Path, *, staging: bool = True) -> bool:
+    """A staging folder the build made (empty, or holding the marker it starts with), or a
+    previous site moved aside (``staging=False``: its marker lists every file it holds)."""
     try:
-        return (
-            folder.is_dir()
-            and not folder.is_symlink()
-            and (read_marker(folder, staging=True) is not None or not any(folder.iterdir()))
-        )
+        if not folder.is_dir() or folder.is_symlink():
+            return False
+        if staging:
+            return read_marker(folder, staging=True) is not None or not any(folder.iterdir())
+        marker = read_marker(folder)
+        if marker is None:
+            return not any(folder.iterdir())  # an empty --out moved aside
+        return set(site_files(folder)) <= set(marker["files"])
     except OSError:
         return False
+
+
+def remove_site(folder: Path) -> None:
+    """Delete a site the build owns, its marker last: a build killed meanwhile leaves a folder
+    that is still recognisably ours (marked, holding only listed files)."""
+    for entry in folder.iterdir():
+        if entry.name != MARKER:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    shutil.rmtree(folder)
 
 
 def clean_stale(out: Path) -> None:
     """Remove what a killed build left beside ``out`` (call it holding the lock, so no live
     build owns them). A site moved aside at the moment of the kill is put back first."""
     previous = previous_path(out)
-    if not out.exists() and _ours(previous):
+    if not out.exists() and _ours(previous, staging=False):
         previous.rename(out)
-    for folder in [*out.parent.glob(staging_prefix(out) + "*"), previous]:
+    for folder in out.parent.glob(staging_prefix(out) + "*"):
         if _ours(folder):
             warn(f"removing {folder.name}, left behind by an interrupted build")
             shutil.rmtree(folder, ignore_errors=True)
+    if _ours(previous, staging=False):
+        warn(f"removing {previous.name}, left behind by an interrupted build")
+        remove_site(previous)
+    if previous.exists() or previous.is_symlink():  # the swap would delete it: not ours
+        raise _refuse(
+            out,
+            f"{previous} is in the way (the build moves the old site there while it swaps the "
+            "new one in, and it is not a site a build moved aside); move it away",
+        )
 
 
 def make_world_readable(root: Path) -> None:

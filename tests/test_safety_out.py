@@ -170,6 +170,31 @@ def test_stale_staging_of_a_killed_build_is_cleaned_and_a_moved_site_restored(pr
     assert (out / "index.html").read_text() == index  # put back
     assert not stale.exists() and not empty.exists() and not outdir.previous_path(out).exists()
     assert (foreign / "keep.txt").read_text() == "keep"
+    # a folder named like the swap's place for the old site, but not one: refused, kept
+    mine = outdir.previous_path(out)
+    mine.mkdir()
+    (mine / "keep.txt").write_text("keep")
+    with pytest.raises(ReportgenError, match="is in the way"):
+        outdir.clean_stale(out)
+    assert (mine / "keep.txt").read_text() == "keep"
+    (mine / "keep.txt").unlink()
+    mine.rmdir()
+    # a swap killed while it deleted the old site: what is left is still marked, still ours
+    out.rename(outdir.previous_path(out))
+    build_module.build([project / "cases"], out, progress=False, pdf=False)
+    half = outdir.previous_path(out)
+    out.rename(half)
+    real_rmtree = outdir.shutil.rmtree
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            outdir.shutil, "rmtree", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt)
+        )
+        with pytest.raises(KeyboardInterrupt):
+            outdir.remove_site(half)
+    assert outdir.read_marker(half) is not None
+    real_rmtree(out, ignore_errors=True)
+    outdir.clean_stale(out)  # put back, as a site moved aside
+    assert outdir.read_marker(out) is not None and not half.exists()
     # and a real build does it too
     stale.mkdir()
     outdir.write_marker(stale, staging=True)
