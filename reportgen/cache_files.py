@@ -70,8 +70,8 @@ def cannot_write(path: Path, exc: OSError) -> None:
     if exc.errno == errno.ENOSPC:
         reason = "no space left on the device"
     warn_once(
-        f"the cache {root} cannot be written ({reason}); going on without storing results, "
-        "graphs or figures there, so a later build computes them again"
+        f"the cache {root} cannot be written ({reason}); going on without storing anything "
+        "there, so a later run computes it again"
     )
 
 

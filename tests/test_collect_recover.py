@@ -388,6 +388,25 @@ def test_recheck_keeps_hand_edits_unless_forced(toy, tmp_path):
         recheck(ToyBench.name, settings=loose, out=tmp_path)
 
 
+def test_collect_goes_on_without_its_journal_when_the_cache_cannot_be_written(
+    toy, tmp_path, monkeypatch, caplog
+):
+    """Issue 31: a cache that cannot be written (here: below a file) is one warning; the
+    collection still finishes and writes its cases."""
+    import logging
+
+    folder, _ = toy
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("mine")
+    monkeypatch.setenv("REPORTGEN_CACHE", str(blocker / "cache"))
+    loose = Settings(budget=40, top_k=4, batch_size=4, explain_check=False, min_gap=0.0)
+    with caplog.at_level(logging.WARNING, logger="reportgen"):
+        summary = collect(ToyBench.name, [folder], out=tmp_path / "out", settings=loose)
+    assert summary["pinned"] >= 1 and blocker.read_text() == "mine"
+    said = [r.getMessage() for r in caplog.records if r.name == "reportgen"]
+    assert len(said) == 1 and "cannot be written (Not a directory)" in said[0], said
+
+
 def test_recheck_runs_where_the_runtime_options_say(toy, tmp_path, monkeypatch):
     """--recheck places its model as collect does: the flags, else the project file's table;
     the summary records where the pairs were verified."""
