@@ -230,6 +230,10 @@ def _cached_figures(
         try:
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(parents=True)
+        except OSError as exc:
+            cache_files.cannot_write(partial, exc)
+    if cache_files.writable():
+        try:
             render_latex(result, partial)
             sums = {
                 p.name: hashlib.sha256(p.read_bytes()).hexdigest()
@@ -249,6 +253,9 @@ def _cached_figures(
             ):
                 raise
             cache_files.cannot_write(partial, exc)
+        except BaseException:  # a failed or interrupted render leaves no half set behind
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
     if not cache_files.writable():
         scratch = Path(tempfile.mkdtemp(prefix="reportgen-figures-"))
         try:
