@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import outdir
+from . import cache_files, outdir
 from .cases import Case, load_cases
 from .errors import ReportgenError, warn
 from .models import LoadedModel
@@ -129,7 +129,11 @@ def render_site(
                 on_case(result)
                 try:
                     figures = _cached_figures(result, render_latex, use_cache=use_cache)
-                    shutil.copytree(figures, staging / "cases" / result.case_id / "figures")
+                    try:
+                        shutil.copytree(figures, staging / "cases" / result.case_id / "figures")
+                    finally:
+                        if _scratch(figures):  # rendered outside an unwritable cache
+                            shutil.rmtree(figures, ignore_errors=True)
                     (staging / "cases" / result.case_id / "figures" / _FIGURES_MANIFEST).unlink(
                         missing_ok=True
                     )
@@ -169,12 +173,12 @@ def _swap_in(staging: Path, out: Path) -> None:
     new one is in place."""
     previous = outdir.previous_path(out)
     if previous.exists():
-        shutil.rmtree(previous)
+        outdir.remove_site(previous)  # ours: clean_stale refused anything else
     if out.exists():
         out.rename(previous)
     staging.rename(out)
     if previous.exists():
-        shutil.rmtree(previous)
+        outdir.remove_site(previous)
 
 
 _FIGURES_MANIFEST = ".reportgen-figures.json"
@@ -186,18 +190,24 @@ def _figures_intact(folder: Path, case_id: str) -> bool:
     import json
 
     try:
-        listed = json.loads((folder / _FIGURES_MANIFEST).read_text(encoding="utf-8"))
+        listed = json.loads(cache_files.read_regular(folder / _FIGURES_MANIFEST))
         if not isinstance(listed, dict) or f"{case_id}.pdf" not in listed:
             return False
         present = {p.name for p in folder.iterdir() if p.name != _FIGURES_MANIFEST}
         if present != set(listed):
             return False
         return all(
-            hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
+            hashlib.sha256(cache_files.read_regular(folder / name)).hexdigest() == digest
             for name, digest in listed.items()
         )
     except (OSError, ValueError, TypeError):
         return False
+
+
+def _scratch(figures: Path) -> bool:
+    """A figure set rendered outside the cache (which could not be written): the caller's to
+    delete once copied."""
+    return figures.name.startswith("reportgen-figures-") or ".partial-" in figures.name
 
 
 def _cached_figures(
@@ -205,7 +215,10 @@ def _cached_figures(
 ) -> Path:
     """The compiled figure set of ``result``, from the cache when the result and the LaTeX code
     are unchanged (pdflatex is the slowest part of a rebuild). ``use_cache=False`` renders
-    afresh; a damaged cached set is rendered again with a warning."""
+    afresh; a damaged cached set is rendered again with a warning; a cache that cannot be
+    written costs one warning and the set is rendered in a scratch folder (see
+    :func:`_scratch`)."""
+    import errno
     import hashlib
     import json
 
@@ -217,21 +230,57 @@ def _cached_figures(
     folder = cache_dir() / "figures" / digest.hexdigest()[:24]
     if use_cache and _figures_intact(folder, result.case_id):
         return folder
-    if use_cache and ((folder / _FIGURES_MANIFEST).exists() or folder.is_file()):
+    if use_cache and (folder.exists() or folder.is_symlink()):
         warn(f"damaged figure cache entry {folder}; rendering the figures again")
     partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    render_latex(result, partial)
-    sums = {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(partial.iterdir())
-        if p.is_file()
-    }
-    (partial / _FIGURES_MANIFEST).write_text(json.dumps(sums, indent=1), encoding="utf-8")
-    if folder.is_symlink() or folder.is_file():
-        folder.unlink()
-    shutil.rmtree(folder, ignore_errors=True)
-    partial.rename(folder)
+    if cache_files.writable():
+        try:
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
+        except OSError as exc:
+            cache_files.cannot_write(partial, exc)
+    if cache_files.writable():
+        try:
+            render_latex(result, partial)
+            sums = {
+                p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(partial.iterdir())
+                if p.is_file()
+            }
+            text = json.dumps(sums, indent=1)
+            (partial / _FIGURES_MANIFEST).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            shutil.rmtree(partial, ignore_errors=True)
+            if exc.errno not in (
+                errno.EROFS,
+                errno.ENOSPC,
+                errno.EACCES,
+                errno.EPERM,
+                errno.EDQUOT,
+            ):
+                raise
+            cache_files.cannot_write(partial, exc)
+        except BaseException:  # a failed or interrupted render leaves no half set behind
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+    if not cache_files.writable():
+        scratch = Path(tempfile.mkdtemp(prefix="reportgen-figures-"))
+        try:
+            render_latex(result, scratch)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        return scratch
+    try:
+        if folder.is_symlink() or folder.is_file():
+            folder.unlink()
+        shutil.rmtree(folder, ignore_errors=True)
+        partial.rename(folder)
+    except OSError:  # another build stored the same set meanwhile, or the cache turned read-only
+        if _figures_intact(folder, result.case_id):
+            shutil.rmtree(partial, ignore_errors=True)
+            return folder
+        return partial
     return folder
 
 
@@ -271,6 +320,7 @@ def build(
     resolved = outdir.check_out_folder(out, paths)  # refuse before any work
     with outdir.build_lock(resolved, command):
         outdir.clean_stale(resolved)
+        cache_files.clean_temporaries()  # what builds killed mid-write left in the cache
         cases, errors = load_cases(paths)
         if errors:
             if not keep_going:

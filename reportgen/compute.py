@@ -10,13 +10,12 @@ import hashlib
 import json
 import os
 import platform
-import shutil
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, cache_files
 from .attribution import Attribution
 from .cases import Case
 from .compare import compare_models
@@ -134,15 +133,27 @@ def _model_files(path: Path) -> list[Path]:
     return sorted(files)
 
 
+_MEMO_KIND = "reportgen-hash-memo"
+
+
 def _read_memo(memo_path: Path) -> dict[str, Any]:
+    """The remembered hashes (a sealed envelope; an older plain memo is silently hashed again)."""
     try:
-        data = json.loads(memo_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+        data = json.loads(cache_files.read_regular(memo_path).decode("utf-8"))
+        if isinstance(data, dict) and "format" not in data:
+            return {}  # written before the memo had a checksum
+        memo = cache_files.unseal(data, _MEMO_KIND, _HASH_MEMO)
+        if not isinstance(memo, dict):
+            raise ValueError("not an object")
+        return memo
+    except (FileNotFoundError, NotADirectoryError):
         return {}
-    except (OSError, ValueError):
-        warn(f"ignoring the damaged hash memo {memo_path}; model files are hashed again")
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        cache_files.warn_once(
+            f"damaged hash memo {memo_path} ({reason[:80]}); model files are hashed again"
+        )
         return {}
-    return data if isinstance(data, dict) else {}
 
 
 def content_hash(path: Path) -> str:
@@ -169,14 +180,8 @@ def content_hash(path: Path) -> str:
         _memo_seen[str(real)] = entry
         digest.update(file.relative_to(root).as_posix().encode() if file != root else b"")
         digest.update(b"\0" + entry["sha256"].encode() + b"\0")
-    if changed:
-        try:
-            memo_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = memo_path.with_name(f".{memo_path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(memo, sort_keys=True), encoding="utf-8")
-            tmp.replace(memo_path)
-        except OSError as exc:
-            warn(f"could not remember model hashes in {memo_path} ({exc.strerror or exc})")
+    if changed:  # a cache that cannot be written: one warning in all (cache_files)
+        cache_files.write_sealed(memo_path, _MEMO_KIND, _HASH_MEMO, memo)
     return digest.hexdigest()[:32]
 
 
@@ -217,10 +222,7 @@ def results_cache() -> Path:
 
 
 _ENVELOPE = "reportgen-result"
-
-
-def _canonical(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, ensure_ascii=False)
+_canonical = cache_files.canonical
 
 
 def cached_result(key: str) -> CaseResult | None:
@@ -231,16 +233,9 @@ def cached_result(key: str) -> CaseResult | None:
     if not path.exists() and not path.is_symlink():
         return None
     try:
-        if path.exists() and not path.is_file():
-            raise ValueError("it is not a regular file")
-        data = json.loads(path.read_bytes().decode("utf-8"))
-        if not isinstance(data, dict) or data.get("format") != _ENVELOPE:
-            raise ValueError("not a reportgen result")
-        if data.get("key") != key or not isinstance(data.get("result"), dict):
+        body = cache_files.read_sealed(path, _ENVELOPE, key, field="result")
+        if not isinstance(body, dict):
             raise ValueError("a result stored under another key")
-        body = data["result"]
-        if hashlib.sha256(_canonical(body).encode()).hexdigest() != data.get("sha256"):
-            raise ValueError("its checksum does not match its content")
         result = CaseResult.from_json(body)
         check_result(result)
         return result
@@ -277,24 +272,8 @@ def check_result(result: CaseResult) -> None:
 
 def store_result(key: str, result: CaseResult) -> None:
     """Write atomically; a cache that cannot be written costs a warning, never the result."""
-    folder = results_cache()
-    target = folder / f"{key}.json"
-    body = result.to_json()
-    envelope = {
-        "format": _ENVELOPE,
-        "key": key,
-        "sha256": hashlib.sha256(_canonical(body).encode()).hexdigest(),
-        "result": body,
-    }
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)  # a folder in the entry's place: damage in our own cache
-        tmp = folder / f".{key}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(envelope, indent=1, ensure_ascii=False), encoding="utf-8")
-        tmp.replace(target)
-    except OSError as exc:
-        warn(f"could not store the result in the cache {target} ({exc.strerror or exc})")
+    target = results_cache() / f"{key}.json"
+    cache_files.write_sealed(target, _ENVELOPE, key, result.to_json(), field="result")
 
 
 def environment(loaded: LoadedModel, command: str) -> dict[str, Any]:

@@ -21,6 +21,10 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     if not (cache / "models").exists() and real_models.exists():
         (cache / "models").symlink_to(real_models)
     monkeypatch.setenv("REPORTGEN_CACHE", str(cache))
+    from reportgen import cache_files  # a cache one test made unwritable is not the next's
+
+    monkeypatch.setattr(cache_files, "_unwritable", set())
+    monkeypatch.setattr(cache_files, "_said", set())
 
 
 @pytest.fixture(scope="module")

@@ -354,6 +354,59 @@ def test_recheck_keeps_the_cases_that_hold_and_deletes_the_others(toy, tmp_path)
     assert summary["funnel"] == strict["funnel"] and summary["settings"]["recheck"]
 
 
+def test_recheck_keeps_hand_edits_unless_forced(toy, tmp_path):
+    """Issue 31: the header of a collected case says edits are kept; --recheck would rewrite (or
+    delete) an edited file, so without --force it refuses before any work, naming the file."""
+    from reportgen.collect.runner import recheck
+    from reportgen.errors import ReportgenError
+
+    folder, _ = toy
+    loose = Settings(budget=40, top_k=4, batch_size=4, explain_check=False, min_gap=0.0)
+    ids = collect(ToyBench.name, [folder], out=tmp_path, settings=loose)["runs"][0]["cases"]
+    assert ids
+    bench = tmp_path / ToyBench.name
+    edited = bench / f"{ids[0]}.toml"
+    lines = edited.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("title = "))
+    lines[at] = 'title = "My own title"'
+    lines.insert(at + 1, 'notes = "seen in the lab meeting"')
+    edited.write_text("\n".join(lines) + "\n")
+    before = {p.name: p.read_bytes() for p in bench.iterdir()}
+    with pytest.raises(ReportgenError) as info:
+        recheck(ToyBench.name, settings=loose, out=tmp_path)
+    message = str(info.value)
+    assert str(edited) in message and "--force" in message and "\n" not in message
+    assert {p.name: p.read_bytes() for p in bench.iterdir()} == before  # nothing rewritten
+    assert load_case(edited).title == "My own title"
+    # --force re-checks it under the current rules (the edit is then rewritten)
+    again = recheck(ToyBench.name, settings=loose, out=tmp_path, force=True)
+    assert again["pinned"] == len(ids)
+    assert load_case(edited).title != "My own title"
+    # a file without the header (written by hand into the folder) is an edit too
+    edited.write_text(edited.read_text().split("\n", 1)[1])
+    with pytest.raises(ReportgenError, match="edited by hand"):
+        recheck(ToyBench.name, settings=loose, out=tmp_path)
+
+
+def test_collect_goes_on_without_its_journal_when_the_cache_cannot_be_written(
+    toy, tmp_path, monkeypatch, caplog
+):
+    """Issue 31: a cache that cannot be written (here: below a file) is one warning; the
+    collection still finishes and writes its cases."""
+    import logging
+
+    folder, _ = toy
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("mine")
+    monkeypatch.setenv("REPORTGEN_CACHE", str(blocker / "cache"))
+    loose = Settings(budget=40, top_k=4, batch_size=4, explain_check=False, min_gap=0.0)
+    with caplog.at_level(logging.WARNING, logger="reportgen"):
+        summary = collect(ToyBench.name, [folder], out=tmp_path / "out", settings=loose)
+    assert summary["pinned"] >= 1 and blocker.read_text() == "mine"
+    said = [r.getMessage() for r in caplog.records if r.name == "reportgen"]
+    assert len(said) == 1 and "cannot be written (Not a directory)" in said[0], said
+
+
 def test_recheck_runs_where_the_runtime_options_say(toy, tmp_path, monkeypatch):
     """--recheck places its model as collect does: the flags, else the project file's table;
     the summary records where the pairs were verified."""

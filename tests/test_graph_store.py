@@ -1,18 +1,21 @@
 """The graph cache: the codec round trip, and that a damaged, foreign or tampered entry is
-recomputed with a one-line warning (never trusted, never fatal); --no-cache bypasses it."""
+recomputed with a one-line warning (never trusted, never fatal); --no-cache bypasses it; an
+unwritable cache costs one warning, never the case."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-import warnings
+import logging
+import os
 
 import numpy as np
 import pytest
 import torch
 from tiny_models import tiny_model
 
+from reportgen import cache_files
 from reportgen.cases import GraphSettings
 from reportgen.graph import step, store
 from reportgen.graph.step import compute_graph
@@ -98,17 +101,47 @@ def test_store_round_trip(tmp_path):
     assert store.load(tmp_path, "absent", 4) is None  # a miss is silent
 
 
+def _body(path):
+    return json.loads((path).read_text())["body"]
+
+
+def _reseal(tmp_path, key, change):
+    """Change the sealed body of an entry's .json and fix its checksum: a consistent forgery."""
+    body = _body(tmp_path / f"{key}.json")
+    change(body)
+    sealed = cache_files.seal(store.KIND, key, body)
+    (tmp_path / f"{key}.json").write_text(json.dumps(sealed))
+
+
+def _edit(tmp_path, key, change):
+    """Change the body of an entry's .json WITHOUT fixing its checksum (a hand edit)."""
+    entry = json.loads((tmp_path / f"{key}.json").read_text())
+    change(entry["body"])
+    (tmp_path / f"{key}.json").write_text(json.dumps(entry))
+
+
 def _rewrite_arrays(tmp_path, key, **changes):
-    """Replace arrays of an entry and fix its checksum: a consistent, well-formed forgery."""
+    """Replace arrays of an entry and fix its checksums: a consistent, well-formed forgery."""
     with np.load(tmp_path / f"{key}.npz", allow_pickle=False) as data:
         arrays = {name: data[name] for name in data.files}
     arrays.update(changes)
     arrays = {k: v for k, v in arrays.items() if v is not None}
     raw = npz_bytes(arrays)
     (tmp_path / f"{key}.npz").write_bytes(raw)
-    entry = json.loads((tmp_path / f"{key}.json").read_text())
-    entry["sha256"] = hashlib.sha256(raw).hexdigest()
-    (tmp_path / f"{key}.json").write_text(json.dumps(entry))
+    _reseal(
+        tmp_path, key, lambda b: b.__setitem__("arrays_sha256", hashlib.sha256(raw).hexdigest())
+    )
+
+
+def _folder_instead(path):
+    path.unlink()
+    path.mkdir()
+    (path / "x").write_text("x")
+
+
+def _fifo_instead(path):
+    path.unlink()
+    os.mkfifo(path)
 
 
 DAMAGES = {
@@ -117,29 +150,36 @@ DAMAGES = {
     "metadata not an object": lambda p: (p / "k1.json").write_text("[1, 2]"),
     "arrays missing": lambda p: (p / "k1.npz").unlink(),
     "metadata missing": lambda p: (p / "k1.json").unlink(),
-    "missing key in metadata": lambda p: (p / "k1.json").write_text(
-        json.dumps(
-            {k: v for k, v in json.loads((p / "k1.json").read_text()).items() if k != "meta"}
-        )
-    ),
+    "missing key in metadata": lambda p: _reseal(p, "k1", lambda b: b.pop("meta")),
+    "older entry format": lambda p: _reseal(p, "k1", lambda b: b.__setitem__("format", 2)),
     "foreign entry (another key's files)": lambda p: [
         (p / "k1.npz").write_bytes((p / "k2.npz").read_bytes()),
         (p / "k1.json").write_text((p / "k2.json").read_text()),
     ],
     "another key's arrays": lambda p: [
         (p / "k1.npz").write_bytes((p / "k2.npz").read_bytes()),
-        (p / "k1.json").write_text(
-            json.dumps(
-                {
-                    **json.loads((p / "k1.json").read_text()),
-                    "sha256": json.loads((p / "k2.json").read_text())["sha256"],
-                }
-            )
+        _reseal(
+            p,
+            "k1",
+            lambda b: b.__setitem__("arrays_sha256", _body(p / "k2.json")["arrays_sha256"]),
         ),
     ],
     "tampered weights (checksum)": lambda p: (p / "k1.npz").write_bytes(
         (p / "k1.npz").read_bytes()[:-8] + b"\x01" * 8
     ),
+    "edited neuron relevance": lambda p: _edit(
+        p, "k1", lambda b: b["neurons_by_node"][0].__setitem__("relevance", 777)
+    ),
+    "edited metadata number": lambda p: _edit(
+        p, "k1", lambda b: b["meta"].__setitem__("edges_before_pruning", 99999)
+    ),
+    "a folder in place of the npz": lambda p: _folder_instead(p / "k1.npz"),
+    "a folder in place of the json": lambda p: _folder_instead(p / "k1.json"),
+    "a fifo in place of the npz": lambda p: _fifo_instead(p / "k1.npz"),
+    "a link in place of the json": lambda p: [
+        (p / "k1.json").unlink(),
+        (p / "k1.json").symlink_to(p / "k2.json"),
+    ],
     "wrong shapes": lambda p: _rewrite_arrays(p, "k1", node_relevance=np.zeros((2, 4))),
     "wrong dtype": lambda p: _rewrite_arrays(p, "k1", edge_source=np.array([0, 1, 2], np.int64)),
     "index out of range": lambda p: _rewrite_arrays(
@@ -149,30 +189,39 @@ DAMAGES = {
     "non-finite": lambda p: _rewrite_arrays(
         p, "k1", edge_weight=np.array([0.5, np.nan, 1.0], np.float32)
     ),
-    "bad neuron details": lambda p: (p / "k1.json").write_text(
-        json.dumps({**json.loads((p / "k1.json").read_text()), "neurons_by_node": {"a": 1}})
+    "bad neuron details": lambda p: _reseal(
+        p, "k1", lambda b: b.__setitem__("neurons_by_node", {"a": 1})
     ),
 }
 
 
+def _warnings(caplog):
+    return [r.getMessage() for r in caplog.records if r.name == "reportgen"]
+
+
 @pytest.mark.parametrize("damage", sorted(DAMAGES))
-def test_damaged_entries_are_refused_with_one_warning_line(damage, tmp_path):
+def test_damaged_entries_are_refused_with_one_warning_line(damage, tmp_path, caplog):
     store.save(tmp_path, "k1", _graph(), NEURONS)
     store.save(tmp_path, "k2", _graph(5), [])
+    assert store.load(tmp_path, "k1", 4) is not None  # intact before the damage
     DAMAGES[damage](tmp_path)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with caplog.at_level(logging.WARNING, logger="reportgen"):
         assert store.load(tmp_path, "k1", 4) is None
-    (warning,) = caught
-    assert issubclass(warning.category, store.GraphCacheWarning)
-    message = str(warning.message)
+    (message,) = _warnings(caplog)
+    assert message.startswith("damaged graph cache entry")
     assert "k1" in message and "recomputing" in message and "\n" not in message
-
-
-def test_wrong_token_count_is_refused(tmp_path):
+    # saving again repairs it, whatever was in the entry's place
     store.save(tmp_path, "k1", _graph(), NEURONS)
-    with pytest.warns(store.GraphCacheWarning, match="4 tokens, expected 6"):
+    graph, neurons = store.load(tmp_path, "k1", 4)
+    _same(graph, _graph())
+    assert neurons == NEURONS
+
+
+def test_wrong_token_count_is_refused(tmp_path, caplog):
+    store.save(tmp_path, "k1", _graph(), NEURONS)
+    with caplog.at_level(logging.WARNING, logger="reportgen"):
         assert store.load(tmp_path, "k1", 6) is None
+    assert any("4 tokens, expected 6" in m for m in _warnings(caplog))
 
 
 class _Tokenizer:
@@ -197,7 +246,7 @@ def _compute(loaded, use_cache=True):
     )
 
 
-def test_step_recomputes_damaged_entries_and_no_cache_bypasses(monkeypatch, tmp_path):
+def test_step_recomputes_damaged_entries_and_no_cache_bypasses(monkeypatch, tmp_path, caplog):
     monkeypatch.setattr(step, "cache_dir", lambda: tmp_path)  # a graph cache of this test alone
     loaded = _loaded()
     first = _compute(loaded)
@@ -208,13 +257,26 @@ def test_step_recomputes_damaged_entries_and_no_cache_bypasses(monkeypatch, tmp_
     _same(_compute(loaded).full, first.full)
     # garbage: recomputed (same numbers), with a warning, and the entry is repaired
     (folder / f"{key}.npz").write_bytes(b"garbage")
-    with pytest.warns(store.GraphCacheWarning, match="recomputing"):
+    with caplog.at_level(logging.WARNING, logger="reportgen"):
         again = _compute(loaded)
+    assert len(_warnings(caplog)) == 1 and "recomputing" in _warnings(caplog)[0]
     _same(again.full, first.full)
     assert again.metrics == first.metrics and again.neurons == first.neurons
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="reportgen"):
         _same(_compute(loaded).full, first.full)  # repaired: no warning now
+    assert _warnings(caplog) == []
+    # a folder in the place of the arrays: recomputed, and the entry is repaired
+    _folder_instead(folder / f"{key}.npz")
+    with caplog.at_level(logging.WARNING, logger="reportgen"):
+        _same(_compute(loaded).full, first.full)
+    assert (folder / f"{key}.npz").is_file()
+    # the neuron details a dossier shows, edited in the .json: detected, not published
+    caplog.clear()
+    _edit(folder, key, lambda b: b["neurons_by_node"][0].__setitem__("relevance", 777.0))
+    with caplog.at_level(logging.WARNING, logger="reportgen"):
+        again = _compute(loaded)
+    assert again.neurons == first.neurons and len(_warnings(caplog)) == 1
     # a well-formed entry with other numbers is what the cache holds; --no-cache ignores it
     forged = dataclasses.replace(first.full, edge_weight=first.full.edge_weight * 2)
     store.save(folder, key, forged, [])
@@ -228,20 +290,43 @@ def test_two_writers_of_one_key_do_not_take_each_others_file(monkeypatch, tmp_pa
     file and renaming it (two workers on two cases that share a graph): both succeed and the
     entry reads back."""
     graph, key = _graph(), "k" * 24
-    write_bytes = type(tmp_path).write_bytes
+    replace = os.replace
     nested = []
 
-    def write_then_let_the_other_writer_in(self, data):
-        written = write_bytes(self, data)
+    def let_the_other_writer_in_then_replace(src, dst):
         if not nested:
-            nested.append(self.name)
+            nested.append(str(src))
             store.save(tmp_path, key, graph, [])  # the other worker, start to end
-        return written
+        return replace(src, dst)
 
-    monkeypatch.setattr(type(tmp_path), "write_bytes", write_then_let_the_other_writer_in)
+    monkeypatch.setattr(cache_files.os, "replace", let_the_other_writer_in_then_replace)
     store.save(tmp_path, key, graph, [])
     assert nested  # the other writer did run in between
     monkeypatch.undo()
     loaded, _ = store.load(tmp_path, key, graph.n_tokens)
     _same(loaded, graph)
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_an_unwritable_graph_cache_costs_one_warning_not_the_case(monkeypatch, tmp_path, caplog):
+    """Issue 31: a full disk (ENOSPC) or read-only cache: the graph is still computed, one
+    warning line in all, no temporary left behind."""
+    monkeypatch.setattr(step, "cache_dir", lambda: tmp_path)
+    monkeypatch.setenv("REPORTGEN_CACHE", str(tmp_path))
+    monkeypatch.setattr(cache_files, "_unwritable", set())
+    real_open = open
+
+    def full_disk(path, mode="r", *args, **kwargs):
+        if "x" in mode and str(path).endswith(".tmp"):
+            raise OSError(28, "No space left on device", str(path))
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", full_disk)
+    loaded = _loaded()
+    with caplog.at_level(logging.WARNING, logger="reportgen"):
+        first = _compute(loaded)
+        second = _compute(loaded)  # nothing stored: computed again, no second warning
+    _same(first.full, second.full)
+    (message,) = _warnings(caplog)
+    assert message.startswith(f"the cache {tmp_path} cannot be written (no space left")
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # nothing half-written

@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 from tiny_models import save_tiny_llama, tiny_model
@@ -239,3 +240,213 @@ def test_the_cli_prints_the_warning_on_a_line_of_its_own(setup):
     assert result.exit_code == 0 and "1 computed" in result.output
     lines = [x for x in result.output.replace("\r", "\n").splitlines() if "warning:" in x]
     assert len(lines) == 1 and lines[0].startswith("warning: damaged result cache entry")
+
+
+# --- issue 31: an unwritable cache, stale temporaries, the hash memo -----------------------------
+
+
+@pytest.fixture
+def fresh_cache_state(monkeypatch):
+    from reportgen import cache_files
+
+    monkeypatch.setattr(cache_files, "_unwritable", set())
+    monkeypatch.setattr(cache_files, "_said", set())
+
+
+def _refuse_writes_under(monkeypatch, root, code):
+    """Every write below ``root`` fails with ``code`` (EROFS: a read-only cache, ENOSPC: a full
+    disk), as the kernel would answer; reads work."""
+    import builtins
+    import errno
+    import io
+
+    root = str(root)
+    real_open, real_os_open, real_mkdir = builtins.open, os.open, os.mkdir
+    writes = os.O_WRONLY | os.O_RDWR | os.O_CREAT
+
+    def refuse(path):
+        if str(path).startswith(root):
+            raise OSError(code, os.strerror(code), str(path))
+
+    def guarded_open(path, mode="r", *args, **kwargs):
+        if isinstance(path, str | os.PathLike) and any(c in mode for c in "wax+"):
+            refuse(path)
+        return real_open(path, mode, *args, **kwargs)
+
+    def guarded_os_open(path, flags, *args, **kwargs):
+        if flags & writes:
+            refuse(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    def guarded_mkdir(path, *args, **kwargs):
+        refuse(path)
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    monkeypatch.setattr(io, "open", guarded_open)
+    monkeypatch.setattr(os, "open", guarded_os_open)
+    monkeypatch.setattr(os, "mkdir", guarded_mkdir)
+    return errno
+
+
+def _cli_build(cases, out, *flags):
+    from click.testing import CliRunner
+
+    from reportgen.cli import main
+
+    return CliRunner().invoke(main, ["build", str(cases), "--out", str(out), *flags])
+
+
+def _warning_lines(output):
+    return [x for x in output.replace("\r", "\n").splitlines() if x.startswith("warning:")]
+
+
+@pytest.mark.parametrize("code", ["EROFS", "ENOSPC"])
+def test_an_unwritable_cache_costs_one_warning_and_every_case_builds(
+    setup, fresh_cache_state, monkeypatch, code
+):
+    import errno
+    import tempfile
+
+    from reportgen.models import cache_dir
+
+    tmp, cases, model = setup
+    scratch = set(Path(tempfile.gettempdir()).glob("reportgen-figures-*"))
+    (cases / "b.toml").write_text(
+        CASE.format(model=model).replace("case-a", "case-b").replace("france", "italy")
+    )
+    cache_dir().mkdir(parents=True)
+    _refuse_writes_under(monkeypatch, cache_dir(), getattr(errno, code))
+    pdf = code == "EROFS"  # the figure sets too (pdflatex is slow: once is enough)
+    result = _cli_build(cases, tmp / "site", "--pdf" if pdf else "--no-pdf")
+    assert result.exit_code == 0, result.output
+    assert "2 computed" in result.output and "0 failed" in result.output
+    (line,) = _warning_lines(result.output)
+    assert f"the cache {cache_dir()} cannot be written" in line
+    for case in ("case-a", "case-b"):
+        assert (tmp / "site" / "cases" / case / "index.html").is_file()
+        assert (tmp / "site" / "cases" / case / "figures" / f"{case}.pdf").is_file() == pdf
+    assert set(Path(tempfile.gettempdir()).glob("reportgen-figures-*")) == scratch  # removed
+    assert not [p for p in cache_dir().rglob("*") if p.is_file()]  # nothing half-written
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_cache_folder_builds_with_one_warning(setup, fresh_cache_state):
+    from reportgen.models import cache_dir
+
+    tmp, cases, _ = setup
+    cache_dir().mkdir(parents=True)
+    os.chmod(cache_dir(), 0o555)
+    try:
+        result = _cli_build(cases, tmp / "site", "--no-pdf")
+    finally:
+        os.chmod(cache_dir(), 0o755)
+    assert result.exit_code == 0 and "1 computed" in result.output, result.output
+    assert len(_warning_lines(result.output)) == 1
+
+
+def test_stale_temporaries_of_killed_builds_are_cleaned(setup, fresh_cache_state):
+    import subprocess
+    import sys
+
+    from reportgen.models import cache_dir
+
+    tmp, cases, _ = setup
+    build(cases, tmp / "site")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process that no longer exists, like a killed build
+    pid = gone.pid
+    root = cache_dir()
+    stale = [
+        root / "graphs" / f".{'a' * 24}.npz.{pid}-0badc0de.tmp",
+        root / "graphs" / f".{'b' * 24}.{pid}-0badc0de.npz.tmp",  # an older writer's name
+        root / "results" / f".{'c' * 24}.{pid}.tmp",
+        root / f".content-hashes.json.{pid}.tmp",
+        root / "figures" / f"{'d' * 24}.partial-{pid}",
+    ]
+    for path in stale:
+        if "partial" in path.name:
+            path.mkdir(parents=True)
+            (path / "case-a.tex").write_text("half")
+        else:
+            path.write_bytes(b"half")
+    alive = root / "results" / f".{'e' * 24}.{os.getpid()}-0badc0de.tmp"  # a live writer's
+    alive.write_bytes(b"being written")
+    mine = root / "results" / "notes.tmp"  # not a temporary of ours
+    mine.write_text("keep")
+    report = build(cases, tmp / "site")
+    assert report.cached == ["case-a"]
+    assert [p for p in stale if p.exists()] == []
+    assert alive.exists() and mine.read_text() == "keep"
+
+
+def test_a_damaged_or_edited_hash_memo_is_one_warning_and_hashed_again(
+    setup, fresh_cache_state, caplog
+):
+    from reportgen import cache_files
+    from reportgen.models import cache_dir
+
+    _, _, model = setup
+    first = model_identity(model)
+    memo = cache_dir() / compute._HASH_MEMO
+    data = json.loads(memo.read_text())
+    assert data["format"] == compute._MEMO_KIND and data["sha256"]
+    # an edited hash (the weights would be taken for others): detected by the checksum
+    entry = next(iter(data["body"].values()))
+    entry["sha256"] = "0" * 64
+    memo.write_text(json.dumps(data))
+    compute._memo_seen.clear()
+    with caplog.at_level(logging.WARNING, logger="reportgen"):
+        assert model_identity(model) == first
+        compute._memo_seen.clear()
+    messages = [r.getMessage() for r in caplog.records if "hash memo" in r.getMessage()]
+    assert len(messages) == 1 and "hashed again" in messages[0]
+    # a folder in its place: one warning, hashed again, and the memo is written back
+    memo.unlink()
+    memo.mkdir()
+    cache_files._said.clear()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="reportgen"):
+        for _ in range(3):
+            compute._memo_seen.clear()
+            assert model_identity(model) == first
+    assert len([r for r in caplog.records if "hash memo" in r.getMessage()]) == 1
+    assert memo.is_file()
+
+
+def test_a_folder_or_fifo_in_place_of_a_figure_is_rendered_again(setup, fresh_cache_state, caplog):
+    from reportgen.models import cache_dir
+
+    tmp, cases, _ = setup
+    out = tmp / "site"
+    build_module.build([cases], out, progress=False, pdf=True)
+    (pdf,) = (cache_dir() / "figures").glob("*/case-a.pdf")
+    pdf.unlink()
+    os.mkfifo(pdf)  # reading it would block forever
+    with caplog.at_level(logging.WARNING, logger="reportgen"):
+        report = build_module.build([cases], out, progress=False, pdf=True)
+    assert not report.failures
+    assert any("damaged figure cache entry" in r.getMessage() for r in caplog.records)
+    assert (out / "cases" / "case-a" / "figures" / "case-a.pdf").read_bytes()[:4] == b"%PDF"
+    folder = pdf.parent
+    shutil.rmtree(folder)
+    folder.write_text("a file where the set goes")
+    build_module.build([cases], out, progress=False, pdf=True)
+    assert folder.is_dir() and (folder / "case-a.pdf").is_file()
+
+
+@pytest.mark.slow  # spawns two worker processes (about a minute on a loaded 2-core machine)
+def test_workers_forward_one_warning_for_an_unwritable_cache(setup, fresh_cache_state, monkeypatch):
+    """--jobs 2: each worker meets the unwritable cache; the driver prints one warning line."""
+    tmp, cases, model = setup
+    (cases / "b.toml").write_text(
+        CASE.format(model=model).replace("case-a", "case-b").replace("france", "italy")
+    )
+    blocker = tmp / "notes.txt"  # a user's file where the cache's parent folder should be
+    blocker.write_text("mine")
+    monkeypatch.setenv("REPORTGEN_CACHE", str(blocker / "cache"))
+    result = _cli_build(cases, tmp / "site", "--no-pdf", "--jobs", "2")
+    assert result.exit_code == 0 and "2 computed" in result.output, result.output
+    (line,) = _warning_lines(result.output)
+    assert "cannot be written (Not a directory)" in line
+    assert blocker.read_text() == "mine"

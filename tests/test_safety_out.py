@@ -170,6 +170,31 @@ def test_stale_staging_of_a_killed_build_is_cleaned_and_a_moved_site_restored(pr
     assert (out / "index.html").read_text() == index  # put back
     assert not stale.exists() and not empty.exists() and not outdir.previous_path(out).exists()
     assert (foreign / "keep.txt").read_text() == "keep"
+    # a folder named like the swap's place for the old site, but not one: refused, kept
+    mine = outdir.previous_path(out)
+    mine.mkdir()
+    (mine / "keep.txt").write_text("keep")
+    with pytest.raises(ReportgenError, match="is in the way"):
+        outdir.clean_stale(out)
+    assert (mine / "keep.txt").read_text() == "keep"
+    (mine / "keep.txt").unlink()
+    mine.rmdir()
+    # a swap killed while it deleted the old site: what is left is still marked, still ours
+    out.rename(outdir.previous_path(out))
+    build_module.build([project / "cases"], out, progress=False, pdf=False)
+    half = outdir.previous_path(out)
+    out.rename(half)
+    real_rmtree = outdir.shutil.rmtree
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            outdir.shutil, "rmtree", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt)
+        )
+        with pytest.raises(KeyboardInterrupt):
+            outdir.remove_site(half)
+    assert outdir.read_marker(half) is not None
+    real_rmtree(out, ignore_errors=True)
+    outdir.clean_stale(out)  # put back, as a site moved aside
+    assert outdir.read_marker(out) is not None and not half.exists()
     # and a real build does it too
     stale.mkdir()
     outdir.write_marker(stale, staging=True)
@@ -224,18 +249,158 @@ def test_run_guards_its_out_folder_too(project):
     assert stat.S_IMODE((project / "dossier" / "index.html").stat().st_mode) == 0o644
 
 
-def test_a_site_built_before_the_marker_is_still_rebuilt_but_not_a_lookalike(project):
-    site = project / "site"
-    assert build_cli(project, "cases", "--out", "site").exit_code == 0
-    (site / outdir.MARKER).unlink()  # as an older reportgen left it
-    result = build_cli(project, "cases", "--out", "site")
-    assert result.exit_code == 0, result.output
-    assert outdir.read_marker(site) is not None
+def _one_line_refusal(result, *needles):
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "refusing to build the site" in lines[0], result.output
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def test_a_hand_made_site_is_never_taken_for_an_old_build(project):
+    """Issue 31: a folder shaped like a site (index.html, .nojekyll, assets/, cases/) but
+    without a marker listing its files is refused with what a build would delete."""
     look = project / "look"
     (look / "assets").mkdir(parents=True)
+    (look / "cases" / "x").mkdir(parents=True)
     (look / "index.html").write_text("my own page")
-    (look / "assets" / "style.css").write_text("")
-    (look / "photo.jpg").write_bytes(b"jpg")
-    result = build_cli(project, "cases", "--out", "look")
-    assert result.exit_code == 1 and "not empty" in result.output
+    (look / ".nojekyll").write_text("")
+    (look / "assets" / "style.css").write_text("body {}")
+    (look / "assets" / "photo.jpg").write_bytes(b"\xff\xd8jpg")
+    (look / "assets" / "cv.pdf").write_bytes(b"%PDF-1.4 cv")
+    (look / "cases" / "x" / "notes.txt").write_text("mine")
+    before = snapshot(look)
+    line = _one_line_refusal(
+        build_cli(project, "cases", "--out", "look"), "would delete 6 files", "assets/cv.pdf"
+    )
+    assert "assets/photo.jpg" in line
+    assert snapshot(look) == before
+    done = CliRunner().invoke(main, ["run", str(project / "cases/a.toml"), "--out", str(look)])
+    assert done.exit_code == 1 and "would delete" in done.output
+    assert snapshot(look) == before
+    # the plain look-alike without a .nojekyll neither
+    (look / ".nojekyll").unlink()
+    _one_line_refusal(build_cli(project, "cases", "--out", "look"))
     assert (look / "index.html").read_text() == "my own page"
+
+
+def test_a_site_without_its_marker_is_refused_with_what_would_be_deleted(project):
+    """A site whose marker is gone (an older reportgen's, or a user's copy) cannot be told from
+    a hand-made one: refused, even when a user file hides under cases/<id>/."""
+    site = project / "site"
+    assert build_cli(project, "cases", "--out", "site").exit_code == 0
+    (site / outdir.MARKER).unlink()
+    (site / "cases" / "case-a" / "my-notes.txt").write_text("mine")
+    before = snapshot(site)
+    line = _one_line_refusal(build_cli(project, "cases", "--out", "site"), "would delete")
+    assert "delete the folder yourself" in line
+    assert snapshot(site) == before
+    # removed by the user: the next build writes a marked site again
+    import shutil
+
+    shutil.rmtree(site)
+    assert build_cli(project, "cases", "--out", "site").exit_code == 0
+    assert outdir.read_marker(site) is not None
+
+
+@pytest.mark.parametrize(
+    "marker",
+    [
+        '{"tool": "reportgen", "version": "0.1"}',
+        '{"tool": "reportgen", "files": "thesis.tex"}',
+        '{"tool": "reportgen", "files": [1, 2]}',
+        '{"tool": "reportgen", "files": null}',
+        "link",
+    ],
+)
+def test_a_marker_without_a_list_of_files_is_no_marker(project, marker):
+    folder = project / "thesis"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("\\documentclass{article}")
+    if marker == "link":  # a link to a real site's marker elsewhere
+        assert build_cli(project, "cases", "--out", "site").exit_code == 0
+        (folder / outdir.MARKER).symlink_to(project / "site" / outdir.MARKER)
+    else:
+        (folder / outdir.MARKER).write_text(marker)
+    before = snapshot(folder)
+    _one_line_refusal(build_cli(project, "cases", "--out", "thesis"), "thesis.tex")
+    assert snapshot(folder) == before and (folder / "thesis.tex").exists()
+
+
+@pytest.mark.parametrize("kind", ["symlink", "dangling symlink", "hard link", "fifo"])
+def test_the_lock_file_is_never_written_through_a_link(project, kind):
+    victim = project / "victim.txt"
+    victim.write_text("precious\n")
+    lock = project / ".site.lock"
+    if kind == "symlink":
+        lock.symlink_to(victim)
+    elif kind == "dangling symlink":
+        lock.symlink_to(project / "created-by-the-build.txt")
+    elif kind == "hard link":
+        os.link(victim, lock)
+    else:
+        os.mkfifo(lock)
+    result = build_cli(project, "cases", "--out", "site")
+    assert result.exit_code == 1 and "lock file" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert victim.read_text() == "precious\n"
+    assert not (project / "created-by-the-build.txt").exists()
+    assert not (project / "site").exists()
+    with pytest.raises(ReportgenError, match="lock file"):
+        with outdir.build_lock((project / "site").resolve()):
+            pass
+    assert victim.read_text() == "precious\n"
+
+
+def _second_case(project, model_dir):
+    (project / "cases" / "b.toml").write_text(CASE.format(id="case-b", model=model_dir))
+
+
+def test_run_refuses_a_site_of_several_cases(project, model_dir):
+    _second_case(project, model_dir)
+    assert build_cli(project, "cases", "--out", "site").exit_code == 0
+    site = project / "site"
+    assert outdir.site_case_ids(site) == ["case-a", "case-b"]
+    before = snapshot(site)
+    result = CliRunner().invoke(
+        main, ["run", str(project / "cases" / "a.toml"), "--out", str(site), "--no-pdf"]
+    )
+    assert result.exit_code == 1, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert "2 cases" in line and "reportgen build" in line
+    assert snapshot(site) == before
+    # a one-case site (what run wrote) is replaced by run, as before
+    one = project / "one"
+    for case in ("a", "b"):
+        done = CliRunner().invoke(
+            main, ["run", str(project / "cases" / f"{case}.toml"), "--out", str(one), "--no-pdf"]
+        )
+        assert done.exit_code == 0, done.output
+    assert outdir.site_case_ids(one) == ["case-b"]
+
+
+def test_build_and_run_hold_the_lock_before_computing(project, monkeypatch):
+    out = (project / "site").resolve()
+    seen = []
+    real = build_module.compute_results
+
+    def spy(*args, **kwargs):
+        seen.append(outdir.lock_path(out).read_text())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(build_module, "compute_results", spy)
+    build_module.build([project / "cases"], out, progress=False, pdf=False)
+    result = CliRunner().invoke(
+        main, ["run", str(project / "cases" / "a.toml"), "--out", str(out), "--no-pdf"]
+    )
+    assert result.exit_code == 0, result.output
+    assert len(seen) == 2 and all(f"pid {os.getpid()}" in text for text in seen)
+    # another build holds it: run refuses at once, nothing is computed
+    seen.clear()
+    with outdir.build_lock(out, "reportgen build the-other-one"):
+        result = CliRunner().invoke(
+            main, ["run", str(project / "cases" / "a.toml"), "--out", str(out), "--no-pdf"]
+        )
+    assert result.exit_code == 1 and "the-other-one" in result.output and seen == []

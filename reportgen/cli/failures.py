@@ -132,6 +132,7 @@ def collect(
             log=lambda msg: click.echo(msg, err=True),
             options=runtime,
             project=project,
+            force=force,
         )
         click.echo(
             f"{checked['benchmark']}: {checked['items']} shipped cases re-checked, "

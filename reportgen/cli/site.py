@@ -77,8 +77,9 @@ def run(
     """One dossier (HTML + data, PDF figure set) for CASE_FILE: a one-case site, rendered the way
     `build` renders (staging folder swapped in, cached figure sets); or, to attach to a bug
     report, one self-contained .html (--single-file) or one .zip (--zip)."""
+    from ..cache_files import clean_temporaries
     from ..cases import load_case
-    from ..outdir import check_out_folder
+    from ..outdir import build_lock, check_one_case_out, check_out_folder, clean_stale
     from ..project import find_project_file, load_project
     from ..publish import check_single_file_out, check_zip_out
 
@@ -86,33 +87,40 @@ def run(
         raise click.ClickException("--single-file and --zip each write one file: choose one")
     pdf = (not fast) if pdf is None else pdf
     case = load_case(case_file)
+    one_file = single_file or as_zip
     if single_file:
         check_single_file_out(out)
     elif as_zip:
         check_zip_out(out)
     else:
-        check_out_folder(out, [case_file])
+        resolved = check_out_folder(out, [case_file])
+        check_one_case_out(resolved, case.id)
     project = load_project(find_project_file([case_file]))
     quiet_libraries()
     from ..build import BuildReport, compute_results, render_site
     from ..progress import case_steps
 
-    report = BuildReport(out=out)
-    (result,) = compute_results(
-        [case],
-        use_cache=not no_cache,
-        keep_going=False,
-        command=command_line(),
-        report=report,
-        on_step=case_steps(status_line),
-        options=runtime,
-        project=project,
-        fast=fast,
-    )
-    status_line("")
-    if single_file or as_zip:
+    def compute() -> Any:
+        report = BuildReport(out=out)
+        (result,) = compute_results(
+            [case],
+            use_cache=not no_cache,
+            keep_going=False,
+            command=command_line(),
+            report=report,
+            on_step=case_steps(status_line),
+            options=runtime,
+            project=project,
+            fast=fast,
+        )
+        status_line("")
+        return result
+
+    if one_file:
         from ..publish import write_single_file, write_zip
 
+        clean_temporaries()
+        result = compute()
         kwargs = {"pdf": pdf, "use_cache": not no_cache, "inputs": [case_file]}
         if single_file:
             failures = write_single_file(result, out, **kwargs)
@@ -124,9 +132,11 @@ def run(
             click.echo(f"warning: {file}: {reason}", err=True)
         click.echo(f"{case.id}: explained {result.attribution.explained:.4f} -> {out} ({what})")
         return
-    from ..outdir import build_lock
-
-    with build_lock(out, command_line()):
+    with build_lock(resolved, command_line()):  # before anything is computed
+        clean_stale(resolved)
+        clean_temporaries()
+        check_one_case_out(resolved, case.id)  # it may have changed before the lock was ours
+        result = compute()
         failures = render_site(
             [result],
             out,

@@ -21,7 +21,7 @@ from .recover import Candidate, Found
 from .registry import get_benchmark
 from .settings import RECHECK_SETTINGS, Settings
 from .work import Collector
-from .writer import write_case, write_summary
+from .writer import is_hand_edited, write_case, write_summary
 
 
 def recheck(
@@ -33,6 +33,7 @@ def recheck(
     log: Callable[[str], None] = lambda msg: None,
     options: RuntimeOptions = DEFAULT_OPTIONS,
     project: Project | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Re-verify the cases already collected in OUT/<benchmark>/ under the current rules,
     without a new search: each case's own pair goes through the same checks a new pin must pass
@@ -40,7 +41,11 @@ def recheck(
     failure, contrast path a strict recovery). A case that holds is rewritten with its verdicts;
     one that does not is deleted. summary.json then describes this re-check (the earlier run's
     counts are kept under ``previous_run``). ``options``/``project`` place each model as
-    ``collect`` would (the flags, else the project file's ``[models.NAME]``, else defaults)."""
+    ``collect`` would (the flags, else the project file's ``[models.NAME]``, else defaults).
+
+    A case file edited by hand (its content no longer matches the hash in its header, as the
+    header says: edits are kept) would be rewritten or deleted: without ``force`` the re-check
+    refuses before anything is loaded, naming the file, and changes nothing."""
     from ..cases import load_case
 
     bench = get_benchmark(benchmark)
@@ -48,6 +53,13 @@ def recheck(
     paths = sorted(folder.glob("*.toml"))
     if not paths:
         raise ReportgenError(f"no collected cases in {folder}")
+    edited = [path for path in paths if is_hand_edited(path)]
+    if edited and not force:
+        more = f" (and {len(edited) - 1} more)" if len(edited) > 1 else ""
+        raise ReportgenError(
+            f"{edited[0]}{more} was edited by hand; --recheck would rewrite or delete it and "
+            "lose the edits: move it out of the folder, or pass --force to re-check it anyway"
+        )
     by_id = {i.id: i for i in bench.items(data)}
     previous_path = folder / "summary.json"
     previous = (

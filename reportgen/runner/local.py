@@ -101,6 +101,7 @@ def _worker_main(name: str, inbox: Any, events: Any, threads: int | None, gpu: i
         transformers.utils.logging.disable_progress_bar()
     except Exception:  # noqa: BLE001 - quieter logs only
         pass
+    _forward_warnings(name, events)
     worker = CaseWorker(gpu=gpu, name=name)
     while True:
         job = inbox.get()
@@ -110,6 +111,29 @@ def _worker_main(name: str, inbox: Any, events: Any, threads: int | None, gpu: i
             job, lambda *args, i=job.index: events.put(("progress", name, i, args))
         )
         events.put(("done", name, outcome))
+
+
+def _forward_warnings(name: str, events: Any) -> None:
+    """This worker's one-line warnings (errors.warn: a damaged cache entry, an unwritable
+    cache) go to the driver, which prints them as ``warning:`` lines, each once."""
+    import logging
+
+    class Forward(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            events.put(("warning", name, record.getMessage()))
+
+    logger = logging.getLogger("reportgen")
+    logger.addHandler(Forward())
+    logger.propagate = False
+
+
+def _said_by_a_worker(message: str) -> None:
+    """A warning a worker forwarded: said once, however many workers meet the same fault."""
+    from ..cache_files import already_said
+    from ..errors import warn
+
+    if not already_said(message):
+        warn(message)
 
 
 def run_workers(
@@ -191,7 +215,9 @@ def run_workers(
                 message = events.get(timeout=poll_s)
             except queue.Empty:
                 continue
-            if message[0] == "progress":
+            if message[0] == "warning":
+                _said_by_a_worker(message[2])
+            elif message[0] == "progress":
                 _, name, index, args = message
                 job = busy.get(name)
                 if job is not None and job.index == index:
