@@ -19,7 +19,7 @@ from .cases import Case, load_cases
 from .errors import ReportgenError, warn
 from .models import LoadedModel
 from .progress import case_steps
-from .project import Project, find_project_file, load_project
+from .project import FigureSettings, Project, find_project_file, load_project
 from .results import CaseResult
 from .runner import DEFAULT_OPTIONS, LOCAL, Execution, RuntimeOptions, run_cases
 
@@ -109,8 +109,17 @@ def render_site(
 
     ``out`` is checked by :func:`outdir.check_out_folder` (again: it may have changed while the
     cases were computed); the caller holds :func:`outdir.build_lock`."""
-    from .render.latex import render_latex
+    from .render import latex
+    from .render.paper import render_paper_figures
     from .site import build_site
+
+    settings = project.figures if project is not None else FigureSettings()
+
+    def render_figures(result: CaseResult, folder: Path) -> None:
+        """The case's figure set (one Letter-size PDF) and its paper figures (a PDF per
+        figure and width, figures.tex, figures.zip), each compiled in one pdflatex run."""
+        latex.render_latex(result, folder)
+        render_paper_figures(result, folder, settings)
 
     out = outdir.check_out_folder(out, inputs)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -122,7 +131,9 @@ def render_site(
             for result in results:
                 on_case(result)
                 try:
-                    figures = _cached_figures(result, render_latex, use_cache=use_cache)
+                    figures = _cached_figures(
+                        result, render_figures, use_cache=use_cache, settings=settings
+                    )
                     shutil.copytree(figures, staging / "cases" / result.case_id / "figures")
                     (staging / "cases" / result.case_id / "figures" / _FIGURES_MANIFEST).unlink(
                         missing_ok=True
@@ -194,7 +205,11 @@ def _figures_intact(folder: Path, case_id: str) -> bool:
 
 
 def _cached_figures(
-    result: CaseResult, render_latex: Callable[..., object], *, use_cache: bool = True
+    result: CaseResult,
+    render_latex: Callable[..., object],
+    *,
+    use_cache: bool = True,
+    settings: FigureSettings | None = None,
 ) -> Path:
     """The compiled figure set of ``result``, from the cache when the result and the LaTeX code
     are unchanged (pdflatex is the slowest part of a rebuild). ``use_cache=False`` renders
@@ -203,10 +218,12 @@ def _cached_figures(
     import json
 
     from .models import cache_dir
-    from .render import latex
+    from .render import latex, paper
 
     digest = hashlib.sha256(result.dumps().encode())
     digest.update(Path(latex.__file__).read_bytes())
+    digest.update(Path(paper.__file__).read_bytes())  # the paper figures and their settings
+    digest.update(repr(settings or FigureSettings()).encode())
     folder = cache_dir() / "figures" / digest.hexdigest()[:24]
     if use_cache and _figures_intact(folder, result.case_id):
         return folder
