@@ -111,6 +111,7 @@ def render_site(
     cases were computed); the caller holds :func:`outdir.build_lock`."""
     from .render import latex
     from .render.paper import render_paper_figures
+    from .render.study import study_data
     from .site import build_site
 
     settings = project.figures if project is not None else FigureSettings()
@@ -121,6 +122,7 @@ def render_site(
         latex.render_latex(result, folder)
         render_paper_figures(result, folder, settings)
 
+    summaries = list(summaries)
     out = outdir.check_out_folder(out, inputs)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=outdir.staging_prefix(out), dir=out.parent))
@@ -140,6 +142,15 @@ def render_site(
                     )
                 except Exception as exc:  # a figure set that fails must not sink the site
                     pdf_failures.append((result.case_file, f"PDF figure set: {exc}"))
+            try:  # the study figures of the project page (site-level figures.tex)
+                study = _cached_study_figures(
+                    study_data(results, list(summaries)), settings, use_cache=use_cache
+                )
+                if study is not None:
+                    shutil.copytree(study, staging / "figures")
+                    (staging / "figures" / _FIGURES_MANIFEST).unlink(missing_ok=True)
+            except Exception as exc:
+                pdf_failures.append(("study figures", f"paper figures: {exc}"))
         page_failures: list[tuple[str, str]] = []
 
         def page_failed(result: CaseResult, exc: Exception) -> str:
@@ -184,14 +195,15 @@ def _swap_in(staging: Path, out: Path) -> None:
 _FIGURES_MANIFEST = ".reportgen-figures.json"
 
 
-def _figures_intact(folder: Path, case_id: str) -> bool:
-    """A cached figure set is used only when every file matches the checksums written with it."""
+def _figures_intact(folder: Path, case_id: str, required: str | None = None) -> bool:
+    """A cached figure set is used only when every file matches the checksums written with it
+    (and it holds ``required``, by default the case's figure set ``<case_id>.pdf``)."""
     import hashlib
     import json
 
     try:
         listed = json.loads((folder / _FIGURES_MANIFEST).read_text(encoding="utf-8"))
-        if not isinstance(listed, dict) or f"{case_id}.pdf" not in listed:
+        if not isinstance(listed, dict) or (required or f"{case_id}.pdf") not in listed:
             return False
         present = {p.name for p in folder.iterdir() if p.name != _FIGURES_MANIFEST}
         if present != set(listed):
@@ -240,6 +252,41 @@ def _cached_figures(
     (partial / _FIGURES_MANIFEST).write_text(json.dumps(sums, indent=1), encoding="utf-8")
     if folder.is_symlink() or folder.is_file():
         folder.unlink()
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+    return folder
+
+
+def _cached_study_figures(
+    data: object, settings: FigureSettings, *, use_cache: bool = True
+) -> Path | None:
+    """The study's paper figures (see :mod:`reportgen.render.study`), cached like a case's by
+    their numbers, the code and the settings; None when there is nothing to draw."""
+    import hashlib
+    import json
+
+    from .models import cache_dir
+    from .render import paper, study
+
+    assert isinstance(data, study.StudyData)
+    if not study.study_figures(data, settings):
+        return None
+    digest = hashlib.sha256(json.dumps(data.to_json(), sort_keys=True).encode())
+    for module in (paper, study):
+        digest.update(Path(module.__file__).read_bytes())
+    digest.update(repr(settings).encode())
+    folder = cache_dir() / "figures" / f"study-{digest.hexdigest()[:24]}"
+    if use_cache and _figures_intact(folder, "study", paper.FIGURES_TEX):
+        return folder
+    partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    study.render_study_figures(data, partial, settings)
+    sums = {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(partial.iterdir())
+        if p.is_file()
+    }
+    (partial / _FIGURES_MANIFEST).write_text(json.dumps(sums, indent=1), encoding="utf-8")
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)
     return folder
@@ -315,6 +362,7 @@ def build(
                 report.failures,
                 pdf=pdf,
                 single_file=single_file,
+                summaries=load_summaries(paths),
                 on_case=lambda r: (bar.update(1), bar.set_postfix_str(f"figures ({r.case_id})")),
                 use_cache=use_cache,
                 inputs=paths,

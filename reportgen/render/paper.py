@@ -19,7 +19,6 @@ and pdflatex runs with ``-no-shell-escape``."""
 from __future__ import annotations
 
 import math
-import re
 import shutil
 import subprocess
 import zipfile
@@ -296,24 +295,24 @@ def _colour_bar(width: float, scale: float, settings: FigureSettings, greyscale:
         if greyscale and value:
             label = _fmt(value).replace("+", "")
         lines.append(
-            rf"\node[anchor=north,font=\rgsmall,inner sep=1bp] at ({x:.2f},-2) {{{label}}};"
+            rf"\node[anchor=north,font=\rmfamily\rgsmall,inner sep=1bp] at ({x:.2f},-2) {{{label}}};"
         )
     if greyscale:
         lines.append(
-            rf"\node[anchor=north,font=\rgsmall,inner sep=1bp] at ({width / 2:.2f},-13) "
+            rf"\node[anchor=north,font=\rmfamily\rgsmall,inner sep=1bp] at ({width / 2:.2f},-13) "
             r"{$|R|$; framed: supports the contrast};"
         )
     else:
         lines.append(
-            rf"\node[anchor=north east,font=\rgsmall,inner sep=1bp] at ({x0 + bar_w / 2 - 8:.2f},-13) "
+            rf"\node[anchor=north east,font=\rmfamily\rgsmall,inner sep=1bp] at ({x0 + bar_w / 2 - 8:.2f},-13) "
             r"{$\leftarrow$ contrast};"
         )
         lines.append(
-            rf"\node[anchor=north west,font=\rgsmall,inner sep=1bp] at ({x0 + bar_w / 2 + 8:.2f},-13) "
+            rf"\node[anchor=north west,font=\rmfamily\rgsmall,inner sep=1bp] at ({x0 + bar_w / 2 + 8:.2f},-13) "
             r"{target $\rightarrow$};"
         )
         lines.append(
-            rf"\node[anchor=north,font=\rgsmall,inner sep=1bp] at ({x0 + bar_w / 2:.2f},-13) {{$R$}};"
+            rf"\node[anchor=north,font=\rmfamily\rgsmall,inner sep=1bp] at ({x0 + bar_w / 2:.2f},-13) {{$R$}};"
         )
     lines.append(r"\end{tikzpicture}")
     return "\n".join(lines)
@@ -436,17 +435,21 @@ def _graph_rows(graph: Any, limit: int) -> list[int]:
 
 
 def _layer_ticks(layers: Sequence[str], dx: float, min_gap: float = 18.0) -> list[int]:
-    """Indices of the layers that get a label: whole-number layers (not "3.mid") at a step
-    that leaves ``min_gap`` bp between labels, plus the first and last."""
-    whole = [i for i, name in enumerate(layers) if re.fullmatch(r"\d+|emb|embed|logits?", name)]
+    """Indices of the layers that get a label: the embeddings and whole-number layers (not
+    "3.mid") at a round step (1, 2, 5, 10, ...) that leaves ``min_gap`` bp between labels."""
+    index = {name: i for i, name in enumerate(layers)}
+    whole = [int(name) for name in layers if name.isdigit()]
     if not whole:
-        whole = list(range(len(layers)))
-    step = 1
-    while step * dx * (len(layers) / max(1, len(whole))) < min_gap and step < len(layers):
-        step += 1
-    picked = whole[::step]
-    if whole[-1] not in picked and (whole[-1] - picked[-1]) * dx >= min_gap:
-        picked.append(whole[-1])
+        step = max(1, math.ceil(min_gap / max(dx, 1e-9)))
+        return list(range(0, len(layers), step))
+    per_layer = (len(layers) - 1) / max(1, max(whole) - min(whole) + 1) * dx
+    step = next((s for s in (1, 2, 5, 10, 20, 50, 100) if s * per_layer >= min_gap), 200)
+    picked = [index[str(n)] for n in whole if n % step == 0]
+    first = next((i for i, name in enumerate(layers) if not name[:1].isdigit()), None)
+    if first is not None and first < (picked[0] if picked else len(layers)):
+        if picked and (picked[0] - first) * dx < min_gap:
+            picked = picked[1:]
+        picked.insert(0, first)
     return picked
 
 
