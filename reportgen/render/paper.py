@@ -92,11 +92,19 @@ def token_text(text: str, limit: int) -> str:
 
 
 def label_chars(text: str, limit: int) -> int:
-    """How many monospaced characters :func:`token_text` takes: a boxed U+XXXX is ~8."""
+    """How many monospaced characters :func:`token_text` takes, a little generously: a boxed
+    U+XXXX is ~8, a newline arrow 2, the dots of a cut token 3."""
     from .latex import _typesettable
 
-    shown = text[:limit]
-    return sum(1 if _typesettable(ch) else 2 if ch in "\n\t" else 8 for ch in shown) or 1
+    shown = text[: limit - 1] if len(text) > limit else text
+    width = sum(1 if _typesettable(ch) else 2 if ch in "\n\t" else 8 for ch in shown)
+    return max(1, width + (3 if len(text) > limit else 0))
+
+
+def tt_width(settings: FigureSettings) -> float:
+    """A monospaced character's width in bp at the font size (Latin Modern Mono 0.525 em,
+    Courier 0.6 em)."""
+    return (TT_WIDTH if settings.font == "lmodern" else 0.6) * settings.font_size
 
 
 def _num(value: float) -> str:
@@ -144,8 +152,9 @@ def widths(settings: FigureSettings) -> dict[str, float]:
 
 
 def small_size(settings: FigureSettings) -> float:
-    """Tick labels and token labels: one point under the font size, never under 7 pt."""
-    return max(7.0, settings.font_size - 1)
+    """Tick and token labels: the font size too. pdftotext measures a word of Latin Modern at
+    about 0.82 of its size, so 9 pt (the default) is the smallest that reads as >= 7 pt."""
+    return settings.font_size
 
 
 def preamble(settings: FigureSettings) -> str:
@@ -173,6 +182,7 @@ def preamble(settings: FigureSettings) -> str:
             r"\definecolor{rglight}{RGB}{67,147,195}",
             r"\definecolor{rggrid}{RGB}{225,225,225}",
             rf"\newcommand{{\rgnormal}}{{\fontsize{{{size:g}}}{{{size * 1.2:.3g}}}\selectfont}}",
+            rf"\newcommand{{\rgsize}}{{{size:g}bp}}",
             rf"\newcommand{{\rgsmall}}{{\fontsize{{{small:g}}}{{{small * 1.2:.3g}}}\selectfont}}",
             r"\newcommand{\rgtok}[3]{\colorbox[RGB]{#1}{\textcolor[RGB]{#2}{\strut #3}}\allowbreak}",
             r"\newcommand{\rgneg}[3]{\fcolorbox[RGB]{0,0,0}{#1}{\textcolor[RGB]{#2}{\strut #3}}"
@@ -181,7 +191,7 @@ def preamble(settings: FigureSettings) -> str:
             # each figure is a page of exactly its width: too wide (never by design) it shrinks
             # to fit, with a line in the log; narrower, it is centred
             r"\newcommand{\rgship}[2]{%",
-            r"  \ifdim\wd\rgbox>#1\relax\typeout{rg-shrunk: #2}%",
+            r"  \ifdim\wd\rgbox>#1\relax\typeout{rg-shrunk: #2 from \the\wd\rgbox}%",
             r"    \sbox{\rgbox}{\resizebox{#1}{!}{\usebox{\rgbox}}}\fi",
             r"  \sbox{\rgbox}{\makebox[#1][c]{\usebox{\rgbox}}}%",
             r"  \pdfpagewidth=\wd\rgbox",
@@ -192,7 +202,12 @@ def preamble(settings: FigureSettings) -> str:
             r" title style={font=\rgnormal}, legend style={font=\rgsmall, draw=none, fill=none},"
             r" every axis plot/.append style={line width=0.8pt}, tick style={rgaxis},"
             r" axis line style={rgaxis}, grid style={rggrid}, scaled ticks=false,"
-            r" ticklabel style={/pgf/number format/fixed, /pgf/number format/precision=3}}}",
+            r" ticklabel style={/pgf/number format/fixed, /pgf/number format/precision=3},"
+            r" every axis y label/.style={at={(axis description cs:0,1)}, anchor=south west,"
+            r" inner sep=0pt, yshift=3bp, font=\rgnormal}}}",
+            # the legend over a y label set above the axis
+            r"\pgfplotsset{rglegend/.style={legend style={at={(0.5,1)}, anchor=south,"
+            r" yshift=\rgsize+6bp, /tikz/every even column/.append style={column sep=5bp}}}}",
         ]
     )
 
@@ -326,8 +341,7 @@ def heatmap_body(
     from .colors import normalisation
 
     scale = normalisation([c.relevance for c in cells], [c.special for c in cells])
-    size = settings.font_size
-    per_line = max(8, int(width / (TT_WIDTH * size)) - 2)
+    per_line = max(8, int(width / tt_width(settings)) - 2)
     window = heatmap_window(cells, per_line * HEATMAP_LINES["col" if width < 300 else "text"])
     parts = [
         rf"\begin{{minipage}}[t]{{{width:.2f}bp}}\raggedright\ttfamily\rgnormal"
@@ -371,10 +385,10 @@ def relevance_body(
         return r"\rgnormal (no token with a relevance)"
     small = small_size(settings)
     labels = [_token_label(c) for c in top]
-    label_w = (
-        max(len(str(c.position)) + label_chars(c.text, 12) + 1 for c in top) * TT_WIDTH * small
+    label_w = max(len(str(c.position)) + label_chars(c.text, 12) + 1 for c in top) * tt_width(
+        settings
     )
-    axis_w = width - label_w - 18
+    axis_w = width - label_w - 34
     height = len(top) * (small + 4.0)
     pos = [(c.relevance, i) for i, c in enumerate(top) if c.relevance >= 0]
     neg = [(c.relevance, i) for i, c in enumerate(top) if c.relevance < 0]
@@ -464,11 +478,9 @@ def graph_body(result: CaseResult, width: float, settings: FigureSettings, key: 
     row_of = {p: i for i, p in enumerate(rows)}
     small = small_size(settings)
     labels = [f"{p}\\,{token_text(str(tokens[p]), 12)}" for p in rows]
-    label_w = (
-        max((len(str(p)) + 1 + label_chars(str(tokens[p]), 12) for p in rows), default=4)
-        * TT_WIDTH
-        * small
-    )
+    label_w = max(
+        (len(str(p)) + 1 + label_chars(str(tokens[p]), 12) for p in rows), default=4
+    ) * tt_width(settings)
     x0 = label_w + 6
     plot_w = width - x0 - 10
     dx = plot_w / max(1, len(layers) - 1)
@@ -545,9 +557,7 @@ def faithfulness_body(result: CaseResult, width: float, settings: FigureSettings
         r"  xlabel={tokens masked $k$}, ylabel={explained value $f$}, xmin=0,",
         r"  ymajorgrids, extra y ticks={0}, extra y tick labels={},",
         r"  extra y tick style={grid=major, major grid style={rgaxis, dashed, line width=0.5pt}},",
-        r"  legend style={at={(0.5,1.02)}, anchor=south, legend columns="
-        + ("2" if key == "col" else "4")
-        + r", /tikz/every even column/.append style={column sep=6bp}},",
+        r"  rglegend, legend columns=" + ("2" if key == "col" else "4") + ",",
         r"  mark size=1.3bp, max space between ticks=40]",
     ]
     for name in names:

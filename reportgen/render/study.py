@@ -363,8 +363,7 @@ def profiles_body(
         rf"\begin{{axis}}[rgaxis, width={axis_w:.1f}bp, height={axis_h:.1f}bp, xmin=0, xmax=1,",
         r"  xlabel={relative depth (0: first layer, 1: last)},",
         rf"  ylabel={{{METRICS.get(metric, tex_text(metric.replace('_', ' ')))}}}, ymajorgrids,",
-        r"  max space between ticks=35, legend style={at={(0.5,1.02)}, anchor=south,"
-        + f" legend columns={columns}, /tikz/every even column/.append style={{column sep=5bp}}}}]",
+        rf"  max space between ticks=35, rglegend, legend columns={columns}]",
     ]
     for i, p in enumerate(profiles):
         color = _rgb(GROUP_COLORS[i % len(GROUP_COLORS)])
@@ -412,8 +411,7 @@ def persistence_body(rows: Sequence[Persistence], width: float, settings: Figure
         rf"  ymin={_num(min(0.0, *values) * 1.1 - 0.1)}, ymax={_num(max(0.0, *values) * 1.1 + 0.1)},",
         r"  extra y ticks={0}, extra y tick labels={}, extra y tick style={grid=major,"
         r" major grid style={rgaxis, dashed, line width=0.5pt}},",
-        r"  legend style={at={(0.5,1.02)}, anchor=south, legend columns=2,"
-        r" /tikz/every even column/.append style={column sep=5bp}}]",
+        r"  rglegend, legend columns=2]",
     ]
     shown = {"persists": False, "fixed": False}
     for row in rows:
