@@ -14,7 +14,7 @@ dtype = "float32"
 column_width = "3.25in"     # a number is in bp (1/72 in); or a string with in, cm, mm, pt, bp
 text_width = "6.75in"
 font_size = 9               # pt at the printed size (7-12); tick labels are 1 pt smaller
-font = "lmodern"            # lmodern, times, palatino, charter or helvetica
+font = "lmodern"            # lmodern, lmodern-sans, times, palatino, charter, helvetica
 colormap = "RdBu"           # diverging, centred on zero: RdBu (the dossier's), PuOr, BrBG, PiYG
 ```
 
@@ -73,20 +73,37 @@ class ModelSettings:
     quantization: str | None = None
 
 
-#: font name -> (LaTeX preamble lines, a fragment of the PDF font names it embeds)
-FIGURE_FONTS: dict[str, tuple[str, str]] = {
-    "lmodern": (r"\usepackage[T1]{fontenc}\usepackage{lmodern}", "LM"),
+#: font name -> (LaTeX preamble lines, a fragment of the PDF font names it embeds, a TeX font
+#: metric file it needs). Latin Modern comes with the lmodern package; the others need the
+#: PostScript fonts of texlive-fonts-recommended.
+FIGURE_FONTS: dict[str, tuple[str, str, str]] = {
+    "lmodern": (r"\usepackage[T1]{fontenc}\usepackage{lmodern}", "LMRoman", "ec-lmr10.tfm"),
+    "lmodern-sans": (
+        r"\usepackage[T1]{fontenc}\usepackage{lmodern}\renewcommand{\familydefault}{\sfdefault}",
+        "LMSans",
+        "ec-lmss10.tfm",
+    ),
     "times": (
         r"\usepackage[T1]{fontenc}\usepackage{mathptmx}\usepackage[scaled=0.92]{helvet}"
         r"\usepackage{courier}",
         "Nimbus",
+        "ptmr8t.tfm",
     ),
-    "palatino": (r"\usepackage[T1]{fontenc}\usepackage{mathpazo}\usepackage{courier}", "Palatino"),
-    "charter": (r"\usepackage[T1]{fontenc}\usepackage{charter}\usepackage{courier}", "Charter"),
+    "palatino": (
+        r"\usepackage[T1]{fontenc}\usepackage{mathpazo}\usepackage{courier}",
+        "Palatino",
+        "pplr8t.tfm",
+    ),
+    "charter": (
+        r"\usepackage[T1]{fontenc}\usepackage{charter}\usepackage{courier}",
+        "Charter",
+        "bchr8t.tfm",
+    ),
     "helvetica": (
         r"\usepackage[T1]{fontenc}\usepackage[scaled=0.92]{helvet}\usepackage{courier}"
         r"\renewcommand{\familydefault}{\sfdefault}",
         "Nimbus",
+        "phvr8t.tfm",
     ),
 }
 #: colour map name -> (RGB of positive relevance, RGB of negative), ColorBrewer's darkest ends

@@ -24,6 +24,7 @@ import subprocess
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -78,12 +79,6 @@ def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
-def _token_label(cell: TokenCell, limit: int = 12) -> str:
-    """ "42 Red": the position keeps repeated tokens apart; whitespace visible (a newline as an
-    arrow, a token of spaces as a visible space), a long token cut with dots."""
-    return f"{cell.position}\\,{token_text(cell.text, limit)}"
-
-
 def token_text(text: str, limit: int) -> str:
     """A token as LaTeX, at most ``limit`` characters of it."""
     if len(text) <= limit:
@@ -99,6 +94,19 @@ def label_chars(text: str, limit: int) -> int:
     shown = text[: limit - 1] if len(text) > limit else text
     width = sum(1 if _typesettable(ch) else 2 if ch in "\n\t" else 8 for ch in shown)
     return max(1, width + (3 if len(text) > limit else 0))
+
+
+def token_labels(
+    items: Sequence[tuple[int, str]], width: float, settings: FigureSettings
+) -> tuple[list[str], float]:
+    """Labels "42 Red" for (position, token) pairs and their width in bp: tokens cut to 12
+    characters, or fewer until the labels take at most 40 % of ``width``."""
+    for limit in (12, 10, 8, 6, 4, 2):
+        chars = max((len(str(p)) + 1 + label_chars(t, limit) for p, t in items), default=4)
+        if chars * tt_width(settings) <= 0.4 * width:
+            break
+    labels = [f"{p}\\,{token_text(t, limit)}" for p, t in items]
+    return labels, chars * tt_width(settings)
 
 
 def tt_width(settings: FigureSettings) -> float:
@@ -286,7 +294,7 @@ def _colour_bar(width: float, scale: float, settings: FigureSettings, greyscale:
     steps = 40
     x0 = (width - bar_w) / 2
     lines = [
-        r"\begin{tikzpicture}[x=1bp,y=1bp,font=\rmfamily]",
+        r"\begin{tikzpicture}[x=1bp,y=1bp,font=\normalfont\rgsmall]",
         rf"\useasboundingbox (0,-26) rectangle ({width:.2f},8);",
     ]
     for i in range(steps):
@@ -310,24 +318,24 @@ def _colour_bar(width: float, scale: float, settings: FigureSettings, greyscale:
         if greyscale and value:
             label = _fmt(value).replace("+", "")
         lines.append(
-            rf"\node[anchor=north,font=\rmfamily\rgsmall,inner sep=1bp] at ({x:.2f},-2) {{{label}}};"
+            rf"\node[anchor=north,font=\normalfont\rgsmall,inner sep=1bp] at ({x:.2f},-2) {{{label}}};"
         )
     if greyscale:
         lines.append(
-            rf"\node[anchor=north,font=\rmfamily\rgsmall,inner sep=1bp] at ({width / 2:.2f},-13) "
+            rf"\node[anchor=north,font=\normalfont\rgsmall,inner sep=1bp] at ({width / 2:.2f},-13) "
             r"{$|R|$; framed: supports the contrast};"
         )
     else:
         lines.append(
-            rf"\node[anchor=north east,font=\rmfamily\rgsmall,inner sep=1bp] at ({x0 + bar_w / 2 - 8:.2f},-13) "
+            rf"\node[anchor=north east,font=\normalfont\rgsmall,inner sep=1bp] at ({x0 + bar_w / 2 - 8:.2f},-13) "
             r"{$\leftarrow$ contrast};"
         )
         lines.append(
-            rf"\node[anchor=north west,font=\rmfamily\rgsmall,inner sep=1bp] at ({x0 + bar_w / 2 + 8:.2f},-13) "
+            rf"\node[anchor=north west,font=\normalfont\rgsmall,inner sep=1bp] at ({x0 + bar_w / 2 + 8:.2f},-13) "
             r"{target $\rightarrow$};"
         )
         lines.append(
-            rf"\node[anchor=north,font=\rmfamily\rgsmall,inner sep=1bp] at ({x0 + bar_w / 2:.2f},-13) {{$R$}};"
+            rf"\node[anchor=north,font=\normalfont\rgsmall,inner sep=1bp] at ({x0 + bar_w / 2:.2f},-13) {{$R$}};"
         )
     lines.append(r"\end{tikzpicture}")
     return "\n".join(lines)
@@ -350,7 +358,7 @@ def heatmap_body(
     shown = 0
     for cell in window:
         if cell is None:
-            parts.append(r"{\rmfamily\textcolor{rgaxis}{[\dots]}}\ %")
+            parts.append(r"{\normalfont\rgnormal\textcolor{rgaxis}{[\dots]}}\ %")
             continue
         shown += 1
         intensity = cell.color.intensity
@@ -384,10 +392,7 @@ def relevance_body(
     if not top:
         return r"\rgnormal (no token with a relevance)"
     small = small_size(settings)
-    labels = [_token_label(c) for c in top]
-    label_w = max(len(str(c.position)) + label_chars(c.text, 12) + 1 for c in top) * tt_width(
-        settings
-    )
+    labels, label_w = token_labels([(c.position, c.text) for c in top], width, settings)
     axis_w = width - label_w - 34
     height = len(top) * (small + 4.0)
     pos = [(c.relevance, i) for i, c in enumerate(top) if c.relevance >= 0]
@@ -477,10 +482,7 @@ def graph_body(result: CaseResult, width: float, settings: FigureSettings, key: 
     rows = _graph_rows(graph, GRAPH_ROWS[key])
     row_of = {p: i for i, p in enumerate(rows)}
     small = small_size(settings)
-    labels = [f"{p}\\,{token_text(str(tokens[p]), 12)}" for p in rows]
-    label_w = max(
-        (len(str(p)) + 1 + label_chars(str(tokens[p]), 12) for p in rows), default=4
-    ) * tt_width(settings)
+    labels, label_w = token_labels([(p, str(tokens[p])) for p in rows], width, settings)
     x0 = label_w + 6
     plot_w = width - x0 - 10
     dx = plot_w / max(1, len(layers) - 1)
@@ -776,6 +778,22 @@ def _comment(text: str) -> str:
     return " ".join(text.split()).replace("%", r"\%")
 
 
+@cache
+def font_missing(font: str) -> str | None:
+    """Why the ``[figures]`` font cannot be used by this TeX installation, or None."""
+    tfm = FIGURE_FONTS[font][2]
+    kpsewhich = shutil.which("kpsewhich")
+    if kpsewhich is None:
+        return None  # cannot tell; pdflatex will say
+    found = subprocess.run([kpsewhich, tfm], capture_output=True, text=True, timeout=30).stdout
+    if found.strip():
+        return None
+    return (
+        f"the [figures] font {font!r} is not installed for pdflatex ({tfm} not found; "
+        'install texlive-fonts-recommended, or use font = "lmodern")'
+    )
+
+
 def compile_document(tex_source: str, out_dir: Path, stem: str, case_id: str) -> Path:
     """Write ``<stem>.tex`` and run pdflatex once on it (see :func:`latex.compile_tex`)."""
     from . import latex
@@ -834,6 +852,11 @@ def write_figure_set(
     (out_dir / FIGURES_TEX).write_text(tex, encoding="utf-8")
     written = [FIGURES_TEX]
     if compile_pdf:
+        problem = font_missing(settings.font)
+        if problem is not None:
+            from .latex import LatexError
+
+            raise LatexError(problem)
         pdf = compile_document(source, out_dir, f"{prefix}-paper", case_id)
         split_pages(pdf, names)
         written += names
