@@ -83,6 +83,7 @@ def _flip_bound(result: CaseResult) -> str:
 def _row(result: CaseResult, out_dir: Path) -> dict[str, Any]:
     case_dir = f"cases/{result.case_id}"
     pdf = Path(case_dir) / "figures" / f"{result.case_id}.pdf"
+    zipped = Path(case_dir) / "figures" / "figures.zip"  # the paper figures
     benchmark = result.tags.get("benchmark")
     pattern = result.tags.get("pattern")
     search = " ".join([result.case_id, result.title, result.model, *result.tags.values()]).lower()
@@ -99,6 +100,7 @@ def _row(result: CaseResult, out_dir: Path) -> dict[str, Any]:
         "flip_k": _flip_k(result),
         "flip_bound": _flip_bound(result),
         "pdf_href": pdf.as_posix() if (out_dir / pdf).is_file() else None,
+        "zip_href": zipped.as_posix() if (out_dir / zipped).is_file() else None,
         "search": search,
     }
 

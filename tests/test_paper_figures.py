@@ -387,6 +387,14 @@ def test_index_shows_the_funnel_and_persistence_numbers(tmp_path: Path):
     from reportgen.site import build_site
 
     summaries = shipped_summaries()
+    # what the build copies in before the site is written: a case's and the study's figures
+    for folder, pdf in (
+        (tmp_path / "cases" / "case-0" / "figures", "case-0-heatmap-col.pdf"),
+        (tmp_path / "figures", "study-funnel-col.pdf"),
+    ):
+        folder.mkdir(parents=True)
+        for name in ("figures.tex", "figures.zip", pdf):
+            (folder / name).write_bytes(b"x")
     build_site(study_results(), tmp_path, summaries=summaries)
     html = (tmp_path / "index.html").read_text()
     funnel = html[html.index('id="study-funnel"') :]
@@ -395,3 +403,13 @@ def test_index_shows_the_funnel_and_persistence_numbers(tmp_path: Path):
         cells = f'<td class="num">{row.items}</td><td class="num">{row.failed}</td><td class="num">{row.clean}</td><td class="num">{row.pinned}</td>'
         assert cells in funnel
     assert "persists (f &gt; 0) in 2 of 4 comparisons (50%)" in html
+    for href in (
+        "figures/figures.zip",
+        "figures/figures.tex",
+        "figures/study-funnel-col.pdf",
+        "cases/case-0/figures/figures.zip",
+    ):
+        assert f'href="{href}"' in html, href
+    dossier = (tmp_path / "cases" / "case-0" / "index.html").read_text()
+    assert 'href="figures/figures.tex"' in dossier
+    assert 'href="figures/case-0-heatmap-col.pdf"' in dossier
