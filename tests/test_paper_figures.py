@@ -413,3 +413,14 @@ def test_index_shows_the_funnel_and_persistence_numbers(tmp_path: Path):
     dossier = (tmp_path / "cases" / "case-0" / "index.html").read_text()
     assert 'href="figures/figures.tex"' in dossier
     assert 'href="figures/case-0-heatmap-col.pdf"' in dossier
+
+
+def test_cases_with_little_to_show_get_the_figures_they_can():
+    only_special = make_result(
+        "special", texts=["<s>", "</s>"], relevance=[1.0, -1.0], special=[True, True], full=False
+    )
+    names = [f.name for f in paper.case_figures(only_special, FigureSettings())]
+    assert names == ["heatmap", "heatmap-grey"]  # no bar without a non-special token
+    zeros = paper.case_figures(make_result("zeros", relevance=[0.0] * 9), FigureSettings())
+    assert "every non-special token has $R=0$" in zeros[0].bodies["col"]
+    assert [f.name for f in zeros] == list(KINDS)

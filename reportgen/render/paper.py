@@ -373,7 +373,10 @@ def heatmap_body(
         framed = greyscale and not cell.special and cell.relevance < 0
         parts += _token_boxes(cell, bg, fg, per_line - 2, framed)
     parts.append(r"\par\vspace{5bp}")
-    parts.append(_colour_bar(width, scale, settings, greyscale))
+    if scale > 0:
+        parts.append(_colour_bar(width, scale, settings, greyscale))
+    else:
+        parts.append(r"{\normalfont\rgnormal every non-special token has $R=0$\par}")
     parts.append(r"\end{minipage}")
     return "\n".join(parts), shown
 
@@ -677,13 +680,16 @@ def case_figures(result: CaseResult, settings: FigureSettings) -> list[Figure]:
             preferred,
         )
     )
-    figures.append(
-        Figure(
-            "relevance",
-            f"The tokens with the largest $|R|$ (position and token, in input order) for {what}.",
-            {k: relevance_body(cells, w, settings, k) for k, w in sizes.items()},
+    from .charts import strongest_tokens
+
+    if strongest_tokens(cells, 1):
+        figures.append(
+            Figure(
+                "relevance",
+                f"The tokens with the largest $|R|$ (position and token, in input order) for {what}.",
+                {k: relevance_body(cells, w, settings, k) for k, w in sizes.items()},
+            )
         )
-    )
     if result.graph is not None and len(result.graph["layers"]) > 1:
         figures.append(
             Figure(
