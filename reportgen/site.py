@@ -120,8 +120,17 @@ def _study(study: StudyData, out_dir: Path) -> dict[str, Any]:
                 "case": row.case_id,
                 "href": f"cases/{row.case_id}/index.html",
                 "models": [
-                    {"model": m, "explained": f}
-                    for m, f in zip(row.models, row.explained, strict=True)
+                    {
+                        "model": m,
+                        "explained": f,
+                        "segments": [{"name": k, "value": v} for k, v in seg.items()],
+                    }
+                    for m, f, seg in zip(
+                        row.models,
+                        row.explained,
+                        row.segments or [{}] * len(row.models),
+                        strict=True,
+                    )
                 ],
                 "outcome": "persists" if row.explained[-1] > 0 else "fixed",
             }

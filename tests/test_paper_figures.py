@@ -354,6 +354,11 @@ def test_study_numbers_equal_the_summaries_and_comparisons():
     summary = data.summary
     assert summary["pairs"] == 4 and summary["persists"] == 2 and summary["share"] == 0.5
     assert all(row.models == ("smollm2-135m-instruct", "gemma3-270m") for row in data.persistence)
+    # where the relevance went: the case's segment sums on each model
+    assert data.persistence[0].segments == (
+        {"instruction": pytest.approx(0.2 - 0.1 + 0.35 - 0.4 + 0.05)},
+        {"instruction": -0.2},
+    )
     (arith,) = [p for p in data.profiles if p.benchmark == "arith"]
     assert arith.cases == 2 and arith.mean[0] == pytest.approx(0.225)
     assert (arith.low[0], arith.high[0]) == pytest.approx((0.2, 0.25))

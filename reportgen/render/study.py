@@ -34,6 +34,7 @@ from .paper import (
     widths,
     write_figure_set,
 )
+from .tokens import segment_sums
 
 STUDY_PREFIX = "study"
 PATTERNS = ("URT", "OIT", "URT+OIT", "none")
@@ -171,6 +172,9 @@ class Persistence:
     models: tuple[str, ...]  # weaker -> stronger
     explained: tuple[float, ...]  # f on each model
     base: str  # the case's own model
+    # where the relevance moved: the case's segment sums (sum of R over each named span) on
+    # each model, in the order of ``models``
+    segments: tuple[dict[str, float], ...] = ()
 
 
 def persistence(results: Sequence[CaseResult]) -> list[Persistence]:
@@ -181,6 +185,10 @@ def persistence(results: Sequence[CaseResult]) -> list[Persistence]:
             continue
         pairs = [(r.model, float(r.attribution.explained))]
         pairs += [(str(c["model"]), float(c["explained"])) for c in r.comparisons]
+        sums = [segment_sums(r.attribution.relevance, r.segments) if r.segments else {}]
+        sums += [
+            {str(k): float(v) for k, v in (c.get("segments") or {}).items()} for c in r.comparisons
+        ]
         order = sorted(range(len(pairs)), key=lambda i: (model_size(pairs[i][0]), i))
         out.append(
             Persistence(
@@ -188,6 +196,7 @@ def persistence(results: Sequence[CaseResult]) -> list[Persistence]:
                 tuple(pairs[i][0] for i in order),
                 tuple(pairs[i][1] for i in order),
                 r.model,
+                tuple(sums[i] for i in order),
             )
         )
     return out
