@@ -76,7 +76,7 @@ def tex_text(text: str, *, tokens: bool = False) -> str:
 
 
 def _short(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+    return text if len(text) <= limit else text[: limit - 2] + ".."
 
 
 def token_text(text: str, limit: int) -> str:
@@ -126,7 +126,7 @@ def _num(value: float) -> str:
 def _fmt(value: float) -> str:
     """A number as a reader sees it in a label (minus as a real minus sign)."""
     text = f"{value:+.2g}" if abs(value) >= 0.01 or value == 0 else f"{value:+.1e}"
-    return "$" + text.replace("-", "-").replace("e", r"\mathrm{e}") + "$"
+    return "$" + text.replace("e", r"\mathrm{e}") + "$"
 
 
 # --- colours ------------------------------------------------------------------------------------
@@ -751,7 +751,7 @@ def figures_tex(
     label_prefix = label_prefix or prefix
     lines = [
         PREAMBLE_LINE,
-        f"% Paper figures of {_comment(title)} (reportgen). Input this file where the figures",
+        f"% Paper figures of {title} (reportgen). Input this file where the figures",
         "% go; every PDF beside it is one figure at its printed width (-col: column, -text: text",
         "% width). Labels: " + ", ".join(f"fig:{label_prefix}:{f.name}" for f in figures),
     ]
@@ -778,10 +778,6 @@ def _graphic(name: str) -> str:
     """A file name graphicx reads whatever dots it holds: ``{a.b-x}.pdf``."""
     stem = name[: -len(".pdf")]
     return f"{{{stem}}}.pdf" if "." in stem else name
-
-
-def _comment(text: str) -> str:
-    return " ".join(text.split()).replace("%", r"\%")
 
 
 @cache
@@ -893,7 +889,7 @@ def render_paper_figures(
         figures,
         Path(out_dir),
         case_id,
-        result.title,
+        f"case {case_id}",  # in a TeX comment: the safe id, never free text
         settings,
         case_id=case_id,
         compile_pdf=compile_pdf,
