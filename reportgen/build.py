@@ -19,7 +19,7 @@ from .cases import Case, load_cases
 from .errors import ReportgenError, warn
 from .models import LoadedModel
 from .progress import case_steps
-from .project import Project, find_project_file, load_project
+from .project import FigureSettings, Project, find_project_file, load_project
 from .results import CaseResult
 from .runner import DEFAULT_OPTIONS, LOCAL, Execution, RuntimeOptions, run_cases
 
@@ -113,9 +113,20 @@ def render_site(
     ``out`` is checked by :func:`outdir.check_out_folder` (again: it may have changed while the
     cases were computed); the caller holds :func:`outdir.build_lock`."""
     from .published import log_local_facts, published_result
-    from .render.latex import render_latex
+    from .render import latex
+    from .render.paper import render_paper_figures
+    from .render.study import study_data
     from .site import build_site
 
+    settings = project.figures if project is not None else FigureSettings()
+
+    def render_figures(result: CaseResult, folder: Path) -> None:
+        """The case's figure set (one Letter-size PDF) and its paper figures (a PDF per
+        figure and width, figures.tex, figures.zip), each compiled in one pdflatex run."""
+        latex.render_latex(result, folder)
+        render_paper_figures(result, folder, settings)
+
+    summaries = list(summaries)
     out = outdir.check_out_folder(out, inputs)
     log_local_facts(results, out)
     results = [published_result(r) for r in results]  # no local path in a published file
@@ -128,7 +139,9 @@ def render_site(
             for result in results:
                 on_case(result)
                 try:
-                    figures = _cached_figures(result, render_latex, use_cache=use_cache)
+                    figures = _cached_figures(
+                        result, render_figures, use_cache=use_cache, settings=settings
+                    )
                     try:
                         shutil.copytree(figures, staging / "cases" / result.case_id / "figures")
                     finally:
@@ -139,6 +152,19 @@ def render_site(
                     )
                 except Exception as exc:  # a figure set that fails must not sink the site
                     pdf_failures.append((result.case_file, f"PDF figure set: {exc}"))
+            try:  # the study figures of the project page (site-level figures.tex)
+                study = _cached_study_figures(
+                    study_data(results, list(summaries)), settings, use_cache=use_cache
+                )
+                if study is not None:
+                    try:
+                        shutil.copytree(study, staging / "figures")
+                    finally:
+                        if _scratch(study):
+                            shutil.rmtree(study, ignore_errors=True)
+                    (staging / "figures" / _FIGURES_MANIFEST).unlink(missing_ok=True)
+            except Exception as exc:
+                pdf_failures.append(("study figures", f"paper figures: {exc}"))
         page_failures: list[tuple[str, str]] = []
 
         def page_failed(result: CaseResult, exc: Exception) -> str:
@@ -184,14 +210,15 @@ def _swap_in(staging: Path, out: Path) -> None:
 _FIGURES_MANIFEST = ".reportgen-figures.json"
 
 
-def _figures_intact(folder: Path, case_id: str) -> bool:
-    """A cached figure set is used only when every file matches the checksums written with it."""
+def _figures_intact(folder: Path, case_id: str, required: str | None = None) -> bool:
+    """A cached figure set is used only when every file matches the checksums written with it
+    (and it holds ``required``, by default the case's figure set ``<case_id>.pdf``)."""
     import hashlib
     import json
 
     try:
         listed = json.loads(cache_files.read_regular(folder / _FIGURES_MANIFEST))
-        if not isinstance(listed, dict) or f"{case_id}.pdf" not in listed:
+        if not isinstance(listed, dict) or (required or f"{case_id}.pdf") not in listed:
             return False
         present = {p.name for p in folder.iterdir() if p.name != _FIGURES_MANIFEST}
         if present != set(listed):
@@ -211,7 +238,11 @@ def _scratch(figures: Path) -> bool:
 
 
 def _cached_figures(
-    result: CaseResult, render_latex: Callable[..., object], *, use_cache: bool = True
+    result: CaseResult,
+    render_latex: Callable[..., object],
+    *,
+    use_cache: bool = True,
+    settings: FigureSettings | None = None,
 ) -> Path:
     """The compiled figure set of ``result``, from the cache when the result and the LaTeX code
     are unchanged (pdflatex is the slowest part of a rebuild). ``use_cache=False`` renders
@@ -223,10 +254,12 @@ def _cached_figures(
     import json
 
     from .models import cache_dir
-    from .render import latex
+    from .render import latex, paper
 
     digest = hashlib.sha256(result.dumps().encode())
     digest.update(Path(latex.__file__).read_bytes())
+    digest.update(Path(paper.__file__).read_bytes())  # the paper figures and their settings
+    digest.update(repr(settings or FigureSettings()).encode())
     folder = cache_dir() / "figures" / digest.hexdigest()[:24]
     if use_cache and _figures_intact(folder, result.case_id):
         return folder
@@ -281,6 +314,56 @@ def _cached_figures(
             shutil.rmtree(partial, ignore_errors=True)
             return folder
         return partial
+    return folder
+
+
+def _cached_study_figures(
+    data: object, settings: FigureSettings, *, use_cache: bool = True
+) -> Path | None:
+    """The study's paper figures (see :mod:`reportgen.render.study`), cached like a case's by
+    their numbers, the code and the settings; None when there is nothing to draw."""
+    import hashlib
+    import json
+
+    from .models import cache_dir
+    from .render import paper, study
+
+    assert isinstance(data, study.StudyData)
+    if not study.study_figures(data, settings):
+        return None
+    digest = hashlib.sha256(json.dumps(data.to_json(), sort_keys=True).encode())
+    for module in (paper, study):
+        digest.update(Path(module.__file__).read_bytes())
+    digest.update(repr(settings).encode())
+    folder = cache_dir() / "figures" / f"study-{digest.hexdigest()[:24]}"
+    if use_cache and _figures_intact(folder, "study", paper.FIGURES_TEX):
+        return folder
+
+    def scratch() -> Path:
+        folder = Path(tempfile.mkdtemp(prefix="reportgen-figures-"))
+        study.render_study_figures(data, folder, settings)
+        return folder
+
+    if not cache_files.writable():
+        return scratch()
+    partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+    try:
+        shutil.rmtree(partial, ignore_errors=True)
+        study.render_study_figures(data, partial, settings)
+        sums = {
+            p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(partial.iterdir())
+            if p.is_file()
+        }
+        (partial / _FIGURES_MANIFEST).write_text(json.dumps(sums, indent=1), encoding="utf-8")
+        shutil.rmtree(folder, ignore_errors=True)
+        partial.rename(folder)
+    except OSError as exc:  # an unwritable cache: the figures all the same, from a scratch folder
+        shutil.rmtree(partial, ignore_errors=True)
+        if _figures_intact(folder, "study", paper.FIGURES_TEX):
+            return folder
+        cache_files.cannot_write(partial, exc)
+        return scratch()
     return folder
 
 
@@ -355,6 +438,7 @@ def build(
                 report.failures,
                 pdf=pdf,
                 single_file=single_file,
+                summaries=load_summaries(paths),
                 on_case=lambda r: (bar.update(1), bar.set_postfix_str(f"figures ({r.case_id})")),
                 use_cache=use_cache,
                 inputs=paths,

@@ -9,6 +9,13 @@ title = "..."
 [models.smollm2-135m-instruct]   # runtime settings per model (device, dtype, quantisation)
 device = "cpu"
 dtype = "float32"
+
+[figures]                   # the paper figures: your venue's widths, font size, font, colours
+column_width = "3.25in"     # a number is in bp (1/72 in); or a string with in, cm, mm, pt, bp
+text_width = "6.75in"
+font_size = 9               # pt at the printed size (7-12); tick labels are 1 pt smaller
+font = "lmodern"            # lmodern, lmodern-sans, times, palatino, charter, helvetica
+colormap = "RdBu"           # diverging, centred on zero: RdBu (the dossier's), PuOr, BrBG, PiYG
 ```
 
 This module parses and validates the file into plain dataclasses; every error names the file,
@@ -66,14 +73,71 @@ class ModelSettings:
     quantization: str | None = None
 
 
+#: font name -> (LaTeX preamble lines, a fragment of the PDF font names it embeds, a TeX font
+#: metric file it needs). Latin Modern comes with the lmodern package; the others need the
+#: PostScript fonts of texlive-fonts-recommended.
+FIGURE_FONTS: dict[str, tuple[str, str, str]] = {
+    "lmodern": (r"\usepackage[T1]{fontenc}\usepackage{lmodern}", "LMRoman", "ec-lmr10.tfm"),
+    "lmodern-sans": (
+        r"\usepackage[T1]{fontenc}\usepackage{lmodern}\renewcommand{\familydefault}{\sfdefault}",
+        "LMSans",
+        "ec-lmss10.tfm",
+    ),
+    "times": (
+        r"\usepackage[T1]{fontenc}\usepackage{mathptmx}\usepackage[scaled=0.92]{helvet}"
+        r"\usepackage{courier}",
+        "Nimbus",
+        "ptmr8t.tfm",
+    ),
+    "palatino": (
+        r"\usepackage[T1]{fontenc}\usepackage{mathpazo}\usepackage{courier}",
+        "Palatino",
+        "pplr8t.tfm",
+    ),
+    "charter": (
+        r"\usepackage[T1]{fontenc}\usepackage{charter}\usepackage{courier}",
+        "Charter",
+        "bchr8t.tfm",
+    ),
+    "helvetica": (
+        r"\usepackage[T1]{fontenc}\usepackage[scaled=0.92]{helvet}\usepackage{courier}"
+        r"\renewcommand{\familydefault}{\sfdefault}",
+        "Nimbus",
+        "phvr8t.tfm",
+    ),
+}
+#: colour map name -> (RGB of positive relevance, RGB of negative), ColorBrewer's darkest ends
+FIGURE_COLORMAPS: dict[str, tuple[tuple[int, int, int], tuple[int, int, int]]] = {
+    "RdBu": ((178, 24, 43), (33, 102, 172)),
+    "PuOr": ((179, 88, 6), (84, 39, 136)),
+    "BrBG": ((140, 81, 10), (1, 102, 94)),
+    "PiYG": ((197, 27, 125), (77, 146, 33)),
+}
+_LENGTH_UNITS = {"in": 72.0, "bp": 1.0, "pt": 72.0 / 72.27, "cm": 72.0 / 2.54, "mm": 72.0 / 25.4}
+
+
+@dataclass(frozen=True)
+class FigureSettings:
+    """The ``[figures]`` table: widths in bp (PostScript points, 72 per inch), the font size in
+    pt at the printed size, the font family and the diverging colour map of the paper figures."""
+
+    column_width: float = 234.0  # 3.25 in
+    text_width: float = 486.0  # 6.75 in
+    font_size: float = 9.0
+    font: str = "lmodern"
+    colormap: str = "RdBu"
+
+
 @dataclass(frozen=True)
 class Project:
     path: str | None = None
     site: SiteInfo | None = None
     models: dict[str, ModelSettings] = field(default_factory=dict)
+    figures: FigureSettings = field(default_factory=FigureSettings)
 
 
-_TOP_FIELDS = {"site", "models"}
+_TOP_FIELDS = {"site", "models", "figures"}
+_FIGURE_FIELDS = {"column_width", "text_width", "font_size", "font", "colormap"}
 _SITE_FIELDS = {"title", "subtitle", "authors", "abstract", "links", "bibtex", "featured"}
 _AUTHOR_FIELDS = {"name", "affiliation", "url"}
 _LINK_FIELDS = {"label", "url"}
@@ -108,7 +172,55 @@ def load_project(path: Path | None) -> Project:
     _check_fields(where, "", data, _TOP_FIELDS)
     site = parse_site(where, data["site"]) if "site" in data else None
     models = parse_models(where, data.get("models", {}))
-    return Project(path=where, site=site, models=models)
+    figures = parse_figures(where, data["figures"]) if "figures" in data else FigureSettings()
+    return Project(path=where, site=site, models=models, figures=figures)
+
+
+def parse_figures(where: str, table: Any) -> FigureSettings:
+    """The ``[figures]`` table; every value checked, with the file and field in the error."""
+    if not isinstance(table, dict):
+        raise CaseError(where, "figures", "must be a table")
+    _check_fields(where, "figures.", table, _FIGURE_FIELDS)
+    default = FigureSettings()
+    widths = {
+        name: _length(where, f"figures.{name}", table[name])
+        if name in table
+        else getattr(default, name)
+        for name in ("column_width", "text_width")
+    }
+    size = table.get("font_size", default.font_size)
+    if isinstance(size, bool) or not isinstance(size, int | float) or not 7 <= size <= 12:
+        raise CaseError(where, "figures.font_size", f"{size!r} is not a size in pt from 7 to 12")
+    font = table.get("font", default.font)
+    if font not in FIGURE_FONTS:
+        raise CaseError(where, "figures.font", f"{font!r} is not one of {', '.join(FIGURE_FONTS)}")
+    colormap = table.get("colormap", default.colormap)
+    if colormap not in FIGURE_COLORMAPS:
+        raise CaseError(
+            where, "figures.colormap", f"{colormap!r} is not one of {', '.join(FIGURE_COLORMAPS)}"
+        )
+    return FigureSettings(font_size=float(size), font=font, colormap=colormap, **widths)
+
+
+def _length(where: str, name: str, value: Any) -> float:
+    """A width in bp: a number (bp) or a string such as "3.25in", "8.25cm", "234pt"; 1-20 in."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise CaseError(where, name, 'must be a number (bp) or a length such as "3.25in"')
+    if isinstance(value, str):
+        text = value.strip().lower()
+        unit = text[-2:]
+        try:
+            number = float(text[:-2])
+        except ValueError:
+            number = None
+        if unit not in _LENGTH_UNITS or number is None:
+            raise CaseError(
+                where, name, f"{value!r} is not a length (a number with in, cm, mm, pt or bp)"
+            )
+        value = number * _LENGTH_UNITS[unit]
+    if not 72.0 <= float(value) <= 1440.0:
+        raise CaseError(where, name, f"{value!r} bp is not a width from 1 in to 20 in")
+    return round(float(value), 3)
 
 
 def parse_site(where: str, table: Any) -> SiteInfo:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,15 @@ from .render.html import (
     render_dossier_page,
     vega_bundle,
 )
+from .render.paper import figure_downloads
 from .render.project_page import project_context
+from .render.study import (
+    STUDY_CHART_TITLES,
+    StudyData,
+    persistence_sentence,
+    study_charts,
+    study_data,
+)
 from .render.words import bound_words
 from .results import CaseResult
 from .site_links import bring_links, featured_in_build
@@ -76,6 +85,7 @@ def _flip_bound(result: CaseResult) -> str:
 def _row(result: CaseResult, out_dir: Path) -> dict[str, Any]:
     case_dir = f"cases/{result.case_id}"
     pdf = Path(case_dir) / "figures" / f"{result.case_id}.pdf"
+    zipped = Path(case_dir) / "figures" / "figures.zip"  # the paper figures
     benchmark = result.tags.get("benchmark")
     pattern = result.tags.get("pattern")
     search = " ".join([result.case_id, result.title, result.model, *result.tags.values()]).lower()
@@ -92,6 +102,7 @@ def _row(result: CaseResult, out_dir: Path) -> dict[str, Any]:
         "flip_k": _flip_k(result),
         "flip_bound": _flip_bound(result),
         "pdf_href": pdf.as_posix() if (out_dir / pdf).is_file() else None,
+        "zip_href": zipped.as_posix() if (out_dir / zipped).is_file() else None,
         "search": search,
     }
 
@@ -99,6 +110,38 @@ def _row(result: CaseResult, out_dir: Path) -> dict[str, Any]:
 def _summary(s: dict[str, Any]) -> dict[str, Any]:
     keys = ("items", "passed", "failed", "pinned", "unpinned")
     return {"benchmark": str(s["benchmark"]), **{k: s.get(k, 0) for k in keys}}
+
+
+def _study(study: StudyData, out_dir: Path) -> dict[str, Any]:
+    """The study's numbers as the index's tables show them, and its paper-figure downloads."""
+    summary = study.summary
+    return {
+        "funnel": [asdict(r) for r in study.funnel],
+        "persistence": [
+            {
+                "case": row.case_id,
+                "href": f"cases/{row.case_id}/index.html",
+                "models": [
+                    {
+                        "model": m,
+                        "explained": f,
+                        "segments": [{"name": k, "value": v} for k, v in seg.items()],
+                    }
+                    for m, f, seg in zip(
+                        row.models,
+                        row.explained,
+                        row.segments or [{}] * len(row.models),
+                        strict=True,
+                    )
+                ],
+                "outcome": "persists" if row.explained[-1] > 0 else "fixed",
+            }
+            for row in study.persistence
+        ],
+        "persistence_models": [{"model": m, **entry} for m, entry in summary["models"].items()],
+        "persistence_sentence": persistence_sentence(summary),
+        "downloads": figure_downloads(out_dir / "figures", "figures"),
+    }
 
 
 def build_site(
@@ -172,7 +215,9 @@ def build_site(
     outcomes = charts_mod.summaries_chart(list(summaries))
     if outcomes is not None:
         charts["outcomes"] = outcomes
-    blocks, specs = chart_blocks(charts, INDEX_CHART_TITLES)
+    study = study_data(results, list(summaries))
+    charts.update(study_charts(study))
+    blocks, specs = chart_blocks(charts, {**INDEX_CHART_TITLES, **STUDY_CHART_TITLES})
 
     rows = [_row(r, out_dir) for r in results]
     project = None
@@ -189,6 +234,7 @@ def build_site(
         "has_flip": any(r["has_faithfulness"] for r in rows),
         "failures": [{"file": str(f), "reason": str(reason)} for f, reason in failures],
         "summaries": [_summary(s) for s in summaries],
+        "study": _study(study, out_dir),
     }
     page = {
         "title": f"{title} \u2014 reportgen",

@@ -44,6 +44,11 @@ def write_cases(folder, model_dir, hostile=False):
 def test_build_keep_going_reports_the_broken_case(model_dir, tmp_path):
     cases = write_cases(tmp_path / "cases", model_dir, hostile=True)
     (cases / "broken.toml").write_text('id = "broken"\nmodel = "m"\nprompt = "p"\n')
+    (cases / "toy").mkdir()  # what `reportgen collect` leaves beside its cases
+    funnel = {"items": 7, "failed": 5, "not_clean_failure": {"not finished": 1}, "pinned": 2}
+    (cases / "toy" / "summary.json").write_text(
+        json.dumps({"benchmark": "toy", "model": "tiny", **funnel, "funnel": funnel})
+    )
     out = tmp_path / "site"
     result = CliRunner().invoke(main, ["build", str(cases), "--out", str(out), "--keep-going"])
     assert result.exit_code == 1
@@ -53,6 +58,15 @@ def test_build_keep_going_reports_the_broken_case(model_dir, tmp_path):
     page = (out / "cases" / "case-b" / "index.html").read_text()
     assert "<script>alert(1)" not in page
     assert (out / "cases" / "case-b" / "figures" / "case-b.pdf").exists()
+    # the paper figures of each case and the study figures of the site (from summary.json)
+    assert (out / "cases" / "case-b" / "figures" / "case-b-heatmap-col.pdf").exists()
+    assert (out / "cases" / "case-b" / "figures" / "figures.tex").exists()
+    assert (out / "figures" / "study-funnel-text.pdf").exists()
+    assert 'href="figures/figures.zip"' in index
+    assert (
+        '<td class="num">7</td><td class="num">5</td><td class="num">4</td><td class="num">2</td>'
+        in index
+    )
     data = json.loads((out / "cases" / "case-a" / "data.json").read_text())
     assert data["graph"]["layers"][0] == "emb" and data["metrics"]
     # the graph of the explained position carries f on the last node

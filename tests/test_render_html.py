@@ -317,6 +317,10 @@ def test_build_site_layout_and_links(tmp_path: Path) -> None:
         "chart-models",
         "chart-comparison",
         "chart-outcomes",
+        # the study figures: the summary's funnel, the cases' metric profiles and persistence
+        "chart-funnel",
+        "chart-profiles",
+        "chart-persistence",
     }
     dossier = (tmp_path / "cases" / "case-a" / "index.html").read_text()
     assert 'href="../../assets/style.css"' in dossier and 'href="../../index.html"' in dossier

@@ -104,4 +104,7 @@ def write_data_files(result: CaseResult, out_dir: Path) -> list[dict[str, str]]:
     pdf = Path("figures") / f"{result.case_id}.pdf"
     if (out_dir / pdf).is_file():
         downloads.insert(0, {"href": pdf.as_posix(), "label": pdf.name, "note": "PDF figure set"})
+    from .paper import figure_downloads
+
+    downloads[1:1] = figure_downloads(out_dir / "figures", "figures")
     return downloads
