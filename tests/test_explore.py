@@ -229,7 +229,7 @@ def test_the_views_downloads_work(app_env) -> None:
     client, _, _ = app_env
     data = client.post("/api/explain", json=CONFIG).json()
     view = client.get(data["view"]).text
-    hrefs = re.findall(r'<a href="([^"#:]+)" download>', view)
+    hrefs = re.findall(r'<a href="([^"#:]+)" download=', view)
     assert {"data.json", "relevance.csv", "graph.npz", "edges.csv"} <= set(hrefs)
     for href in hrefs:  # relative to the view's URL, as the browser resolves them
         response = client.get(data["view"] + href)
