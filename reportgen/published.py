@@ -122,10 +122,12 @@ def published_result(result: CaseResult) -> CaseResult:
 def log_local_facts(results: list[CaseResult], out: Path) -> None:
     """Append the local facts a published page leaves out (model source and identity with
     their paths, the command) to the local log in the reportgen cache; never fatal."""
-    from .errors import warn
+    from . import cache_files
     from .models import cache_dir
 
     path = cache_dir() / LOCAL_LOG
+    if not cache_files.writable():  # already said once, in one warning line
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as log:
@@ -139,5 +141,5 @@ def log_local_facts(results: list[CaseResult], out: Path) -> None:
                     **{k: env.get(k) for k in ("model_source", "model_identity", "command")},
                 }
                 log.write(json.dumps(entry, ensure_ascii=False) + "\n")
-    except OSError as exc:
-        warn(f"could not write the local log {path} ({exc.strerror or exc})")
+    except OSError as exc:  # the cache's one warning, as for every other cache file
+        cache_files.cannot_write(path, exc)
