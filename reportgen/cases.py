@@ -314,9 +314,13 @@ def parse_case(data: dict[str, Any], path: str) -> Case:
 
 
 def load_case(path: str | Path) -> Case:
+    from .files import NotRegularFile, read_regular
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular(path).decode("utf-8")
+    except NotRegularFile as exc:
+        raise CaseError(str(path), None, str(exc)) from None
     except FileNotFoundError:
         raise CaseError(str(path), None, "file not found") from None
     except UnicodeDecodeError as exc:

@@ -26,8 +26,8 @@ from .graph.step import compute_graph
 from .graph.types import AttributionGraph
 from .models import EMBEDDED_MODELS, LoadedModel, cache_dir, embedded_path, load_model
 from .objectives import Objective
-from .pipeline import Question, attribute_prepared, prepare_question
-from .progress import Progress, check_memory, no_progress, return_freed_memory
+from .pipeline import Question, attribute_prepared, check_fits, prepare_question
+from .progress import Progress, no_progress, return_freed_memory
 from .results import CaseResult
 
 _COMPUTE_PACKAGES = ("lxt", "reportgen")
@@ -360,14 +360,8 @@ def compute_case(
     files); default: read ``case.path``."""
     if case_text is None:
         case_text = Path(case.path).read_text(encoding="utf-8")
-    question = prepare_question(loaded, Question.from_case(case))
-    config = getattr(loaded.model, "config", None)
-    check_memory(
-        len(question.inputs.token_ids),
-        layers=int(getattr(config, "num_hidden_layers", 30) or 30),
-        hidden=int(getattr(config, "hidden_size", 576) or 576),
-        where=case.path,
-    )
+    question = prepare_question(loaded, Question.from_case(case), where=case.path)
+    check_fits(loaded, len(question.inputs.token_ids), where=case.path)
     progress("attribution", 0, 1)
     attribution = attribute_prepared(loaded, question)
     return_freed_memory()

@@ -99,8 +99,10 @@ def load_project(path: Path | None) -> Project:
     if path is None:
         return Project()
     where = str(path)
+    from .files import read_regular
+
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_regular(path).decode("utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise CaseError(where, None, f"cannot read the project file ({exc})") from None
     except tomllib.TOMLDecodeError as exc:

@@ -80,7 +80,9 @@ def odd_files(folder: Path, model_dir: str) -> dict[str, str]:
     (folder / "latin1.toml").write_bytes(b'id = "caf\xe9"\n')
     (folder / "sub").mkdir()
     (folder / "sub" / "back").symlink_to("..")  # a folder loop
+    os.mkfifo(folder / "fifo.toml")  # opening it for reading would wait for a writer forever
     return {
+        "fifo.toml": "is a named pipe (FIFO), not a file",
         "x.toml": "is a folder",
         "loop.toml": "cannot be read",
         "dangling.toml": "not found",
@@ -223,3 +225,32 @@ def test_a_page_that_cannot_be_rendered_does_not_sink_a_keep_going_build(
     with pytest.raises(KeyError):  # without --keep-going the build stops (the CLI: one line)
         build_module.build([cases], tmp_path / "s2", progress=False, pdf=False)
     assert not (tmp_path / "s2").exists()
+
+
+@pytest.mark.parametrize("command", ["validate", "build"])
+def test_a_fifo_or_a_device_is_refused_without_reading_it(tmp_path, model_dir, command):
+    """Issue 31: a FIFO named x.toml hung `validate` and `build`; /dev/zero as a case was read
+    until MemoryError. A subprocess with a deadline: a hang fails the test instead of the run."""
+    import subprocess
+    import sys
+
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    os.mkfifo(cases / "x.toml")
+    (cases / "good.toml").write_text(case_text(model_dir))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    extra = ["--out", str(tmp_path / "site"), "--no-pdf"] if command == "build" else []
+    for target, words in (
+        (cases, "x.toml: is a named pipe (FIFO)"),
+        ("/dev/zero", "/dev/zero: is a character device"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "reportgen.cli", command, str(target), *extra],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert done.returncode == 1, done.stderr
+        assert words in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path / "site").exists()

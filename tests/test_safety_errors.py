@@ -184,3 +184,26 @@ def test_hidden_characters_in_a_built_site(model_dir, tmp_path):
         html = page.read_text(encoding="utf-8")
         assert "\u202e" not in html and "\x00" not in html and "\x1b" not in html
         assert "U+202E" in html
+
+
+def test_a_megabytes_long_jsonl_line_is_refused_with_one_line(tmp_path):
+    """Issue 31: a 5 MB JSONL line sat in tokenisation and ignored signals."""
+    from reportgen.collect.benchmarks import MAX_JSONL_LINE, jsonl_rows
+    from reportgen.errors import ReportgenError
+
+    data = tmp_path / "items.jsonl"
+    row = '{"id": "big", "prompt": "%s", "answer": "1"}' % ("x " * (5 << 19))
+    data.write_text('{"id": "ok", "prompt": "2+2", "answer": "4"}\n' + row + "\n")
+    assert len(row) > MAX_JSONL_LINE
+    with pytest.raises(ReportgenError, match=r"items.jsonl:2: the line is longer than 1 MB"):
+        jsonl_rows(data)
+    result = run(
+        "collect", "jsonl", "--data", str(data), "--model", "m", "--out", str(tmp_path / "c")
+    )
+    one_line(result, "items.jsonl:2", "longer than 1 MB")
+    os_fifo = tmp_path / "fifo.jsonl"
+    import os
+
+    os.mkfifo(os_fifo)
+    with pytest.raises(ReportgenError, match="named pipe"):
+        jsonl_rows(os_fifo)

@@ -141,6 +141,14 @@ def execution_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
         if ray_address and executor != "ray":
             raise click.ClickException("--ray-address needs --executor ray")
+        if ray_address:
+            from ..errors import ReportgenError
+            from ..runner.ray_executor import check_ray_address
+
+            try:  # before any work: ray.init itself would retry for minutes
+                check_ray_address(ray_address)
+            except ReportgenError as exc:
+                raise click.ClickException(str(exc)) from None
         return func(*args, execution=Execution(executor, jobs, ray_address), **kwargs)
 
     for option in reversed(options):
@@ -198,6 +206,11 @@ def _show_warnings() -> None:
 def main() -> None:
     """Failure dossiers for language models: contrastive AttnLRP, attribution graphs, a static site."""
     _show_warnings()
+    from .. import interrupts
+
+    # Ctrl-C / SIGTERM within seconds, even in the middle of one long attention call
+    if interrupts.install():
+        click.get_current_context().call_on_close(interrupts.uninstall)
 
 
 def write_json(path: Path, data: Any) -> None:

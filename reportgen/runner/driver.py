@@ -160,6 +160,9 @@ def session(execution: Execution) -> Iterator[bool | None]:
 
 
 def _interrupt(signum: int, frame: Any) -> None:
+    from ..interrupts import note_handled
+
+    note_handled(signum)  # the main thread got to it: no forced exit (reportgen.interrupts)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one during the clean-up: ignored
     raise KeyboardInterrupt
 
