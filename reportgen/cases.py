@@ -195,18 +195,68 @@ def _graph_settings(path: str, data: Any) -> GraphSettings:
 
 
 def resolve_model_spec(spec: str, case_path: str) -> str:
-    """A model path in a case file means a path next to the case file, not one relative to
-    wherever the command was started; embedded names, HF ids and absolute paths stay as they
-    are. A spec is a path when it starts with ``.``, names a ``.gguf`` file, has more than one
-    ``/`` (HF ids have exactly one) or exists next to the case file."""
+    """A model path in a case (or project) file means a path next to that file, not one
+    relative to wherever the command was started; embedded names and HF ids stay as they are.
+    A spec is a path when it starts with ``.``, ``/`` or ``~``, names a ``.gguf`` file, has more
+    than one ``/`` (HF ids have exactly one) or exists next to the file. Paths come back
+    absolute with symbolic links resolved, so a link and its target name the same model."""
     from .models import EMBEDDED_MODELS
 
-    if spec in EMBEDDED_MODELS or spec.startswith(("/", "~")) or os.path.isabs(spec):
+    if spec in EMBEDDED_MODELS:
         return spec
+    if spec.startswith(("/", "~")) or os.path.isabs(spec):
+        return os.path.realpath(os.path.expanduser(spec))  # never raises, even on a link loop
     here = Path(case_path).absolute().parent / spec
-    if spec.startswith(".") or spec.endswith(".gguf") or spec.count("/") > 1 or here.exists():
-        return os.path.realpath(here)  # never raises, even on a symbolic link loop
+    if is_path_spec(spec) or here.exists():
+        return os.path.realpath(here)
     return spec
+
+
+def is_path_spec(spec: str) -> bool:
+    """Whether ``spec`` can only mean a local path (not an embedded name or a hub id)."""
+    return (
+        spec.startswith((".", "/", "~"))
+        or os.path.isabs(spec)
+        or spec.endswith(".gguf")
+        or spec.count("/") > 1
+    )
+
+
+def case_model_spec(spec: str, case_dir: str | Path | None = None) -> str:
+    """What a case file written by reportgen (`explore`'s save, `collect`) holds for the model
+    ``spec`` a command was given, so that the case names the same model wherever it is read:
+    a relative path (meant from the current folder) becomes relative to ``case_dir`` (the
+    case's folder), or absolute without one; absolute paths, embedded names and hub ids stay as
+    they are. ``./models/tiny`` given in the project folder and saved into ``cases/`` becomes
+    ``../models/tiny``."""
+    from .models import EMBEDDED_MODELS
+
+    if spec in EMBEDDED_MODELS or spec.startswith("~") or os.path.isabs(spec):
+        return spec
+    if not (is_path_spec(spec) or Path(spec).exists()):
+        return spec
+    target = os.path.abspath(spec)
+    if case_dir is None:
+        return target
+    relative = os.path.relpath(target, os.path.abspath(case_dir))
+    return relative if relative.startswith(".") else f"./{relative}"
+
+
+def _token_text(path: str, name: str, value: str | int | None) -> str | int | None:
+    """``id:N`` in a case file is the token id N, exactly as on the command line."""
+    if not isinstance(value, str) or not value.startswith("id:"):
+        return value
+    number = value[3:].strip()
+    if not number.isdigit():
+        raise CaseError(path, name, f"{value!r}: after 'id:' give a token id such as id:718")
+    return int(number)
+
+
+def _check_model_path(path: str, name: str, raw: str, resolved: str) -> None:
+    """A model given as a local path must exist (the build would fail on it)."""
+    if os.path.isabs(resolved) and not os.path.exists(resolved):
+        where = "" if raw == resolved else f" ({resolved}, relative to the case file)"
+        raise CaseError(path, name, f"model path {raw} does not exist{where}")
 
 
 def parse_case(data: dict[str, Any], path: str) -> Case:
@@ -232,12 +282,13 @@ def parse_case(data: dict[str, Any], path: str) -> Case:
     model = _expect(path, data, "model", str, True)
     if not model.strip():
         raise CaseError(path, "model", "must not be empty")
-    model = resolve_model_spec(model, path)
+    model_text, model = model, resolve_model_spec(model, path)
+    _check_model_path(path, "model", model_text, model)
     prompt = _expect(path, data, "prompt", str, True)
     if not prompt.strip():
         raise CaseError(path, "prompt", "must not be empty")
-    target = _token_field(path, data, "target", True)
-    contrast = _token_field(path, data, "contrast", False)
+    target = _token_text(path, "target", _token_field(path, data, "target", True))
+    contrast = _token_text(path, "contrast", _token_field(path, data, "contrast", False))
     if contrast is not None and type(target) is type(contrast) and target == contrast:
         raise CaseError(
             path,
@@ -284,6 +335,8 @@ def parse_case(data: dict[str, Any], path: str) -> Case:
     compare = _expect(path, data, "compare", list) or []
     if not all(isinstance(m, str) and m.strip() for m in compare):
         raise CaseError(path, "compare", "must be a list of model names or paths")
+    for index, spec in enumerate(compare):
+        _check_model_path(path, f"compare[{index}]", spec, resolve_model_spec(spec, path))
     graph = _graph_settings(path, data.get("graph"))
     if "graph" in data and isinstance(data["graph"], dict) and "compare" in data["graph"]:
         raise CaseError(path, "graph.compare", "belongs at the top level of the case")

@@ -20,7 +20,7 @@ from . import __version__
 from .attribution import Attribution
 from .cases import Case
 from .compare import compare_models
-from .errors import CaseError, warn
+from .errors import CaseError, ModelLoadError, warn
 from .faithfulness import failure_pattern, faithfulness
 from .graph.step import compute_graph
 from .graph.types import AttributionGraph
@@ -401,13 +401,16 @@ def compute_case(
     comparisons, comparison_errors = None, []
     if case.compare:
         progress("comparison", 0, len(case.compare))
-        comparisons, comparison_errors = compare_models(
-            Question.from_case(case),
-            attribution,
-            {k: list(v) for k, v in case.segments.items()},
-            case.compare,
-            load_other,
-        )
+        try:
+            comparisons, comparison_errors = compare_models(
+                Question.from_case(case),
+                attribution,
+                {k: list(v) for k, v in case.segments.items()},
+                case.compare,
+                load_other,
+            )
+        except ModelLoadError as exc:
+            raise CaseError(case.path, "compare", str(exc)) from None
     return CaseResult(
         case_id=case.id,
         title=case.title,

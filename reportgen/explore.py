@@ -27,7 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from .cases import ID_PATTERN, load_case, parse_case
+from .cases import ID_PATTERN, case_model_spec, load_case, parse_case
 from .errors import ReportgenError, TokenError
 from .inputs import PromptSpec, prepare_input, resolve_token
 from .models import LoadedModel
@@ -183,7 +183,8 @@ def case_toml(
     lines = [f"id = {toml_value(case_id)}", f"title = {toml_value(title or case_id)}"]
     if description:
         lines.append(f"description = {toml_value(description)}")
-    lines += [f"model = {toml_value(model)}", f"chat = {toml_value(config.chat)}"]
+    # a path as the command was given it means nothing next to the case: absolute instead
+    lines += [f"model = {toml_value(case_model_spec(model))}", f"chat = {toml_value(config.chat)}"]
     lines.append(f"prompt = {toml_value(config.prompt)}")
     prefix_ids = prefix_ids_for(tokenizer, config.prefix)
     if prefix_ids is not None:

@@ -102,13 +102,26 @@ def prepare_question(
     """Token ids and objective of ``question``; ``where`` (the case file) names the file in
     errors. An input longer than the model's context is refused here, on every command."""
     tokenizer = loaded.tokenizer
-    inputs = prepare_input(tokenizer, question.prompt)
+
+    def named(field: str, make: Any) -> Any:
+        """``make()``; a token error becomes one naming the case file and ``field``."""
+        try:
+            return make()
+        except TokenError as exc:
+            if where is None:
+                raise
+            raise CaseError(where, field, str(exc)) from None
+
+    prompt_field = "prefix_ids" if question.prompt.prefix_ids is not None else "prompt"
+    inputs = named(prompt_field, lambda: prepare_input(tokenizer, question.prompt))
     check_context(loaded, len(inputs.token_ids), where)
     target = (
-        resolve_token(tokenizer, question.target, "target") if question.target is not None else None
+        named("target", lambda: resolve_token(tokenizer, question.target, "target"))
+        if question.target is not None
+        else None
     )
     contrast = (
-        resolve_token(tokenizer, question.contrast, "contrast")
+        named("contrast", lambda: resolve_token(tokenizer, question.contrast, "contrast"))
         if question.contrast is not None
         else None
     )
@@ -121,11 +134,14 @@ def prepare_question(
         if contrast is None:
             raise TokenError("logit_diff with strategy by_ref_token needs a contrast token")
         if contrast.id == target.id:
-            raise TokenError(
+            same = TokenError(
                 f"target {question.target!r} and contrast {question.contrast!r} are the same "
                 f"token (id {target.id}, {target.token!r}): the logit difference would be 0. "
                 "Give a contrast that starts with another token"
             )
+            if where is not None:
+                raise CaseError(where, "contrast", str(same))
+            raise same
     objective = Objective(
         mode=question.mode,
         target_id=target.id,

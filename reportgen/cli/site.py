@@ -49,7 +49,9 @@ def run(
     check_out_folder(out, [case_file])
     project = load_project(find_project_file([case_file]))
     quiet_libraries()
-    from ..build import BuildReport, compute_results, render_site
+    from ..build import BuildReport, compute_results, render_site, warn_unused_model_settings
+
+    warn_unused_model_settings(project, [case])
     from ..progress import case_steps
 
     report = BuildReport(out=out)

@@ -205,7 +205,7 @@ class Collector:
         (``criterion``) and whether the target path broke it."""
         import torch
 
-        from ..cases import parse_case
+        from ..cases import case_model_spec, parse_case
         from ..pipeline import Question, prepare_question
 
         cand = found.candidate
@@ -279,7 +279,7 @@ class Collector:
                 f"Target path (greedy on): fails for the benchmark's reason -- {fail_v.message}. "
                 f"Contrast path ({contrast_text!r} there, greedy on): recovers -- {pass_v.message}."
             ),
-            "model": self.model_spec,
+            "model": case_model_spec(self.model_spec, self.out),
             "chat": self.chat,
             "prompt": self.bench.prompt(item, self.chat),
             "prefix": self.tok.decode(prefix_ids),

@@ -89,7 +89,9 @@ def run_cases(
         for index, case in enumerate(cases):
             try:
                 runtimes = {
-                    spec: resolve_runtime(spec, options, project, has_cuda=has_cuda)
+                    spec: resolve_runtime(
+                        spec, options, project, has_cuda=has_cuda, case_path=case.path
+                    )
                     for spec in dict.fromkeys([case.model, *case.compare])
                 }
                 text = Path(case.path).read_text(encoding="utf-8")
