@@ -185,6 +185,20 @@ def _graph_settings(path: str, data: Any) -> GraphSettings:
     method = data.get("method", "auto")
     if method not in ("auto", "closed", "packed"):
         raise CaseError(path, "graph.method", f"must be auto, closed or packed, got {method!r}")
+    # what the graph step refuses, refused here (so `validate` says it, before any compute)
+    if isinstance(layers, list):
+        if not layers:
+            raise CaseError(
+                path, "graph.layers", 'is empty: give at least one layer index, or "all"'
+            )
+        if method == "closed":
+            raise CaseError(
+                path,
+                "graph.method",
+                'the closed form computes every layer; with graph.layers use "packed" or "auto"',
+            )
+        if split:
+            raise CaseError(path, "graph.split", "cannot be combined with a subset of graph.layers")
     return GraphSettings(
         layers="all" if layers == "all" else tuple(layers),
         prune=prune,
@@ -250,6 +264,41 @@ def _token_text(path: str, name: str, value: str | int | None) -> str | int | No
     if not number.isdigit():
         raise CaseError(path, name, f"{value!r}: after 'id:' give a token id such as id:718")
     return int(number)
+
+
+def model_layer_count(spec: str) -> int | None:
+    """The number of blocks of a model, read from its ``config.json`` where that is on disk
+    (a local folder, a fetched embedded model); None where it is not known without loading."""
+    import json
+
+    from .models import EMBEDDED_MODELS, embedded_path
+
+    folder = embedded_path(spec) if spec in EMBEDDED_MODELS else Path(spec)
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    config = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    for name in ("num_hidden_layers", "n_layer", "num_layers"):
+        value = config.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def check_layers(path: str, layers: str | tuple[int, ...], total: int | None) -> None:
+    """``graph.layers`` against the model's ``total`` blocks (unknown: nothing to check)."""
+    if total is None or layers == "all":
+        return
+    outside = [layer for layer in layers if layer >= total]
+    if outside:
+        raise CaseError(
+            path,
+            "graph.layers",
+            f"layer {outside[0]} does not exist: the model has {total} blocks (0..{total - 1})",
+        )
 
 
 def _check_model_path(path: str, name: str, raw: str, resolved: str) -> None:
@@ -338,6 +387,7 @@ def parse_case(data: dict[str, Any], path: str) -> Case:
     for index, spec in enumerate(compare):
         _check_model_path(path, f"compare[{index}]", spec, resolve_model_spec(spec, path))
     graph = _graph_settings(path, data.get("graph"))
+    check_layers(path, graph.layers, model_layer_count(model))
     if "graph" in data and isinstance(data["graph"], dict) and "compare" in data["graph"]:
         raise CaseError(path, "graph.compare", "belongs at the top level of the case")
     return Case(
@@ -405,14 +455,32 @@ def _walk_toml(root: Path) -> Iterable[Path]:
     """``*.toml`` below ``root``, hidden names skipped, symbolic links to folders not followed
     (a loop would never end), a site reportgen built skipped; a folder or a dangling link named
     ``x.toml`` is still listed, so that loading it reports it."""
-    for base, dirs, files in os.walk(root, onerror=lambda exc: None):
-        if SITE_MARKER in files:  # a built site inside the cases folder holds copies of cases
-            dirs[:] = []
+    # an explicit stack, not os.walk: a folder tree 1,200 levels deep must not hit the
+    # recursion limit (os.walk recurses on Python 3.11)
+    stack = [str(root)]
+    while stack:
+        base = stack.pop()
+        try:
+            with os.scandir(base) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+        except OSError:
             continue
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in [*files, *dirs]:
-            if name.endswith(".toml") and not name.startswith("."):
-                yield Path(base) / name
+        names = {entry.name for entry in entries}
+        if SITE_MARKER in names:  # a built site inside the cases folder holds copies of cases
+            continue
+        below = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if entry.name.endswith(".toml"):
+                yield Path(base) / entry.name
+            if is_dir:
+                below.append(entry.path)
+        stack.extend(reversed(below))
 
 
 def load_cases(paths: Iterable[str | Path]) -> tuple[list[Case], list[CaseError]]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from . import __version__
 from .attribution import Attribution
-from .cases import Case
+from .cases import Case, check_layers
 from .compare import compare_models
 from .errors import CaseError, ModelLoadError, warn
 from .faithfulness import failure_pattern, faithfulness
@@ -375,6 +375,8 @@ def compute_case(
                 case.path, field_name, f"span [{start}, {end}) exceeds the {n} input tokens"
             )
     progress("graph", 0, 1)
+    blocks = getattr(getattr(loaded.model, "config", None), "num_hidden_layers", None)
+    check_layers(case.path, case.graph.layers, blocks if isinstance(blocks, int) else None)
     identity = model_identity(case.model)
     graph = compute_graph(
         loaded,

@@ -55,6 +55,12 @@ VALIDATE_ERRORS = [
     ("bos = true", "bos = true\nrelevant = [[3, 1]]", "relevant[0]", "span"),
     ("bos = true", "bos = true\nprefix_ids = [-1]", "prefix_ids", "non-negative"),
     ('target = "paris"', "target = -5", "target", ">= 0"),
+    # issue 31: what the graph step refused with "unexpected ValueError", refused by validate
+    (SEG, SEG + "\n[graph]\nlayers = []", "graph.layers", "is empty"),
+    (SEG, SEG + "\n[graph]\nlayers = [5]", "graph.layers", "layer 5 does not exist"),
+    (SEG, SEG + '\n[graph]\nlayers = [0]\nmethod = "closed"', "graph.method", "every layer"),
+    (SEG, SEG + "\n[graph]\nlayers = [0]\nsplit = true", "graph.split", "cannot be combined"),
+    ('target = "paris"', 'target = "id:x"', "target", "after 'id:' give a token id"),
 ]
 
 
@@ -394,3 +400,27 @@ def test_a_missing_compare_model_fails_the_case(tmp_path, model_dir):
     assert "1 failed)" in result.output and "0 failed" not in result.output
     (line,) = [x for x in result.output.splitlines() if x.startswith("FAILED ")]
     assert "a.toml: field 'compare': no-such-model-xyz:" in line and "unknown model" in line
+
+
+def test_a_folder_tree_deeper_than_the_recursion_limit_is_walked(tmp_path, model_dir):
+    """Issue 31: a 1,200-deep folder tree gave RecursionError (os.walk recurses once per level
+    on Python 3.11). 400 levels under a recursion limit of 150 frames more than the caller's:
+    the same failure, while the tree stays shallow enough for pytest's clean-up."""
+    import inspect
+    import sys
+
+    from reportgen.cases import find_case_files
+
+    deep = tmp_path / "cases"
+    folder = deep.joinpath(*["d"] * 400)
+    folder.mkdir(parents=True)
+    (folder / "x.toml").write_text(case_text(model_dir))
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 150)
+    try:
+        found = find_case_files([deep])
+    finally:
+        sys.setrecursionlimit(limit)
+    assert found == [folder / "x.toml"]
+    result = CliRunner().invoke(main, ["validate", str(deep)])
+    assert result.output.strip().splitlines()[-1] == "1 valid, 0 invalid", result.output[-300:]
