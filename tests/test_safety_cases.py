@@ -424,3 +424,16 @@ def test_a_folder_tree_deeper_than_the_recursion_limit_is_walked(tmp_path, model
     assert found == [folder / "x.toml"]
     result = CliRunner().invoke(main, ["validate", str(deep)])
     assert result.output.strip().splitlines()[-1] == "1 valid, 0 invalid", result.output[-300:]
+
+
+def test_validate_checks_the_project_file_the_build_reads(project):
+    (project / "cases" / "a.toml").write_text(case_text("../models/tiny"))
+    (project / "reportgen.toml").write_text('[models."models/tiny"]\nquantisation = "4bit"\n')
+    result = CliRunner().invoke(main, ["validate", str(project / "cases")])
+    assert result.exit_code == 1, result.output
+    assert "reportgen.toml: field 'models.models/tiny.quantisation': unknown field" in result.output
+    (project / "reportgen.toml").write_text('[models."../model/tiny"]\ndtype = "bfloat16"\n')
+    result = CliRunner().invoke(main, ["validate", str(project / "cases")])
+    assert result.exit_code == 0, result.output
+    (warning,) = [x for x in result.output.splitlines() if x.startswith("warning: ")]
+    assert "reportgen.toml: [models.'../model/tiny'] applies to no model" in warning

@@ -143,9 +143,19 @@ def build(
 @one_line_errors
 def validate(paths: tuple[Path, ...]) -> None:
     """Check case files; every problem names the file and the field."""
+    from ..build import warn_unused_model_settings
     from ..cases import load_cases
+    from ..errors import CaseError
+    from ..project import find_project_file, load_project
 
-    cases, errors = load_cases(paths or (Path("cases"),))
+    paths = paths or (Path("cases"),)
+    cases, errors = load_cases(paths)
+    try:  # the project file the build would read, checked as the build checks it
+        project = load_project(find_project_file(list(paths)))
+    except CaseError as exc:
+        errors.append(exc)
+    else:
+        warn_unused_model_settings(project, cases)
     for error in errors:
         click.echo(f"error: {error}", err=True)
     click.echo(f"{len(cases)} valid, {len(errors)} invalid")
