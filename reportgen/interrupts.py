@@ -12,7 +12,8 @@ cleans, and the site is only ever swapped in whole.
 
 A handler that has run (the ordinary case: the program was between two operations) keeps its
 ordinary behaviour: ``KeyboardInterrupt`` unwinds the program, which cleans up on its way out,
-for as long as that takes. Handlers other than reportgen's own (a web server's) are left alone."""
+for as long as that takes. Handlers other than reportgen's own and Ray's (a web server's) are
+left alone."""
 
 from __future__ import annotations
 
@@ -52,8 +53,15 @@ def _on_signal(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+#: modules whose signal handlers end the run (so may be cut short when they cannot run):
+#: reportgen's own, and Ray's (``ray.init`` installs one that exits, and its connection loop
+#: is C++ that never returns to Python while no cluster answers)
+_ENDING_HANDLERS = ("reportgen", "ray")
+
+
 def _ours(handler: Any) -> bool:
-    return callable(handler) and str(getattr(handler, "__module__", "")).startswith("reportgen")
+    module = str(getattr(handler, "__module__", "") or "")
+    return callable(handler) and module.split(".")[0] in _ENDING_HANDLERS
 
 
 def _watch(reader: socket.socket, grace: float) -> None:
