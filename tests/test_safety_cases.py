@@ -437,3 +437,30 @@ def test_validate_checks_the_project_file_the_build_reads(project):
     assert result.exit_code == 0, result.output
     (warning,) = [x for x in result.output.splitlines() if x.startswith("warning: ")]
     assert "reportgen.toml: [models.'../model/tiny'] applies to no model" in warning
+
+
+def test_validate_checks_the_tokens_with_the_models_tokenizer(tmp_path, model_dir):
+    """What the build refused only after loading the model, `validate` says: it reads the
+    tokenizer and config of a model on disk (no weights) and runs the build's own checks."""
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    bad = {
+        "zebra.toml": ({'target = "paris"': 'target = "zebra"'}, "target", "not in the vocab"),
+        "id.toml": ({'target = "paris"': 'target = "id:999999"'}, "target", "outside the vocab"),
+        "same.toml": ({'contrast = "lyon"': 'contrast = "paris lyon"'}, "contrast", "same token"),
+        "span.toml": ({"[1, 4]": "[1, 99]"}, "segments.question", "exceeds the 6 input tokens"),
+        "long.toml": (
+            {'prompt = "the capital of france is"': f'prompt = "{" ".join(["paris"] * 200)}"'},
+            "prompt",
+            "more than the 128",
+        ),
+    }
+    for i, (name, (changes, _, _)) in enumerate(bad.items()):
+        (cases / name).write_text(case_text(model_dir, f"case-{i}", **changes))
+    (cases / "good.toml").write_text(case_text(model_dir, "good"))
+    result = CliRunner().invoke(main, ["validate", str(cases)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    for name, (_, field, words) in bad.items():
+        (line,) = [x for x in result.output.splitlines() if f"{name}:" in x]
+        assert line.startswith(f"error: {cases / name}: field '{field}'") and words in line, line
+    assert result.output.strip().splitlines()[-1] == f"1 valid, {len(bad)} invalid"

@@ -150,6 +150,14 @@ def validate(paths: tuple[Path, ...]) -> None:
 
     paths = paths or (Path("cases"),)
     cases, errors = load_cases(paths)
+    if cases:  # the tokens, with each model's tokenizer where it is on disk (no weights)
+        quiet_libraries()
+        from ..precheck import token_problems
+
+        problems = token_problems(cases)
+        failed = {problem.path for problem in problems}
+        cases = [case for case in cases if case.path not in failed]
+        errors.extend(problems)
     try:  # the project file the build would read, checked as the build checks it
         project = load_project(find_project_file(list(paths)))
     except CaseError as exc:
