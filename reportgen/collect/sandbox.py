@@ -166,6 +166,22 @@ def _no_sockets(libc: Any) -> None:
     )
 
 
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version (0: none), asked in this process."""
+    try:
+        abi = _libc().syscall(_SYS_LANDLOCK[0], None, ctypes.c_size_t(0), ctypes.c_uint32(1))
+    except (OSError, AttributeError):
+        return 0
+    return max(0, int(abi))
+
+
+def confinement() -> dict[str, bool]:
+    """Which layers the child gets on this machine: ``writes`` (Landlock: only its folder)
+    and ``network`` (seccomp on sockets, or Landlock ABI 4, or a namespace as root)."""
+    abi = landlock_abi()
+    return {"writes": abi >= 1, "network": _MACHINE in _SOCKET_SYSCALL or abi >= 4}
+
+
 def _confine(folder: str, root: bool) -> None:
     """Best effort: a layer the kernel lacks is skipped, never an error of the run."""
     try:
