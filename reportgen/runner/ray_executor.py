@@ -151,10 +151,12 @@ def run_ray(
 ) -> None:
     """Run ``jobs`` inside a ``ray_session``."""
     ray = import_ray()
-    from ray.exceptions import RayError
+    from ray.exceptions import RayError, RayTaskError
 
     try:
         _run_ray(ray, jobs, workers, on_outcome, on_progress, poll_s=poll_s)
+    except RayTaskError:
+        raise  # an error raised by our own code in an actor, not a lost process
     except RayError as exc:
         raise _cluster_lost(exc) from None
 
