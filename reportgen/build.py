@@ -414,6 +414,7 @@ def build(
         # the project file (reportgen.toml beside cases/) is checked before any case is computed
         if project is None:
             project = load_project(find_project_file([Path(p) for p in paths]))
+        warn_unused_model_settings(project, cases)
         case_ids = {case.id for case in cases} | {Path(e.path).stem for e in errors}
         if project.site is not None:
             project = _featured_known(project, case_ids)
@@ -448,6 +449,19 @@ def build(
             )
     report.failures.extend(pdf_failures)
     return report
+
+
+def warn_unused_model_settings(project: Project, cases: list[Case]) -> None:
+    """One warning per ``[models."KEY"]`` of the project file that applies to no model of
+    ``cases`` and names no known model (a misspelled name or path: its settings would
+    silently not apply)."""
+    models = {spec: case.path for case in cases for spec in (case.model, *case.compare)}
+    for key in project.unused_model_keys(models):
+        warn(
+            f"{project.path}: [models.{key!r}] applies to no model of these cases and names "
+            "no embedded model or existing path (paths are relative to this file); its "
+            "settings are not used"
+        )
 
 
 def case_error_reason(error: ReportgenError) -> str:

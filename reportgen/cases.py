@@ -185,6 +185,20 @@ def _graph_settings(path: str, data: Any) -> GraphSettings:
     method = data.get("method", "auto")
     if method not in ("auto", "closed", "packed"):
         raise CaseError(path, "graph.method", f"must be auto, closed or packed, got {method!r}")
+    # what the graph step refuses, refused here (so `validate` says it, before any compute)
+    if isinstance(layers, list):
+        if not layers:
+            raise CaseError(
+                path, "graph.layers", 'is empty: give at least one layer index, or "all"'
+            )
+        if method == "closed":
+            raise CaseError(
+                path,
+                "graph.method",
+                'the closed form computes every layer; with graph.layers use "packed" or "auto"',
+            )
+        if split:
+            raise CaseError(path, "graph.split", "cannot be combined with a subset of graph.layers")
     return GraphSettings(
         layers="all" if layers == "all" else tuple(layers),
         prune=prune,
@@ -195,18 +209,103 @@ def _graph_settings(path: str, data: Any) -> GraphSettings:
 
 
 def resolve_model_spec(spec: str, case_path: str) -> str:
-    """A model path in a case file means a path next to the case file, not one relative to
-    wherever the command was started; embedded names, HF ids and absolute paths stay as they
-    are. A spec is a path when it starts with ``.``, names a ``.gguf`` file, has more than one
-    ``/`` (HF ids have exactly one) or exists next to the case file."""
+    """A model path in a case (or project) file means a path next to that file, not one
+    relative to wherever the command was started; embedded names and HF ids stay as they are.
+    A spec is a path when it starts with ``.``, ``/`` or ``~``, names a ``.gguf`` file, has more
+    than one ``/`` (HF ids have exactly one) or exists next to the file. Paths come back
+    absolute with symbolic links resolved, so a link and its target name the same model."""
     from .models import EMBEDDED_MODELS
 
-    if spec in EMBEDDED_MODELS or spec.startswith(("/", "~")) or os.path.isabs(spec):
+    if spec in EMBEDDED_MODELS:
         return spec
+    if spec.startswith(("/", "~")) or os.path.isabs(spec):
+        return os.path.realpath(os.path.expanduser(spec))  # never raises, even on a link loop
     here = Path(case_path).absolute().parent / spec
-    if spec.startswith(".") or spec.endswith(".gguf") or spec.count("/") > 1 or here.exists():
-        return os.path.realpath(here)  # never raises, even on a symbolic link loop
+    if is_path_spec(spec) or here.exists():
+        return os.path.realpath(here)
     return spec
+
+
+def is_path_spec(spec: str) -> bool:
+    """Whether ``spec`` can only mean a local path (not an embedded name or a hub id)."""
+    return (
+        spec.startswith((".", "/", "~"))
+        or os.path.isabs(spec)
+        or spec.endswith(".gguf")
+        or spec.count("/") > 1
+    )
+
+
+def case_model_spec(spec: str, case_dir: str | Path | None = None) -> str:
+    """What a case file written by reportgen (`explore`'s save, `collect`) holds for the model
+    ``spec`` a command was given, so that the case names the same model wherever it is read:
+    a relative path (meant from the current folder) becomes relative to ``case_dir`` (the
+    case's folder), or absolute without one; absolute paths, embedded names and hub ids stay as
+    they are. ``./models/tiny`` given in the project folder and saved into ``cases/`` becomes
+    ``../models/tiny``."""
+    from .models import EMBEDDED_MODELS
+
+    if spec in EMBEDDED_MODELS or spec.startswith("~") or os.path.isabs(spec):
+        return spec
+    if not (is_path_spec(spec) or Path(spec).exists()):
+        return spec
+    target = os.path.abspath(spec)
+    if case_dir is None:
+        return target
+    relative = os.path.relpath(target, os.path.abspath(case_dir))
+    return relative if relative.startswith(".") else f"./{relative}"
+
+
+def _token_text(path: str, name: str, value: str | int | None) -> str | int | None:
+    """``id:N`` in a case file is the token id N, exactly as on the command line."""
+    if not isinstance(value, str) or not value.startswith("id:"):
+        return value
+    number = value[3:].strip()
+    if not number.isdigit():
+        raise CaseError(path, name, f"{value!r}: after 'id:' give a token id such as id:718")
+    return int(number)
+
+
+def model_layer_count(spec: str) -> int | None:
+    """The number of blocks of a model, read from its ``config.json`` where that is on disk
+    (a local folder, a fetched embedded model); None where it is not known without loading."""
+    import json
+
+    from .models import EMBEDDED_MODELS, embedded_path
+
+    folder = embedded_path(spec) if spec in EMBEDDED_MODELS else Path(spec)
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    config = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    for name in ("num_hidden_layers", "n_layer", "num_layers"):
+        value = config.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def check_layers(path: str, layers: str | tuple[int, ...], total: int | None) -> None:
+    """``graph.layers`` against the model's ``total`` blocks (unknown: nothing to check)."""
+    if total is None or layers == "all":
+        return
+    outside = [layer for layer in layers if layer >= total]
+    if outside:
+        raise CaseError(
+            path,
+            "graph.layers",
+            f"layer {outside[0]} does not exist: the model has {total} blocks (0..{total - 1})",
+        )
+
+
+def _check_model_path(path: str, name: str, raw: str, resolved: str) -> None:
+    """A model given as a local path must exist (the build would fail on it)."""
+    if os.path.isabs(resolved) and not os.path.exists(resolved):
+        where = "" if raw == resolved else f" ({resolved}, relative to the case file)"
+        raise CaseError(path, name, f"model path {raw} does not exist{where}")
 
 
 def parse_case(data: dict[str, Any], path: str) -> Case:
@@ -232,12 +331,13 @@ def parse_case(data: dict[str, Any], path: str) -> Case:
     model = _expect(path, data, "model", str, True)
     if not model.strip():
         raise CaseError(path, "model", "must not be empty")
-    model = resolve_model_spec(model, path)
+    model_text, model = model, resolve_model_spec(model, path)
+    _check_model_path(path, "model", model_text, model)
     prompt = _expect(path, data, "prompt", str, True)
     if not prompt.strip():
         raise CaseError(path, "prompt", "must not be empty")
-    target = _token_field(path, data, "target", True)
-    contrast = _token_field(path, data, "contrast", False)
+    target = _token_text(path, "target", _token_field(path, data, "target", True))
+    contrast = _token_text(path, "contrast", _token_field(path, data, "contrast", False))
     if contrast is not None and type(target) is type(contrast) and target == contrast:
         raise CaseError(
             path,
@@ -284,7 +384,10 @@ def parse_case(data: dict[str, Any], path: str) -> Case:
     compare = _expect(path, data, "compare", list) or []
     if not all(isinstance(m, str) and m.strip() for m in compare):
         raise CaseError(path, "compare", "must be a list of model names or paths")
+    for index, spec in enumerate(compare):
+        _check_model_path(path, f"compare[{index}]", spec, resolve_model_spec(spec, path))
     graph = _graph_settings(path, data.get("graph"))
+    check_layers(path, graph.layers, model_layer_count(model))
     if "graph" in data and isinstance(data["graph"], dict) and "compare" in data["graph"]:
         raise CaseError(path, "graph.compare", "belongs at the top level of the case")
     return Case(
@@ -314,9 +417,13 @@ def parse_case(data: dict[str, Any], path: str) -> Case:
 
 
 def load_case(path: str | Path) -> Case:
+    from .files import NotRegularFile, read_regular
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular(path).decode("utf-8")
+    except NotRegularFile as exc:
+        raise CaseError(str(path), None, str(exc)) from None
     except FileNotFoundError:
         raise CaseError(str(path), None, "file not found") from None
     except UnicodeDecodeError as exc:
@@ -348,14 +455,32 @@ def _walk_toml(root: Path) -> Iterable[Path]:
     """``*.toml`` below ``root``, hidden names skipped, symbolic links to folders not followed
     (a loop would never end), a site reportgen built skipped; a folder or a dangling link named
     ``x.toml`` is still listed, so that loading it reports it."""
-    for base, dirs, files in os.walk(root, onerror=lambda exc: None):
-        if SITE_MARKER in files:  # a built site inside the cases folder holds copies of cases
-            dirs[:] = []
+    # an explicit stack, not os.walk: a folder tree 1,200 levels deep must not hit the
+    # recursion limit (os.walk recurses on Python 3.11)
+    stack = [str(root)]
+    while stack:
+        base = stack.pop()
+        try:
+            with os.scandir(base) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+        except OSError:
             continue
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in [*files, *dirs]:
-            if name.endswith(".toml") and not name.startswith("."):
-                yield Path(base) / name
+        names = {entry.name for entry in entries}
+        if SITE_MARKER in names:  # a built site inside the cases folder holds copies of cases
+            continue
+        below = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if entry.name.endswith(".toml"):
+                yield Path(base) / entry.name
+            if is_dir:
+                below.append(entry.path)
+        stack.extend(reversed(below))
 
 
 def load_cases(paths: Iterable[str | Path]) -> tuple[list[Case], list[CaseError]]:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .attribution import Attribution
-from .errors import ReportgenError
+from .errors import ModelLoadError, ReportgenError
 from .models import LoadedModel
 from .pipeline import Question, explain
 
@@ -48,7 +48,9 @@ def compare_models(
     models: tuple[str, ...],
     loader: Callable[[str], LoadedModel],
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """One comparison row per model that could run the case, and the reasons for those that could not."""
+    """One comparison row per model that could run the case, and the reasons for those that
+    could not (a token missing from its vocabulary, ...). A model that cannot be loaded raises
+    :class:`ModelLoadError`: the case fails."""
     rows, errors = [], []
     # the base model's exact prefix ids mean nothing to another tokenizer: use the prefix text
     portable = dataclasses.replace(
@@ -57,6 +59,11 @@ def compare_models(
     for spec in models:
         try:
             loaded = loader(spec)
+        except ModelLoadError as exc:
+            # a compared model that is not there fails the case (a comparison left out
+            # silently would read as "0 failed"); one that cannot run the case is listed below
+            raise ModelLoadError(f"{spec}: {exc}") from None
+        try:
             other = explain(loaded, portable)
         except (ReportgenError, ValueError, OSError) as exc:
             errors.append(f"{spec}: {exc}")

@@ -17,16 +17,16 @@ from typing import Any
 
 from . import __version__, cache_files
 from .attribution import Attribution
-from .cases import Case
+from .cases import Case, check_layers
 from .compare import compare_models
-from .errors import CaseError, warn
+from .errors import CaseError, ModelLoadError, warn
 from .faithfulness import failure_pattern, faithfulness
 from .graph.step import compute_graph
 from .graph.types import AttributionGraph
 from .models import EMBEDDED_MODELS, LoadedModel, cache_dir, embedded_path, load_model
 from .objectives import Objective
-from .pipeline import Question, attribute_prepared, prepare_question
-from .progress import Progress, check_memory, no_progress, return_freed_memory
+from .pipeline import Question, attribute_prepared, check_fits, prepare_question
+from .progress import Progress, no_progress, return_freed_memory
 from .results import CaseResult
 
 _COMPUTE_PACKAGES = ("lxt", "reportgen")
@@ -353,14 +353,8 @@ def compute_case(
     files); default: read ``case.path``."""
     if case_text is None:
         case_text = Path(case.path).read_text(encoding="utf-8")
-    question = prepare_question(loaded, Question.from_case(case))
-    config = getattr(loaded.model, "config", None)
-    check_memory(
-        len(question.inputs.token_ids),
-        layers=int(getattr(config, "num_hidden_layers", 30) or 30),
-        hidden=int(getattr(config, "hidden_size", 576) or 576),
-        where=case.path,
-    )
+    question = prepare_question(loaded, Question.from_case(case), where=case.path)
+    check_fits(loaded, len(question.inputs.token_ids), where=case.path)
     progress("attribution", 0, 1)
     attribution = attribute_prepared(loaded, question)
     return_freed_memory()
@@ -374,6 +368,8 @@ def compute_case(
                 case.path, field_name, f"span [{start}, {end}) exceeds the {n} input tokens"
             )
     progress("graph", 0, 1)
+    blocks = getattr(getattr(loaded.model, "config", None), "num_hidden_layers", None)
+    check_layers(case.path, case.graph.layers, blocks if isinstance(blocks, int) else None)
     identity = model_identity(case.model)
     graph = compute_graph(
         loaded,
@@ -402,13 +398,16 @@ def compute_case(
     comparisons, comparison_errors = None, []
     if case.compare:
         progress("comparison", 0, len(case.compare))
-        comparisons, comparison_errors = compare_models(
-            Question.from_case(case),
-            attribution,
-            {k: list(v) for k, v in case.segments.items()},
-            case.compare,
-            load_other,
-        )
+        try:
+            comparisons, comparison_errors = compare_models(
+                Question.from_case(case),
+                attribution,
+                {k: list(v) for k, v in case.segments.items()},
+                case.compare,
+                load_other,
+            )
+        except ModelLoadError as exc:
+            raise CaseError(case.path, "compare", str(exc)) from None
     return CaseResult(
         case_id=case.id,
         title=case.title,

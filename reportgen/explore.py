@@ -45,7 +45,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
-from .cases import ID_PATTERN, load_case, parse_case
+from .cases import ID_PATTERN, case_model_spec, load_case, parse_case
 from .cli.localweb import host_problem, public_path
 from .errors import ReportgenError, TokenError, warn
 from .inputs import PromptSpec, prepare_input, resolve_token
@@ -202,6 +202,7 @@ def case_toml(
     case_id: str,
     title: str = "",
     description: str = "",
+    case_dir: Path | None = None,
 ) -> str:
     """The case file of ``config``: the fields a person would write, exact ``prefix_ids``."""
     if not ID_PATTERN.match(case_id):
@@ -214,7 +215,10 @@ def case_toml(
     lines = [f"id = {toml_value(case_id)}", f"title = {toml_value(title or case_id)}"]
     if description:
         lines.append(f"description = {toml_value(description)}")
-    lines += [f"model = {toml_value(model)}", f"chat = {toml_value(config.chat)}"]
+    # a path as the command was given it means nothing next to the case: relative to the case's
+    # folder ``case_dir`` (the build reads it from there), or absolute without one
+    spec = case_model_spec(model, case_dir)
+    lines += [f"model = {toml_value(spec)}", f"chat = {toml_value(config.chat)}"]
     lines.append(f"prompt = {toml_value(config.prompt)}")
     prefix_ids = prefix_ids_for(tokenizer, config.prefix)
     if prefix_ids is not None:
@@ -380,27 +384,6 @@ class Explorer:
         """Remove this run's folder (the app's shutdown and the process's exit call it)."""
         self.run_folder.close()
 
-    def model_in(self, folder: Path | None) -> str:
-        """The model as a case file in ``folder`` names it. A case file's model path is read
-        next to the file (:func:`~reportgen.cases.resolve_model_spec`), so a local path given
-        relative to the working folder (``--model ./models/tiny``) is written relative to
-        ``folder`` (``../models/tiny`` in ``cases/``); embedded names, hub ids and absolute
-        paths are written as given. ``folder`` None: a local path made absolute."""
-        from .models import EMBEDDED_MODELS
-
-        spec = self.model
-        local = Path(spec).expanduser()
-        if spec in EMBEDDED_MODELS or spec.startswith("~") or local.is_absolute():
-            return spec
-        if not local.exists():
-            return spec  # a hub id
-        if folder is None:
-            return str(local.absolute())
-        try:
-            return Path(os.path.relpath(local.absolute(), Path(folder).absolute())).as_posix()
-        except ValueError:  # another drive (Windows)
-            return str(local.absolute())
-
     # -- what a page may see ------------------------------------------------------------
     def _hidden_paths(self) -> list[tuple[re.Pattern[str], str]]:
         """Absolute paths of this machine a response may contain, longest first, each with
@@ -482,7 +465,7 @@ class Explorer:
                 text = case_toml(
                     self.loaded,
                     config,
-                    model=self.model_in(None),  # this file lives in the cache
+                    model=self.model,  # this file lives in the cache: an absolute path
                     case_id=case_id,
                     title="Explorer",
                 )
@@ -537,7 +520,8 @@ class Explorer:
         text = case_toml(
             self.loaded,
             config,
-            model=self.model_in(self.cases_dir),
+            model=self.model,
+            case_dir=self.cases_dir,
             case_id=case_id,
             title=title,
             description=description,

@@ -135,6 +135,53 @@ class Project:
     models: dict[str, ModelSettings] = field(default_factory=dict)
     figures: FigureSettings = field(default_factory=FigureSettings)
 
+    def model_settings(
+        self, model: str, case_path: str | None = None
+    ) -> tuple[str, ModelSettings] | None:
+        """The ``[models."KEY"]`` table (KEY as written, its settings) that applies to
+        ``model``: a spec as a case holds it (resolved) or as given on the command line
+        (relative to the current folder). A KEY that is a path means a path next to this
+        file, as a model path in a case means one next to the case; failing that, KEY is
+        read as the case file ``case_path`` would read it (``[models."../models/tiny"]`` applies
+        to a case that writes ``model = "../models/tiny"``). Paths match after symbolic links
+        are resolved."""
+        if not self.models:
+            return None
+        from .cases import resolve_model_spec
+
+        wanted = resolve_model_spec(model, str(Path.cwd() / "-"))
+        bases = [self.path or str(Path.cwd() / PROJECT_FILE)]
+        bases += [case_path] if case_path else []
+        for base in bases:
+            for key, settings in self.models.items():
+                if resolve_model_spec(key, base) == wanted:
+                    return key, settings
+        return None
+
+    def unused_model_keys(self, models: dict[str, str]) -> list[str]:
+        """Keys of ``[models]`` that name no model of ``models`` (spec -> the case file naming
+        it) and no embedded model or local path: most likely misspelled, so settings that
+        would silently not apply."""
+        from .cases import is_path_spec, resolve_model_spec
+        from .models import EMBEDDED_MODELS
+
+        used = {
+            found[0]
+            for spec, case_path in models.items()
+            if (found := self.model_settings(spec, case_path)) is not None
+        }
+        base = self.path or str(Path.cwd() / PROJECT_FILE)
+        unused = []
+        for key in self.models:
+            hub_id = not is_path_spec(key) and key.count("/") == 1  # cannot be checked here
+            if key in used or key in EMBEDDED_MODELS or hub_id:
+                continue
+            resolved = resolve_model_spec(key, base)
+            if resolved != key and Path(resolved).exists():
+                continue
+            unused.append(key)
+        return unused
+
 
 _TOP_FIELDS = {"site", "models", "figures"}
 _FIGURE_FIELDS = {"column_width", "text_width", "font_size", "font", "colormap"}
@@ -163,8 +210,10 @@ def load_project(path: Path | None) -> Project:
     if path is None:
         return Project()
     where = str(path)
+    from .files import read_regular
+
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_regular(path).decode("utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise CaseError(where, None, f"cannot read the project file ({exc})") from None
     except tomllib.TOMLDecodeError as exc:

@@ -1,6 +1,7 @@
 """The CLI end to end on a tiny local model: JSON output and one-line errors."""
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -265,3 +266,182 @@ def test_help_does_not_import_the_heavy_libraries():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split(maxsplit=1) == ["12", "[]\n"]  # + pages, publish
+
+
+# --- issue 31 item 6: nothing hangs --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def long_context_model(tmp_path_factory):
+    """The tiny Llama with a context of a million tokens: a long input is one long attention
+    call per layer (40,000 tokens: several seconds each, one C call that ignores Python)."""
+    folder = save_tiny_llama(tmp_path_factory.mktemp("tiny-long-context"))
+    config = json.loads((Path(folder) / "config.json").read_text())
+    config["max_position_embeddings"] = 1_000_000
+    (Path(folder) / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_an_input_longer_than_the_context_is_one_line_on_every_command(model_dir, tmp_path):
+    long_prompt = " ".join(["paris"] * 200)  # the tiny model's context is 128 tokens
+    case = tmp_path / "long.toml"
+    case.write_text(
+        f'id = "long"\nmodel = "{model_dir}"\nprompt = "{long_prompt}"\ntarget = "paris"\n'
+    )
+    flags = ["--model", model_dir, "--prompt", long_prompt, "--target", "paris"]
+    for argv, where in (
+        (["attribute", *flags, "--json", str(tmp_path / "a.json")], ""),
+        (["graph", *flags, "--out", str(tmp_path / "g.json")], ""),
+        (["graph", str(case), "--out", str(tmp_path / "g.json")], f"{case}: field 'prompt': "),
+        (["run", str(case), "--out", str(tmp_path / "site"), "--no-pdf"], f"{case}: field"),
+        (["build", str(case), "--out", str(tmp_path / "site"), "--no-pdf"], f"{case}: field"),
+    ):
+        result = run(*argv)
+        assert result.exit_code == 1, argv
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 or argv[0] == "build", result.output
+        assert "the input is 200 tokens, more than the 128" in result.output
+        assert "max_position_embeddings" in result.output and where in result.output
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "a.json").exists() and not (tmp_path / "g.json").exists()
+
+
+def test_attribute_and_graph_check_the_memory_estimate(model_dir, tmp_path, monkeypatch):
+    from reportgen import progress
+
+    monkeypatch.setattr(progress, "available_memory_gb", lambda: 0.01)
+    monkeypatch.delenv("REPORTGEN_MEMORY_CHECK", raising=False)
+    for argv in (
+        ["attribute", *paris_flags(model_dir), "--json", str(tmp_path / "a.json")],
+        ["graph", *paris_flags(model_dir), "--out", str(tmp_path / "g.json")],
+    ):
+        result = run(*argv)
+        assert result.exit_code == 1 and "GB of memory" in result.output, result.output
+        assert "REPORTGEN_MEMORY_CHECK=0" in result.output
+    monkeypatch.setenv("REPORTGEN_MEMORY_CHECK", "0")
+    assert (
+        run("attribute", *paris_flags(model_dir), "--json", str(tmp_path / "a.json")).exit_code == 0
+    )
+
+
+def test_signal_handlers_are_restored_after_a_command(model_dir, tmp_path):
+    import signal
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    assert run("validate", str(tmp_path)).exit_code == 1
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    assert signal.set_wakeup_fd(-1) == -1  # no wakeup fd left behind
+
+
+_MARK_ATTENTION = """
+import sys
+from pathlib import Path
+
+import torch
+
+mark = Path(sys.argv.pop(1))
+
+
+def started(module, args):
+    if type(module).__name__ == "LlamaAttention" and not mark.exists():
+        mark.write_text("in attention")
+
+
+torch.nn.modules.module.register_module_forward_pre_hook(started)
+from reportgen.cli import main
+
+main(prog_name="reportgen")
+"""
+
+
+@pytest.mark.parametrize("signum, command", [("SIGINT", "graph"), ("SIGTERM", "run")])
+def test_a_signal_during_one_long_attention_call_ends_the_process_in_seconds(
+    long_context_model, tmp_path, signum, command
+):
+    """Issue 31: a long prompt sat in one attention call and ignored SIGTERM (300 s) and
+    SIGINT (766 s). 40,000 tokens on the tiny model: one attention call lasts many seconds
+    (a C call: Python's own handler would only run once it returns)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    case = tmp_path / "long.toml"
+    prompt = " ".join([","] * 40_000)
+    case.write_text(
+        f'id = "long"\nmodel = "{long_context_model}"\nprompt = "{prompt}"\ntarget = "paris"\n'
+    )
+    out = tmp_path / ("g.json" if command == "graph" else "site")
+    argv = [command, str(case), "--out", str(out)] + (["--no-pdf"] if command == "run" else [])
+    mark = tmp_path / "in-attention"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _MARK_ATTENTION, str(mark), *argv],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        end = time.monotonic() + 180
+        while not mark.exists() and proc.poll() is None and time.monotonic() < end:
+            time.sleep(0.2)
+        assert mark.exists(), proc.communicate()
+        time.sleep(1)  # inside the first attention call
+        sent = time.monotonic()
+        proc.send_signal(getattr(signal, signum))
+        _, err = proc.communicate(timeout=120)
+        took = time.monotonic() - sent
+    finally:
+        proc.kill()
+    assert took < 6, f"{signum} took {took:.1f} s"
+    assert proc.returncode == 1
+    assert err.strip().splitlines()[-1] == "Error: interrupted"
+    assert "Traceback" not in err
+    assert not out.exists()
+
+
+def test_a_ray_address_that_does_not_answer_fails_in_seconds(model_dir, tmp_path):
+    """Issue 31: `--executor ray --ray-address 127.0.0.1:1` hung for over 5 minutes."""
+    import time
+
+    pytest.importorskip("ray")
+    case = tmp_path / "case.toml"
+    case.write_text(
+        f'id = "c"\nmodel = "{model_dir}"\nprompt = "the capital of france is"\ntarget = "paris"\n'
+    )
+    started = time.monotonic()
+    result = run(
+        "build",
+        str(case),
+        "--out",
+        str(tmp_path / "site"),
+        "--no-pdf",
+        "--executor",
+        "ray",
+        "--ray-address",
+        "127.0.0.1:1",
+    )
+    assert time.monotonic() - started < 30
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    (line,) = result.output.strip().splitlines()
+    assert "--ray-address 127.0.0.1:1: no Ray cluster answers there" in line
+    assert "ray start --head" in line
+
+
+def test_a_lost_ray_process_is_a_sentence_a_user_can_act_on(monkeypatch):
+    """Killing one of Ray's own processes ended a build with "internal error (ActorDiedError)"."""
+    ray_exceptions = pytest.importorskip("ray.exceptions")
+    from reportgen.errors import ReportgenError
+    from reportgen.runner import ray_executor
+
+    def lost(*args, **kwargs):
+        raise ray_exceptions.ActorDiedError()
+
+    monkeypatch.setattr(ray_executor, "_run_ray", lost)
+    with pytest.raises(ReportgenError) as info:
+        ray_executor.run_ray([], 1, lambda outcome: None)
+    message = str(info.value)
+    assert "the Ray cluster lost a process the run needs (ActorDiedError" in message
+    assert "ray status" in message and "finished cases are cached" in message

@@ -115,3 +115,70 @@ def test_extract_code_and_program():
     text = program(problem, "    return True\n\nif __name__ == 1:\n    pass", chat=False)
     assert "if __name__" not in text and text.endswith(f"check({problem['entry_point']})\n")
     assert len(load_problems()) == 164
+
+
+@pytest.mark.parametrize("attack", ["network", "writes"])
+def test_no_network_and_no_writes_outside_its_folder(tmp_path, attack):
+    """Issue 31: the sandbox (user nobody) could connect to 127.0.0.1 and write to
+    world-writable folders. Here a server listens on 127.0.0.1 and a folder is open to all."""
+    import socket
+    import tempfile
+    import threading
+
+    from reportgen.collect.sandbox import confinement
+
+    if not confinement()[attack]:
+        pytest.skip(f"this kernel offers no layer against {attack} (Landlock, seccomp)")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(20)
+    accepted = []
+
+    def accept() -> None:
+        try:
+            accepted.append(server.accept())
+        except OSError:  # the deadline, or the socket closed at the end: nobody came
+            pass
+
+    threading.Thread(target=accept, daemon=True).start()
+    shared = Path(tempfile.mkdtemp(prefix="reportgen-shared-", dir="/tmp"))
+    shared.chmod(0o1777)
+    port = server.getsockname()[1]
+    attempts = {
+        "network": [
+            f"lambda: socket.create_connection(('127.0.0.1', {port}), timeout=3)",
+            "lambda: socket.socket(socket.AF_INET6, socket.SOCK_STREAM)",
+            "lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', "
+            f"('127.0.0.1', {port}))",
+        ],
+        "writes": [
+            f"lambda: open({str(shared / 'planted.txt')!r}, 'w').write('x')",
+            "lambda: open('/tmp/reportgen-sandbox-planted.txt', 'w').write('x')",
+        ],
+    }[attack]
+    hostile = (
+        "import socket\n"
+        "done = []\n"
+        "for attempt in (\n" + "".join(f"    {a},\n" for a in attempts) + "):\n"
+        "    try:\n"
+        "        attempt()\n"
+        "        done.append(attempt)\n"
+        "    except OSError as exc:\n"
+        "        print(exc)\n"
+        "open('own.txt', 'w').write('its own folder stays writable')\n"
+        "assert open('own.txt').read().startswith('its own'), 'own folder'\n"
+        "assert not done, f'{len(done)} escaped'\n"
+    )
+    try:
+        result = run_python(hostile, timeout=30)
+        assert result.passed, result.message
+        assert not accepted
+        assert list(shared.iterdir()) == []
+        assert not Path("/tmp/reportgen-sandbox-planted.txt").exists()
+    finally:
+        server.close()
+        Path("/tmp/reportgen-sandbox-planted.txt").unlink(missing_ok=True)
+        for item in shared.iterdir():
+            item.unlink()
+        shared.rmdir()

@@ -6,6 +6,7 @@ from tiny_models import save_tiny, save_tiny_llama
 
 from reportgen.attribution import Attribution, TokenScore
 from reportgen.compare import carry_segments, compare_models
+from reportgen.errors import ModelLoadError
 from reportgen.inputs import PromptSpec
 from reportgen.models import load_model
 from reportgen.pipeline import Question, explain
@@ -45,10 +46,13 @@ def test_compare_models_runs_each_model_and_reports_failures(tmp_path):
     other_dir = save_tiny("llama", tmp_path / "checkpoint-2", seed=3)  # another checkpoint
     question = Question(PromptSpec("the capital of france is", bos=True), "paris", "lyon")
     base = explain(load_model(base_dir), question)
-    rows, errors = compare_models(
-        question, base, {"question": [1, 4]}, (other_dir, str(tmp_path / "missing")), load_model
-    )
-    assert len(rows) == 1 and len(errors) == 1 and "missing" in errors[0]
+    # issue 31: a compared model that cannot be loaded fails the case, it is not left out
+    with pytest.raises(ModelLoadError, match="missing: model path .* does not exist"):
+        compare_models(
+            question, base, {"question": [1, 4]}, (other_dir, str(tmp_path / "missing")), load_model
+        )
+    rows, errors = compare_models(question, base, {"question": [1, 4]}, (other_dir,), load_model)
+    assert len(rows) == 1 and not errors
     row = rows[0]
     other = load_model(other_dir)
     ids = torch.tensor([base.token_ids])

@@ -55,6 +55,12 @@ VALIDATE_ERRORS = [
     ("bos = true", "bos = true\nrelevant = [[3, 1]]", "relevant[0]", "span"),
     ("bos = true", "bos = true\nprefix_ids = [-1]", "prefix_ids", "non-negative"),
     ('target = "paris"', "target = -5", "target", ">= 0"),
+    # issue 31: what the graph step refused with "unexpected ValueError", refused by validate
+    (SEG, SEG + "\n[graph]\nlayers = []", "graph.layers", "is empty"),
+    (SEG, SEG + "\n[graph]\nlayers = [5]", "graph.layers", "layer 5 does not exist"),
+    (SEG, SEG + '\n[graph]\nlayers = [0]\nmethod = "closed"', "graph.method", "every layer"),
+    (SEG, SEG + "\n[graph]\nlayers = [0]\nsplit = true", "graph.split", "cannot be combined"),
+    ('target = "paris"', 'target = "id:x"', "target", "after 'id:' give a token id"),
 ]
 
 
@@ -80,7 +86,9 @@ def odd_files(folder: Path, model_dir: str) -> dict[str, str]:
     (folder / "latin1.toml").write_bytes(b'id = "caf\xe9"\n')
     (folder / "sub").mkdir()
     (folder / "sub" / "back").symlink_to("..")  # a folder loop
+    os.mkfifo(folder / "fifo.toml")  # opening it for reading would wait for a writer forever
     return {
+        "fifo.toml": "is a named pipe (FIFO), not a file",
         "x.toml": "is a folder",
         "loop.toml": "cannot be read",
         "dangling.toml": "not found",
@@ -173,7 +181,7 @@ def test_a_model_path_resolves_against_the_case_file(tmp_path, model_dir):
         assert report.built == ["case-a"]
     finally:
         os.chdir(tmp_path)
-    for spec in ("smollm2-135m-instruct", "org/name", "/abs/model"):
+    for spec in ("smollm2-135m-instruct", "org/name", str(Path(model_dir).resolve())):
         (project / "b.toml").write_text(case_text(spec))
         assert load_case(project / "b.toml").model == spec
 
@@ -223,3 +231,236 @@ def test_a_page_that_cannot_be_rendered_does_not_sink_a_keep_going_build(
     with pytest.raises(KeyError):  # without --keep-going the build stops (the CLI: one line)
         build_module.build([cases], tmp_path / "s2", progress=False, pdf=False)
     assert not (tmp_path / "s2").exists()
+
+
+@pytest.mark.parametrize("command", ["validate", "build"])
+def test_a_fifo_or_a_device_is_refused_without_reading_it(tmp_path, model_dir, command):
+    """Issue 31: a FIFO named x.toml hung `validate` and `build`; /dev/zero as a case was read
+    until MemoryError. A subprocess with a deadline: a hang fails the test instead of the run."""
+    import subprocess
+    import sys
+
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    os.mkfifo(cases / "x.toml")
+    (cases / "good.toml").write_text(case_text(model_dir))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    extra = ["--out", str(tmp_path / "site"), "--no-pdf"] if command == "build" else []
+    for target, words in (
+        (cases, "x.toml: is a named pipe (FIFO)"),
+        ("/dev/zero", "/dev/zero: is a character device"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "reportgen.cli", command, str(target), *extra],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert done.returncode == 1, done.stderr
+        assert words in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path / "site").exists()
+
+
+# --- issue 31 item 4: one meaning per setting ----------------------------------------------
+
+
+@pytest.fixture
+def project(tmp_path, model_dir):
+    """project/ with models/tiny (a copy of the tiny model), a link to it and cases/."""
+    import shutil
+
+    root = tmp_path / "project"
+    (root / "cases").mkdir(parents=True)
+    shutil.copytree(model_dir, root / "models" / "tiny")
+    (root / "tiny-link").symlink_to(root / "models" / "tiny")
+    return root
+
+
+FOUR_BIT = '\nquantization = "4bit"\ndevice = "cpu"\n'  # refused at once: proof it applied
+
+
+@pytest.mark.parametrize(
+    "key, case_model",
+    [
+        ("models/tiny", "../models/tiny"),  # the key relative to reportgen.toml
+        ("../models/tiny", "../models/tiny"),  # the key as the case writes it
+        ("./tiny-link", "../models/tiny"),  # a symbolic link matches its target
+        ("models/tiny", "../tiny-link"),
+    ],
+)
+def test_a_models_table_applies_to_the_model_it_names(project, key, case_model):
+    from reportgen.project import load_project
+    from reportgen.runner import RuntimeOptions, resolve_runtime
+
+    (project / "reportgen.toml").write_text(f'[models."{key}"]{FOUR_BIT}')
+    case_file = project / "cases" / "a.toml"
+    case_file.write_text(case_text(case_model))
+    case = load_case(case_file)
+    loaded = load_project(project / "reportgen.toml")
+    with pytest.raises(Exception, match=r"4-bit runs only on CUDA"):
+        resolve_runtime(case.model, RuntimeOptions(), loaded, case_path=str(case_file))
+    result = CliRunner().invoke(
+        main, ["build", str(project / "cases"), "--out", str(project / "site"), "--no-pdf"]
+    )
+    assert result.exit_code == 1 and "4-bit runs only on CUDA" in result.output, result.output
+    assert f"models.{key}.quantization" in result.output
+    assert "Traceback" not in result.output and not (project / "site").exists()
+
+
+def test_a_models_key_that_names_nothing_is_one_warning(project, caplog):
+    from reportgen.build import warn_unused_model_settings
+    from reportgen.project import load_project
+
+    (project / "reportgen.toml").write_text(
+        '[models."../model/tiny"]\ndtype = "bfloat16"\n'  # misspelled: models/
+        '[models."models/tiny"]\ndtype = "bfloat16"\n'
+        '[models."smollm2-135m-instruct"]\ndtype = "bfloat16"\n'
+        '[models."org/some-hub-model"]\ndtype = "bfloat16"\n'
+        '[models."smolm2"]\ndtype = "bfloat16"\n'
+    )
+    (project / "cases" / "a.toml").write_text(case_text("../models/tiny"))
+    cases = [load_case(project / "cases" / "a.toml")]
+    with caplog.at_level("WARNING", logger="reportgen"):
+        warn_unused_model_settings(load_project(project / "reportgen.toml"), cases)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2, lines
+    assert all(str(project / "reportgen.toml") in line for line in lines)
+    assert "[models.'../model/tiny'] applies to no model" in lines[0]
+    assert "[models.'smolm2']" in lines[1]
+
+
+def test_a_case_saved_with_a_relative_model_path_names_the_same_model(project, monkeypatch):
+    from reportgen.cases import case_model_spec
+
+    monkeypatch.chdir(project)
+    tiny = str((project / "models" / "tiny").resolve())
+    # explore: absolute; collect: relative to the folder the case is written to
+    assert case_model_spec("./models/tiny") == tiny
+    assert case_model_spec("./models/tiny", project / "cases") == "../models/tiny"
+    assert case_model_spec("models/tiny", project) == "./models/tiny"
+    for kept in ("smollm2-135m-instruct", "org/name", tiny):
+        assert case_model_spec(kept, project / "cases") == kept
+    for written in (case_model_spec("./models/tiny"), "../models/tiny"):
+        (project / "cases" / "a.toml").write_text(case_text(written))
+        assert load_case(project / "cases" / "a.toml").model == tiny
+
+
+def test_the_explorer_saves_a_model_path_the_build_resolves(project, monkeypatch):
+    """`explore --model ./models/tiny` wrote model = "./models/tiny", which the build then
+    looked for next to the case file."""
+    from reportgen.explore import Config, case_toml
+    from reportgen.models import load_model
+
+    monkeypatch.chdir(project)
+    loaded = load_model("./models/tiny")
+    config = Config(prompt="the capital of france is", target="paris", contrast="lyon")
+    text = case_toml(loaded, config, model="./models/tiny", case_id="saved")
+    path = project / "cases" / "saved.toml"
+    path.write_text(text)
+    monkeypatch.chdir(project.parent)  # the build may run from anywhere
+    assert load_case(path).model == str((project / "models" / "tiny").resolve())
+    assert CliRunner().invoke(main, ["validate", str(path)]).exit_code == 0
+
+
+def test_id_n_in_a_case_file_is_a_token_id_as_on_the_command_line(tmp_path, model_dir):
+    path = tmp_path / "case.toml"
+    path.write_text(case_text(model_dir).replace('target = "paris"', 'target = "id:7"'))
+    assert load_case(path).target == 7
+    path.write_text(case_text(model_dir).replace('target = "paris"', 'target = "id:x"'))
+    with pytest.raises(CaseError) as info:
+        load_case(path)
+    assert info.value.field == "target" and "after 'id:' give a token id" in info.value.problem
+    path.write_text(case_text(model_dir).replace('target = "paris"', 'target = "id:999999"'))
+    assert load_case(path).target == 999999
+    for argv in (
+        ["graph", str(path), "--out", str(tmp_path / "g.json")],
+        ["run", str(path), "--out", str(tmp_path / "site"), "--no-pdf"],
+    ):
+        result = CliRunner().invoke(main, argv)
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        line = result.output.strip().splitlines()[-1]
+        assert f"{path}: field 'target': target id 999999 is outside the vocabulary" in line
+
+
+def test_a_missing_compare_model_fails_the_case(tmp_path, model_dir):
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    (cases / "a.toml").write_text(case_text(model_dir) + 'compare = ["./no-such-model"]\n')
+    result = CliRunner().invoke(main, ["validate", str(cases)])
+    assert result.exit_code == 1
+    assert "field 'compare[0]': model path ./no-such-model does not exist" in result.output
+    (cases / "a.toml").write_text(case_text(model_dir) + 'compare = ["no-such-model-xyz"]\n')
+    (cases / "b.toml").write_text(case_text(model_dir, "case-b"))
+    out = tmp_path / "site"
+    result = CliRunner().invoke(
+        main, ["build", str(cases), "--out", str(out), "--no-pdf", "--keep-going"]
+    )
+    assert result.exit_code == 1, result.output
+    assert "1 failed)" in result.output and "0 failed" not in result.output
+    (line,) = [x for x in result.output.splitlines() if x.startswith("FAILED ")]
+    assert "a.toml: field 'compare': no-such-model-xyz:" in line and "unknown model" in line
+
+
+def test_a_folder_tree_deeper_than_the_recursion_limit_is_walked(tmp_path, model_dir):
+    """Issue 31: a 1,200-deep folder tree gave RecursionError (os.walk recurses once per level
+    on Python 3.11). 400 levels under a recursion limit of 150 frames more than the caller's:
+    the same failure, while the tree stays shallow enough for pytest's clean-up."""
+    import inspect
+    import sys
+
+    from reportgen.cases import find_case_files
+
+    deep = tmp_path / "cases"
+    folder = deep.joinpath(*["d"] * 400)
+    folder.mkdir(parents=True)
+    (folder / "x.toml").write_text(case_text(model_dir))
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 150)
+    try:
+        found = find_case_files([deep])
+    finally:
+        sys.setrecursionlimit(limit)
+    assert found == [folder / "x.toml"]
+    result = CliRunner().invoke(main, ["validate", str(deep)])
+    assert result.output.strip().splitlines()[-1] == "1 valid, 0 invalid", result.output[-300:]
+
+
+def test_validate_checks_the_project_file_the_build_reads(project):
+    (project / "cases" / "a.toml").write_text(case_text("../models/tiny"))
+    (project / "reportgen.toml").write_text('[models."models/tiny"]\nquantisation = "4bit"\n')
+    result = CliRunner().invoke(main, ["validate", str(project / "cases")])
+    assert result.exit_code == 1, result.output
+    assert "reportgen.toml: field 'models.models/tiny.quantisation': unknown field" in result.output
+    (project / "reportgen.toml").write_text('[models."../model/tiny"]\ndtype = "bfloat16"\n')
+    result = CliRunner().invoke(main, ["validate", str(project / "cases")])
+    assert result.exit_code == 0, result.output
+    (warning,) = [x for x in result.output.splitlines() if x.startswith("warning: ")]
+    assert "reportgen.toml: [models.'../model/tiny'] applies to no model" in warning
+
+
+def test_validate_checks_the_tokens_with_the_models_tokenizer(tmp_path, model_dir):
+    """What the build refused only after loading the model, `validate` says: it reads the
+    tokenizer and config of a model on disk (no weights) and runs the build's own checks."""
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    bad = {
+        "zebra.toml": ({'target = "paris"': 'target = "zebra"'}, "target", "not in the vocab"),
+        "id.toml": ({'target = "paris"': 'target = "id:999999"'}, "target", "outside the vocab"),
+        "same.toml": ({'contrast = "lyon"': 'contrast = "paris lyon"'}, "contrast", "same token"),
+        "span.toml": ({"[1, 4]": "[1, 99]"}, "segments.question", "exceeds the 6 input tokens"),
+        "long.toml": (
+            {'prompt = "the capital of france is"': f'prompt = "{" ".join(["paris"] * 200)}"'},
+            "prompt",
+            "more than the 128",
+        ),
+    }
+    for i, (name, (changes, _, _)) in enumerate(bad.items()):
+        (cases / name).write_text(case_text(model_dir, f"case-{i}", **changes))
+    (cases / "good.toml").write_text(case_text(model_dir, "good"))
+    result = CliRunner().invoke(main, ["validate", str(cases)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    for name, (_, field, words) in bad.items():
+        (line,) = [x for x in result.output.splitlines() if f"{name}:" in x]
+        assert line.startswith(f"error: {cases / name}: field '{field}'") and words in line, line
+    assert result.output.strip().splitlines()[-1] == f"1 valid, {len(bad)} invalid"

@@ -184,3 +184,107 @@ def test_hidden_characters_in_a_built_site(model_dir, tmp_path):
         html = page.read_text(encoding="utf-8")
         assert "\u202e" not in html and "\x00" not in html and "\x1b" not in html
         assert "U+202E" in html
+
+
+def test_a_megabytes_long_jsonl_line_is_refused_with_one_line(tmp_path):
+    """Issue 31: a 5 MB JSONL line sat in tokenisation and ignored signals."""
+    from reportgen.collect.benchmarks import MAX_JSONL_LINE, jsonl_rows
+    from reportgen.errors import ReportgenError
+
+    data = tmp_path / "items.jsonl"
+    row = '{"id": "big", "prompt": "%s", "answer": "1"}' % ("x " * (5 << 19))
+    data.write_text('{"id": "ok", "prompt": "2+2", "answer": "4"}\n' + row + "\n")
+    assert len(row) > MAX_JSONL_LINE
+    with pytest.raises(ReportgenError, match=r"items.jsonl:2: the line is longer than 1 MB"):
+        jsonl_rows(data)
+    result = run(
+        "collect", "jsonl", "--data", str(data), "--model", "m", "--out", str(tmp_path / "c")
+    )
+    one_line(result, "items.jsonl:2", "longer than 1 MB")
+    os_fifo = tmp_path / "fifo.jsonl"
+    import os
+
+    os.mkfifo(os_fifo)
+    with pytest.raises(ReportgenError, match="named pipe"):
+        jsonl_rows(os_fifo)
+
+
+@pytest.mark.parametrize(
+    "row, words",
+    [
+        ('{"id": "a", "prompt": "p", "instruction_id_list": 5}', "'instruction_id_list' must be"),
+        (
+            '{"id": "a", "prompt": "p", "instruction_id_list": ["no:such_id"]}',
+            "unknown IFEval instruction id 'no:such_id'",
+        ),
+        (
+            '{"id": "a", "prompt": "p", "instruction_id_list": ["punctuation:no_comma"], '
+            '"kwargs": 3}',
+            "'kwargs' must be a list of 1 tables",
+        ),
+        ('{"id": {"x": 1}, "prompt": "p", "answer": "1"}', "'id' must be a string or number"),
+    ],
+)
+def test_bad_jsonl_items_are_one_line_before_any_generation(tmp_path, row, words):
+    """Issue 31: `instruction_id_list: 5` gave "internal error (TypeError)"; an unknown IFEval
+    id was caught only after generating. The model does not exist: the items come first."""
+    from reportgen.collect.instructions import _registry
+    from reportgen.errors import ReportgenError
+
+    try:
+        _registry()
+    except ReportgenError:
+        pytest.skip("if-verifiable is not installed")
+    data = tmp_path / "items.jsonl"
+    data.write_text(row + "\n")
+    result = run(
+        "collect", "jsonl", "--data", str(data), "--model", str(tmp_path / "no-model"),
+        "--out", str(tmp_path / "out"),
+    )  # fmt: skip
+    one_line(result, f"{data}:1", words)
+
+
+@pytest.mark.parametrize("flag, value", [("--items", ","), ("--items", " , "), ("--models", ",")])
+def test_a_list_flag_that_names_nothing_is_refused(tmp_path, flag, value):
+    """`--items ","` ran every item."""
+    result = run("collect", "arithmetic", flag, value, "--out", str(tmp_path / "out"))
+    one_line(result, flag, "names no")
+    assert not (tmp_path / "out").exists()
+
+
+def test_file_system_errors_name_the_path_and_what_to_do():
+    import errno
+
+    from reportgen.cli.common import os_error_line
+
+    busy = OSError(errno.EBUSY, "Device or resource busy", "site", None, "site.old")
+    assert os_error_line(busy) == (
+        "site -> site.old: Device or resource busy (in use or a mount point: reportgen "
+        "replaces an output folder as a whole, so give a folder inside it)"
+    )
+    immutable = OSError(errno.EPERM, "Operation not permitted", "site/index.html")
+    assert os_error_line(immutable).startswith("site/index.html: Operation not permitted (")
+    assert "immutable" in os_error_line(immutable)
+    full = OSError(errno.ENOSPC, "No space left on device")
+    assert os_error_line(full) == (
+        "a file being written: No space left on device (the disk is full; free space and run "
+        "again (finished cases are cached))"
+    )
+
+
+def test_a_pdflatex_failure_is_its_error_lines_not_the_log(tmp_path):
+    from reportgen.render.latex import _log_excerpt
+
+    log = tmp_path / "case.log"
+    chatter = "\n".join(
+        f"(/usr/share/texmf/tex/latex/pkg{i}.sty package chatter)" for i in range(400)
+    )
+    log.write_text(
+        chatter + "\n! Undefined control sequence.\nl.42 \\foo\n          {bar}\n" + chatter
+    )
+    assert len(log.read_text()) > 20_000
+    excerpt = _log_excerpt(log, "")
+    assert excerpt == "! Undefined control sequence. | l.42 \\foo"
+    log.write_text(chatter + "\n! LaTeX Error: File `x.sty' not found.\n")
+    assert _log_excerpt(log, "").startswith("! LaTeX Error: File `x.sty' not found.")
+    assert "\n" not in _log_excerpt(log, "") and len(_log_excerpt(log, "")) <= 300

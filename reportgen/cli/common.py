@@ -4,6 +4,7 @@ functions so `reportgen --help` is instant."""
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -141,6 +142,14 @@ def execution_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
         if ray_address and executor != "ray":
             raise click.ClickException("--ray-address needs --executor ray")
+        if ray_address:
+            from ..errors import ReportgenError
+            from ..runner.ray_executor import check_ray_address
+
+            try:  # before any work: ray.init itself would retry for minutes
+                check_ray_address(ray_address)
+            except ReportgenError as exc:
+                raise click.ClickException(str(exc)) from None
         return func(*args, execution=Execution(executor, jobs, ray_address), **kwargs)
 
     for option in reversed(options):
@@ -159,7 +168,11 @@ def one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except click.ClickException:
             raise
-        except (ReportgenError, ValueError, OSError) as exc:
+        except OSError as exc:
+            if os.environ.get("REPORTGEN_DEBUG"):
+                raise
+            raise click.ClickException(os_error_line(exc)) from None
+        except (ReportgenError, ValueError) as exc:
             if os.environ.get("REPORTGEN_DEBUG"):
                 raise
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -175,6 +188,30 @@ def one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             ) from None
 
     return wrapper
+
+
+_OS_ADVICE = {
+    errno.EBUSY: "in use or a mount point: reportgen replaces an output folder as a whole, "
+    "so give a folder inside it",
+    errno.EPERM: "not allowed: the file or folder is immutable (lsattr shows 'i'), "
+    "read-only or another user's; choose another path",
+    errno.EACCES: "permission denied: choose a path you may write, or change its permissions",
+    errno.EROFS: "on a read-only file system; choose a path on a writable one",
+    errno.ENOSPC: "the disk is full; free space and run again (finished cases are cached)",
+    errno.EDQUOT: "the disk quota is used up; free space and run again",
+    errno.ENAMETOOLONG: "the name is too long for the file system",
+    errno.ELOOP: "too many levels of symbolic links",
+}
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for a failed file operation: the path(s) it was about, what failed and what
+    to do, instead of Python's ``[Errno 16] Device or resource busy: 'a' -> 'b'``."""
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p not in (None, "")]
+    where = " -> ".join(paths) if paths else "a file being written"
+    reason = exc.strerror or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    advice = _OS_ADVICE.get(exc.errno) if exc.errno is not None else None
+    return f"{where}: {reason}" + (f" ({advice})" if advice else "")
 
 
 class _WarningLines(logging.Handler):
@@ -198,6 +235,11 @@ def _show_warnings() -> None:
 def main() -> None:
     """Failure dossiers for language models: contrastive AttnLRP, attribution graphs, a static site."""
     _show_warnings()
+    from .. import interrupts
+
+    # Ctrl-C / SIGTERM within seconds, even in the middle of one long attention call
+    if interrupts.install():
+        click.get_current_context().call_on_close(interrupts.uninstall)
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -166,9 +166,12 @@ def attribute(flags: QuestionFlags, json_out: Path) -> None:
     """Input relevance of one prediction (AttnLRP), written as JSON."""
     question = flags.question()
     quiet_libraries()
-    from ..pipeline import explain
+    from ..pipeline import attribute_prepared, check_fits, prepare_question
 
-    result = explain(flags.load(), question)
+    loaded = flags.load()
+    prepared = prepare_question(loaded, question)
+    check_fits(loaded, len(prepared.inputs.token_ids))
+    result = attribute_prepared(loaded, prepared)
     write_json(json_out, result.to_json())
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
@@ -270,10 +273,12 @@ def graph(
 
     from ..compute import code_version, model_identity
     from ..graph.step import compute_graph
-    from ..pipeline import prepare_question
+    from ..pipeline import check_fits, prepare_question
 
     loaded = flags.load(model_spec)
-    prepared = prepare_question(loaded, question)
+    where = str(case_file) if case_file is not None else None
+    prepared = prepare_question(loaded, question, where=where)
+    check_fits(loaded, len(prepared.inputs.token_ids), where=where)
     with tqdm(total=loaded.model.config.num_hidden_layers, desc="graph", unit="layer") as bar:
         result = compute_graph(
             loaded,

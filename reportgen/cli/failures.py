@@ -110,6 +110,12 @@ def collect(
         raise click.ClickException("give --items or --limit, not both")
     models = [m.strip() for m in models_csv.split(",") if m.strip()] if models_csv else [model_spec]
     items = [i.strip() for i in items_csv.split(",") if i.strip()] if items_csv else None
+    if items_csv is not None and not items:
+        raise click.ClickException(
+            f"--items {items_csv!r} names no item id; give ids like HumanEval/12"
+        )
+    if models_csv is not None and not models:
+        raise click.ClickException(f"--models {models_csv!r} names no model")
     quiet_libraries()
     from ..collect.runner import Settings
     from ..collect.runner import collect as run_collect

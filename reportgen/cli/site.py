@@ -97,7 +97,9 @@ def run(
         check_one_case_out(resolved, case.id)
     project = load_project(find_project_file([case_file]))
     quiet_libraries()
-    from ..build import BuildReport, compute_results, render_site
+    from ..build import BuildReport, compute_results, render_site, warn_unused_model_settings
+
+    warn_unused_model_settings(project, [case])
     from ..progress import case_steps
 
     def compute() -> Any:
@@ -223,9 +225,27 @@ def build(
 @one_line_errors
 def validate(paths: tuple[Path, ...]) -> None:
     """Check case files; every problem names the file and the field."""
+    from ..build import warn_unused_model_settings
     from ..cases import load_cases
+    from ..errors import CaseError
+    from ..project import find_project_file, load_project
 
-    cases, errors = load_cases(paths or (Path("cases"),))
+    paths = paths or (Path("cases"),)
+    cases, errors = load_cases(paths)
+    if cases:  # the tokens, with each model's tokenizer where it is on disk (no weights)
+        quiet_libraries()
+        from ..precheck import token_problems
+
+        problems = token_problems(cases)
+        failed = {problem.path for problem in problems}
+        cases = [case for case in cases if case.path not in failed]
+        errors.extend(problems)
+    try:  # the project file the build would read, checked as the build checks it
+        project = load_project(find_project_file(list(paths)))
+    except CaseError as exc:
+        errors.append(exc)
+    else:
+        warn_unused_model_settings(project, cases)
     for error in errors:
         click.echo(f"error: {error}", err=True)
     click.echo(f"{len(cases)} valid, {len(errors)} invalid")

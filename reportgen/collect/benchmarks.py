@@ -97,17 +97,42 @@ class Benchmark:
         return {}
 
 
+#: the longest line of a user's JSONL file (one item): a longer prompt fits no model's context,
+#: and tokenising megabytes would only delay the error
+MAX_JSONL_LINE = 1 << 20
+
+
 def jsonl_rows(path: Path) -> list[tuple[int, Any]]:
     """(line number, parsed value) of each non-blank line of a user's JSONL file; a line that
-    is not JSON is an error naming the file and the line."""
+    is not JSON, or longer than :data:`MAX_JSONL_LINE` bytes, is an error naming the file and
+    the line. Only a regular file is read (a FIFO or ``/dev/zero`` would never end)."""
+    from ..files import NotRegularFile, open_regular
+
     rows = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append((n, json.loads(line)))
-        except json.JSONDecodeError as exc:
-            raise ReportgenError(f"{path}:{n}: invalid JSON ({exc.msg})") from None
+    try:
+        with open_regular(path) as handle:
+            for n, raw in enumerate(iter(lambda: handle.readline(MAX_JSONL_LINE + 1), b""), 1):
+                if len(raw) > MAX_JSONL_LINE and not raw.endswith(b"\n"):
+                    raise ReportgenError(
+                        f"{path}:{n}: the line is longer than {MAX_JSONL_LINE // (1 << 20)} MB; "
+                        "one item's prompt must fit a model's context"
+                    )
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise ReportgenError(f"{path}:{n}: not UTF-8 text ({exc.reason})") from None
+                if not line.strip():
+                    continue
+                try:
+                    rows.append((n, json.loads(line)))
+                except json.JSONDecodeError as exc:
+                    raise ReportgenError(f"{path}:{n}: invalid JSON ({exc.msg})") from None
+                except RecursionError:
+                    raise ReportgenError(f"{path}:{n}: JSON nested too deeply") from None
+    except NotRegularFile as exc:
+        raise ReportgenError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise ReportgenError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     return rows
 
 

@@ -40,6 +40,39 @@ def _registry() -> dict[str, Any]:
     return INSTRUCTION_DICT
 
 
+def checked_instructions(where: str, ids: Any, kwargs: Any) -> tuple[list[str], list[dict]]:
+    """``instruction_id_list`` and ``kwargs`` of one item, checked before anything is generated:
+    a list of known IFEval ids (available offline) and one table of arguments per id. Errors
+    name ``where`` (file:line)."""
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise ReportgenError(
+            f"{where}: 'instruction_id_list' must be a non-empty list of IFEval instruction ids "
+            f"(strings), got {ids!r}"[:300]
+        )
+    if kwargs is None:
+        kwargs = [{} for _ in ids]
+    if (
+        not isinstance(kwargs, list)
+        or len(kwargs) != len(ids)
+        or not all(isinstance(k, dict) for k in kwargs)
+    ):
+        raise ReportgenError(
+            f"{where}: 'kwargs' must be a list of {len(ids)} tables, one per instruction id"
+        )
+    registry = _registry()
+    for iid in ids:
+        if iid in OFFLINE_UNSUPPORTED:
+            raise ReportgenError(
+                f"{where}: instruction {iid} needs NLTK data that is not available offline"
+            )
+        if iid not in registry:
+            raise ReportgenError(
+                f"{where}: unknown IFEval instruction id {iid!r} (known: e.g. "
+                f"{', '.join(sorted(registry)[:3])}, ...)"
+            )
+    return list(ids), [dict(k) for k in kwargs]
+
+
 def check_instructions(
     response: str, instruction_ids: list[str], kwargs: list[dict[str, Any]], prompt: str
 ) -> Verdict:
@@ -63,17 +96,20 @@ def check_instructions(
 
 def read_items(path: Path) -> list[Item]:
     items = []
-    for _, row in jsonl_rows(path):
+    for n, row in jsonl_rows(path):
+        where = f"{path}:{n}"
+        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+            raise ReportgenError(f"{where}: needs a string field 'prompt'")
+        if "key" not in row or isinstance(row["key"], dict | list):
+            raise ReportgenError(f"{where}: needs a field 'key' (a string or number)")
         key = str(row["key"])
+        ids, kwargs = checked_instructions(where, row.get("instruction_id_list"), row.get("kwargs"))
         items.append(
             Item(
                 id=key,
                 slug="ifeval-" + slugify(key),
                 prompt=row["prompt"],
-                data={
-                    "instruction_id_list": list(row["instruction_id_list"]),
-                    "kwargs": [dict(k) for k in row["kwargs"]],
-                },
+                data={"instruction_id_list": ids, "kwargs": kwargs},
             )
         )
     return items

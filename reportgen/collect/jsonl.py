@@ -12,7 +12,7 @@ from ..errors import ReportgenError
 from .arithmetic import check_answer, strict_check, wrong_answer
 from .benchmarks import Benchmark, Item, Verdict, jsonl_rows, slugify
 from .humaneval import extract_code
-from .instructions import check_instructions
+from .instructions import check_instructions, checked_instructions
 from .sandbox import run_python
 
 
@@ -33,6 +33,11 @@ class JsonlBenchmark(Benchmark):
                 raise ReportgenError(
                     f"{data}:{n}: needs exactly one of 'tests', 'answer', 'instruction_id_list'"
                 )
+            if isinstance(row.get("id"), dict | list):
+                raise ReportgenError(f"{data}:{n}: 'id' must be a string or number")
+            for name in ("tests", "answer"):
+                if name in row and not isinstance(row[name], str | int | float):
+                    raise ReportgenError(f"{data}:{n}: {name!r} must be text")
             item_id = str(row.get("id", n))
             if item_id in seen:
                 raise ReportgenError(f"{data}:{n}: duplicate id {item_id!r}")
@@ -42,10 +47,12 @@ class JsonlBenchmark(Benchmark):
                 verifier["tests"] = str(row["tests"])
             elif kinds[0] == "answer":
                 verifier["answer"] = str(row["answer"])
-            else:
-                ids = list(row["instruction_id_list"])
+            else:  # checked now: an unknown id would otherwise fail after the generation
+                ids, kwargs = checked_instructions(
+                    f"{data}:{n}", row["instruction_id_list"], row.get("kwargs")
+                )
                 verifier["instruction_id_list"] = ids
-                verifier["kwargs"] = [dict(k) for k in row.get("kwargs", [{}] * len(ids))]
+                verifier["kwargs"] = kwargs
             items.append(
                 Item(
                     id=item_id,

@@ -77,7 +77,7 @@ def recheck(
     below_gap = continued = 0
     for path, case in cases:
         if case.model not in runs:
-            runtime = resolve_runtime(case.model, options, project)
+            runtime = resolve_runtime(case.model, options, project, case_path=case.path)
             loaded = worker.load(case.model, runtime)
             runs[case.model] = Collector(loaded, case.model, bench, settings, folder)
             runtimes[case.model] = runtime.key()

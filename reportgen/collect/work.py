@@ -53,10 +53,21 @@ class Collector:
         return self.tok.decode(list(ids), skip_special_tokens=True)
 
     def head(self, item: Item) -> list[int]:
+        from ..errors import ReportgenError
         from ..inputs import PromptSpec, prepare_input
+        from ..pipeline import context_length
 
         spec = PromptSpec(self.bench.prompt(item, self.chat), chat=self.chat)
-        return list(prepare_input(self.tok, spec).token_ids)
+        ids = list(prepare_input(self.tok, spec).token_ids)
+        limit = context_length(self.loaded.model)
+        if limit is not None and len(ids) + self.max_new > limit[0]:
+            raise ReportgenError(
+                f"{self.bench.name} item {item.id}: the prompt is {len(ids):,} tokens and up to "
+                f"{self.max_new:,} more are generated, more than the {limit[0]:,} of "
+                f"{self.model_spec}'s context ({limit[1]}); shorten the prompt or lower "
+                "--max-new-tokens"
+            )
+        return ids
 
     def stop(self, ids: list[int]) -> bool:
         return self.bench.stop(self.text(ids), self.chat)
@@ -194,7 +205,7 @@ class Collector:
         (``criterion``) and whether the target path broke it."""
         import torch
 
-        from ..cases import parse_case
+        from ..cases import case_model_spec, parse_case
         from ..pipeline import Question, prepare_question
 
         cand = found.candidate
@@ -268,7 +279,7 @@ class Collector:
                 f"Target path (greedy on): fails for the benchmark's reason -- {fail_v.message}. "
                 f"Contrast path ({contrast_text!r} there, greedy on): recovers -- {pass_v.message}."
             ),
-            "model": self.model_spec,
+            "model": case_model_spec(self.model_spec, self.out),
             "chat": self.chat,
             "prompt": self.bench.prompt(item, self.chat),
             "prefix": self.tok.decode(prefix_ids),

@@ -404,13 +404,29 @@ def _figure_set(
 # --- compiling --------------------------------------------------------------------------------
 
 
-def _log_excerpt(log: Path, stdout: str, lines: int = 20) -> str:
-    """The first TeX error ("! ...") with its context line, then the last lines of the log."""
+def _log_excerpt(log: Path, stdout: str, limit: int = 300) -> str:
+    """The meaningful lines of a pdflatex log, on one line: each TeX error ("! ...") with the
+    input line it names ("l.42 ..."), else the fatal messages; never the kilobytes of package
+    chatter around them."""
     text = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else stdout
-    all_lines = text.splitlines()
-    first = next((i for i, line in enumerate(all_lines) if line.startswith("!")), None)
-    head = all_lines[first : first + 3] if first is not None else []
-    return "\n".join([*head, "...", *all_lines[-lines:]])
+    all_lines = [line.strip() for line in text.splitlines()]
+    picked: list[str] = []
+    for i, line in enumerate(all_lines):
+        if line.startswith("!"):
+            picked.append(line)
+            where = next((x for x in all_lines[i + 1 : i + 8] if x.startswith("l.")), None)
+            if where:
+                picked.append(where)
+    if not picked:
+        picked = [
+            line
+            for line in all_lines
+            if "Fatal error" in line or "Emergency stop" in line or "not found" in line
+        ]
+    if not picked:
+        picked = [line for line in all_lines if line][-2:]
+    excerpt = " | ".join(dict.fromkeys(picked))
+    return excerpt if len(excerpt) <= limit else excerpt[: limit - 3] + "..."
 
 
 def compile_tex(tex: Path, case_id: str, pdflatex: str = "pdflatex") -> Path:
@@ -436,8 +452,8 @@ def compile_tex(tex: Path, case_id: str, pdflatex: str = "pdflatex") -> Path:
     log = tex.with_suffix(".log")
     if proc.returncode != 0 or not pdf.is_file():
         raise LatexError(
-            f"case {case_id!r}: pdflatex failed on {tex} (exit {proc.returncode}); "
-            f"from the log:\n{_log_excerpt(log, proc.stdout)}"
+            f"case {case_id!r}: pdflatex failed on {tex.name} (exit {proc.returncode}): "
+            f"{_log_excerpt(log, proc.stdout)}"
         )
     for suffix in (".aux", ".log"):
         tex.with_suffix(suffix).unlink(missing_ok=True)

@@ -91,7 +91,9 @@ def run_cases(
         for index, case in enumerate(cases):
             try:
                 runtimes = {
-                    spec: resolve_runtime(spec, options, project, has_cuda=has_cuda)
+                    spec: resolve_runtime(
+                        spec, options, project, has_cuda=has_cuda, case_path=case.path
+                    )
                     for spec in dict.fromkeys([case.model, *case.compare])
                 }
                 text = Path(case.path).read_text(encoding="utf-8")
@@ -164,6 +166,9 @@ def session(execution: Execution) -> Iterator[bool | None]:
 
 
 def _interrupt(signum: int, frame: Any) -> None:
+    from ..interrupts import note_handled
+
+    note_handled(signum)  # the main thread got to it: no forced exit (reportgen.interrupts)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one during the clean-up: ignored
     raise KeyboardInterrupt
 

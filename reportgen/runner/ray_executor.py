@@ -85,17 +85,60 @@ def ray_session(address: str | None) -> Iterator[bool]:
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if address:
+            check_ray_address(address)
             kwargs["address"] = address
         try:
             ray.init(**kwargs)
-        except ConnectionError as exc:
-            raise ReportgenError(f"--ray-address {address}: cannot connect ({exc})") from None
+        except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            where = f"--ray-address {address}" if address else "starting a local Ray"
+            raise ReportgenError(f"{where}: cannot connect ({first})") from None
         started = True
     try:
         yield ray.cluster_resources().get("GPU", 0) > 0
     finally:
         if started:
             ray.shutdown()
+
+
+#: seconds to wait for a Ray address to accept a connection
+CONNECT_TIMEOUT_S = 10.0
+
+
+def check_ray_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail in seconds, with one line, when nothing answers at ``address`` (HOST:PORT, or
+    ``ray://HOST:PORT``): ``ray.init`` itself retries for minutes. ``auto`` and ``local`` are
+    Ray's own words and are left to it."""
+    import socket
+
+    bare = address.removeprefix("ray://")
+    if bare in ("auto", "local"):
+        return
+    host, sep, port_text = bare.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ReportgenError(
+            f"--ray-address {address}: expected HOST:PORT (what `ray start --head` prints)"
+        )
+    try:
+        socket.create_connection((host, int(port_text)), timeout=timeout).close()
+    except OSError as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+        raise ReportgenError(
+            f"--ray-address {address}: no Ray cluster answers there ({reason}); start one "
+            "with `ray start --head` and give the address it prints, or drop --ray-address "
+            "to start a local Ray"
+        ) from None
+
+
+def _cluster_lost(exc: BaseException) -> ReportgenError:
+    """A Ray failure that is not one case's: a node, the head or a helper actor died."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+    return ReportgenError(
+        f"the Ray cluster lost a process the run needs ({type(exc).__name__}: {first}); "
+        "check the cluster with `ray status` (restart it with `ray stop` and `ray start "
+        "--head` if a node is gone) and run the command again: finished cases are cached"
+    )
 
 
 def run_ray(
@@ -108,6 +151,25 @@ def run_ray(
 ) -> None:
     """Run ``jobs`` inside a ``ray_session``."""
     ray = import_ray()
+    from ray.exceptions import RayError, RayTaskError
+
+    try:
+        _run_ray(ray, jobs, workers, on_outcome, on_progress, poll_s=poll_s)
+    except RayTaskError:
+        raise  # an error raised by our own code in an actor, not a lost process
+    except RayError as exc:
+        raise _cluster_lost(exc) from None
+
+
+def _run_ray(
+    ray: Any,
+    jobs: list[Work],
+    workers: int,
+    on_outcome: OnOutcome,
+    on_progress: OnProgress,
+    *,
+    poll_s: float,
+) -> None:
     from ray.exceptions import RayActorError
 
     resources = ray.cluster_resources()
@@ -191,6 +253,8 @@ def run_ray(
                     )
                 add_follow_ups(pending, on_outcome(outcome))
     finally:
-        for actor in list(actors):
-            ray.kill(actor)
-        ray.kill(box)
+        for actor in [*actors, box]:
+            try:
+                ray.kill(actor)
+            except Exception:  # noqa: BLE001 -- a cluster already gone: nothing left to end
+                pass

@@ -71,12 +71,15 @@ def resolve_runtime(
     project: Project | None = None,
     *,
     has_cuda: bool | None = None,
+    case_path: str | None = None,
 ) -> ModelRuntime:
     """Settings for ``model``: the flag, else the project file's ``[models.NAME]``, else default.
+    ``case_path``: the case naming ``model`` (a NAME may be written as that case writes it).
 
     ``has_cuda`` says whether ``auto`` means CUDA (the driver of a Ray cluster asks the cluster,
     not its own machine); ``None`` asks torch here."""
-    override = project.models.get(model) if project is not None else None
+    found = project.model_settings(model, case_path) if project is not None else None
+    key, override = found if found is not None else (model, None)
     where = project.path if project is not None and project.path else "project file"
     device = options.device or (override.device if override else None) or "auto"
     dtype = options.dtype or (override.dtype if override else None) or DEFAULT_DTYPE
@@ -96,7 +99,7 @@ def resolve_runtime(
             f"{model}: device {device} requested but CUDA is not available {where_cuda}"
         )
     if quantization == "4bit" and not device.startswith("cuda"):
-        source = "--4bit" if options.quantization else f"{where}: models.{model}.quantization"
+        source = "--4bit" if options.quantization else f"{where}: models.{key}.quantization"
         raise ReportgenError(
             f"{source}: 4-bit runs only on CUDA (bitsandbytes' 4-bit backward on the CPU gives "
             f"wrong gradients); {model} would run on {device}"
