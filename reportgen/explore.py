@@ -237,7 +237,8 @@ def case_toml(
     text = "\n".join(lines) + "\n"
     import tomllib
 
-    parse_case(tomllib.loads(text), f"{case_id}.toml")  # what we write must be a valid case
+    # what we write must be a valid case, read where it will be (its model path is relative)
+    parse_case(tomllib.loads(text), str(Path(case_dir or ".") / f"{case_id}.toml"))
     return text
 
 
