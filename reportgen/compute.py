@@ -24,9 +24,10 @@ from .errors import CaseError, warn
 from .faithfulness import failure_pattern, faithfulness
 from .graph.step import compute_graph
 from .graph.types import AttributionGraph
+from .interventions import Continuations, Interventions, case_continuations, case_interventions
 from .models import EMBEDDED_MODELS, LoadedModel, cache_dir, embedded_path, load_model
 from .objectives import Objective
-from .pipeline import Question, attribute_prepared, prepare_question
+from .pipeline import PreparedQuestion, Question, attribute_prepared, prepare_question
 from .progress import Progress, check_memory, no_progress, return_freed_memory
 from .results import CaseResult
 
@@ -342,6 +343,27 @@ def case_faithfulness(
     )
 
 
+def case_circuit(
+    loaded: LoadedModel, case: Case, question: PreparedQuestion, pruned: AttributionGraph
+) -> tuple[Interventions, Continuations | None]:
+    """The graph tested inside the model (ablating its nodes) and what the model would have
+    written after the target and after the contrast (docs/method.md section 10)."""
+    ids, objective = question.inputs.token_ids, question.objective
+    interventions = case_interventions(
+        loaded.model, ids, objective, pruned, tokenizer=loaded.tokenizer
+    )
+    continuations = case_continuations(
+        loaded.model,
+        loaded.tokenizer,
+        ids,
+        objective.target_id,
+        question.contrast.id if question.contrast is not None else None,
+        source=case.source,
+        prefix=case.prefix,
+    )
+    return interventions, continuations
+
+
 def compute_case(
     case: Case,
     loaded: LoadedModel,
@@ -401,6 +423,9 @@ def compute_case(
         progress=lambda done, total: progress("faithfulness", done, total),
     )
     return_freed_memory()
+    progress("interventions", 0, 1)
+    interventions, continuations = case_circuit(loaded, case, question, graph.pruned)
+    return_freed_memory()
     pattern = failure_pattern(attribution.relevance, attribution.special, list(case.relevant))
     if pattern is not None:
         faith["failure_pattern"] = pattern
@@ -437,6 +462,8 @@ def compute_case(
         neurons=graph.neurons,
         faithfulness=faith,
         comparisons=comparisons,
+        interventions=interventions,
+        continuations=continuations,
         environment={
             **environment(loaded, command),
             "model_identity": identity,
