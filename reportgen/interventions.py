@@ -470,8 +470,19 @@ def _from_case_file(
     if tokenizer.decode([token_id]) != text or not output.startswith(prefix + text):
         return None
     rest = output[len(prefix + text) :]
-    ids = tokenizer.encode(rest, add_special_tokens=False)
-    return rest if len(ids) <= tokens else tokenizer.decode(ids[:tokens])
+    return _first_tokens(tokenizer, rest, tokens)
+
+
+def _first_tokens(tokenizer: Any, text: str, tokens: int) -> str:
+    """The start of ``text`` that its first ``tokens`` tokens cover, cut in the text itself
+    (character offsets), so nothing of it is re-spelled; decoded where offsets are missing."""
+    try:
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = encoded["offset_mapping"]
+    except (NotImplementedError, KeyError, TypeError, ValueError):
+        ids = tokenizer.encode(text, add_special_tokens=False)
+        return text if len(ids) <= tokens else tokenizer.decode(ids[:tokens])
+    return text if len(offsets) <= tokens else text[: offsets[tokens - 1][1]]
 
 
 def case_continuations(
