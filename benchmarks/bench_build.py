@@ -13,6 +13,8 @@ as on a new machine. The stages are timed by wrapping the functions that do them
     metrics     pruning, graph metrics and neuron details
     faithful    flip test and deletion curves (reportgen.compute.faithfulness)
     compare     other models (reportgen.compute.compare_models)
+    ablate      interventions: the graph's nodes ablated (reportgen.compute.case_interventions)
+    continue    greedy continuations after target and contrast (compute.case_continuations)
     html        dossier page, charts and data files (reportgen.site.build_site)
     pdf         LaTeX figure set: vl-convert charts + pdflatex (render_latex)
 
@@ -39,7 +41,18 @@ import threading
 import time
 from pathlib import Path
 
-STAGES = ("load", "attribution", "graph", "metrics", "faithful", "compare", "html", "pdf")
+STAGES = (
+    "load",
+    "attribution",
+    "graph",
+    "metrics",
+    "faithful",
+    "compare",
+    "ablate",
+    "continue",
+    "html",
+    "pdf",
+)
 
 
 class StagePeaks:
@@ -109,6 +122,8 @@ def child(case_path: str, pdf: bool, out: Path) -> dict:
     _timed(compute, "attribute_prepared", "attribution", times, peaks)
     _timed(compute, "faithfulness", "faithful", times, peaks)
     _timed(compute, "compare_models", "compare", times, peaks)
+    _timed(compute, "case_interventions", "ablate", times, peaks)
+    _timed(compute, "case_continuations", "continue", times, peaks)
     _timed(compute, "compute_graph", "graph", times, peaks)
     for name in ("prune", "finish_pruning", "graph_metrics", "refine_neurons", "strongest_nodes"):
         _timed(graph_step, name, "metrics", inner, peaks)
@@ -210,6 +225,16 @@ def main() -> None:
             print(
                 f"  {stage:12} median {statistics.median(values):7.2f} s  sum {sum(values):8.2f} s"
                 f"  peak {peak:6.2f} GB"
+            )
+        circuit = [
+            (r["stages"].get("ablate", 0.0) + r["stages"].get("continue", 0.0)) / total
+            for r, total in zip(rows, totals, strict=True)
+            if total > 0
+        ]
+        if circuit:
+            print(
+                f"interventions + continuations: median {statistics.median(circuit):.1%} of a "
+                "case's cold build (without model load; target <= 25%)"
             )
         if args.rebuild:
             print(
