@@ -24,10 +24,10 @@ from .errors import CaseError, warn
 from .faithfulness import failure_pattern, faithfulness
 from .graph.step import compute_graph
 from .graph.types import AttributionGraph
-from .interventions import Continuations, Interventions, case_continuations, case_interventions
+from .interventions import case_circuit
 from .models import EMBEDDED_MODELS, LoadedModel, cache_dir, embedded_path, load_model
 from .objectives import Objective
-from .pipeline import PreparedQuestion, Question, attribute_prepared, prepare_question
+from .pipeline import Question, attribute_prepared, prepare_question
 from .progress import Progress, check_memory, no_progress, return_freed_memory
 from .results import CaseResult
 
@@ -343,27 +343,6 @@ def case_faithfulness(
     )
 
 
-def case_circuit(
-    loaded: LoadedModel, case: Case, question: PreparedQuestion, pruned: AttributionGraph
-) -> tuple[Interventions, Continuations | None]:
-    """The graph tested inside the model (ablating its nodes) and what the model would have
-    written after the target and after the contrast (docs/method.md section 10)."""
-    ids, objective = question.inputs.token_ids, question.objective
-    interventions = case_interventions(
-        loaded.model, ids, objective, pruned, tokenizer=loaded.tokenizer
-    )
-    continuations = case_continuations(
-        loaded.model,
-        loaded.tokenizer,
-        ids,
-        objective.target_id,
-        question.contrast.id if question.contrast is not None else None,
-        source=case.source,
-        prefix=case.prefix,
-    )
-    return interventions, continuations
-
-
 def compute_case(
     case: Case,
     loaded: LoadedModel,
@@ -415,6 +394,8 @@ def compute_case(
         progress=lambda done, total: progress("graph", done, total),
     )
     return_freed_memory()
+    progress("interventions", 0, 1)
+    circuit = case_circuit(loaded, case, question, graph.pruned)
     progress("faithfulness", 0, 1)
     faith = case_faithfulness(
         loaded,
@@ -422,9 +403,6 @@ def compute_case(
         question.objective,
         progress=lambda done, total: progress("faithfulness", done, total),
     )
-    return_freed_memory()
-    progress("interventions", 0, 1)
-    interventions, continuations = case_circuit(loaded, case, question, graph.pruned)
     return_freed_memory()
     pattern = failure_pattern(attribution.relevance, attribution.special, list(case.relevant))
     if pattern is not None:
@@ -457,13 +435,14 @@ def compute_case(
             edges_after_pruning=graph.pruned.n_edges,
             prune=case.graph.prune,
             p=case.graph.p,
+            **circuit.pinned,
         ),
         metrics=graph.metrics,
         neurons=graph.neurons,
         faithfulness=faith,
         comparisons=comparisons,
-        interventions=interventions,
-        continuations=continuations,
+        interventions=circuit.interventions,
+        continuations=circuit.continuations,
         environment={
             **environment(loaded, command),
             "model_identity": identity,

@@ -68,12 +68,25 @@ class Interventions:
     nodes: tuple[NodeEffect, ...]
     subgraph: SubgraphEffect | None
     rank_correlation: float | None
+    # the case's ``[graph] pinned`` nodes ablated at once, and each supernode (label, effect);
+    # None / empty when the case pins nothing (or pins a mid-block state, which is not ablated)
+    pinned: SubgraphEffect | None = None
+    supernodes: tuple[tuple[str, SubgraphEffect], ...] = ()
 
     def deltas(self) -> list[float]:
         """Δf = f_clean − f_ablated per node, in the order of ``nodes``."""
         return [self.f_clean - node.f_ablated for node in self.nodes]
 
     def to_json(self) -> dict[str, Any]:
+        data = self._core_json()
+        if self.pinned is not None:  # only cases that pin nodes have the keys
+            data["pinned"] = _effect_json(self.pinned)
+            data["supernodes"] = [
+                {"label": label, **_effect_json(effect)} for label, effect in self.supernodes
+            ]
+        return data
+
+    def _core_json(self) -> dict[str, Any]:
         return {
             "baseline": self.baseline,
             "f_clean": self.f_clean,
@@ -86,15 +99,7 @@ class Interventions:
                 }
                 for n in self.nodes
             ],
-            "subgraph": None
-            if self.subgraph is None
-            else {
-                "nodes": [[layer, position] for layer, position in self.subgraph.nodes],
-                "f_ablated": self.subgraph.f_ablated,
-                "flips": self.subgraph.flips,
-                "top_id": self.subgraph.top_id,
-                "top_token": self.subgraph.top_token,
-            },
+            "subgraph": None if self.subgraph is None else _effect_json(self.subgraph),
             "rank_correlation": self.rank_correlation,
         }
 
@@ -113,19 +118,36 @@ class Interventions:
                 )
                 for n in data["nodes"]
             ),
-            subgraph=None
-            if sub is None
-            else SubgraphEffect(
-                nodes=tuple((str(layer), int(position)) for layer, position in sub["nodes"]),
-                f_ablated=float(sub["f_ablated"]),
-                flips=bool(sub["flips"]),
-                top_id=int(sub["top_id"]),
-                top_token=str(sub.get("top_token", "")),
-            ),
+            subgraph=None if sub is None else _effect_from_json(sub),
             rank_correlation=None
             if data.get("rank_correlation") is None
             else float(data["rank_correlation"]),
+            pinned=None if data.get("pinned") is None else _effect_from_json(data["pinned"]),
+            supernodes=tuple(
+                (str(group["label"]), _effect_from_json(group))
+                for group in data.get("supernodes") or []
+            ),
         )
+
+
+def _effect_json(effect: SubgraphEffect) -> dict[str, Any]:
+    return {
+        "nodes": [[layer, position] for layer, position in effect.nodes],
+        "f_ablated": effect.f_ablated,
+        "flips": effect.flips,
+        "top_id": effect.top_id,
+        "top_token": effect.top_token,
+    }
+
+
+def _effect_from_json(data: Mapping[str, Any]) -> SubgraphEffect:
+    return SubgraphEffect(
+        nodes=tuple((str(layer), int(position)) for layer, position in data["nodes"]),
+        f_ablated=float(data["f_ablated"]),
+        flips=bool(data["flips"]),
+        top_id=int(data["top_id"]),
+        top_token=str(data.get("top_token", "")),
+    )
 
 
 @dataclass(frozen=True)
@@ -368,15 +390,28 @@ def case_interventions(
     count: int = STRONGEST,
     baseline: str = "mean",
     tokenizer: Any = None,
+    pinned: Sequence[Node] = (),
+    supernodes: Sequence[tuple[str, Sequence[Node]]] = (),
 ) -> Interventions:
     """The dossier's interventions: the ``count`` strongest nodes of the pruned ``graph``
-    ablated one at a time, then all of its nodes at once (docs/method.md section 10)."""
+    ablated one at a time, then all of its nodes at once (docs/method.md section 10); with
+    ``pinned`` nodes also those at once and each of the ``supernodes``, in the same batch."""
     strongest, everything = graph_nodes(graph)
     chosen = strongest[:count]
     sets: list[list[Node]] = [[node] for node in chosen]
     if everything:
         sets.append(everything)
-    run = ablate(model, token_ids, objective, sets, baseline=baseline)
+    groups: list[tuple[str, list[Node]]] = []
+    if pinned and not any(layer.endswith(".mid") for layer, _ in pinned):
+        groups = [("", list(pinned))]
+        groups += [
+            (label, list(nodes))
+            for label, nodes in supernodes
+            if not any(layer.endswith(".mid") for layer, _ in nodes)
+        ]
+    run = ablate(
+        model, token_ids, objective, [*sets, *(nodes for _, nodes in groups)], baseline=baseline
+    )
     layer_of = {name: i for i, name in enumerate(graph.layers)}
     effects = tuple(
         NodeEffect(
@@ -387,16 +422,18 @@ def case_interventions(
         )
         for i, (layer, position) in enumerate(chosen)
     )
-    subgraph = None
-    if everything:
-        f_sub = run.f[-1]
-        subgraph = SubgraphEffect(
-            nodes=tuple(everything),
-            f_ablated=f_sub,
-            flips=run.f_clean > 0 >= f_sub,
-            top_id=run.top[-1],
-            top_token=tokenizer.decode([run.top[-1]]) if tokenizer is not None else "",
+
+    def effect(row: int, nodes: Sequence[Node]) -> SubgraphEffect:
+        return SubgraphEffect(
+            nodes=tuple(nodes),
+            f_ablated=run.f[row],
+            flips=run.f_clean > 0 >= run.f[row],
+            top_id=run.top[row],
+            top_token=tokenizer.decode([run.top[row]]) if tokenizer is not None else "",
         )
+
+    subgraph = effect(len(chosen), everything) if everything else None
+    group_effects = [effect(len(sets) + i, nodes) for i, (_, nodes) in enumerate(groups)]
     return Interventions(
         baseline=baseline,
         f_clean=run.f_clean,
@@ -404,6 +441,10 @@ def case_interventions(
         subgraph=subgraph,
         rank_correlation=spearman(
             [e.relevance for e in effects], [run.f_clean - e.f_ablated for e in effects]
+        ),
+        pinned=group_effects[0] if group_effects else None,
+        supernodes=tuple(
+            (label, group) for (label, _), group in zip(groups[1:], group_effects[1:], strict=True)
         ),
     )
 
@@ -431,29 +472,29 @@ def can_generate(model: Any) -> bool:
 
 def greedy_ids(model: Any, tokenizer: Any, token_ids: Sequence[int], tokens: int) -> list[int]:
     """Up to ``tokens`` greedy next tokens after ``token_ids`` (an end-of-sequence token ends
-    it and is kept), with ``generate``'s KV cache and none of the model's sampling defaults."""
-    import torch
-    from transformers import GenerationConfig
+    it and is kept): the argmax of the last position's logits, step by step with the KV cache
+    (``generate``'s own loop costs several times more per token on a small model)."""
+    import inspect
 
-    eos = _eos_ids(model, tokenizer)
-    pad = getattr(tokenizer, "pad_token_id", None)
-    config = GenerationConfig(
-        max_new_tokens=tokens,
-        do_sample=False,
-        num_beams=1,
-        eos_token_id=eos or None,
-        pad_token_id=pad if pad is not None else (eos[0] if eos else 0),
-    )
+    import torch
+    from transformers import DynamicCache
+
+    eos = set(_eos_ids(model, tokenizer))
+    params = inspect.signature(model.forward).parameters
+    cache_name = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5
+    extra: dict[str, Any] = {"use_cache": True, cache_name: DynamicCache()}
+    if "logits_to_keep" in params:
+        extra["logits_to_keep"] = 1
     device = next(model.parameters()).device
     ids = torch.tensor([list(token_ids)], device=device)
+    new: list[int] = []
     with torch.no_grad():
-        out = model.generate(
-            input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config
-        )
-    new = [int(t) for t in out[0, len(token_ids) :]]
-    for i, token in enumerate(new):
-        if token in eos:
-            return new[: i + 1]
+        while len(new) < tokens:
+            token = int(model(input_ids=ids, **extra).logits[0, -1].argmax())
+            new.append(token)
+            if token in eos:
+                break
+            ids = torch.tensor([[token]], device=device)
     return new
 
 
@@ -520,3 +561,85 @@ def case_continuations(
         contrast=path(contrast_id) if contrast_id is not None else None,
         tokens=tokens,
     )
+
+
+# --- a pinned subgraph ----------------------------------------------------------------------
+
+
+def pinned_meta(case: Any, graph: AttributionGraph) -> dict[str, Any]:
+    """The case's ``[graph] pinned`` and ``supernodes`` for the graph's metadata (nothing when
+    the case pins nothing): every node checked against the graph's layers and tokens, the
+    supernodes' nodes pinned too."""
+    from .errors import CaseError
+
+    settings = case.graph
+    if not settings.pinned and not settings.supernodes:
+        return {}
+    named = [("graph.pinned", i, node) for i, node in enumerate(settings.pinned)]
+    for g, (_, nodes) in enumerate(settings.supernodes):
+        named += [(f"graph.supernodes[{g}].nodes", i, node) for i, node in enumerate(nodes)]
+    pinned: list[list[Any]] = []
+    for field_name, i, (layer, position) in named:
+        if layer not in graph.layers:
+            raise CaseError(
+                case.path,
+                f"{field_name}[{i}]",
+                f"layer {layer!r} is not a layer of the graph ({', '.join(graph.layers[:4])}, …)",
+            )
+        if position >= graph.n_tokens:
+            raise CaseError(
+                case.path,
+                f"{field_name}[{i}]",
+                f"position {position} is outside the {graph.n_tokens} input tokens",
+            )
+        if [layer, position] not in pinned:
+            pinned.append([layer, position])
+    return {
+        "pinned": pinned,
+        "supernodes": [
+            {"label": label, "nodes": [[layer, position] for layer, position in nodes]}
+            for label, nodes in settings.supernodes
+        ],
+    }
+
+
+# --- the case's step ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Circuit:
+    """What ``compute_case``'s interventions step returns: the ablations, the continuations,
+    and the case's pinned subgraph for the graph's metadata (empty when it pins nothing)."""
+
+    interventions: Interventions
+    continuations: Continuations | None
+    pinned: dict[str, Any]
+
+
+def case_circuit(loaded: Any, case: Any, question: Any, pruned: AttributionGraph) -> Circuit:
+    """The graph tested inside the model (its nodes ablated) and what the model would have
+    written after the target and after the contrast (docs/method.md section 10)."""
+    pinned = pinned_meta(case, pruned)  # a bad node is a one-line error before any cost
+    ids, objective = question.inputs.token_ids, question.objective
+    interventions = case_interventions(
+        loaded.model,
+        ids,
+        objective,
+        pruned,
+        tokenizer=loaded.tokenizer,
+        pinned=[(layer, position) for layer, position in pinned.get("pinned", [])],
+        supernodes=[
+            (group["label"], [(layer, position) for layer, position in group["nodes"]])
+            for group in pinned.get("supernodes", [])
+        ],
+    )
+    continuations = case_continuations(
+        loaded.model,
+        loaded.tokenizer,
+        ids,
+        objective.target_id,
+        question.contrast.id if question.contrast is not None else None,
+        source=case.source,
+        prefix=case.prefix,
+    )
+    return Circuit(interventions, continuations, pinned)

@@ -262,6 +262,15 @@ def test_continuations_equal_a_plain_greedy_loop(arch, one_thread):
         new = plain_greedy(model, [*IDS, token], 12, {tokenizer.eos_token_id})
         assert text == tokenizer.decode(new)
     assert result.target != result.contrast
+    from transformers import GenerationConfig
+
+    config = GenerationConfig(max_new_tokens=12, do_sample=False, eos_token_id=2, pad_token_id=0)
+    x = torch.tensor([[*IDS, 10]])
+    with torch.no_grad():
+        generated = model.generate(
+            input_ids=x, attention_mask=torch.ones_like(x), generation_config=config
+        )
+    assert result.target == tokenizer.decode(generated[0, len(IDS) + 1 :])
     no_contrast = case_continuations(model, tokenizer, IDS, 10, None, tokens=12)
     assert no_contrast.contrast is None and no_contrast.target == result.target
 
@@ -409,3 +418,93 @@ def replace_subgraph(interventions, f_ablated):
     from dataclasses import replace
 
     return replace(interventions, subgraph=replace(interventions.subgraph, f_ablated=f_ablated))
+
+
+# --- a pinned subgraph from the case file -------------------------------------------------------
+
+PINNED_CASE = """
+id = "pinned"
+model = "tiny"
+prompt = "the capital of france is"
+target = "paris"
+contrast = "lyon"
+
+[graph]
+pinned = [["emb", 2], ["0", 5], ["1", 5]]
+supernodes = [
+  { label = "subject", nodes = [["emb", 2], ["emb", 3]] },
+  { label = "answer", nodes = [["1", 5]] },
+]
+"""
+
+
+def test_case_files_pin_nodes_and_group_them(tmp_path):
+    import tomllib
+
+    from reportgen.cases import parse_case
+    from reportgen.errors import CaseError
+
+    case = parse_case(tomllib.loads(PINNED_CASE), "pinned.toml")
+    assert case.graph.pinned == (("emb", 2), ("0", 5), ("1", 5))
+    assert case.graph.supernodes == (
+        ("subject", (("emb", 2), ("emb", 3))),
+        ("answer", (("1", 5),)),
+    )
+    bad = {
+        'pinned = [["emb", -1]]': "graph.pinned[0]",
+        'pinned = [["layer4", 1]]': "graph.pinned[0]",
+        'pinned = [["3", 1], ["3", 1]]': "graph.pinned[1]",
+        'pinned = "emb 1"': "graph.pinned",
+        'supernodes = [{ label = "", nodes = [["emb", 1]] }]': "graph.supernodes[0].label",
+        'supernodes = [{ label = "a", nodes = [] }]': "graph.supernodes[0].nodes",
+        'supernodes = [{ label = "a", nodes = [["emb", 1]], colour = "red" }]': "graph.supernodes[0]",
+        'supernodes = [{ label = "a", nodes = [["emb", 1]] }, { label = "b", nodes = [["emb", 1]] }]': "graph.supernodes[1].nodes",
+    }
+    head = PINNED_CASE.split("[graph]")[0] + "[graph]\n"
+    for line, field in bad.items():
+        with pytest.raises(CaseError) as error:
+            parse_case(tomllib.loads(head + line), "bad.toml")
+        assert error.value.field == field, line
+        assert "\n" not in str(error.value)
+
+
+def test_pinned_nodes_are_checked_against_the_graph_and_ablated(one_thread):
+    import tomllib
+
+    from reportgen.cases import parse_case
+    from reportgen.errors import CaseError
+    from reportgen.interventions import pinned_meta
+
+    case = parse_case(tomllib.loads(PINNED_CASE), "pinned.toml")
+    n = len(IDS)
+    relevance = np.zeros((3, n))
+    relevance[0, 2], relevance[1, 5], relevance[2, n - 1] = 0.4, -0.2, 1.0
+    graph = toy_graph(n, relevance, [(0, 2, 1, 5), (1, 5, 2, n - 1)])
+    meta = pinned_meta(case, graph)
+    assert meta["pinned"] == [["emb", 2], ["0", 5], ["1", 5], ["emb", 3]]  # groups pinned too
+    assert meta["supernodes"][0] == {"label": "subject", "nodes": [["emb", 2], ["emb", 3]]}
+    model = tiny_model("llama", dtype=torch.float64)
+    pinned = [tuple(node) for node in meta["pinned"]]
+    groups = [(g["label"], [tuple(node) for node in g["nodes"]]) for g in meta["supernodes"]]
+    result = case_interventions(model, IDS, OBJECTIVE, graph, pinned=pinned, supernodes=groups)
+    assert result.pinned.f_ablated == pytest.approx(
+        reference_f(model, IDS, OBJECTIVE, pinned), rel=1e-10
+    )
+    for (label, nodes), (got_label, effect) in zip(groups, result.supernodes, strict=True):
+        assert got_label == label
+        assert effect.f_ablated == pytest.approx(
+            reference_f(model, IDS, OBJECTIVE, nodes), rel=1e-10
+        )
+    back = Interventions.from_json(json.loads(json.dumps(result.to_json())))
+    assert back == result and result.to_json()["supernodes"][1]["label"] == "answer"
+    assert "pinned" not in case_interventions(model, IDS, OBJECTIVE, graph).to_json()
+
+    for line, field in {
+        'pinned = [["7", 1]]': "graph.pinned[0]",
+        'pinned = [["emb", 99]]': "graph.pinned[0]",
+        'supernodes = [{ label = "a", nodes = [["0.mid", 1]] }]': "graph.supernodes[0].nodes[0]",
+    }.items():
+        head = PINNED_CASE.split("[graph]")[0] + "[graph]\n"
+        with pytest.raises(CaseError) as error:
+            pinned_meta(parse_case(tomllib.loads(head + line), "p.toml"), graph)
+        assert error.value.field == field

@@ -70,6 +70,24 @@ def subgraph_words(interventions: Any, target: str, contrast: str | None) -> str
     )
 
 
+def group_rows(interventions: Any) -> list[dict[str, Any]]:
+    """The case's pinned nodes and each supernode ablated at once: label, size, f, Δf."""
+    groups = []
+    if interventions.pinned is not None:
+        groups.append(("all pinned nodes", interventions.pinned))
+    groups += [(f"supernode {label!r}", effect) for label, effect in interventions.supernodes]
+    return [
+        {
+            "label": label,
+            "nodes": len(effect.nodes),
+            "f_ablated": effect.f_ablated,
+            "delta": interventions.f_clean - effect.f_ablated,
+            "flips": effect.flips,
+        }
+        for label, effect in groups
+    ]
+
+
 def _bar(value: float, scale: float) -> dict[str, Any]:
     width = 0.0 if scale == 0 else min(100.0, 100.0 * abs(value) / scale)
     return {"width": f"{width:.1f}%", "sign": "pos" if value >= 0 else "neg"}
@@ -115,6 +133,7 @@ def circuit_context(result: CaseResult) -> dict[str, Any] | None:
             "subgraph_f": sub.f_ablated if sub is not None else None,
             "subgraph_nodes": len(sub.nodes) if sub is not None else 0,
             "flips": sub.flips if sub is not None else None,
+            "groups": group_rows(interventions),
         }
     paths = None
     if continuations is not None:
