@@ -207,6 +207,7 @@ def _cached_figures(
 
     digest = hashlib.sha256(result.dumps().encode())
     digest.update(Path(latex.__file__).read_bytes())
+    digest.update(Path(latex.__file__).with_name("pinned_figure.py").read_bytes())
     folder = cache_dir() / "figures" / digest.hexdigest()[:24]
     if use_cache and _figures_intact(folder, result.case_id):
         return folder
