@@ -472,13 +472,24 @@ def can_generate(model: Any) -> bool:
 
 def greedy_ids(model: Any, tokenizer: Any, token_ids: Sequence[int], tokens: int) -> list[int]:
     """Up to ``tokens`` greedy next tokens after ``token_ids`` (an end-of-sequence token ends
-    it and is kept): the argmax of the last position's logits, step by step with the KV cache
-    (``generate``'s own loop costs several times more per token on a small model)."""
+    it and is kept)."""
+    return greedy_batch(model, tokenizer, [token_ids], tokens)[0]
+
+
+def greedy_batch(
+    model: Any, tokenizer: Any, sequences: Sequence[Sequence[int]], tokens: int
+) -> list[list[int]]:
+    """:func:`greedy_ids` of several sequences of one length, as one batch: the argmax of the
+    last position's logits, step by step with the KV cache. A decoding step of a small model
+    costs about what streaming its weights costs, whatever the batch, so the target's and the
+    contrast's paths together cost what one costs (``generate``'s own loop adds more per step)."""
     import inspect
 
     import torch
     from transformers import DynamicCache
 
+    if len({len(s) for s in sequences}) > 1:
+        raise ValueError("greedy_batch needs sequences of one length (no padding)")
     eos = set(_eos_ids(model, tokenizer))
     params = inspect.signature(model.forward).parameters
     cache_name = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5
@@ -486,15 +497,17 @@ def greedy_ids(model: Any, tokenizer: Any, token_ids: Sequence[int], tokens: int
     if "logits_to_keep" in params:
         extra["logits_to_keep"] = 1
     device = next(model.parameters()).device
-    ids = torch.tensor([list(token_ids)], device=device)
-    new: list[int] = []
+    ids = torch.tensor([list(s) for s in sequences], device=device)
+    new: list[list[int]] = [[] for _ in sequences]
+    done = [tokens <= 0] * len(sequences)
     with torch.no_grad():
-        while len(new) < tokens:
-            token = int(model(input_ids=ids, **extra).logits[0, -1].argmax())
-            new.append(token)
-            if token in eos:
-                break
-            ids = torch.tensor([[token]], device=device)
+        while not all(done):
+            chosen = model(input_ids=ids, **extra).logits[:, -1].argmax(-1).tolist()
+            for row, token in enumerate(chosen):
+                if not done[row]:  # a finished row rides along; its tokens are not kept
+                    new[row].append(int(token))
+                    done[row] = int(token) in eos or len(new[row]) >= tokens
+            ids = torch.tensor([[t] for t in chosen], device=device)
     return new
 
 
@@ -552,13 +565,11 @@ def case_continuations(
     if not can_generate(model):
         return None
 
-    def path(token: int) -> str:
-        new = greedy_ids(model, tokenizer, [*token_ids, token], tokens)
-        return tokenizer.decode(new)
-
+    firsts = [target_id] if contrast_id is None else [target_id, contrast_id]
+    paths = greedy_batch(model, tokenizer, [[*token_ids, first] for first in firsts], tokens)
     return Continuations(
-        target=path(target_id),
-        contrast=path(contrast_id) if contrast_id is not None else None,
+        target=tokenizer.decode(paths[0]),
+        contrast=tokenizer.decode(paths[1]) if contrast_id is not None else None,
         tokens=tokens,
     )
 
