@@ -308,14 +308,20 @@ def ablate(
             for layer, position in sets[index]:
                 by_layer.setdefault(layer, []).append((row, position))
         width = len(chunk)
+        index_of = {
+            layer: (
+                torch.tensor([row for row, _ in pairs], device=device),
+                torch.tensor([position for _, position in pairs], device=device),
+            )
+            for layer, pairs in by_layer.items()
+        }
 
-        def edit(layer: int, hidden: Any, width: int = width, by_layer: Any = by_layer) -> Any:
+        def edit(layer: int, hidden: Any, width: int = width, index_of: Any = index_of) -> Any:
             if hidden.shape[0] == 1 and width > 1:  # the first ablated layer: one row per set
                 hidden = hidden.expand(width, *hidden.shape[1:])
             hidden = hidden.clone()
-            replacement = means[layer].to(hidden.dtype)
-            for row, position in by_layer[layer]:
-                hidden[row, position] = replacement
+            rows_at, positions_at = index_of[layer]
+            hidden[rows_at, positions_at] = means[layer].to(hidden.dtype)
             return hidden
 
         handles = _hook_layers(blocks, list(by_layer), edit)
