@@ -494,6 +494,8 @@ def greedy_batch(
     import torch
     from transformers import DynamicCache
 
+    if not sequences:
+        return []
     if len({len(s) for s in sequences}) > 1:
         raise ValueError("greedy_batch needs sequences of one length (no padding)")
     eos = set(_eos_ids(model, tokenizer))
@@ -523,6 +525,8 @@ def _from_case_file(
     """The path a collected case's ``[source]`` holds after ``token_id`` (its ``failing_output``
     for the target, ``recovering_output`` for the contrast), cut to ``tokens`` tokens; None when
     the case file has none or it does not start with the prefix and that token."""
+    if token_id in _eos_ids(None, tokenizer):
+        return ""  # the path ends with that token: nothing follows it
     output = source.get("failing_output" if role == "target" else "recovering_output")
     text = source.get(f"{role}_text")
     if not isinstance(output, str) or not isinstance(text, str):
@@ -571,11 +575,15 @@ def case_continuations(
     if not can_generate(model):
         return None
 
+    eos = set(_eos_ids(model, tokenizer))
     firsts = [target_id] if contrast_id is None else [target_id, contrast_id]
-    paths = greedy_batch(model, tokenizer, [[*token_ids, first] for first in firsts], tokens)
+    going = [first for first in firsts if first not in eos]  # an end token ends its path
+    generated = greedy_batch(model, tokenizer, [[*token_ids, f] for f in going], tokens)
+    paths = dict(zip(going, generated, strict=True))
+    text = {first: tokenizer.decode(paths[first]) if first in paths else "" for first in firsts}
     return Continuations(
-        target=tokenizer.decode(paths[0]),
-        contrast=tokenizer.decode(paths[1]) if contrast_id is not None else None,
+        target=text[target_id],
+        contrast=text[contrast_id] if contrast_id is not None else None,
         tokens=tokens,
     )
 

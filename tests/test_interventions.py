@@ -285,6 +285,19 @@ def test_continuations_stop_at_the_end_of_sequence(one_thread):
     assert result.target == tokenizer.decode([first])
 
 
+def test_nothing_follows_an_end_of_sequence_token(one_thread):
+    model = tiny_model("llama", dtype=torch.float64)
+    tokenizer = tiny_tokenizer()
+    eos = tokenizer.eos_token_id
+    result = case_continuations(model, tokenizer, IDS, eos, 11, tokens=5)
+    assert result.target == ""
+    assert result.contrast == tokenizer.decode(plain_greedy(model, [*IDS, 11], 5, {eos}))
+    source = {"target_text": "</s>", "contrast_text": "lyon", "failing_output": "x"}
+    source["recovering_output"] = "the lyon a b"
+    reused = case_continuations(None, tokenizer, IDS, eos, 11, source=source, prefix="the ")
+    assert reused == Continuations("", " a b", 32, "case file")
+
+
 def test_a_masked_lm_has_no_continuation(one_thread):
     assert case_continuations(tiny_model("bert"), tiny_tokenizer(), IDS, 10, 11) is None
 
