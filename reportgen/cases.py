@@ -51,6 +51,7 @@ _GRAPH_FIELDS = {
     "method",
     "pinned",
     "supernodes",
+    "ablation",
 }
 _NODE_LAYER = re.compile(r"emb|[0-9]+(\.mid)?")
 #: a node of the graph as a case file names it: (layer, position), e.g. ("emb", 3), ("12", 40)
@@ -71,6 +72,8 @@ class GraphSettings:
     # (supernodes: label -> nodes); drawn as a figure by the build (docs/notes/circuits.md)
     pinned: tuple[GraphNode, ...] = ()
     supernodes: tuple[tuple[str, tuple[GraphNode, ...]], ...] = ()
+    # what an ablated node's state is replaced by: its layer's mean over positions, or zeros
+    ablation: str = "mean"
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,9 @@ def _graph_settings(path: str, data: Any) -> GraphSettings:
     method = data.get("method", "auto")
     if method not in ("auto", "closed", "packed"):
         raise CaseError(path, "graph.method", f"must be auto, closed or packed, got {method!r}")
+    ablation = data.get("ablation", "mean")
+    if ablation not in ("mean", "zero"):
+        raise CaseError(path, "graph.ablation", f"must be mean or zero, got {ablation!r}")
     pinned = _graph_nodes(path, "graph.pinned", data.get("pinned", []))
     supernodes = _supernodes(path, data.get("supernodes", []))
     return GraphSettings(
@@ -211,6 +217,7 @@ def _graph_settings(path: str, data: Any) -> GraphSettings:
         method=method,
         pinned=pinned,
         supernodes=supernodes,
+        ablation=ablation,
         **numbers,
     )
 

@@ -652,6 +652,7 @@ def case_circuit(loaded: Any, case: Any, question: Any, pruned: AttributionGraph
         objective,
         pruned,
         tokenizer=loaded.tokenizer,
+        baseline=case.graph.ablation,
         pinned=[(layer, position) for layer, position in pinned.get("pinned", [])],
         supernodes=[
             (group["label"], [(layer, position) for layer, position in group["nodes"]])

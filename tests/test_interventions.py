@@ -458,6 +458,10 @@ def test_case_files_pin_nodes_and_group_them(tmp_path):
     from reportgen.errors import CaseError
 
     case = parse_case(tomllib.loads(PINNED_CASE), "pinned.toml")
+    assert case.graph.ablation == "mean"
+    assert (
+        parse_case(tomllib.loads(PINNED_CASE + 'ablation = "zero"\n'), "z").graph.ablation == "zero"
+    )
     assert case.graph.pinned == (("emb", 2), ("0", 5), ("1", 5))
     assert case.graph.supernodes == (
         ("subject", (("emb", 2), ("emb", 3))),
@@ -468,6 +472,7 @@ def test_case_files_pin_nodes_and_group_them(tmp_path):
         'pinned = [["layer4", 1]]': "graph.pinned[0]",
         'pinned = [["3", 1], ["3", 1]]': "graph.pinned[1]",
         'pinned = "emb 1"': "graph.pinned",
+        'ablation = "resample"': "graph.ablation",
         'supernodes = [{ label = "", nodes = [["emb", 1]] }]': "graph.supernodes[0].label",
         'supernodes = [{ label = "a", nodes = [] }]': "graph.supernodes[0].nodes",
         'supernodes = [{ label = "a", nodes = [["emb", 1]], colour = "red" }]': "graph.supernodes[0]",
@@ -521,3 +526,29 @@ def test_pinned_nodes_are_checked_against_the_graph_and_ablated(one_thread):
         with pytest.raises(CaseError) as error:
             pinned_meta(parse_case(tomllib.loads(head + line), "p.toml"), graph)
         assert error.value.field == field
+
+
+def test_the_case_chooses_zero_ablation(one_thread):
+    import tomllib
+    from types import SimpleNamespace
+
+    from reportgen.cases import parse_case
+    from reportgen.interventions import case_circuit
+
+    head = PINNED_CASE.split("[graph]")[0]
+    case = parse_case(tomllib.loads(head + '[graph]\nablation = "zero"\n'), "z.toml")
+    model, tokenizer = tiny_model("llama", dtype=torch.float64), tiny_tokenizer()
+    relevance = np.zeros((3, len(IDS)))
+    relevance[0, 2] = 0.5
+    graph = toy_graph(len(IDS), relevance, [(0, 2, 1, 2), (1, 2, 2, len(IDS) - 1)])
+    question = SimpleNamespace(
+        inputs=SimpleNamespace(token_ids=tuple(IDS)),
+        objective=OBJECTIVE,
+        contrast=SimpleNamespace(id=11),
+    )
+    circuit = case_circuit(SimpleNamespace(model=model, tokenizer=tokenizer), case, question, graph)
+    assert circuit.interventions.baseline == "zero" and circuit.pinned == {}
+    assert circuit.interventions.nodes[0].f_ablated == pytest.approx(
+        reference_f(model, IDS, OBJECTIVE, [("emb", 2)], "zero"), rel=1e-10
+    )
+    assert circuit.continuations.source == "greedy"
