@@ -13,6 +13,8 @@ as on a new machine. The stages are timed by wrapping the functions that do them
     metrics     pruning, graph metrics and neuron details
     faithful    flip test and deletion curves (reportgen.compute.faithfulness)
     compare     other models (reportgen.compute.compare_models)
+    ablate      interventions: the graph's nodes ablated (reportgen.interventions.case_interventions)
+    continue    greedy continuations after target and contrast (interventions.case_continuations)
     html        dossier page, charts and data files (reportgen.site.build_site)
     pdf         LaTeX figure set: vl-convert charts + pdflatex (render_latex)
 
@@ -39,7 +41,18 @@ import threading
 import time
 from pathlib import Path
 
-STAGES = ("load", "attribution", "graph", "metrics", "faithful", "compare", "html", "pdf")
+STAGES = (
+    "load",
+    "attribution",
+    "graph",
+    "metrics",
+    "faithful",
+    "compare",
+    "ablate",
+    "continue",
+    "html",
+    "pdf",
+)
 
 
 class StagePeaks:
@@ -97,7 +110,7 @@ def _timed(module, name: str, stage: str, times: dict[str, float], peaks: StageP
 def child(case_path: str, pdf: bool, out: Path) -> dict:
     """One case, cold: compute, render, figure set; returns seconds per stage and peak RSS."""
     from reportgen import build as build_mod
-    from reportgen import compute, site
+    from reportgen import compute, interventions, site
     from reportgen.cases import load_case
     from reportgen.graph import step as graph_step
     from reportgen.models import load_model
@@ -109,6 +122,8 @@ def child(case_path: str, pdf: bool, out: Path) -> dict:
     _timed(compute, "attribute_prepared", "attribution", times, peaks)
     _timed(compute, "faithfulness", "faithful", times, peaks)
     _timed(compute, "compare_models", "compare", times, peaks)
+    _timed(interventions, "case_interventions", "ablate", times, peaks)
+    _timed(interventions, "case_continuations", "continue", times, peaks)
     _timed(compute, "compute_graph", "graph", times, peaks)
     for name in ("prune", "finish_pruning", "graph_metrics", "refine_neurons", "strongest_nodes"):
         _timed(graph_step, name, "metrics", inner, peaks)
@@ -211,6 +226,20 @@ def main() -> None:
                 f"  {stage:12} median {statistics.median(values):7.2f} s  sum {sum(values):8.2f} s"
                 f"  peak {peak:6.2f} GB"
             )
+        for label, stages in (
+            ("interventions (ablate)", ("ablate",)),
+            ("interventions + continuations", ("ablate", "continue")),
+        ):
+            shares = [
+                sum(r["stages"].get(stage, 0.0) for stage in stages) / total
+                for r, total in zip(rows, totals, strict=True)
+                if total > 0
+            ]
+            if shares:
+                print(
+                    f"{label}: median {statistics.median(shares):.1%} of a case's cold build "
+                    "(without model load; target <= 25%)"
+                )
         if args.rebuild:
             print(
                 f"median rebuild from cache: {statistics.median(r['rebuild_s'] for r in rows):.2f} s"

@@ -260,6 +260,7 @@ def _cached_figures(
     digest.update(Path(latex.__file__).read_bytes())
     digest.update(Path(paper.__file__).read_bytes())  # the paper figures and their settings
     digest.update(repr(settings or FigureSettings()).encode())
+    digest.update(Path(latex.__file__).with_name("pinned_figure.py").read_bytes())
     folder = cache_dir() / "figures" / digest.hexdigest()[:24]
     if use_cache and _figures_intact(folder, result.case_id):
         return folder

@@ -41,7 +41,21 @@ _KNOWN_FIELDS = {
     "source",
     "notes",
 }
-_GRAPH_FIELDS = {"layers", "prune", "p", "threshold", "node_threshold", "split", "method"}
+_GRAPH_FIELDS = {
+    "layers",
+    "prune",
+    "p",
+    "threshold",
+    "node_threshold",
+    "split",
+    "method",
+    "pinned",
+    "supernodes",
+    "ablation",
+}
+_NODE_LAYER = re.compile(r"emb|[0-9]+(\.mid)?")
+#: a node of the graph as a case file names it: (layer, position), e.g. ("emb", 3), ("12", 40)
+GraphNode = tuple[str, int]
 PRUNE_METHODS = ("cum_mass", "threshold", "none")
 
 
@@ -54,6 +68,12 @@ class GraphSettings:
     node_threshold: float = 0.01
     split: bool = False
     method: str = "auto"
+    # a subgraph the reader pinned (the explorer's pinnedIds) and labelled groups of its nodes
+    # (supernodes: label -> nodes); drawn as a figure by the build (docs/notes/circuits.md)
+    pinned: tuple[GraphNode, ...] = ()
+    supernodes: tuple[tuple[str, tuple[GraphNode, ...]], ...] = ()
+    # what an ablated node's state is replaced by: its layer's mean over positions, or zeros
+    ablation: str = "mean"
 
 
 @dataclass(frozen=True)
@@ -199,13 +219,82 @@ def _graph_settings(path: str, data: Any) -> GraphSettings:
             )
         if split:
             raise CaseError(path, "graph.split", "cannot be combined with a subset of graph.layers")
+    ablation = data.get("ablation", "mean")
+    if ablation not in ("mean", "zero"):
+        raise CaseError(path, "graph.ablation", f"must be mean or zero, got {ablation!r}")
+    pinned = _graph_nodes(path, "graph.pinned", data.get("pinned", []))
+    supernodes = _supernodes(path, data.get("supernodes", []))
     return GraphSettings(
         layers="all" if layers == "all" else tuple(layers),
         prune=prune,
         split=split,
         method=method,
+        pinned=pinned,
+        supernodes=supernodes,
+        ablation=ablation,
         **numbers,
     )
+
+
+def _graph_nodes(path: str, name: str, value: Any) -> tuple[GraphNode, ...]:
+    """A list of [layer, position] pairs: layer "emb", "3" or "3.mid", position an integer >= 0
+    (whether they exist in the graph is checked once the graph is computed)."""
+    if not isinstance(value, list):
+        raise CaseError(path, name, f"must be a list of [layer, position] pairs, got {value!r}")
+    nodes: list[GraphNode] = []
+    for i, item in enumerate(value):
+        ok = (
+            isinstance(item, list)
+            and len(item) == 2
+            and isinstance(item[0], str)
+            and _NODE_LAYER.fullmatch(item[0]) is not None
+            and isinstance(item[1], int)
+            and not isinstance(item[1], bool)
+            and item[1] >= 0
+        )
+        if not ok:
+            raise CaseError(
+                path,
+                f"{name}[{i}]",
+                'must be [layer, position] with layer "emb", "3" or "3.mid" and position an '
+                f"integer >= 0, got {item!r}",
+            )
+        node = (item[0], int(item[1]))
+        if node in nodes:
+            raise CaseError(path, f"{name}[{i}]", f"repeats the node {list(node)!r}")
+        nodes.append(node)
+    return tuple(nodes)
+
+
+def _supernodes(path: str, value: Any) -> tuple[tuple[str, tuple[GraphNode, ...]], ...]:
+    """``supernodes = [{ label = "...", nodes = [[layer, position], ...] }, ...]``: labelled,
+    disjoint groups of nodes."""
+    if not isinstance(value, list):
+        raise CaseError(path, "graph.supernodes", "must be a list of { label, nodes } tables")
+    groups: list[tuple[str, tuple[GraphNode, ...]]] = []
+    seen: dict[GraphNode, str] = {}
+    for i, item in enumerate(value):
+        name = f"graph.supernodes[{i}]"
+        if not isinstance(item, dict) or set(item) != {"label", "nodes"}:
+            raise CaseError(
+                path, name, 'must be a table { label = "...", nodes = [[layer, position], ...] }'
+            )
+        label = item["label"]
+        if not isinstance(label, str) or not label.strip():
+            raise CaseError(path, f"{name}.label", "must be a non-empty string")
+        if label in (g[0] for g in groups):
+            raise CaseError(path, f"{name}.label", f"repeats the label {label!r}")
+        nodes = _graph_nodes(path, f"{name}.nodes", item["nodes"])
+        if not nodes:
+            raise CaseError(path, f"{name}.nodes", "must name at least one node")
+        for node in nodes:
+            if node in seen:
+                raise CaseError(
+                    path, f"{name}.nodes", f"node {list(node)!r} is already in {seen[node]!r}"
+                )
+            seen[node] = label
+        groups.append((label, nodes))
+    return tuple(groups)
 
 
 def resolve_model_spec(spec: str, case_path: str) -> str:

@@ -23,6 +23,7 @@ from .errors import CaseError, ModelLoadError, warn
 from .faithfulness import failure_pattern, faithfulness
 from .graph.step import compute_graph
 from .graph.types import AttributionGraph
+from .interventions import case_circuit
 from .models import EMBEDDED_MODELS, LoadedModel, cache_dir, embedded_path, load_model
 from .objectives import Objective
 from .pipeline import Question, attribute_prepared, check_fits, prepare_question
@@ -382,6 +383,8 @@ def compute_case(
         progress=lambda done, total: progress("graph", done, total),
     )
     return_freed_memory()
+    progress("interventions", 0, 1)
+    circuit = case_circuit(loaded, case, question, graph.pruned)
     faith = None
     if not fast:
         progress("faithfulness", 0, 1)
@@ -426,11 +429,14 @@ def compute_case(
             edges_after_pruning=graph.pruned.n_edges,
             prune=case.graph.prune,
             p=case.graph.p,
+            **circuit.pinned,
         ),
         metrics=graph.metrics,
         neurons=graph.neurons,
         faithfulness=faith,
         comparisons=comparisons,
+        interventions=circuit.interventions,
+        continuations=circuit.continuations,
         environment={
             **environment(loaded, command),
             "model_identity": identity,

@@ -11,6 +11,7 @@ from typing import Any
 
 from .attribution import Attribution, TokenScore
 from .graph.types import AttributionGraph
+from .interventions import Continuations, Interventions
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,18 @@ class CaseResult:
     comparisons: list[dict[str, Any]] | None = None
     # package versions, model hash, the command that reproduces it
     environment: dict[str, Any] = field(default_factory=dict)
+    # the graph's nodes ablated inside the model, and the greedy text after target and contrast
+    # (docs/method.md section 10); in JSON their ``to_json`` forms
+    interventions: Interventions | None = None
+    continuations: Continuations | None = None
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(replace(self, graph=None))
+        data = asdict(replace(self, graph=None, interventions=None, continuations=None))
         data["attribution"] = self.attribution.to_json()
         data["graph"] = self.graph.to_json() if self.graph is not None else None
+        for name in ("interventions", "continuations"):
+            value = getattr(self, name)
+            data[name] = value.to_json() if value is not None else None
         return data
 
     def dumps(self) -> str:
@@ -62,4 +70,8 @@ class CaseResult:
         data["attribution"] = Attribution(**att)
         if data.get("graph") is not None:
             data["graph"] = AttributionGraph.from_json(data["graph"])
+        if data.get("interventions") is not None:
+            data["interventions"] = Interventions.from_json(data["interventions"])
+        if data.get("continuations") is not None:
+            data["continuations"] = Continuations.from_json(data["continuations"])
         return cls(**data)

@@ -22,6 +22,7 @@ from markupsafe import Markup
 from ..models import cache_dir
 from ..results import CaseResult
 from . import charts as charts_mod
+from .circuits import circuit_context
 from .data_files import SAFE_NAME, write_data_files
 from .explorer import explorer_data
 from .extras import asset_tags
@@ -512,6 +513,7 @@ def render_dossier_page(
             glossary=glossary_entries(result),
             explain=explain,
             explorer_json=script_json(explorer) if explorer is not None else None,
+            circuit=circuit_context(result),
         )
     )
     path = out_dir / "index.html"

@@ -26,6 +26,7 @@ from ..results import CaseResult
 from . import charts as charts_mod
 from .colors import NEGATIVE, POSITIVE, RGB, SPECIAL_FG
 from .html import chart_titles, check_case_id
+from .pinned_figure import write_pinned_figures
 from .tokens import TokenCell, token_cells
 
 PDFLATEX_TIMEOUT_S = 120
@@ -495,6 +496,7 @@ def render_latex(result: CaseResult, out_dir: Path, *, compile_pdf: bool = True)
         height = TALL_FIGURE if name == "relevance" and long_input else 0.42
         figures.append((pdf_name, escape_latex(f"{title}. {caption}"), height))
     main = _figure_set(result, out_dir, figures, heatmap=heatmap, graph=graph)
+    pinned = write_pinned_figures(result, out_dir, compile_pdf=False)  # the case's [graph] pinned
 
     if not compile_pdf:
         return None
@@ -506,4 +508,6 @@ def render_latex(result: CaseResult, out_dir: Path, *, compile_pdf: bool = True)
             stacklevel=2,
         )
         return None
+    for tex in pinned:
+        compile_tex(tex, case_id, pdflatex)
     return compile_tex(main, case_id, pdflatex)

@@ -1,0 +1,671 @@
+"""Interventions that test the graph inside the model, and what the model would have written.
+
+A node of the attribution graph is (layer, position): ``"emb"``, the input of the first block,
+or ``"0"``, ``"1"``, ..., a block's output hidden state (docs/method.md section 3). *Ablating* a
+node replaces its hidden state h_l[i] by the mean of h_l over the input's positions in the clean
+forward (``mean``) or by zeros (``zero``), and every later block is recomputed from there; a set
+of nodes is ablated in one forward, each replacement applied at its own layer. The objective f
+is the case's (``Objective.value`` of the last position's logits). Method: docs/method.md
+section 10.
+
+Cost: the clean forward once (f and the per-layer means), then the ablated node sets as rows of
+batched forwards. A batch runs its first blocks once, at batch size 1, and widens to one row per
+set at the first layer any of its sets ablates, so the blocks before that layer are not repeated.
+
+The computing side returns frozen dataclasses of numbers; the dossier's words and table are
+written on the render side (``reportgen/render/circuits.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .graph.types import AttributionGraph
+
+BASELINES = ("mean", "zero")
+#: how many of the pruned graph's strongest nodes are ablated one at a time
+STRONGEST = 10
+#: greedy tokens generated after the target and after the contrast
+CONTINUATION_TOKENS = 32
+#: token rows one batched ablation forward may hold (rows x input tokens)
+BATCH_TOKENS = 8192
+
+Node = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class NodeEffect:
+    """One node ablated alone: its graph relevance and f after the ablation."""
+
+    layer: str
+    position: int
+    relevance: float
+    f_ablated: float
+
+
+@dataclass(frozen=True)
+class SubgraphEffect:
+    """Every node of the pruned subgraph (the output node excepted) ablated in one forward.
+
+    ``flips``: f ≤ 0 after the ablation while f > 0 before (with a contrast token: the model
+    now prefers the contrast); ``top_id``/``top_token``: the model's most likely next token
+    after it (its id, and its text where the tokenizer was at hand)."""
+
+    nodes: tuple[Node, ...]
+    f_ablated: float
+    flips: bool
+    top_id: int
+    top_token: str = ""
+
+
+@dataclass(frozen=True)
+class Interventions:
+    baseline: str
+    f_clean: float
+    nodes: tuple[NodeEffect, ...]
+    subgraph: SubgraphEffect | None
+    rank_correlation: float | None
+    # the case's ``[graph] pinned`` nodes ablated at once, and each supernode (label, effect);
+    # None / empty when the case pins nothing (or pins a mid-block state, which is not ablated)
+    pinned: SubgraphEffect | None = None
+    supernodes: tuple[tuple[str, SubgraphEffect], ...] = ()
+
+    def deltas(self) -> list[float]:
+        """Δf = f_clean − f_ablated per node, in the order of ``nodes``."""
+        return [self.f_clean - node.f_ablated for node in self.nodes]
+
+    def to_json(self) -> dict[str, Any]:
+        data = self._core_json()
+        if self.pinned is not None:  # only cases that pin nodes have the keys
+            data["pinned"] = _effect_json(self.pinned)
+            data["supernodes"] = [
+                {"label": label, **_effect_json(effect)} for label, effect in self.supernodes
+            ]
+        return data
+
+    def _core_json(self) -> dict[str, Any]:
+        return {
+            "baseline": self.baseline,
+            "f_clean": self.f_clean,
+            "nodes": [
+                {
+                    "layer": n.layer,
+                    "position": n.position,
+                    "relevance": n.relevance,
+                    "f_ablated": n.f_ablated,
+                }
+                for n in self.nodes
+            ],
+            "subgraph": None if self.subgraph is None else _effect_json(self.subgraph),
+            "rank_correlation": self.rank_correlation,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Interventions:
+        sub = data.get("subgraph")
+        return cls(
+            baseline=str(data["baseline"]),
+            f_clean=float(data["f_clean"]),
+            nodes=tuple(
+                NodeEffect(
+                    str(n["layer"]),
+                    int(n["position"]),
+                    float(n["relevance"]),
+                    float(n["f_ablated"]),
+                )
+                for n in data["nodes"]
+            ),
+            subgraph=None if sub is None else _effect_from_json(sub),
+            rank_correlation=None
+            if data.get("rank_correlation") is None
+            else float(data["rank_correlation"]),
+            pinned=None if data.get("pinned") is None else _effect_from_json(data["pinned"]),
+            supernodes=tuple(
+                (str(group["label"]), _effect_from_json(group))
+                for group in data.get("supernodes") or []
+            ),
+        )
+
+
+def _effect_json(effect: SubgraphEffect) -> dict[str, Any]:
+    return {
+        "nodes": [[layer, position] for layer, position in effect.nodes],
+        "f_ablated": effect.f_ablated,
+        "flips": effect.flips,
+        "top_id": effect.top_id,
+        "top_token": effect.top_token,
+    }
+
+
+def _effect_from_json(data: Mapping[str, Any]) -> SubgraphEffect:
+    return SubgraphEffect(
+        nodes=tuple((str(layer), int(position)) for layer, position in data["nodes"]),
+        f_ablated=float(data["f_ablated"]),
+        flips=bool(data["flips"]),
+        top_id=int(data["top_id"]),
+        top_token=str(data.get("top_token", "")),
+    )
+
+
+@dataclass(frozen=True)
+class Continuations:
+    """Greedy text after the target token and after the contrast token (None: no contrast).
+
+    ``source``: ``"greedy"`` (generated by the build) or ``"case file"`` (the two paths a
+    collected case's ``[source]`` table holds, cut to ``tokens`` tokens)."""
+
+    target: str
+    contrast: str | None
+    tokens: int
+    source: str = "greedy"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "contrast": self.contrast,
+            "tokens": self.tokens,
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Continuations:
+        return cls(
+            target=str(data["target"]),
+            contrast=None if data.get("contrast") is None else str(data["contrast"]),
+            tokens=int(data["tokens"]),
+            source=str(data.get("source", "greedy")),
+        )
+
+
+# --- ablation -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AblationRun:
+    """f of the clean forward and f (and the top next token) after ablating each node set."""
+
+    f_clean: float
+    top_clean: int
+    f: tuple[float, ...]
+    top: tuple[int, ...]
+
+
+def layer_index(name: str, blocks: int) -> int:
+    """-1 for ``"emb"`` (the first block's input), b for block b's output ``"b"``. Mid-block
+    states (``"b.mid"``) are not module boundaries a hook can replace: ValueError."""
+    if name == "emb":
+        return -1
+    if name.isdigit() and int(name) < blocks:
+        return int(name)
+    raise ValueError(
+        f"cannot ablate layer {name!r}: a node layer is 'emb' or a block output '0'..'{blocks - 1}'"
+    )
+
+
+def _hidden(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return args[0] if args else kwargs["hidden_states"]
+
+
+def _with_hidden(args: tuple[Any, ...], kwargs: dict[str, Any], hidden: Any) -> Any:
+    if args:
+        return (hidden, *args[1:]), kwargs
+    return args, {**kwargs, "hidden_states": hidden}
+
+
+def _first(output: Any) -> Any:
+    return output[0] if isinstance(output, tuple) else output
+
+
+def _with_first(output: Any, hidden: Any) -> Any:
+    return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+
+def _last_logits(model: Any, ids: Any) -> Any:
+    from .attribution import forward_kwargs
+
+    return model(input_ids=ids, **forward_kwargs(model)).logits[:, -1]
+
+
+def _hook_layers(blocks: Any, layers: Sequence[int], edit: Any) -> list[Any]:
+    """Hooks calling ``edit(layer, hidden) -> hidden`` at each node layer of ``layers``: the
+    first block's input for -1, block b's output for b."""
+    handles = []
+    for layer in sorted(set(layers)):
+        if layer < 0:
+
+            def pre(module: Any, args: Any, kwargs: Any) -> Any:
+                return _with_hidden(args, kwargs, edit(-1, _hidden(args, kwargs)))
+
+            handles.append(blocks[0].register_forward_pre_hook(pre, with_kwargs=True))
+        else:
+
+            def post(module: Any, args: Any, output: Any, layer: int = layer) -> Any:
+                return _with_first(output, edit(layer, _first(output)))
+
+            handles.append(blocks[layer].register_forward_hook(post))
+    return handles
+
+
+def ablate(
+    model: Any,
+    token_ids: Sequence[int],
+    objective: Any,
+    node_sets: Sequence[Sequence[tuple[str | int, int]]],
+    *,
+    baseline: str = "mean",
+    batch_tokens: int = BATCH_TOKENS,
+) -> AblationRun:
+    """f after ablating each set of ``node_sets`` (nodes as (layer name, position)), one set per
+    row of batched forwards. An empty set is the clean forward."""
+    import torch
+
+    import lxt
+
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
+    blocks = lxt.decoder_blocks(model)
+    count, n = len(blocks), len(token_ids)
+    sets: list[list[tuple[int, int]]] = []
+    for nodes in node_sets:
+        plan = []
+        for layer, position in nodes:
+            if not 0 <= int(position) < n:
+                raise ValueError(f"position {position} is outside the {n} input tokens")
+            plan.append((layer_index(str(layer), count), int(position)))
+        sets.append(plan)
+    device = next(model.parameters()).device
+    ids = torch.tensor([list(token_ids)], device=device)
+    means: dict[int, Any] = {}
+
+    def record(layer: int, hidden: Any) -> Any:
+        means[layer] = hidden[0].mean(0) if baseline == "mean" else torch.zeros_like(hidden[0, 0])
+        return hidden
+
+    used = sorted({layer for plan in sets for layer, _ in plan})
+    handles = _hook_layers(blocks, used, record)
+    try:
+        with torch.no_grad():
+            clean = _last_logits(model, ids)[0]
+    finally:
+        for handle in handles:
+            handle.remove()
+    f_clean = float(objective.value(clean.double()))
+    top_clean = int(clean.argmax())
+    f_values: list[float] = [f_clean] * len(sets)
+    tops: list[int] = [top_clean] * len(sets)
+    # sets sorted by their first ablated layer, so a batch widens as late as it can
+    order = sorted(
+        (i for i in range(len(sets)) if sets[i]), key=lambda i: min(layer for layer, _ in sets[i])
+    )
+    rows = max(1, batch_tokens // max(n, 1))
+    for start in range(0, len(order), rows):
+        chunk = order[start : start + rows]
+        by_layer: dict[int, list[tuple[int, int]]] = {}
+        for row, index in enumerate(chunk):
+            for layer, position in sets[index]:
+                by_layer.setdefault(layer, []).append((row, position))
+        width = len(chunk)
+        index_of = {
+            layer: (
+                torch.tensor([row for row, _ in pairs], device=device),
+                torch.tensor([position for _, position in pairs], device=device),
+            )
+            for layer, pairs in by_layer.items()
+        }
+
+        def edit(layer: int, hidden: Any, width: int = width, index_of: Any = index_of) -> Any:
+            if hidden.shape[0] == 1 and width > 1:  # the first ablated layer: one row per set
+                hidden = hidden.expand(width, *hidden.shape[1:])
+            hidden = hidden.clone()
+            rows_at, positions_at = index_of[layer]
+            hidden[rows_at, positions_at] = means[layer].to(hidden.dtype)
+            return hidden
+
+        handles = _hook_layers(blocks, list(by_layer), edit)
+        try:
+            with torch.no_grad():
+                logits = _last_logits(model, ids)
+        finally:
+            for handle in handles:
+                handle.remove()
+        values = objective.value(logits.double())
+        for row, index in enumerate(chunk):
+            f_values[index] = float(values[row])
+            tops[index] = int(logits[row].argmax())
+    return AblationRun(f_clean, top_clean, tuple(f_values), tuple(tops))
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Spearman's rank correlation (ties get their average rank); None for fewer than two
+    points or a constant side."""
+    if len(x) < 2 or len(x) != len(y):
+        return None
+    rx, ry = _ranks(np.asarray(x, dtype=np.float64)), _ranks(np.asarray(y, dtype=np.float64))
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    norm = float(np.sqrt((rx * rx).sum() * (ry * ry).sum()))
+    if norm == 0.0:
+        return None
+    return float((rx * ry).sum() / norm)
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values), dtype=np.float64)
+    sorted_values = values[order]
+    i = 0
+    while i < len(values):
+        j = i
+        while j + 1 < len(values) and sorted_values[j + 1] == sorted_values[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0
+        i = j + 1
+    return ranks
+
+
+def graph_nodes(graph: AttributionGraph) -> tuple[list[Node], list[Node]]:
+    """(strongest first, layer-major) nodes of the pruned graph that can be ablated: touched by
+    a kept edge, not the output node (the last layer's last position), not a mid-block state."""
+    from .graph.prune import active_nodes
+
+    active = active_nodes(graph)
+    output = (len(graph.layers) - 1, graph.n_tokens - 1)
+    usable = [not name.endswith(".mid") for name in graph.layers]
+    layer_major = [
+        (layer, position)
+        for layer, position in zip(*np.nonzero(active), strict=True)
+        if usable[layer] and (layer, position) != output
+    ]
+    magnitude = np.abs(graph.node_relevance)
+    strongest = sorted(layer_major, key=lambda node: -magnitude[node])  # stable: ties layer-major
+    name = graph.layers
+    return (
+        [(name[int(layer)], int(position)) for layer, position in strongest],
+        [(name[int(layer)], int(position)) for layer, position in layer_major],
+    )
+
+
+def case_interventions(
+    model: Any,
+    token_ids: Sequence[int],
+    objective: Any,
+    graph: AttributionGraph,
+    *,
+    count: int = STRONGEST,
+    baseline: str = "mean",
+    tokenizer: Any = None,
+    pinned: Sequence[Node] = (),
+    supernodes: Sequence[tuple[str, Sequence[Node]]] = (),
+) -> Interventions:
+    """The dossier's interventions: the ``count`` strongest nodes of the pruned ``graph``
+    ablated one at a time, then all of its nodes at once (docs/method.md section 10); with
+    ``pinned`` nodes also those at once and each of the ``supernodes``, in the same batch."""
+    strongest, everything = graph_nodes(graph)
+    chosen = strongest[:count]
+    sets: list[list[Node]] = [[node] for node in chosen]
+    if everything:
+        sets.append(everything)
+    groups: list[tuple[str, list[Node]]] = []
+    if pinned and not any(layer.endswith(".mid") for layer, _ in pinned):
+        groups = [("", list(pinned))]
+        groups += [
+            (label, list(nodes))
+            for label, nodes in supernodes
+            if not any(layer.endswith(".mid") for layer, _ in nodes)
+        ]
+    run = ablate(
+        model, token_ids, objective, [*sets, *(nodes for _, nodes in groups)], baseline=baseline
+    )
+    layer_of = {name: i for i, name in enumerate(graph.layers)}
+    effects = tuple(
+        NodeEffect(
+            layer=layer,
+            position=position,
+            relevance=float(graph.node_relevance[layer_of[layer], position]),
+            f_ablated=run.f[i],
+        )
+        for i, (layer, position) in enumerate(chosen)
+    )
+
+    def effect(row: int, nodes: Sequence[Node]) -> SubgraphEffect:
+        return SubgraphEffect(
+            nodes=tuple(nodes),
+            f_ablated=run.f[row],
+            flips=run.f_clean > 0 >= run.f[row],
+            top_id=run.top[row],
+            top_token=tokenizer.decode([run.top[row]]) if tokenizer is not None else "",
+        )
+
+    subgraph = effect(len(chosen), everything) if everything else None
+    group_effects = [effect(len(sets) + i, nodes) for i, (_, nodes) in enumerate(groups)]
+    return Interventions(
+        baseline=baseline,
+        f_clean=run.f_clean,
+        nodes=effects,
+        subgraph=subgraph,
+        rank_correlation=spearman(
+            [e.relevance for e in effects], [run.f_clean - e.f_ablated for e in effects]
+        ),
+        pinned=group_effects[0] if group_effects else None,
+        supernodes=tuple(
+            (label, group) for (label, _), group in zip(groups[1:], group_effects[1:], strict=True)
+        ),
+    )
+
+
+# --- continuations ------------------------------------------------------------------------------
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    ids: set[int] = set()
+    if getattr(tokenizer, "eos_token_id", None) is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(int(i) for i in configured)
+    return sorted(ids)
+
+
+def can_generate(model: Any) -> bool:
+    """A causal LM that ``generate`` can continue (a masked LM such as BERT cannot)."""
+    check = getattr(model, "can_generate", None)
+    return bool(check()) if callable(check) else False
+
+
+def greedy_ids(model: Any, tokenizer: Any, token_ids: Sequence[int], tokens: int) -> list[int]:
+    """Up to ``tokens`` greedy next tokens after ``token_ids`` (an end-of-sequence token ends
+    it and is kept)."""
+    return greedy_batch(model, tokenizer, [token_ids], tokens)[0]
+
+
+def greedy_batch(
+    model: Any, tokenizer: Any, sequences: Sequence[Sequence[int]], tokens: int
+) -> list[list[int]]:
+    """:func:`greedy_ids` of several sequences of one length, as one batch: the argmax of the
+    last position's logits, step by step with the KV cache. A decoding step of a small model
+    costs about what streaming its weights costs, whatever the batch, so the target's and the
+    contrast's paths together cost what one costs (``generate``'s own loop adds more per step)."""
+    import inspect
+
+    import torch
+    from transformers import DynamicCache
+
+    if not sequences:
+        return []
+    if len({len(s) for s in sequences}) > 1:
+        raise ValueError("greedy_batch needs sequences of one length (no padding)")
+    eos = set(_eos_ids(model, tokenizer))
+    params = inspect.signature(model.forward).parameters
+    cache_name = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5
+    extra: dict[str, Any] = {"use_cache": True, cache_name: DynamicCache()}
+    if "logits_to_keep" in params:
+        extra["logits_to_keep"] = 1
+    device = next(model.parameters()).device
+    ids = torch.tensor([list(s) for s in sequences], device=device)
+    new: list[list[int]] = [[] for _ in sequences]
+    done = [tokens <= 0] * len(sequences)
+    with torch.no_grad():
+        while not all(done):
+            chosen = model(input_ids=ids, **extra).logits[:, -1].argmax(-1).tolist()
+            for row, token in enumerate(chosen):
+                if not done[row]:  # a finished row rides along; its tokens are not kept
+                    new[row].append(int(token))
+                    done[row] = int(token) in eos or len(new[row]) >= tokens
+            ids = torch.tensor([[t] for t in chosen], device=device)
+    return new
+
+
+def _from_case_file(
+    tokenizer: Any, source: Mapping[str, Any], prefix: str, role: str, token_id: int, tokens: int
+) -> str | None:
+    """The path a collected case's ``[source]`` holds after ``token_id`` (its ``failing_output``
+    for the target, ``recovering_output`` for the contrast), cut to ``tokens`` tokens; None when
+    the case file has none or it does not start with the prefix and that token."""
+    if token_id in _eos_ids(None, tokenizer):
+        return ""  # the path ends with that token: nothing follows it
+    output = source.get("failing_output" if role == "target" else "recovering_output")
+    text = source.get(f"{role}_text")
+    if not isinstance(output, str) or not isinstance(text, str):
+        return None
+    if tokenizer.decode([token_id]) != text or not output.startswith(prefix + text):
+        return None
+    rest = output[len(prefix + text) :]
+    return _first_tokens(tokenizer, rest, tokens)
+
+
+def _first_tokens(tokenizer: Any, text: str, tokens: int) -> str:
+    """The start of ``text`` that its first ``tokens`` tokens cover, cut in the text itself
+    (character offsets), so nothing of it is re-spelled; decoded where offsets are missing."""
+    try:
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = encoded["offset_mapping"]
+    except (NotImplementedError, KeyError, TypeError, ValueError):
+        ids = tokenizer.encode(text, add_special_tokens=False)
+        return text if len(ids) <= tokens else tokenizer.decode(ids[:tokens])
+    return text if len(offsets) <= tokens else text[: offsets[tokens - 1][1]]
+
+
+def case_continuations(
+    model: Any,
+    tokenizer: Any,
+    token_ids: Sequence[int],
+    target_id: int,
+    contrast_id: int | None,
+    *,
+    source: Mapping[str, Any] | None = None,
+    prefix: str = "",
+    tokens: int = CONTINUATION_TOKENS,
+) -> Continuations | None:
+    """What the model writes after the target and after the contrast (greedy, ``tokens`` at
+    most). A collected case's two paths are reused where its ``[source]`` has both; a model that
+    cannot generate gets None."""
+    if source:
+        target = _from_case_file(tokenizer, source, prefix, "target", target_id, tokens)
+        contrast = (
+            _from_case_file(tokenizer, source, prefix, "contrast", contrast_id, tokens)
+            if contrast_id is not None
+            else None
+        )
+        if target is not None and (contrast_id is None or contrast is not None):
+            return Continuations(target, contrast, tokens, "case file")
+    if not can_generate(model):
+        return None
+
+    eos = set(_eos_ids(model, tokenizer))
+    firsts = [target_id] if contrast_id is None else [target_id, contrast_id]
+    going = [first for first in firsts if first not in eos]  # an end token ends its path
+    generated = greedy_batch(model, tokenizer, [[*token_ids, f] for f in going], tokens)
+    paths = dict(zip(going, generated, strict=True))
+    text = {first: tokenizer.decode(paths[first]) if first in paths else "" for first in firsts}
+    return Continuations(
+        target=text[target_id],
+        contrast=text[contrast_id] if contrast_id is not None else None,
+        tokens=tokens,
+    )
+
+
+# --- a pinned subgraph ----------------------------------------------------------------------
+
+
+def pinned_meta(case: Any, graph: AttributionGraph) -> dict[str, Any]:
+    """The case's ``[graph] pinned`` and ``supernodes`` for the graph's metadata (nothing when
+    the case pins nothing): every node checked against the graph's layers and tokens, the
+    supernodes' nodes pinned too."""
+    from .errors import CaseError
+
+    settings = case.graph
+    if not settings.pinned and not settings.supernodes:
+        return {}
+    named = [("graph.pinned", i, node) for i, node in enumerate(settings.pinned)]
+    for g, (_, nodes) in enumerate(settings.supernodes):
+        named += [(f"graph.supernodes[{g}].nodes", i, node) for i, node in enumerate(nodes)]
+    pinned: list[list[Any]] = []
+    for field_name, i, (layer, position) in named:
+        if layer not in graph.layers:
+            raise CaseError(
+                case.path,
+                f"{field_name}[{i}]",
+                f"layer {layer!r} is not a layer of the graph ({', '.join(graph.layers[:4])}, …)",
+            )
+        if position >= graph.n_tokens:
+            raise CaseError(
+                case.path,
+                f"{field_name}[{i}]",
+                f"position {position} is outside the {graph.n_tokens} input tokens",
+            )
+        if [layer, position] not in pinned:
+            pinned.append([layer, position])
+    return {
+        "pinned": pinned,
+        "supernodes": [
+            {"label": label, "nodes": [[layer, position] for layer, position in nodes]}
+            for label, nodes in settings.supernodes
+        ],
+    }
+
+
+# --- the case's step ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Circuit:
+    """What ``compute_case``'s interventions step returns: the ablations, the continuations,
+    and the case's pinned subgraph for the graph's metadata (empty when it pins nothing)."""
+
+    interventions: Interventions
+    continuations: Continuations | None
+    pinned: dict[str, Any]
+
+
+def case_circuit(loaded: Any, case: Any, question: Any, pruned: AttributionGraph) -> Circuit:
+    """The graph tested inside the model (its nodes ablated) and what the model would have
+    written after the target and after the contrast (docs/method.md section 10)."""
+    pinned = pinned_meta(case, pruned)  # a bad node is a one-line error before any cost
+    ids, objective = question.inputs.token_ids, question.objective
+    interventions = case_interventions(
+        loaded.model,
+        ids,
+        objective,
+        pruned,
+        tokenizer=loaded.tokenizer,
+        baseline=case.graph.ablation,
+        pinned=[(layer, position) for layer, position in pinned.get("pinned", [])],
+        supernodes=[
+            (group["label"], [(layer, position) for layer, position in group["nodes"]])
+            for group in pinned.get("supernodes", [])
+        ],
+    )
+    continuations = case_continuations(
+        loaded.model,
+        loaded.tokenizer,
+        ids,
+        objective.target_id,
+        question.contrast.id if question.contrast is not None else None,
+        source=case.source,
+        prefix=case.prefix,
+    )
+    return Circuit(interventions, continuations, pinned)
