@@ -68,7 +68,12 @@ CASES = [
 ]
 # the code models (Qwen2.5-Coder) also get code: completion, chat, and a long source
 CODE_CASES = [
-    ('def is_prime(n):\n    """Return True if n is prime."""\n    if n <', False, " 2", " 1"),
+    (
+        'def is_prime(n):\n    """Return True if n is prime."""\n    if n < 2:\n        return',
+        False,
+        " False",
+        " True",
+    ),
     (
         "Write a Python function that returns the last element of a list.",
         True,

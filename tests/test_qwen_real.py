@@ -20,8 +20,10 @@ from reportgen.objectives import Objective
 pytestmark = pytest.mark.qwen
 
 MODEL = "qwen2.5-coder-0.5b-instruct"
-# a plain code completion, 14 tokens: the next token after "if n <" is " 2" (not " 1")
-CODE = 'def is_prime(n):\n    """Return True if n is prime."""\n    if n <'
+# plain code completions: after "if n < 2:" comes "return False" (not True). The default run
+# uses the 8-token one (the packed reference costs a backward per node: n x 25 of them)
+SHORT = "if n < 2:\n    return"
+CODE = 'def is_prime(n):\n    """Return True if n is prime."""\n    if n < 2:\n        return'
 
 
 @pytest.fixture(scope="module")
@@ -75,11 +77,14 @@ def _assert_closed_equals_packed(loaded, ids, objective):
     return closed
 
 
-def test_closed_form_equals_packed_and_conserves_on_qwen(loaded):
-    ids, objective, _ = _question(loaded, CODE, False, "", " 2", " 1")
-    assert len(ids) == 14
+@pytest.mark.parametrize(
+    "prompt, tokens", [(SHORT, 8), pytest.param(CODE, 23, marks=pytest.mark.slow)]
+)
+def test_closed_form_equals_packed_and_conserves_on_qwen(loaded, prompt, tokens):
+    ids, objective, _ = _question(loaded, prompt, False, "", " False", " True")
+    assert len(ids) == tokens
     closed = _assert_closed_equals_packed(loaded, ids, objective)
-    assert closed.meta["explained"] > 0  # the model prefers " 2": n < 2 is not prime
+    assert closed.meta["explained"] > 0  # the model prefers " False": n < 2 is not prime
 
 
 @pytest.mark.slow
@@ -97,7 +102,7 @@ def test_closed_form_equals_packed_with_the_chat_template(loaded):
 
 
 def test_head_edges_equal_packed_per_head_on_qwen(loaded):
-    ids, objective, _ = _question(loaded, CODE, False, "", " 2", " 1")
+    ids, objective, _ = _question(loaded, SHORT, False, "", " False", " True")
     model, tokenizer = loaded.model, loaded.tokenizer
     blocks = [0, model.config.num_hidden_layers - 1]
     closed = closed_form_heads(model, tokenizer, ids, objective, blocks=blocks)
@@ -115,7 +120,7 @@ def test_head_edges_equal_packed_per_head_on_qwen(loaded):
 def test_bfloat16_on_the_cpu_is_close_to_float32(loaded):
     """`--dtype bfloat16` on the CPU: the same prediction, the same explanation up to bf16's
     rounding (docs/method.md, bfloat16 section: cosine 0.99x on these prompts)."""
-    ids, objective, inputs = _question(loaded, CODE, False, "", " 2", " 1")
+    ids, objective, inputs = _question(loaded, CODE, False, "", " False", " True")
     reference = attribute(loaded, inputs, objective)
     half = load_model(MODEL, dtype="bfloat16")
     assert half.model.dtype == torch.bfloat16
