@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -120,7 +121,11 @@ def main() -> int:
         cases_path, out_path = Path(tmp, "cases.json"), Path(tmp, "out.json")
         spec = {"model_dir": str(embedded_path(args.model)), "cases": ref_cases}
         cases_path.write_text(json.dumps(spec))
-        subprocess.run([args.ref_python, str(REF_SCRIPT), cases_path, out_path], check=True)
+        # without PYTHONPATH: a checkout on it would shadow upstream's lxt with ours
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        subprocess.run(
+            [args.ref_python, str(REF_SCRIPT), cases_path, out_path], check=True, env=env
+        )
         ref = json.loads(out_path.read_text())
 
     print(
