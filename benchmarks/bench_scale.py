@@ -98,7 +98,7 @@ def make_case(model: str, tokens: int, folder: Path) -> Path:
     target = tokenizer(" parse", add_special_tokens=False)["input_ids"][0]
     contrast = tokenizer(" add", add_special_tokens=False)["input_ids"][0]
     fields = {
-        "id": f"scale-{model}-{tokens}",
+        "id": f"scale-{model.replace('.', '-')}-{tokens}",
         "title": f"Scale benchmark: {model}, about {tokens} tokens",
         "model": model,
         "chat": True,

@@ -342,6 +342,14 @@ def case_faithfulness(
     )
 
 
+def _weights_gb(model: Any) -> float | None:
+    """The model's parameter bytes in GB (None for something without parameters)."""
+    parameters = getattr(model, "parameters", None)
+    if parameters is None:
+        return None
+    return sum(p.numel() * p.element_size() for p in parameters()) / 1024**3
+
+
 def compute_case(
     case: Case,
     loaded: LoadedModel,
@@ -367,6 +375,7 @@ def compute_case(
         layers=int(getattr(config, "num_hidden_layers", 30) or 30),
         hidden=int(getattr(config, "hidden_size", 576) or 576),
         where=case.path,
+        weights_gb=_weights_gb(loaded.model),
     )
     progress("attribution", 0, 1)
     attribution = attribute_prepared(loaded, question)
