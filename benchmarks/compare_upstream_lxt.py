@@ -4,6 +4,10 @@ Runs in reportgen's venv; upstream runs in its own venv through
 scripts/upstream_lxt_relevance.py on the same weights and token ids:
 
     .venv/bin/python benchmarks/compare_upstream_lxt.py [--ref-python /tmp/lxtref/bin/python]
+    .venv/bin/python benchmarks/compare_upstream_lxt.py --model qwen2.5-coder-0.5b-instruct
+
+``--model``: an embedded Llama or Qwen2 model (default SmolLM2-135M). The Qwen2.5-Coder models
+get three code prompts besides the eight below.
 
 Exits non-zero when any cosine similarity is below --min-cosine (default 0.9999: dropping any single rule falls below it).
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -62,6 +67,28 @@ CASES = [
     (LONG, False, " wood", " oak"),
     ("Summarise in one word how the daughter felt: " + LONG, True, "Pro", None),
 ]
+# the code models (Qwen2.5-Coder) also get code: completion, chat, and a long source
+CODE_CASES = [
+    (
+        'def is_prime(n):\n    """Return True if n is prime."""\n    if n < 2:\n        return',
+        False,
+        " False",
+        " True",
+    ),
+    (
+        "Write a Python function that returns the last element of a list.",
+        True,
+        "```",
+        "Here",
+    ),
+    (
+        "def mean(values):\n    total = 0\n    for v in values:\n        total += v\n"
+        "    return total /",
+        False,
+        " len",
+        " total",
+    ),
+]
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -72,11 +99,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ref-python", default="/tmp/lxtref/bin/python")
     parser.add_argument("--min-cosine", type=float, default=0.9999)
+    parser.add_argument("--model", default=MODEL, help="an embedded llama or qwen2 model")
     args = parser.parse_args()
 
-    m = load_model(MODEL)
+    m = load_model(args.model)
+    cases = CASES + (CODE_CASES if m.model_type == "qwen2" else [])
     ours, ref_cases = [], []
-    for prompt, chat, target, contrast in CASES:
+    for prompt, chat, target, contrast in cases:
         inp = prepare_input(m.tokenizer, PromptSpec(prompt, chat=chat, prefix=""))
         t = resolve_token(m.tokenizer, target, "target").id
         c = resolve_token(m.tokenizer, contrast, "contrast").id if contrast else None
@@ -90,9 +119,13 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         cases_path, out_path = Path(tmp, "cases.json"), Path(tmp, "out.json")
-        spec = {"model_dir": str(embedded_path(MODEL)), "cases": ref_cases}
+        spec = {"model_dir": str(embedded_path(args.model)), "cases": ref_cases}
         cases_path.write_text(json.dumps(spec))
-        subprocess.run([args.ref_python, str(REF_SCRIPT), cases_path, out_path], check=True)
+        # without PYTHONPATH: a checkout on it would shadow upstream's lxt with ours
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        subprocess.run(
+            [args.ref_python, str(REF_SCRIPT), cases_path, out_path], check=True, env=env
+        )
         ref = json.loads(out_path.read_text())
 
     print(
@@ -101,7 +134,7 @@ def main() -> int:
     )
     worst = 1.0
     for (prompt, chat, *_), a, r_ref, e_ref in zip(
-        CASES, ours, ref["relevance"], ref["explained"], strict=True
+        cases, ours, ref["relevance"], ref["explained"], strict=True
     ):
         r_ours, r_up = torch.tensor(a.relevance), torch.tensor(r_ref)
         cos = cosine(r_ours, r_up)
@@ -113,7 +146,7 @@ def main() -> int:
             f"{a.explained:>10.4f} {e_ref:>10.4f} {a.relevance_sum / a.explained:>11.4f} "
             f"{float(r_up.sum()) / e_ref:>10.4f}"
         )
-    print(f"min cosine {worst:.5f} (threshold {args.min_cosine})")
+    print(f"{args.model}: min cosine {worst:.5f} (threshold {args.min_cosine})")
     return 0 if worst >= args.min_cosine else 1
 
 

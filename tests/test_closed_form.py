@@ -165,7 +165,7 @@ def test_unsupported_model_is_refused(tokenizer):
         closed_form_graph(model, tokenizer, IDS, OBJECTIVE)
 
 
-@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "qwen2"])
 def test_projection_biases_take_the_general_path(arch, tokenizer, monkeypatch):
     """Non-zero q/k/v biases: q°, k°, v° differ from q, k, v, so the products with them are
     computed, not reused (random init leaves biases at zero)."""
@@ -218,3 +218,27 @@ def test_head_edges_reject_bad_blocks(tokenizer):
     model = tiny_model("llama", "sdpa", torch.float64)
     with pytest.raises(ValueError, match="expected block indices"):
         closed_form_heads(model, tokenizer, IDS, OBJECTIVE, blocks=[99])
+
+
+def test_qwen2_with_biases_and_tied_embeddings(tokenizer, monkeypatch):
+    """Qwen2 as shipped: q/k/v biases and (at 0.5B/1.5B upstream) the output head tied to the
+    input embedding. Tying shares the parameter; edges and head edges stay exact."""
+    import transformers as tf
+    from tiny_models import _DECODER
+
+    config = tf.Qwen2Config(**_DECODER, tie_word_embeddings=True)
+    torch.manual_seed(1)
+    model = tf.Qwen2ForCausalLM._from_config(config, attn_implementation="sdpa")
+    model = model.to(torch.float64).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith(("q_proj.bias", "k_proj.bias", "v_proj.bias")) or "norm" in name:
+                param.add_(0.2 * torch.randn_like(param))
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    assert model.model.layers[0].self_attn.q_proj.bias.abs().max() > 0
+    _assert_same(monkeypatch, model, tokenizer, IDS, False, chunk=5)
+    blocks = [0, 1]
+    closed = closed_form_heads(model, tokenizer, IDS, OBJECTIVE, blocks=blocks, chunk=5)
+    packed = packed_head_edges(model, tokenizer, IDS, OBJECTIVE, blocks=blocks, batch_size=16)
+    scale = np.abs(packed.source_relevance).sum()
+    np.testing.assert_allclose(closed.heads, packed.heads, rtol=0, atol=1e-10 * scale)

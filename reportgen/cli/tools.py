@@ -18,9 +18,10 @@ def models() -> None:
 def models_list() -> None:
     from ..models import EMBEDDED_MODELS, embedded_path, is_fetched
 
+    width = max(len(name) for name in EMBEDDED_MODELS)
     for name, entry in EMBEDDED_MODELS.items():
         state = f"fetched ({embedded_path(name)})" if is_fetched(name) else "not fetched"
-        click.echo(f"{name:24} {state}\n{'':24} {entry.description}; from {entry.source}")
+        click.echo(f"{name:{width}} {state}\n{'':{width}} {entry.description}; from {entry.source}")
 
 
 @models.command("fetch")
