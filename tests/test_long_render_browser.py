@@ -247,7 +247,8 @@ def test_long_site_index_in_the_browser(browser, dossier_2k) -> None:
         errors = listen(page)
         try:
             page.goto(index.as_uri())
-            assert len(check_charts_and_width(page, index.read_text(encoding="utf-8"), width)) == 3
+            # benchmarks, models, comparison + the study charts (patterns, profiles, persistence)
+            assert len(check_charts_and_width(page, index.read_text(encoding="utf-8"), width)) == 6
             assert errors == []
         finally:
             context.close()

@@ -166,7 +166,7 @@ def test_two_workers_build_what_one_builds_and_survive_a_killed_worker(
     # the workers' progress reached the driver through the queue
     for case in ("case-a", "case-b", "case-c"):
         names = list(dict.fromkeys(s for c, s in steps if c == case))  # steps report (done, total)
-        assert names[:3] == ["attribution", "graph", "faithfulness"]
+        assert names[:4] == ["attribution", "graph", "interventions", "faithfulness"]
 
 
 def test_the_recorded_command_leaves_out_where_it_ran(monkeypatch):

@@ -62,9 +62,10 @@ def test_a_ray_build_is_the_local_build(model_dir, reference, ray_faults, tmp_pa
     # the steps inside each case came back from the actors, all before the case was done
     for case in ("case-a", "case-b", "case-c"):
         steps = [args for kind, c, args in events if c == case and kind == "step"]
-        assert list(dict.fromkeys(a[0] for a in steps))[:3] == [
+        assert list(dict.fromkeys(a[0] for a in steps))[:4] == [
             "attribution",
             "graph",
+            "interventions",
             "faithfulness",
         ]
         layers = [a[1:] for a in steps if a[0] == "graph"]
