@@ -450,3 +450,27 @@ def test_workers_forward_one_warning_for_an_unwritable_cache(setup, fresh_cache_
     (line,) = _warning_lines(result.output)
     assert "cannot be written (Not a directory)" in line
     assert blocker.read_text() == "mine"
+
+
+def test_a_damaged_chart_runtime_in_the_cache_is_bundled_again_with_one_warning(caplog):
+    """The vega runtime is inlined into every page: a truncated cache entry must not be."""
+    import logging
+
+    import vl_convert
+
+    from reportgen.models import cache_dir
+    from reportgen.render.html import vega_bundle
+
+    read = vega_bundle.__wrapped__  # the cache file each time, not this process's memo
+    bundle = read()
+    entry = cache_dir() / "assets" / f"vega-bundle-{vl_convert.__version__}.json"
+    assert entry.is_file() and len(bundle) > 100_000
+    with caplog.at_level(logging.WARNING, logger="reportgen"):
+        assert read() == bundle and not caplog.records  # from the cache
+        text = entry.read_text(encoding="utf-8")
+        entry.write_text(text[: len(text) // 2], encoding="utf-8")  # a killed copy, say
+        assert read() == bundle
+        (record,) = caplog.records
+        assert "damaged cache entry" in record.getMessage()
+        caplog.clear()
+        assert read() == bundle and not caplog.records  # repaired

@@ -9,7 +9,6 @@ runtime is a local asset (or inlined), never a CDN: the page must work offline."
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Mapping
 from functools import cache
@@ -147,21 +146,23 @@ def inline_style(css: str) -> Markup:
 def vega_bundle() -> str:
     """The vega + vega-lite + vega-embed runtime, built offline by vl-convert (~0.9 MB).
 
-    Bundling takes ~5 s, so the result is kept in the reportgen cache, one file per
-    vl-convert version (the bundle only changes with it)."""
+    Bundling takes ~5 s, so the result is kept in the reportgen cache, one sealed entry per
+    vl-convert version (the bundle only changes with it): a truncated or edited entry fails its
+    checksum and is bundled again with one warning line, as every other cache entry."""
     import vl_convert
 
-    cached = cache_dir() / "assets" / f"vega-bundle-{vl_convert.__version__}.js"
-    if cached.is_file():
-        return cached.read_text(encoding="utf-8")
+    from .. import cache_files
+    from ..errors import warn
+
+    key = f"vega-bundle-{vl_convert.__version__}"
+    cached = cache_dir() / "assets" / f"{key}.json"
+    if cached.exists() or cached.is_symlink():
+        try:
+            return str(cache_files.read_sealed(cached, "vega-bundle", key))
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            warn(f"damaged cache entry {cached} ({exc}); bundling the chart runtime again")
     bundle = vl_convert.javascript_bundle()
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(bundle, encoding="utf-8")
-        tmp.replace(cached)
-    except OSError:
-        pass  # a read-only cache only costs time
+    cache_files.write_sealed(cached, "vega-bundle", key, bundle)  # a read-only cache: one warning
     return bundle
 
 

@@ -1,0 +1,79 @@
+"""Quick mode against the full dossier: `reportgen run CASE --fast` vs `reportgen run CASE`,
+cold, side by side in one run, and whether their attribution and graph numbers agree.
+
+    .venv/bin/python benchmarks/bench_fast.py [cases/primary-colors-yellow.toml] [--pdf]
+
+Each run is a fresh process (`python -m reportgen.cli run ...`, model load included) with its own
+empty result cache (the model cache is shared), so both compute everything they show. Without
+``--pdf`` both skip the PDF figure set, so the ratio is that of the computing alone; with it the
+full run compiles its figure set as a default `run` does. The issue's target: quick mode at
+least 4x faster on a short case, with the same attribution and graph numbers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: what quick mode leaves out of data.json by design, and what differs between two runs anyway
+SKIPPED = ("faithfulness", "failure_pattern")
+PER_RUN = ("command", "model_source", "quick_mode_skipped", "timings", "wall_s")
+
+
+def run(case: Path, out: Path, cache: Path, *flags: str) -> float:
+    env = dict(os.environ, REPORTGEN_CACHE=str(cache))
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "reportgen.cli", "run", str(case), "--out", str(out), *flags],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"run {' '.join(flags)} failed: {done.stderr.strip()[-400:]}")
+    return seconds
+
+
+def numbers(site: Path) -> dict:
+    (path,) = site.glob("cases/*/data.json")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    for key in SKIPPED:
+        data.pop(key, None)
+    for key in PER_RUN:
+        data.get("environment", {}).pop(key, None)
+    return {k: data[k] for k in ("attribution", "graph", "metrics", "neurons") if k in data}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("case", nargs="?", default=str(ROOT / "cases/primary-colors-yellow.toml"))
+    parser.add_argument("--pdf", action="store_true", help="the full run compiles its PDF too")
+    args = parser.parse_args()
+    from reportgen.models import cache_dir
+
+    models = (cache_dir() / "models").resolve()
+    case = Path(args.case).resolve()
+    with tempfile.TemporaryDirectory(prefix="bench-fast-") as tmp:
+        work = Path(tmp)
+        seconds = {}
+        for name, flags in (("fast", ["--fast"]), ("full", [] if args.pdf else ["--no-pdf"])):
+            cache = work / f"cache-{name}"
+            cache.mkdir()
+            (cache / "models").symlink_to(models)
+            seconds[name] = run(case, work / f"site-{name}", cache, *flags)
+            print(f"{name:>5}: {seconds[name]:7.1f} s", flush=True)
+        same = numbers(work / "site-fast") == numbers(work / "site-full")
+    print(f"speed-up full / fast: {seconds['full'] / seconds['fast']:.1f}x (target >= 4x)")
+    print(f"attribution, graph, metrics, neurons: {'identical' if same else 'DIFFERENT'}")
+
+
+if __name__ == "__main__":
+    main()
