@@ -23,7 +23,7 @@ from .errors import CaseError, ModelLoadError, warn
 from .faithfulness import failure_pattern, faithfulness
 from .graph.step import compute_graph
 from .graph.types import AttributionGraph
-from .interventions import case_circuit
+from .interventions import case_circuit, pinned_meta
 from .models import EMBEDDED_MODELS, LoadedModel, cache_dir, embedded_path, load_model
 from .objectives import Objective
 from .pipeline import Question, attribute_prepared, check_fits, prepare_question
@@ -199,7 +199,7 @@ def _sha256_file(path: Path) -> str:
 
 
 #: what quick mode (``--fast``) leaves out; the dossier names it
-FAST_SKIPS = ("faithfulness",)
+FAST_SKIPS = ("faithfulness", "interventions")
 
 
 def result_key(
@@ -401,8 +401,11 @@ def compute_case(
         progress=lambda done, total: progress("graph", done, total),
     )
     return_freed_memory()
-    progress("interventions", 0, 1)
-    circuit = case_circuit(loaded, case, question, graph.pruned)
+    circuit = None  # quick mode: the pinned subgraph (for its figure) without the ablations
+    pinned = pinned_meta(case, graph.pruned)
+    if not fast:
+        progress("interventions", 0, 1)
+        circuit = case_circuit(loaded, case, question, graph.pruned)
     faith = None
     if not fast:
         progress("faithfulness", 0, 1)
@@ -447,14 +450,14 @@ def compute_case(
             edges_after_pruning=graph.pruned.n_edges,
             prune=case.graph.prune,
             p=case.graph.p,
-            **circuit.pinned,
+            **pinned,
         ),
         metrics=graph.metrics,
         neurons=graph.neurons,
         faithfulness=faith,
         comparisons=comparisons,
-        interventions=circuit.interventions,
-        continuations=circuit.continuations,
+        interventions=circuit.interventions if circuit else None,
+        continuations=circuit.continuations if circuit else None,
         environment={
             **environment(loaded, command),
             "model_identity": identity,

@@ -438,7 +438,8 @@ def test_fast_mode_has_the_full_numbers_without_faithfulness(
     assert fast_result.attribution.explained == full.attribution.explained
     assert fast_result.graph.to_json() == full.graph.to_json()
     assert fast_result.metrics == full.metrics and fast_result.neurons == full.neurons
-    assert fast_result.environment["quick_mode_skipped"] == ["faithfulness"]
+    assert fast_result.environment["quick_mode_skipped"] == ["faithfulness", "interventions"]
+    assert fast_result.interventions is None and full.interventions is not None
     case = load_case(project / "cases" / "case-a.toml")
     text = Path(case.path).read_text()
     assert result_key(case, text, fast=True) != result_key(case, text)
@@ -446,7 +447,7 @@ def test_fast_mode_has_the_full_numbers_without_faithfulness(
     from reportgen.render.html import render_dossier
 
     page = render_dossier(fast_result, tmp_path / "d").read_text(encoding="utf-8")
-    assert 'id="quick-mode"' in page and "faithfulness test" in page
+    assert 'id="quick-mode"' in page and "faithfulness test" in page and "ablated" in page
     assert 'id="quick-mode"' not in render_dossier(full, tmp_path / "f").read_text()
 
 

@@ -424,6 +424,7 @@ def dossier_context(result: CaseResult) -> dict[str, Any]:
 #: what quick mode's skipped steps mean, in words (the dossier's quick-mode note)
 QUICK_MODE_SKIPS = {
     "faithfulness": "the faithfulness test (deletion curves, flip-k, AOPC, failure-pattern hint)",
+    "interventions": "the interventions (graph nodes ablated) and the greedy continuations",
 }
 
 
