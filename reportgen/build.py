@@ -260,7 +260,8 @@ def _cached_figures(
     digest.update(Path(latex.__file__).read_bytes())
     digest.update(Path(paper.__file__).read_bytes())  # the paper figures and their settings
     digest.update(repr(settings or FigureSettings()).encode())
-    digest.update(Path(latex.__file__).with_name("pinned_figure.py").read_bytes())
+    for writer in ("pinned_figure.py", "tex.py"):  # the pinned subgraph; escaping and pdflatex
+        digest.update(Path(latex.__file__).with_name(writer).read_bytes())
     folder = cache_dir() / "figures" / digest.hexdigest()[:24]
     if use_cache and _figures_intact(folder, result.case_id):
         return folder
@@ -327,13 +328,13 @@ def _cached_study_figures(
     import json
 
     from .models import cache_dir
-    from .render import paper, study
+    from .render import paper, study, tex
 
     assert isinstance(data, study.StudyData)
     if not study.study_figures(data, settings):
         return None
     digest = hashlib.sha256(json.dumps(data.to_json(), sort_keys=True).encode())
-    for module in (paper, study):
+    for module in (paper, study, tex):
         digest.update(Path(module.__file__).read_bytes())
     digest.update(repr(settings).encode())
     folder = cache_dir() / "figures" / f"study-{digest.hexdigest()[:24]}"

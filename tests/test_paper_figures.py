@@ -256,7 +256,7 @@ def test_the_figure_sources_escape_everything_and_keep_to_the_width():
 
 
 def test_a_font_tex_does_not_have_is_one_clear_error(tmp_path: Path, monkeypatch):
-    from reportgen.render.latex import LatexError
+    from reportgen.render.tex import LatexError
 
     monkeypatch.setitem(FIGURE_FONTS, "lmodern", ("", "LM", "no-such-font-xyz.tfm"))
     paper.font_missing.cache_clear()

@@ -10,7 +10,9 @@ import pytest
 from render_fixtures import hostile_result, make_result
 
 from reportgen.render import latex
-from reportgen.render.latex import LatexError, escape_latex, placeholder, render_latex
+from reportgen.render import tex as tex_mod
+from reportgen.render.latex import render_latex
+from reportgen.render.tex import LatexError, escape_latex, placeholder
 
 needs_pdflatex = pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex missing")
 
@@ -121,7 +123,7 @@ def test_pdflatex_runs_without_shell_escape(
         Path(kwargs["cwd"], args[-1]).with_suffix(".pdf").write_bytes(b"%PDF")
         return subprocess.CompletedProcess(args, 0, "", "")
 
-    monkeypatch.setattr(latex.subprocess, "run", fake_run)
+    monkeypatch.setattr(tex_mod.subprocess, "run", fake_run)
     tex = tmp_path / "a.tex"
     tex.write_text("")
     latex.compile_tex(tex, "a")
@@ -156,7 +158,7 @@ def test_figure_set_is_one_pdflatex_run(monkeypatch: pytest.MonkeyPatch, tmp_pat
         Path(kwargs["cwd"], args[-1]).with_suffix(".pdf").write_bytes(b"%PDF")
         return subprocess.CompletedProcess(args, 0, "", "")
 
-    monkeypatch.setattr(latex.subprocess, "run", fake_run)
+    monkeypatch.setattr(tex_mod.subprocess, "run", fake_run)
     monkeypatch.setattr(latex.shutil, "which", lambda name: "/usr/bin/pdflatex")
     render_latex(make_result(), tmp_path)
     assert calls == ["synthetic-case.tex"]

@@ -273,7 +273,7 @@ def test_file_system_errors_name_the_path_and_what_to_do():
 
 
 def test_a_pdflatex_failure_is_its_error_lines_not_the_log(tmp_path):
-    from reportgen.render.latex import _log_excerpt
+    from reportgen.render.tex import log_excerpt as _log_excerpt
 
     log = tmp_path / "case.log"
     chatter = "\n".join(

@@ -7,17 +7,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from pathlib import Path
 
 from ..graph.types import AttributionGraph
 from ..neuronpedia import neuronpedia_from_result
 from ..results import CaseResult
+from .names import SAFE_NAME
 from .tokens import visible_controls
 from .words import data_json
 
 NEURONPEDIA_FILE = "graph.neuronpedia.json"
-SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a case id or case file name
 
 
 def relevance_csv(result: CaseResult) -> str:

@@ -22,7 +22,7 @@ from ..models import cache_dir
 from ..results import CaseResult
 from . import charts as charts_mod
 from .circuits import circuit_context
-from .data_files import SAFE_NAME, write_data_files
+from .data_files import write_data_files
 from .explorer import explorer_data
 from .extras import asset_tags
 from .heatmap import (
@@ -32,6 +32,7 @@ from .heatmap import (
     heatmap_blocks,
     heatmap_cell,
 )
+from .names import SAFE_NAME, RenderError, check_case_id  # noqa: F401  (RenderError: for users)
 from .summary import (
     capitalised,
     collected_outputs,
@@ -97,17 +98,6 @@ CHART_SECTIONS = {
     "comparison": "comparison",
     "comparison-segments": "comparison",
 }
-
-
-class RenderError(ValueError):
-    """The result cannot be rendered safely (e.g. a case id that is not a plain file name)."""
-
-
-def check_case_id(case_id: str) -> str:
-    """Case ids become directory and file names; refuse anything that could leave out_dir."""
-    if not SAFE_NAME.fullmatch(case_id) or ".." in case_id:
-        raise RenderError(f"case id {case_id!r} is not a safe file name ([A-Za-z0-9._-]+)")
-    return case_id
 
 
 # --- safe embedding ---------------------------------------------------------------------------

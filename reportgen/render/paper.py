@@ -13,7 +13,7 @@ holds one ``figure`` environment per figure that includes the PDFs, so a paper n
 ``graphicx``; its labels carry the case id, so any number of cases' files can be ``\\input``
 into one document, which compiles on the first run.
 
-Tokens are untrusted: every string goes through :func:`reportgen.render.latex.escape_latex`,
+Tokens are untrusted: every string goes through :func:`reportgen.render.tex.escape_latex`,
 and pdflatex runs with ``-no-shell-escape``."""
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ TT_WIDTH = 0.525  # a monospaced character's width in em (Latin Modern Mono, Cou
 def tex_text(text: str, *, tokens: bool = False) -> str:
     """``text`` escaped for LaTeX; a character pdflatex cannot set is a boxed U+XXXX at the
     current size (not ``\\tiny``: every word of a paper figure is at least the small size)."""
-    from .latex import escape_latex
+    from .tex import escape_latex
 
     out = escape_latex(text, visible_whitespace=tokens)
     return out.replace(r"\fbox{\tiny U+", r"\fbox{U+")
@@ -89,7 +89,7 @@ def token_text(text: str, limit: int) -> str:
 def label_chars(text: str, limit: int) -> int:
     """How many monospaced characters :func:`token_text` takes, a little generously: a boxed
     U+XXXX is ~8, a newline arrow 2, the dots of a cut token 3."""
-    from .latex import _typesettable
+    from .tex import typesettable as _typesettable
 
     shown = text[: limit - 1] if len(text) > limit else text
     width = sum(1 if _typesettable(ch) else 2 if ch in "\n\t" else 8 for ch in shown)
@@ -798,7 +798,7 @@ def font_missing(font: str) -> str | None:
 
 def compile_document(tex_source: str, out_dir: Path, stem: str, case_id: str) -> Path:
     """Write ``<stem>.tex`` and run pdflatex once on it (see :func:`latex.compile_tex`)."""
-    from . import latex
+    from . import tex as latex
 
     tex = out_dir / f"{stem}.tex"
     tex.write_text(tex_source, encoding="utf-8")
@@ -811,9 +811,9 @@ def split_pages(pdf: Path, names: Sequence[str]) -> None:
     """Page i of ``pdf`` becomes ``names[i]`` beside it (pdfseparate)."""
     tool = shutil.which("pdfseparate")
     if tool is None:
-        from . import latex
+        from .tex import LatexError
 
-        raise latex.LatexError("pdfseparate (poppler-utils) is needed to split the paper figures")
+        raise LatexError("pdfseparate (poppler-utils) is needed to split the paper figures")
     pattern = pdf.with_name(f"{pdf.stem}-page-%d.pdf")
     subprocess.run([tool, str(pdf), str(pattern)], check=True, capture_output=True, timeout=120)
     for i, name in enumerate(names, start=1):
@@ -856,7 +856,7 @@ def write_figure_set(
     if compile_pdf:
         problem = font_missing(settings.font)
         if problem is not None:
-            from .latex import LatexError
+            from .tex import LatexError
 
             raise LatexError(problem)
         pdf = compile_document(source, out_dir, f"{prefix}-paper", case_id)
@@ -880,7 +880,7 @@ def render_paper_figures(
     compile_pdf: bool = True,
 ) -> list[str]:
     """The case's paper figures into ``out_dir`` (see the module docstring)."""
-    from .html import check_case_id
+    from .names import check_case_id
 
     case_id = check_case_id(result.case_id)
     settings = settings or FigureSettings()

@@ -102,7 +102,7 @@ def _rgb(color: tuple[int, int, int]) -> str:
 def pinned_tikz(result: CaseResult, width_in: float) -> str | None:
     """A standalone LaTeX document: the pinned subgraph, exactly ``width_in`` inches wide (the
     drawing is laid out for that width, then scaled to it exactly)."""
-    from .latex import escape_latex
+    from .tex import escape_latex
 
     found = pinned_units(result)
     if found is None:
@@ -189,7 +189,7 @@ def pinned_tikz(result: CaseResult, width_in: float) -> str | None:
 def write_pinned_figures(result: CaseResult, out_dir: Path, *, compile_pdf: bool) -> list[Path]:
     """``<id>-pinned-column.tex`` and ``<id>-pinned-text.tex`` (and their PDFs when
     ``compile_pdf``) in ``out_dir``; nothing when the result pins nothing."""
-    from .latex import compile_tex
+    from .tex import compile_tex
 
     written: list[Path] = []
     for name, width in WIDTHS.items():
