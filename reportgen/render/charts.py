@@ -47,7 +47,16 @@ def _short(text: str, limit: int = 14) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
-def _configure(chart: alt.TopLevelMixin) -> alt.TopLevelMixin:
+def zero_rule() -> alt.Chart:
+    """The dashed line at f = 0 of a chart whose y axis is f: above it the target wins."""
+    return (
+        alt.Chart(alt.Data(values=[{"f": 0}]))
+        .mark_rule(color="#888", strokeDash=[4, 3])
+        .encode(y="f:Q")
+    )
+
+
+def configure(chart: alt.TopLevelMixin) -> alt.TopLevelMixin:
     """Shared look: quiet axes, the page's font, no chart border."""
     return (
         chart.configure(font=FONT)
@@ -96,8 +105,8 @@ def relevance_chart(result: CaseResult) -> alt.TopLevelMixin:
     and an overview of the whole input in bins of positions."""
     cells = token_cells(result.attribution)
     if len(cells) <= PER_TOKEN_LIMIT:
-        return _configure(_per_token_chart(cells))
-    return _configure(alt.vconcat(_top_tokens_chart(cells), _overview_chart(cells), spacing=24))
+        return configure(_per_token_chart(cells))
+    return configure(alt.vconcat(_top_tokens_chart(cells), _overview_chart(cells), spacing=24))
 
 
 def _bar_rows(cells: Sequence[TokenCell], labels: Sequence[str]) -> list[dict]:
@@ -236,7 +245,7 @@ def segments_chart(result: CaseResult) -> alt.Chart | None:
         )
         .properties(width=480, height=max(40, 26 * len(values)))
     )
-    return _configure(chart)
+    return configure(chart)
 
 
 def _layers(graph: dict[str, Any]) -> list[str]:
@@ -264,7 +273,7 @@ def layer_sums_chart(result: CaseResult) -> alt.Chart | None:
         )
         .properties(width=max(320, min(CHART_WIDTH, 18 * len(values))), height=180)
     )
-    return _configure(chart)
+    return configure(chart)
 
 
 def metrics_chart(result: CaseResult) -> alt.FacetChart | None:
@@ -314,7 +323,7 @@ def metrics_chart(result: CaseResult) -> alt.FacetChart | None:
         )
         .resolve_scale(y="independent")
     )
-    return _configure(chart)
+    return configure(chart)
 
 
 def faithfulness_chart(result: CaseResult) -> alt.LayerChart | None:
@@ -348,12 +357,8 @@ def faithfulness_chart(result: CaseResult) -> alt.LayerChart | None:
             ],
         )
     )
-    zero = (
-        alt.Chart(alt.Data(values=[{"f": 0}]))
-        .mark_rule(color="#888", strokeDash=[4, 3])
-        .encode(y="f:Q")
-    )
-    return _configure(alt.layer(zero, lines).properties(width=480, height=240))
+    zero = zero_rule()
+    return configure(alt.layer(zero, lines).properties(width=480, height=240))
 
 
 def comparison_chart(result: CaseResult) -> alt.Chart | None:
@@ -377,7 +382,7 @@ def comparison_chart(result: CaseResult) -> alt.Chart | None:
         )
         .properties(width=480, height=max(40, 28 * len(values)))
     )
-    return _configure(chart)
+    return configure(chart)
 
 
 def comparison_segments_chart(result: CaseResult) -> alt.Chart | None:
@@ -410,7 +415,7 @@ def comparison_segments_chart(result: CaseResult) -> alt.Chart | None:
         )
         .properties(width=max(240, 90 * len(base)), height=200)
     )
-    return _configure(chart)
+    return configure(chart)
 
 
 def dossier_charts(result: CaseResult) -> dict[str, alt.TopLevelMixin]:
@@ -447,7 +452,7 @@ def benchmark_counts_chart(results: Sequence[CaseResult]) -> alt.Chart:
         )
         .properties(width=320, height=max(40, 26 * len(values)))
     )
-    return _configure(chart)
+    return configure(chart)
 
 
 def logit_diff_chart(results: Sequence[CaseResult]) -> alt.Chart:
@@ -477,7 +482,7 @@ def logit_diff_chart(results: Sequence[CaseResult]) -> alt.Chart:
         )
         .properties(width=320, height=max(60, 34 * len(models)))  # fits half the index
     )
-    return _configure(chart)
+    return configure(chart)
 
 
 def comparison_scatter(results: Sequence[CaseResult]) -> alt.LayerChart | None:
@@ -527,7 +532,7 @@ def comparison_scatter(results: Sequence[CaseResult]) -> alt.LayerChart | None:
             ],
         )
     )
-    return _configure(alt.layer(diagonal, points).properties(width=320, height=320))
+    return configure(alt.layer(diagonal, points).properties(width=320, height=320))
 
 
 def summaries_chart(summaries: Sequence[dict[str, Any]]) -> alt.Chart | None:
@@ -556,4 +561,4 @@ def summaries_chart(summaries: Sequence[dict[str, Any]]) -> alt.Chart | None:
         )
         .properties(width=360, height=max(40, 28 * len(benchmarks)))
     )
-    return _configure(chart)
+    return configure(chart)

@@ -544,7 +544,7 @@ def study_charts(data: StudyData) -> dict[str, Any]:
     """The study's charts for the index, from the same numbers as the paper figures."""
     import altair as alt
 
-    from .charts import _configure
+    from .charts import configure, zero_rule
     from .colors import NEGATIVE_HEX, POSITIVE_HEX
 
     charts: dict[str, Any] = {}
@@ -557,7 +557,7 @@ def study_charts(data: StudyData) -> dict[str, Any]:
             for s in FUNNEL_STAGES
         ]
         stages = [FUNNEL_WORDS[s] for s in FUNNEL_STAGES]
-        charts["funnel"] = _configure(
+        charts["funnel"] = configure(
             alt.Chart(alt.Data(values=values))
             .mark_bar()
             .encode(
@@ -582,7 +582,7 @@ def study_charts(data: StudyData) -> dict[str, Any]:
             for b, counts in data.patterns.items()
             for p, n in counts.items()
         ]
-        charts["patterns"] = _configure(
+        charts["patterns"] = configure(
             alt.Chart(alt.Data(values=values))
             .mark_bar()
             .encode(
@@ -637,7 +637,7 @@ def study_charts(data: StudyData) -> dict[str, Any]:
                 alt.Tooltip("cases:Q"),
             ],
         )
-        charts["profiles"] = _configure(alt.layer(band, line).properties(width=320, height=200))
+        charts["profiles"] = configure(alt.layer(band, line).properties(width=320, height=200))
     if data.persistence:
         order: list[str] = []
         for row in data.persistence:
@@ -675,10 +675,6 @@ def study_charts(data: StudyData) -> dict[str, Any]:
                 ],
             )
         )
-        zero = (
-            alt.Chart(alt.Data(values=[{"f": 0}]))
-            .mark_rule(color="#888", strokeDash=[4, 3])
-            .encode(y="f:Q")
-        )
-        charts["persistence"] = _configure(alt.layer(zero, lines).properties(width=320, height=220))
+        zero = zero_rule()
+        charts["persistence"] = configure(alt.layer(zero, lines).properties(width=320, height=220))
     return charts
