@@ -1,10 +1,12 @@
 """The files of reportgen's caches (results, graphs, figure sets, the model-hash memo): one way
 to write an entry, one way to seal and check it, one way to fail.
 
-- :func:`write_atomic` writes a temporary file of this writer alone
-  (``.<name>.<pid>-<random>.tmp``) and renames it over the entry, so a reader never sees half an
-  entry and two writers never rename each other's file away. A folder in the entry's place is
-  damage in our own cache and is removed first.
+- :func:`replace_atomically` is reportgen's one way to write a file another process may read:
+  a temporary file of this writer alone (``.<name>.<pid>-<random>.tmp``) renamed over the
+  target, so a reader never sees half a file and two writers never rename each other's file
+  away. Outputs (case files, summaries, ``--json``, a single-file dossier) use it directly and
+  fail loudly; :func:`write_atomic` is the cache's form of it: a folder in the entry's place is
+  damage in our own cache and is removed first, and a failure is one warning, never an error.
 - :func:`seal` / :func:`unseal`: an entry whose numbers reach a page is a JSON envelope
   ``{"format", "key", "sha256", <body>}``; the sha256 covers the canonical JSON of the body, so
   an edited number is detected. Anything else is damage: one warning line, then recomputed.
@@ -106,23 +108,32 @@ def _clear_place(path: Path, root: Path) -> None:
         shutil.rmtree(path)
 
 
+def replace_atomically(path: Path, data: bytes | str, *, mode: int | None = None) -> None:
+    """Write ``data`` to ``path`` through a temporary file of this writer alone; OSError on
+    failure (nothing half-written is left). ``mode``: the file's permissions (e.g. 0o644 for a
+    published file; default: the umask's)."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    tmp = path.with_name(f".{path.name}.{writer_tag()}.tmp")
+    try:
+        with open(tmp, "xb") as handle:
+            handle.write(raw)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_atomic(path: Path, data: bytes | str, *, within: Path | None = None) -> bool:
     """Write ``data`` to the cache entry ``path`` atomically; False (after at most one warning
     per process) when the cache cannot be written. ``within``: the folder below which damage in
     the entry's place may be removed (default: the cache root)."""
     if not writable():
         return False
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    tmp = path.with_name(f".{path.name}.{writer_tag()}.tmp")
     try:
         _clear_place(path, cache_root() if within is None else within)
-        try:
-            with open(tmp, "xb") as handle:
-                handle.write(raw)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        replace_atomically(path, data)
     except OSError as exc:
         cannot_write(path, exc)
         return False

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 from collections.abc import Callable
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from . import __version__, cache_files
 from .attribution import Attribution
+from .cache_keys import code_version, model_identity
 from .cases import Case, check_layers
 from .compare import compare_models
 from .errors import CaseError, ModelLoadError, warn
@@ -24,13 +23,12 @@ from .faithfulness import failure_pattern, faithfulness
 from .graph.step import compute_graph
 from .graph.types import AttributionGraph
 from .interventions import case_circuit, pinned_meta
-from .models import EMBEDDED_MODELS, LoadedModel, cache_dir, embedded_path, load_model
+from .models import LoadedModel, cache_dir, load_model
 from .objectives import Objective
 from .pipeline import Question, attribute_prepared, check_fits, prepare_question
 from .progress import Progress, no_progress, return_freed_memory
 from .results import CaseResult
 
-_COMPUTE_PACKAGES = ("lxt", "reportgen")
 # up to this many tokens the deletion curves are evaluated at every k; longer inputs use a grid
 FAITHFULNESS_ALL_POINTS = 1024
 FAITHFULNESS_GRID = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50)
@@ -42,161 +40,6 @@ FAITHFULNESS_COST_BUDGET = 32_768
 #: (Qwen2.5-Coder-1.5B: about 2,700), one with fewer the same 32,768
 FAITHFULNESS_REFERENCE_BLOCK_PARAMETERS = 106_202_880
 FAITHFULNESS_RANDOM_GRID = (5, 20, 50)
-_RENDER_ONLY = (
-    "render",
-    "site.py",
-    "cli/",
-    "build.py",
-    "outdir.py",
-    "explore.py",
-    "neuronpedia.py",
-    "runner",  # the runner only schedules: what changes numbers is in the key itself
-    "collect",  # writes case files; a dossier's numbers come from the case file alone
-    "progress.py",
-    "project.py",  # settings reach the key as the runtime, not as code
-    "published.py",  # what a published page leaves out
-    "publish.py",
-    "site_links.py",
-)
-
-
-@lru_cache(maxsize=1)
-def code_version() -> str:
-    """Hash of the source files that compute numbers (rendering code excluded)."""
-    digest = hashlib.sha256()
-    root = Path(__file__).resolve().parent.parent
-    for package in _COMPUTE_PACKAGES:
-        for path in sorted((root / package).rglob("*.py")):
-            relative = path.relative_to(root / package).as_posix()
-            if package == "reportgen" and relative.startswith(_RENDER_ONLY):
-                continue
-            digest.update(relative.encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def model_identity(spec: str) -> str:
-    """A string that changes when the model's weights change, known without loading it.
-
-    Local folders and files (and fetched embedded models) are identified by the sha256 of
-    their files, so weights overwritten in place are never served from an old cache entry; the
-    hashes are remembered by path, size, mtime, ctime and inode (:func:`content_hash`). A
-    Hugging Face id is identified by the commit its local cache resolves to, and by the content
-    of that snapshot."""
-    if spec in EMBEDDED_MODELS:
-        folder = embedded_path(spec)
-        if not (folder / "reportgen-model.json").exists():
-            return f"{spec}:unfetched"
-        return f"{spec}:{content_hash(folder)}"
-    path = Path(spec).expanduser()
-    if path.exists():
-        return f"{path.resolve()}:{content_hash(path)}"
-    snapshot = _hf_snapshot(spec)
-    if snapshot is not None:
-        return f"hf:{spec}@{snapshot.name}:{content_hash(snapshot)}"
-    return f"hf:{spec}"
-
-
-def _hf_snapshot(spec: str) -> Path | None:
-    """The local HF cache snapshot folder ``refs/main`` points at, or None."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        found = try_to_load_from_cache(spec, "config.json")
-    except Exception:  # noqa: BLE001 -- not a valid repo id, no hub library: not cached
-        return None
-    return Path(found).parent if isinstance(found, str) else None
-
-
-_HASH_MEMO = "content-hashes.json"
-_memo_seen: dict[str, dict[str, Any]] = {}
-
-
-def _file_state(path: Path) -> dict[str, int]:
-    st = path.stat()
-    return {
-        "size": st.st_size,
-        "mtime_ns": st.st_mtime_ns,
-        "ctime_ns": st.st_ctime_ns,
-        "inode": st.st_ino,
-        "device": st.st_dev,
-    }
-
-
-def _model_files(path: Path) -> list[Path]:
-    """Every regular file of a model folder (weights, config, tokenizer), hidden ones skipped;
-    a single file is itself."""
-    if path.is_file():
-        return [path]
-    files = []
-    for base, dirs, names in os.walk(path):  # links to folders are not followed: no loops
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(names):
-            item = Path(base) / name
-            if not name.startswith(".") and item.is_file():
-                files.append(item)
-    return sorted(files)
-
-
-_MEMO_KIND = "reportgen-hash-memo"
-
-
-def _read_memo(memo_path: Path) -> dict[str, Any]:
-    """The remembered hashes (a sealed envelope; an older plain memo is silently hashed again)."""
-    try:
-        data = json.loads(cache_files.read_regular(memo_path).decode("utf-8"))
-        if isinstance(data, dict) and "format" not in data:
-            return {}  # written before the memo had a checksum
-        memo = cache_files.unseal(data, _MEMO_KIND, _HASH_MEMO)
-        if not isinstance(memo, dict):
-            raise ValueError("not an object")
-        return memo
-    except (FileNotFoundError, NotADirectoryError):
-        return {}
-    except (OSError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        cache_files.warn_once(
-            f"damaged hash memo {memo_path} ({reason[:80]}); model files are hashed again"
-        )
-        return {}
-
-
-def content_hash(path: Path) -> str:
-    """sha256 over the names and contents of a model file or folder's files. Each file is
-    hashed once and remembered on disk by its (path, size, mtime, ctime, inode); a file whose
-    state changed is hashed again."""
-    memo_path = cache_dir() / _HASH_MEMO
-    memo = {**_read_memo(memo_path), **_memo_seen}
-    changed = False
-    digest = hashlib.sha256()
-    root = path.resolve()
-    for file in _model_files(root):
-        real = file.resolve()
-        state = _file_state(real)
-        entry = memo.get(str(real))
-        if not (
-            isinstance(entry, dict)
-            and isinstance(entry.get("sha256"), str)
-            and {k: entry.get(k) for k in state} == state
-        ):
-            entry = {**state, "sha256": _sha256_file(real)}
-            memo[str(real)] = entry
-            changed = True
-        _memo_seen[str(real)] = entry
-        digest.update(file.relative_to(root).as_posix().encode() if file != root else b"")
-        digest.update(b"\0" + entry["sha256"].encode() + b"\0")
-    if changed:  # a cache that cannot be written: one warning in all (cache_files)
-        cache_files.write_sealed(memo_path, _MEMO_KIND, _HASH_MEMO, memo)
-    return digest.hexdigest()[:32]
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 #: what quick mode (``--fast``) leaves out; the dossier names it
 FAST_SKIPS = ("faithfulness", "interventions")
@@ -376,7 +219,7 @@ def compute_case(
     check_fits(loaded, len(question.inputs.token_ids), where=case.path)
     progress("attribution", 0, 1)
     attribution = attribute_prepared(loaded, question)
-    return_freed_memory()
+    return_freed_memory(len(attribution.token_ids))
     progress("attribution", 1, 1)
     n = len(attribution.token_ids)
     spans = [(f"segments.{name}", span) for name, span in case.segments.items()]
@@ -400,7 +243,7 @@ def compute_case(
         use_cache=use_cache,
         progress=lambda done, total: progress("graph", done, total),
     )
-    return_freed_memory()
+    return_freed_memory(len(attribution.token_ids))
     circuit = None  # quick mode: the pinned subgraph (for its figure) without the ablations
     pinned = pinned_meta(case, graph.pruned)
     if not fast:
@@ -415,7 +258,7 @@ def compute_case(
             question.objective,
             progress=lambda done, total: progress("faithfulness", done, total),
         )
-        return_freed_memory()
+        return_freed_memory(len(attribution.token_ids))
         pattern = failure_pattern(attribution.relevance, attribution.special, list(case.relevant))
         if pattern is not None:
             faith["failure_pattern"] = pattern

@@ -548,7 +548,7 @@ class Explorer:
         computes for the saved case file, so building it reuses explore's work. The numbers
         depend on none of what differs (id, title, description); the model's identity and the
         runtime are checked, a mismatch (or nothing explained yet) leaves the cache alone."""
-        from . import compute
+        from . import cache_keys, compute
         from .runner.driver import _key_runtime
         from .runner.settings import ModelRuntime
 
@@ -556,7 +556,7 @@ class Explorer:
         if result is None:
             return False
         case = load_case(path)
-        identity = compute.model_identity(case.model)
+        identity = cache_keys.model_identity(case.model)
         if identity != result.environment.get("model_identity") or case.compare:
             return False
         runtime = ModelRuntime(str(self.loaded.device), self.loaded.dtype, self.loaded.quantization)

@@ -17,6 +17,7 @@ import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from .cache_files import replace_atomically
 from .errors import ReportgenError
 
 #: GitHub's limit for a file attached to an issue or pull request (25 MB)
@@ -72,10 +73,7 @@ def write_single_file(
             result, work / "site", pdf=pdf, use_cache=use_cache, single_file=True, inputs=inputs
         )
         page = work / "site" / "cases" / result.case_id / "index.html"  # type: ignore[attr-defined]
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        shutil.copyfile(page, tmp)
-        os.chmod(tmp, 0o644)
-        tmp.replace(out)
+        replace_atomically(out, page.read_bytes(), mode=0o644)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return failures

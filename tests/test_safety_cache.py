@@ -11,8 +11,9 @@ import pytest
 from tiny_models import save_tiny_llama, tiny_model
 
 from reportgen import build as build_module
-from reportgen import compute
-from reportgen.compute import model_identity, results_cache
+from reportgen import cache_keys, compute
+from reportgen.cache_keys import model_identity
+from reportgen.compute import results_cache
 
 CASE = """
 id = "case-a"
@@ -28,7 +29,7 @@ bos = true
 def setup(tmp_path, monkeypatch):
     """A fresh cache, a tiny model folder and one case."""
     monkeypatch.setenv("REPORTGEN_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(compute, "_memo_seen", {})
+    monkeypatch.setattr(cache_keys, "_memo_seen", {})
     model = save_tiny_llama(tmp_path / "model")
     cases = tmp_path / "cases"
     cases.mkdir()
@@ -73,12 +74,12 @@ def test_weights_overwritten_in_place_are_not_served_from_the_cache(setup):
 def test_weights_are_hashed_once_and_again_only_when_they_change(setup, monkeypatch):
     _, _, model = setup
     calls = []
-    real = compute._sha256_file
-    monkeypatch.setattr(compute, "_sha256_file", lambda p: calls.append(p.name) or real(p))
+    real = cache_keys._sha256_file
+    monkeypatch.setattr(cache_keys, "_sha256_file", lambda p: calls.append(p.name) or real(p))
     first = model_identity(model)
     n_files = len(calls)
     assert n_files >= 3 and any(name.endswith(".safetensors") for name in calls)
-    monkeypatch.setattr(compute, "_memo_seen", {})  # a new process: only the disk memo is left
+    monkeypatch.setattr(cache_keys, "_memo_seen", {})  # a new process: only the disk memo is left
     assert model_identity(model) == first and len(calls) == n_files
     config = os.path.join(model, "config.json")
     data = json.loads(open(config).read())
@@ -388,17 +389,17 @@ def test_a_damaged_or_edited_hash_memo_is_one_warning_and_hashed_again(
 
     _, _, model = setup
     first = model_identity(model)
-    memo = cache_dir() / compute._HASH_MEMO
+    memo = cache_dir() / cache_keys._HASH_MEMO
     data = json.loads(memo.read_text())
-    assert data["format"] == compute._MEMO_KIND and data["sha256"]
+    assert data["format"] == cache_keys._MEMO_KIND and data["sha256"]
     # an edited hash (the weights would be taken for others): detected by the checksum
     entry = next(iter(data["body"].values()))
     entry["sha256"] = "0" * 64
     memo.write_text(json.dumps(data))
-    compute._memo_seen.clear()
+    cache_keys._memo_seen.clear()
     with caplog.at_level(logging.WARNING, logger="reportgen"):
         assert model_identity(model) == first
-        compute._memo_seen.clear()
+        cache_keys._memo_seen.clear()
     messages = [r.getMessage() for r in caplog.records if "hash memo" in r.getMessage()]
     assert len(messages) == 1 and "hashed again" in messages[0]
     # a folder in its place: one warning, hashed again, and the memo is written back
@@ -408,7 +409,7 @@ def test_a_damaged_or_edited_hash_memo_is_one_warning_and_hashed_again(
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="reportgen"):
         for _ in range(3):
-            compute._memo_seen.clear()
+            cache_keys._memo_seen.clear()
             assert model_identity(model) == first
     assert len([r for r in caplog.records if "hash memo" in r.getMessage()]) == 1
     assert memo.is_file()

@@ -5,6 +5,7 @@ functions so `reportgen --help` is instant."""
 from __future__ import annotations
 
 import errno
+import gc
 import json
 import logging
 import os
@@ -238,12 +239,23 @@ def main() -> None:
     from .. import interrupts
 
     # Ctrl-C / SIGTERM within seconds, even in the middle of one long attention call
+    context = click.get_current_context()
     if interrupts.install():
-        click.get_current_context().call_on_close(interrupts.uninstall)
+        context.call_on_close(interrupts.uninstall)
+    context.call_on_close(_skip_exit_collection)
+
+
+def _skip_exit_collection() -> None:
+    """The command is done: spare the interpreter's final garbage collection the objects it holds.
+
+    With a model loaded (torch, transformers) that last collection walks millions of objects:
+    1.7 s of a 10 s ``run --fast``, after the page is written. ``gc.freeze`` moves them out of
+    the collector's sight; exit handlers and finalizers still run."""
+    gc.freeze()
 
 
 def write_json(path: Path, data: Any) -> None:
+    from ..cache_files import replace_atomically
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
+    replace_atomically(path, json.dumps(data, indent=1, ensure_ascii=False))

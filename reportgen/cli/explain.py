@@ -271,7 +271,7 @@ def graph(
     quiet_libraries()
     from tqdm import tqdm
 
-    from ..compute import code_version, model_identity
+    from ..cache_keys import code_version, model_identity
     from ..graph.step import compute_graph
     from ..pipeline import check_fits, prepare_question
 

@@ -296,7 +296,7 @@ def collect(
     --device/--dtype/--4bit and the project file); ``execution``: on how many workers, local
     or Ray (the files written are the same for any). ``load`` replaces the model loader of
     the in-process executor (``--jobs 1``; tests)."""
-    from ..compute import code_version
+    from ..cache_keys import code_version
 
     if not models:
         raise ReportgenError("no model given")

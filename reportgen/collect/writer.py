@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..cache_files import replace_atomically
 from ..toml_values import toml_key, toml_value
 
 HEADER = "# collected by `reportgen collect`; edits are kept (re-collect overwrites only with --force). sha256="
@@ -49,17 +50,13 @@ def write_case(path: Path, text: str, force: bool = False) -> str:
         if is_hand_edited(path) and not force:
             return "kept"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    replace_atomically(path, text)
     return "written"
 
 
 def write_summary(path: Path, summary: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    replace_atomically(path, json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
 
 
 def read_summary(path: Path) -> dict[str, Any] | None:

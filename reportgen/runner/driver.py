@@ -69,7 +69,8 @@ def run_cases(
     failure raises; with it, failed cases are reported and the others go on.
     ``loader`` replaces ``load_model`` in the in-process executor (tests). ``fast``: quick
     mode (no faithfulness test), cached under keys of its own."""
-    from ..compute import cached_result, code_version, result_key, store_result
+    from ..cache_keys import code_version
+    from ..compute import cached_result, result_key, store_result
     from ..results import CaseResult
 
     report = RunReport()

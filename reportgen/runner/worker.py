@@ -73,7 +73,7 @@ class CaseWorker:
     def check_code(self, job: Work) -> None:
         """A result computed by other code would be cached under the driver's code version:
         refuse the job."""
-        from ..compute import code_version
+        from ..cache_keys import code_version
 
         if job.code and job.code != code_version():
             raise ReportgenError(
