@@ -65,7 +65,7 @@ PRESENTING = (
 
 
 def module_list(relative: str) -> str | None:
-    """"computing", "presenting" or None (in neither list) for a path below ``reportgen/``."""
+    """ "computing", "presenting" or None (in neither list) for a path below ``reportgen/``."""
     for name, entries in (("computing", COMPUTING), ("presenting", PRESENTING)):
         if any(relative == e or (e.endswith("/") and relative.startswith(e)) for e in entries):
             return name

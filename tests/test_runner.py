@@ -2,11 +2,13 @@
 retried, a failing case reported while the others build (local processes; Ray in test_runner_ray)."""
 
 import json
+import os
 
 import pytest
 import torch
 from click.testing import CliRunner
 from tiny_models import save_tiny_llama
+from worker_faults import FAULT_DIR_ENV, FAULTS
 
 from reportgen.build import BuildReport, build, compute_results, render_site
 from reportgen.cases import load_cases
@@ -14,7 +16,7 @@ from reportgen.cli import main
 from reportgen.errors import ReportgenError
 from reportgen.project import Project, load_project
 from reportgen.runner import Execution, ModelRuntime, RuntimeOptions, resolve_runtime
-from reportgen.runner.worker import FAULT_DIR_ENV, THREADS_ENV
+from reportgen.runner.worker import THREADS_ENV
 
 CASE = """
 id = "{id}"
@@ -146,6 +148,9 @@ def test_two_workers_build_what_one_builds_and_survive_a_killed_worker(
     faults.mkdir()
     (faults / "b.toml.die-once").touch()  # the worker computing b dies; b is retried
     monkeypatch.setenv(FAULT_DIR_ENV, str(faults))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(p for p in (str(FAULTS), os.environ.get("PYTHONPATH")) if p)
+    )
     cases, _ = load_cases([write_cases(tmp_path / "cases", model_dir)])
     out = tmp_path / "site"
     report = BuildReport(out=out)

@@ -7,11 +7,12 @@ import os
 import pytest
 import test_runner
 from test_runner import site_files, write_cases
+from worker_faults import worker_faults
 
 from reportgen.build import BuildReport, build, compute_results, render_site
 from reportgen.cases import load_cases
 from reportgen.runner import Execution
-from reportgen.runner.worker import FAULT_DIR_ENV, THREADS_ENV
+from reportgen.runner.worker import THREADS_ENV
 
 ray = pytest.importorskip("ray")
 model_dir = test_runner.model_dir  # the module fixtures, shared with the local-runner tests
@@ -23,21 +24,16 @@ def ray_faults(tmp_path_factory):
     """A local Ray for this module; its workers see the fault-injection folder (set before
     ray.init: workers inherit the environment Ray starts with)."""
     faults = tmp_path_factory.mktemp("ray-faults")
-    before = os.environ.get(FAULT_DIR_ENV)
-    os.environ[FAULT_DIR_ENV] = str(faults)
     threads_before = os.environ.get(THREADS_ENV)
     os.environ[THREADS_ENV] = "1"  # actors run one thread each, as the reference build
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield faults
-    ray.shutdown()
+    with worker_faults(faults):
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        yield faults
+        ray.shutdown()
     if threads_before is None:
         os.environ.pop(THREADS_ENV, None)
     else:
         os.environ[THREADS_ENV] = threads_before
-    if before is None:
-        os.environ.pop(FAULT_DIR_ENV, None)
-    else:
-        os.environ[FAULT_DIR_ENV] = before
 
 
 def test_a_ray_build_is_the_local_build(model_dir, reference, ray_faults, tmp_path, monkeypatch):

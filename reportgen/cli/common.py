@@ -18,6 +18,8 @@ from typing import Any
 
 import click
 
+from ..runner.executors import EXECUTORS
+
 DEFAULT_SITE = Path("site/_build")
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -123,10 +125,10 @@ def execution_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--executor",
-            type=click.Choice(["local", "ray"]),
+            type=click.Choice(list(EXECUTORS)),
             default="local",
             show_default=True,
-            help="local: this machine; ray: a Ray cluster (pip install 'reportgen[ray]').",
+            help="; ".join(f"{e.name}: {e.help}" for e in EXECUTORS.values()) + ".",
         ),
         click.option(
             "--ray-address",
@@ -141,8 +143,9 @@ def execution_options(func: Callable[..., Any]) -> Callable[..., Any]:
     def packed(*args: Any, jobs: int, executor: str, ray_address: str | None, **kwargs: Any) -> Any:
         from ..runner import Execution
 
-        if ray_address and executor != "ray":
-            raise click.ClickException("--ray-address needs --executor ray")
+        if ray_address and not EXECUTORS[executor].takes_address:
+            takers = " or ".join(e.name for e in EXECUTORS.values() if e.takes_address)
+            raise click.ClickException(f"--ray-address needs --executor {takers}")
         if ray_address:
             from ..errors import ReportgenError
             from ..runner.ray_executor import check_ray_address

@@ -1,23 +1,36 @@
 """Running cases: where (CPU, CUDA), in which number format, and on how many workers (local
-processes or a Ray cluster). The driver keeps the cache and the order; workers only compute."""
+processes or a Ray cluster). The driver keeps the cache and the order; workers only compute.
 
-from .driver import EXECUTORS, LOCAL, Execution, RunReport, execute, run_cases, session
-from .jobs import Job, Outcome, Work
-from .settings import DEFAULT_OPTIONS, ModelRuntime, RuntimeOptions, resolve_runtime
+The names below load on first use (PEP 562), so the command line can name the executors
+(``runner.executors``) without importing the driver's computing modules (torch)."""
 
-__all__ = [
-    "DEFAULT_OPTIONS",
-    "EXECUTORS",
-    "LOCAL",
-    "Execution",
-    "Job",
-    "ModelRuntime",
-    "Outcome",
-    "RunReport",
-    "RuntimeOptions",
-    "Work",
-    "execute",
-    "resolve_runtime",
-    "run_cases",
-    "session",
-]
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_WHERE = {
+    "DEFAULT_OPTIONS": "settings",
+    "EXECUTORS": "executors",
+    "Executor": "executors",
+    "LOCAL": "driver",
+    "Execution": "driver",
+    "Job": "jobs",
+    "ModelRuntime": "settings",
+    "Outcome": "jobs",
+    "RunReport": "driver",
+    "RuntimeOptions": "settings",
+    "Work": "jobs",
+    "execute": "driver",
+    "resolve_runtime": "settings",
+    "run_cases": "driver",
+    "session": "driver",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)

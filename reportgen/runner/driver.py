@@ -15,11 +15,10 @@ from typing import Any
 from ..cases import Case
 from ..errors import ReportgenError
 from ..project import Project
+from .executors import EXECUTORS
 from .jobs import Job, Outcome, Work
 from .settings import DEFAULT_OPTIONS, ModelRuntime, RuntimeOptions, resolve_runtime
 from .worker import failure_text
-
-EXECUTORS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,8 @@ class Execution:
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
-            raise ReportgenError(f"--executor: {self.executor!r} is not one of local, ray")
+            names = ", ".join(EXECUTORS)
+            raise ReportgenError(f"--executor: {self.executor!r} is not one of {names}")
         if self.jobs < 1:
             raise ReportgenError("--jobs must be >= 1")
 
@@ -153,17 +153,13 @@ def session(execution: Execution) -> Iterator[bool | None]:
     cluster has GPUs, locally ``None`` (torch is asked here). A SIGTERM meanwhile is handled
     as Ctrl-C: the executors end their worker processes (and a Ray started for the run) on
     the way out instead of leaving them behind."""
+    executor = EXECUTORS[execution.executor]
     with _sigterm_as_interrupt():
-        if execution.executor == "ray":
-            from .ray_executor import ray_session
-
-            with ray_session(execution.ray_address) as cluster_gpus:
-                # ray.init installs its own SIGTERM handlers (a crash report, then exit 15):
-                # ours instead while the run lasts, so the run ends as after Ctrl-C
-                with _sigterm_as_interrupt(replace=True):
-                    yield cluster_gpus
-        else:
-            yield None
+        with executor.session(execution.ray_address) as uses_cuda:
+            # an executor's own SIGTERM handlers (ray.init's): ours again while the run lasts,
+            # so the run ends as after Ctrl-C
+            with _sigterm_as_interrupt(replace=executor.takes_signals):
+                yield uses_cuda
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -202,25 +198,4 @@ def execute(
     """Run ``jobs`` (and the follow-ups ``on_outcome`` returns) on the executor of
     ``execution``, inside its ``session``. ``jobs=1`` locally: in this process, with
     ``loader`` replacing ``load_model`` (tests); else worker processes or Ray actors."""
-    from . import local
-
-    if execution.executor == "ray":
-        from .ray_executor import run_ray
-
-        run_ray(jobs, execution.jobs, on_outcome, progress)
-    elif execution.jobs == 1 or (len(jobs) == 1 and not _may_follow(jobs)):
-        local.run_in_process(jobs, on_outcome, progress, loader=loader)
-    else:
-        gpus = 0
-        if any(r.device == "cuda" for job in jobs for r in job.runtimes.values()):
-            import torch
-
-            gpus = torch.cuda.device_count()
-        # a fixed set of cases needs no more workers than it has (fewer: more threads each)
-        workers = execution.jobs if _may_follow(jobs) else min(execution.jobs, len(jobs))
-        local.run_workers(jobs, workers, on_outcome, progress, gpus=gpus)
-
-
-def _may_follow(jobs: list[Work]) -> bool:
-    """Whether this work may bring follow-ups (then one job is no reason to stay in process)."""
-    return not all(isinstance(job, Job) for job in jobs)
+    EXECUTORS[execution.executor].run(jobs, execution.jobs, on_outcome, progress, loader)

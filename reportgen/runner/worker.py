@@ -8,15 +8,11 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from ..errors import ReportgenError
 from .jobs import Job, Outcome, Work
 from .settings import ModelRuntime
-
-FAULT_DIR_ENV = "REPORTGEN_TEST_FAULT_DIR"
-
 
 THREADS_ENV = "REPORTGEN_THREADS"
 
@@ -113,8 +109,6 @@ class CaseWorker:
         Outcome's one-line error: a worker must survive a bad case and go on with the next."""
         try:
             self.check_code(job)
-            if self.name != "driver":
-                _fault_hook(job)
             result = job.perform(self, progress)
         except Exception as exc:  # noqa: BLE001 - e.g. CUDA out of memory: the case fails alone
             error = failure_text(job.case_path, exc)
@@ -139,23 +133,3 @@ def failure_text(path: str, exc: BaseException) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _fault_hook(job: Work) -> None:
-    """Fault injection for the runner's tests: with ``REPORTGEN_TEST_FAULT_DIR`` set, a file
-    ``<case file name>.die-once`` there kills the worker process running that case once (the
-    file is consumed), ``<case file name>.die-always`` kills every worker that runs it. Unset
-    (always, outside the tests) this does nothing."""
-    folder = os.environ.get(FAULT_DIR_ENV)
-    if not folder:
-        return
-    name = Path(job.case_path).name
-    once = Path(folder) / f"{name}.die-once"
-    try:
-        once.unlink()
-    except FileNotFoundError:
-        pass
-    else:
-        os._exit(17)
-    if (Path(folder) / f"{name}.die-always").exists():
-        os._exit(17)
