@@ -196,18 +196,6 @@ def build_graph(
     )
 
 
-def per_target_reference(
-    model: nn.Module,
-    tokenizer: Any,
-    token_ids: Sequence[int],
-    objective: Objective,
-    *,
-    split: bool = False,
-) -> AttributionGraph:
-    """One target per backward pass: the slow reference the packed result is tested against."""
-    return build_graph(model, tokenizer, token_ids, objective, split=split, batch_size=1)
-
-
 #: attention implementation that masks the head-output gradient of the replayed block
 HEAD_MASK_IMPLEMENTATION = "reportgen_head_mask"
 _HEAD_MASK: list[torch.Tensor] = []  # [batch, heads] while a block is replayed
