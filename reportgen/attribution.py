@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -88,6 +88,37 @@ RECOMPUTE_FROM_TOKENS = 4096
 
 
 @contextlib.contextmanager
+def checkpointed_blocks(
+    blocks: Sequence[Any],
+    recompute: Callable[[Any, Callable[..., Any]], Callable[..., Any]] = lambda block, run: run,
+) -> Iterator[None]:
+    """Each of ``blocks`` checkpointed (non-reentrant) while the context lasts: its forward keeps
+    only the block's input, and the backward runs the block again. ``recompute(block, forward)``
+    is what the checkpoint runs (default the block's forward itself; the graph's trace silences
+    its recording hooks on the second run), asked anew for every forward call. The original
+    forwards come back afterwards."""
+    from torch.utils.checkpoint import checkpoint
+
+    own = [block.__dict__.get("forward") for block in blocks]  # a wrapper someone else set
+    for block in blocks:
+
+        def recomputed(
+            *args: Any, _block: Any = block, _forward: Any = block.forward, **kwargs: Any
+        ) -> Any:
+            return checkpoint(recompute(_block, _forward), *args, use_reentrant=False, **kwargs)
+
+        block.forward = recomputed
+    try:
+        yield
+    finally:
+        for block, forward in zip(blocks, own, strict=True):
+            if forward is None:
+                del block.forward  # the class's own forward again
+            else:
+                block.forward = forward
+
+
+@contextlib.contextmanager
 def recomputed_blocks(model: Any) -> Iterator[None]:
     """Checkpoint every transformer block for one backward: the forward keeps only each block's
     input, and the backward runs the block again (with the same rules, whose hooks fire again)
@@ -100,24 +131,8 @@ def recomputed_blocks(model: Any) -> Iterator[None]:
     if blocks is None:
         yield
         return
-    from torch.utils.checkpoint import checkpoint
-
-    own = [block.__dict__.get("forward") for block in blocks]  # a wrapper someone else set
-    for block in blocks:
-        forward = block.forward
-
-        def recomputed(*args: Any, _forward: Any = forward, **kwargs: Any) -> Any:
-            return checkpoint(_forward, *args, use_reentrant=False, **kwargs)
-
-        block.forward = recomputed
-    try:
+    with checkpointed_blocks(blocks):
         yield
-    finally:
-        for block, forward in zip(blocks, own, strict=True):
-            if forward is None:
-                del block.forward  # the class's own forward again
-            else:
-                block.forward = forward
 
 
 def input_gradient(

@@ -28,7 +28,7 @@ import lxt
 from lxt.rules import LayerNormRule, RMSNormRule
 
 from ..attention_impl import attention_function
-from ..attribution import RECOMPUTE_FROM_TOKENS
+from ..attribution import RECOMPUTE_FROM_TOKENS, checkpointed_blocks
 from ..objectives import Objective
 from .closed_layer import AttentionCall, LayerTensors, layer_tensors
 from .trace import Trace, node_relevance, replay, trace
@@ -205,46 +205,29 @@ def _quiet_hooks(block: nn.Module, model: nn.Module) -> Iterator[None]:
             module._forward_pre_hooks, module._forward_hooks = pre_hooks, hooks
 
 
-@contextlib.contextmanager
-def _checkpointed(model: nn.Module, blocks: nn.ModuleList, recorder: _Recorder) -> Iterator[None]:
-    """Per-block activation checkpointing (non-reentrant) for the trace: each block keeps only
-    its input and what the tracing hooks hold, and is recomputed during the backward pass. The
-    original autograd graph is kept, so retained gradients of tensors inside the block are
-    filled as without checkpointing."""
-    from torch.utils.checkpoint import checkpoint
+def _checkpointed(model: nn.Module, blocks: nn.ModuleList, recorder: _Recorder) -> Any:
+    """Per-block activation checkpointing for the trace: each block keeps only its input and
+    what the tracing hooks hold, and is recomputed during the backward pass with only the rule
+    hooks on (:func:`_quiet_hooks`). The original autograd graph is kept, so retained gradients
+    of tensors inside the block are filled as without checkpointing."""
 
-    def wrap(block: nn.Module, original: Callable[..., Any]) -> Callable[..., Any]:
-        def forward(*args: Any, **kwargs: Any) -> Any:
-            runs = [0]
+    def recompute(block: nn.Module, original: Callable[..., Any]) -> Callable[..., Any]:
+        runs = [0]
 
-            def run(*a: Any, **k: Any) -> Any:
-                runs[0] += 1
-                if runs[0] == 1:
+        def run(*a: Any, **k: Any) -> Any:
+            runs[0] += 1
+            if runs[0] == 1:
+                return original(*a, **k)
+            recorder.replay = True
+            try:
+                with _quiet_hooks(block, model):
                     return original(*a, **k)
-                recorder.replay = True
-                try:
-                    with _quiet_hooks(block, model):
-                        return original(*a, **k)
-                finally:
-                    recorder.replay = False
+            finally:
+                recorder.replay = False
 
-            return checkpoint(run, *args, use_reentrant=False, **kwargs)
+        return run
 
-        return forward
-
-    patched = []
-    for block in blocks:
-        own = block.__dict__.get("forward")
-        block.forward = wrap(block, block.forward)
-        patched.append((block, own))
-    try:
-        yield
-    finally:
-        for block, own in patched:
-            if own is None:
-                del block.forward
-            else:
-                block.forward = own
+    return checkpointed_blocks(blocks, recompute)
 
 
 @dataclass
