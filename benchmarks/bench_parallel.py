@@ -77,7 +77,7 @@ def run_config(name: str, cases: Path, work: Path, models: Path) -> tuple[float,
 def run_collect(
     name: str, benchmark: str, limit: int, work: Path, models: Path
 ) -> tuple[float, Path]:
-    from reportgen.collect.runner import collect
+    from reportgen.collect.driver import collect
     from reportgen.runner import Execution
 
     executor, jobs = CONFIGS[name]

@@ -549,7 +549,7 @@ class Explorer:
         depend on none of what differs (id, title, description); the model's identity and the
         runtime are checked, a mismatch (or nothing explained yet) leaves the cache alone."""
         from . import cache_keys, compute
-        from .runner.driver import _key_runtime
+        from .runner.driver import key_runtime
         from .runner.settings import ModelRuntime
 
         result = self.results.get(self.view_key(config))
@@ -560,7 +560,7 @@ class Explorer:
         if identity != result.environment.get("model_identity") or case.compare:
             return False
         runtime = ModelRuntime(str(self.loaded.device), self.loaded.dtype, self.loaded.quantization)
-        key = compute.result_key(case, text, _key_runtime(case, {case.model: runtime}))
+        key = compute.result_key(case, text, key_runtime(case, {case.model: runtime}))
         compute.store_result(
             key,
             replace(

@@ -14,8 +14,8 @@ from tiny_models import save_tiny
 from reportgen.cli import main
 from reportgen.collect import registry
 from reportgen.collect.benchmarks import Benchmark, Item, Verdict
+from reportgen.collect.driver import Settings, collect
 from reportgen.collect.generate import greedy
-from reportgen.collect.runner import Settings, collect
 from reportgen.inputs import PromptSpec, prepare_input
 from reportgen.models import load_model
 from reportgen.runner import Execution
@@ -123,7 +123,7 @@ def test_two_local_workers_write_what_one_writes(
 
 
 def test_the_collect_command_passes_where_to_run(monkeypatch, tmp_path):
-    import reportgen.collect.runner as runner
+    import reportgen.collect.driver as runner
 
     calls = []
     empty = {"runs": [], "pin_rate": None, "benchmark": "b", "items": 0, "passed": 0}

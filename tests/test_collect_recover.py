@@ -11,10 +11,10 @@ from tiny_models import save_tiny_llama
 from reportgen.cases import load_case
 from reportgen.collect import registry
 from reportgen.collect.benchmarks import Benchmark, Item, Verdict
+from reportgen.collect.driver import Settings, collect
 from reportgen.collect.generate import Generation, greedy, prefix_cache
 from reportgen.collect.parts import fill_gaps
 from reportgen.collect.recover import candidates, search
-from reportgen.collect.runner import Settings, collect
 from reportgen.collect.writer import HEADER
 from reportgen.inputs import PromptSpec, prepare_input
 from reportgen.models import load_model
@@ -332,7 +332,7 @@ def test_an_output_cut_by_the_token_budget_is_no_clean_failure(toy, tmp_path, mo
 
 
 def test_recheck_keeps_the_cases_that_hold_and_deletes_the_others(toy, tmp_path):
-    from reportgen.collect.runner import recheck
+    from reportgen.collect.driver import recheck
 
     folder, _ = toy
     loose = Settings(budget=40, top_k=4, batch_size=4, explain_check=False, min_gap=0.0)
@@ -357,7 +357,7 @@ def test_recheck_keeps_the_cases_that_hold_and_deletes_the_others(toy, tmp_path)
 def test_recheck_keeps_hand_edits_unless_forced(toy, tmp_path):
     """Issue 31: the header of a collected case says edits are kept; --recheck would rewrite (or
     delete) an edited file, so without --force it refuses before any work, naming the file."""
-    from reportgen.collect.runner import recheck
+    from reportgen.collect.driver import recheck
     from reportgen.errors import ReportgenError
 
     folder, _ = toy
@@ -413,7 +413,7 @@ def test_recheck_runs_where_the_runtime_options_say(toy, tmp_path, monkeypatch):
     import pytest as _pytest
 
     from reportgen import models as models_mod
-    from reportgen.collect.runner import recheck
+    from reportgen.collect.driver import recheck
     from reportgen.errors import ReportgenError
     from reportgen.project import ModelSettings, Project
     from reportgen.runner import RuntimeOptions

@@ -117,9 +117,9 @@ def collect(
     if models_csv is not None and not models:
         raise click.ClickException(f"--models {models_csv!r} names no model")
     quiet_libraries()
-    from ..collect.runner import Settings
-    from ..collect.runner import collect as run_collect
-    from ..collect.runner import recheck as run_recheck
+    from ..collect.driver import Settings
+    from ..collect.driver import collect as run_collect
+    from ..collect.driver import recheck as run_recheck
     from ..project import find_project_file, load_project
 
     project = load_project(find_project_file([out]))

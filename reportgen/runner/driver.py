@@ -98,7 +98,7 @@ def run_cases(
                     for spec in dict.fromkeys([case.model, *case.compare])
                 }
                 text = Path(case.path).read_text(encoding="utf-8")
-                keys[index] = result_key(case, text, _key_runtime(case, runtimes), fast=fast)
+                keys[index] = result_key(case, text, key_runtime(case, runtimes), fast=fast)
             except (ReportgenError, OSError) as exc:
                 fail(index, case.path, failure_text(case.path, exc))
                 continue
@@ -137,7 +137,7 @@ def run_cases(
     return report
 
 
-def _key_runtime(case: Case, runtimes: dict[str, ModelRuntime]) -> dict[str, Any] | None:
+def key_runtime(case: Case, runtimes: dict[str, ModelRuntime]) -> dict[str, Any] | None:
     """The runtime part of the result key. The default (float32 on the CPU for every model)
     keeps the key of a plain CPU run."""
     keys = {spec: runtime.key() for spec, runtime in runtimes.items()}
