@@ -198,6 +198,12 @@ def test_pin_group_label_and_reload_from_the_link(browser, site: Path) -> None:
             < 5
         )
         assert page.get_attribute("#graph-explorer", "data-pinned") == "n0-1,n1-2,n3-8,n0-0"
+        # a resize or full screen fits the graph again, and writes no link of its own
+        page.set_viewport_size({"width": 700, "height": 800})
+        page.click("#gx-fullscreen")
+        page.click("#gx-fullscreen")
+        page.wait_for_timeout(400)
+        assert page.evaluate("location.hash") == "#faithfulness"
         assert errors == []
     finally:
         context.close()

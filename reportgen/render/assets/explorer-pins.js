@@ -375,6 +375,8 @@
       }
     };
     api.hooks.change = function (kind) {
+      // the opening view fitted again (a resize, full screen) is no reason to write a link
+      if (kind === "view" && written === null && !api.view()) { return; }
       if (kind === "view") {
         clearTimeout(viewTimer);
         viewTimer = setTimeout(write, 200);
