@@ -173,7 +173,8 @@
       var z = parseFloat(q.zoom), c = (q.center || "").split(",").map(parseFloat);
       api.setView(z > 0 && c.length === 2 && !isNaN(c[0]) && !isNaN(c[1]) ? {zoom: z, pos: c[0], layer: c[1]} : null);
       clearTimeout(viewTimer);
-      note(missing ? missing + " node" + (missing > 1 ? "s" : "") + " of the link are not drawn in this graph and were left out." : "");
+      note(missing ? (missing > 1 ? missing + " nodes of the link are" : "1 node of the link is") +
+        " not drawn in this graph and left out." : "");
     }
 
     // --- the pane -------------------------------------------------------------------------------
@@ -261,10 +262,13 @@
       return li;
     }
     function unitName(u) { return u.label ? u.label : RG.nodeName(G, u.members[0]); }
+    // the preview: the exported figure at the text width, or at a column's on a narrow screen
     function figure() {
       var lay = RG.layout(G, pins()), box = $("gx-sub-figure");
       box.textContent = "";
-      if (pinned.length) { box.appendChild(RG.svgFigure(G, lay, RG.WIDTHS.text)); }
+      var width = box.clientWidth && box.clientWidth < 560 ? RG.WIDTHS.column : RG.WIDTHS.text;
+      if (pinned.length) { box.appendChild(RG.svgFigure(G, lay, width)); }
+      box.setAttribute("data-width", String(width));
       return lay;
     }
     function tools() {
@@ -278,9 +282,9 @@
     function render() {
       pinned.forEach(function (k) { api.nodeEls[k].classList.add("gx-pinned"); });
       api.nodeEls.forEach(function (c, k) { if (!isPinned(k)) { c.classList.remove("gx-pinned"); } });
-      var lay = figure();
       $("gx-sub-empty").hidden = pinned.length > 0;
       $("gx-sub-body").hidden = pinned.length === 0;
+      var lay = figure();
       $("gx-toml").hidden = true;
       $("gx-sub-count").textContent = pinned.length ? "(" + pinned.length + " node" + (pinned.length > 1 ? "s" : "") +
         (groups.length ? ", " + groups.length + " supernode" + (groups.length > 1 ? "s" : "") : "") + ")" : "";
@@ -382,6 +386,10 @@
         viewTimer = setTimeout(write, 200);
       } else { write(); }
     };
+    var lastWidth = window.innerWidth;
+    window.addEventListener("resize", function () {
+      if (Math.abs(window.innerWidth - lastWidth) > 40 && pinned.length) { lastWidth = window.innerWidth; figure(); }
+    });
     window.addEventListener("hashchange", function () {
       if (location.hash.indexOf(PREFIX) === 0 && location.hash !== written) { restore(location.hash); }
     });
