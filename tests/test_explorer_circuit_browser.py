@@ -408,7 +408,9 @@ def test_hostile_labels_from_a_link_stay_text_and_compile(
     context, page, errors = open_page(browser, link)
     try:
         assert page.get_attribute("#graph-explorer", "data-pinned") == "n0-1,n1-2,n2-3,n3-11"
-        assert "1 node of the link is not drawn" in page.inner_text("#gx-export-note")  # n9-9 is no node
+        assert "1 node of the link is not drawn" in page.inner_text(
+            "#gx-export-note"
+        )  # n9-9 is no node
         assert page.input_value("input.gx-label-input") == label
         assert page.locator("#graph-explorer img").count() == 0
         with page.expect_download() as saved:
