@@ -97,6 +97,7 @@ def pin_and_group(page) -> None:
         page.keyboard.press("Control+a")
         page.keyboard.type(label)
         page.keyboard.press("Enter")
+        assert page.evaluate("document.activeElement.value") == label  # still in its field
         page.evaluate("document.activeElement.blur()")
 
 

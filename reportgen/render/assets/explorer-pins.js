@@ -228,7 +228,10 @@
         input.addEventListener("change", function () {
           if (!input.value.trim()) { g.label = ""; g.label = newLabel(); input.value = g.label; }
           clearTimeout(labelTimer);
+          var typing = document.activeElement === input; // Enter: keep typing in the new row
           changed();
+          var again = typing && document.querySelector('#gx-units [data-uid="' + g.uid + '"] input.gx-label-input');
+          if (again) { again.focus(); }
         });
         head.appendChild(input);
       } else {
