@@ -16,15 +16,12 @@ from typing import Any
 
 from .errors import CaseError
 from .outdir import MARKER as SITE_MARKER
-from .question import PromptSpec, Question, QuestionError
+from .question import OBJECTIVE_FIELDS, PROMPT_FIELDS, PromptSpec, Question, QuestionError
 from .toml_values import toml_key, toml_value
 
 ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]*")  # always with fullmatch: "$" accepts a final "\n"
 MAX_ID_LENGTH = 100  # ids become folder and file names (255 bytes at most on most systems)
 
-#: the fields of the question, by where they go: the prompt's, then the objective's
-PROMPT_FIELDS = ("prompt", "chat", "prefix", "prefix_ids", "bos")
-OBJECTIVE_FIELDS = ("target", "contrast", "mode", "strategy", "k")
 _KNOWN_FIELDS = {
     "id",
     "title",

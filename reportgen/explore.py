@@ -45,21 +45,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
-from .cases import (
-    ID_PATTERN,
-    OBJECTIVE_FIELDS,
-    PROMPT_FIELDS,
-    Case,
-    case_model_spec,
-    case_toml,
-    load_case,
-)
+from .cases import ID_PATTERN, Case, case_model_spec, case_toml, load_case
 from .cli.localweb import host_problem, public_path
 from .errors import ReportgenError, TokenError, warn
 from .inputs import prepare_input, resolve_token
 from .models import LoadedModel, cache_dir
 from .progress import StepClock, format_seconds
-from .question import PromptSpec, Question
+from .question import OBJECTIVE_FIELDS, PROMPT_FIELDS, PromptSpec, Question
 from .results import CaseResult
 
 TOP_K = 10

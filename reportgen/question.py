@@ -9,6 +9,7 @@ The module imports nothing heavy (no torch): it sits at the bottom of the packag
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -115,7 +116,7 @@ class Question:
     prompt: PromptSpec
     target: str | int | None = None  # None: the greedy next token (max_logit only)
     contrast: str | int | None = None
-    mode: str | None = None  # None: see :meth:`resolve_objective`
+    mode: str | None = None  # None: by :meth:`resolve_objective` (a built question holds a str)
     strategy: str | None = None
     k: int = DEFAULT_K
 
@@ -140,10 +141,9 @@ class Question:
                 "are the same token, so the logit difference would be 0. The contrast is the "
                 "token the model should have produced",
             )
-        for name, value in (("target", target), ("contrast", contrast)):
+        resolved = {"target": target, "contrast": contrast, "mode": mode, "strategy": strategy}
+        for name, value in resolved.items():
             object.__setattr__(self, name, value)
-        object.__setattr__(self, "mode", mode)
-        object.__setattr__(self, "strategy", strategy)
 
     @staticmethod
     def resolve_objective(
@@ -179,3 +179,8 @@ class Question:
         if self.k != DEFAULT_K:
             out["k"] = self.k
         return out
+
+
+#: a case file's (and the explorer's form's) fields of the question: the prompt's, the objective's
+PROMPT_FIELDS = tuple(f.name for f in dataclasses.fields(PromptSpec))
+OBJECTIVE_FIELDS = tuple(f.name for f in dataclasses.fields(Question) if f.name != "prompt")
