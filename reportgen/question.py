@@ -32,6 +32,9 @@ class QuestionError(TokenError):
         self.field, self.problem = field, problem
         super().__init__(f"{field}: {problem}")
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # from a worker process, intact
+        return QuestionError, (self.field, self.problem)
+
 
 def _kind_names(kinds: tuple[type, ...]) -> str:
     names = {str: "a string", int: "an integer", bool: "true or false", list: "a list"}

@@ -216,3 +216,17 @@ def test_the_writer_writes_every_part_of_a_case(tmp_path):
         'supernodes = [{ label = "the question", nodes = [["emb", 0], ["emb", 1]] }]\n'
         'ablation = "zero"\n\n[source]\nitem = "B/1"\n'
     )
+
+
+def test_a_question_and_its_error_cross_a_process_boundary_intact():
+    """Workers get the driver's parsed Case by pickle: no validation is skipped or redone wrong."""
+    import pickle
+
+    question = Question(PromptSpec("p", prefix="x", prefix_ids=[3]), "id:4", "lyon")
+    assert pickle.loads(pickle.dumps(question)) == question
+    error = pickle.loads(pickle.dumps(QuestionError("k", "must be >= 1, got 0")))
+    assert (error.field, error.problem, str(error)) == (
+        "k",
+        "must be >= 1, got 0",
+        "k: must be >= 1, got 0",
+    )
