@@ -28,8 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
-from .attribution import Attribution
-from .results import CaseResult
+from .results import Attribution, CaseResult
 
 FEATURE_TYPE_RESIDUAL = "residual stream"
 

@@ -1,7 +1,9 @@
 """CaseResult: the plain data one case produces -- the only thing renderers ever see.
 
 No tensors, no models: numbers, strings, lists and dicts, so a result can be cached as JSON
-and rendered again without recomputation."""
+and rendered again without recomputation. This module and everything it imports load without
+torch (a test checks it), so rendering a cached result never loads the model stack: the
+computing modules (``attribution``, ``compute``) import the types from here, not the reverse."""
 
 from __future__ import annotations
 
@@ -9,9 +11,69 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from .attribution import Attribution, TokenScore
 from .graph.types import AttributionGraph
 from .interventions import Continuations, Interventions
+
+
+@dataclass(frozen=True)
+class TokenScore:
+    """A vocabulary entry at the explained position with its logit and probability."""
+
+    text: str
+    token: str
+    id: int
+    logit: float
+    prob: float
+    first_subtoken_of: str | None = None
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Plain result of one attribution: everything the renderers and the JSON need."""
+
+    model: str
+    mode: str
+    strategy: str | None
+    k: int | None
+    objective: str
+    tokens: list[str]  # token strings as the tokenizer has them ("Ġcapital")
+    token_texts: list[str]  # each token decoded on its own (" capital")
+    token_ids: list[int]
+    special: list[bool]
+    relevance: list[float]
+    explained: float
+    target: TokenScore
+    contrast: TokenScore | None
+    top_k: list[TokenScore]
+    prompt_length: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def relevance_sum(self) -> float:
+        return float(sum(self.relevance))
+
+    @property
+    def conservation(self) -> float | None:
+        """Share of the explained value that reaches the input (AttnLRP's softmax absorbs some)."""
+        return self.relevance_sum / self.explained if self.explained else None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["relevance_sum"] = self.relevance_sum
+        data["conservation"] = self.conservation
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Attribution:
+        """The inverse of ``to_json`` (the derived ``relevance_sum`` and ``conservation`` are
+        recomputed, not read)."""
+        att = dict(data)
+        att.pop("relevance_sum", None)
+        att.pop("conservation", None)
+        att["target"] = TokenScore(**att["target"])
+        att["contrast"] = TokenScore(**att["contrast"]) if att.get("contrast") else None
+        att["top_k"] = [TokenScore(**t) for t in att["top_k"]]
+        return cls(**att)
 
 
 @dataclass(frozen=True)
@@ -61,13 +123,7 @@ class CaseResult:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CaseResult:
         data = dict(data)
-        att = dict(data["attribution"])
-        att.pop("relevance_sum", None)
-        att.pop("conservation", None)
-        att["target"] = TokenScore(**att["target"])
-        att["contrast"] = TokenScore(**att["contrast"]) if att.get("contrast") else None
-        att["top_k"] = [TokenScore(**t) for t in att["top_k"]]
-        data["attribution"] = Attribution(**att)
+        data["attribution"] = Attribution.from_json(data["attribution"])
         if data.get("graph") is not None:
             data["graph"] = AttributionGraph.from_json(data["graph"])
         if data.get("interventions") is not None:

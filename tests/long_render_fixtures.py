@@ -22,10 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from reportgen.attribution import Attribution, TokenScore
 from reportgen.faithfulness import failure_pattern
 from reportgen.graph.types import AttributionGraph
-from reportgen.results import CaseResult
+from reportgen.results import Attribution, CaseResult, TokenScore
 
 TOKENIZER = Path.home() / ".cache/reportgen/models/smollm2-135m-instruct/tokenizer.json"
 SOURCE = Path(sysconfig.get_paths()["stdlib"]) / "argparse.py"

@@ -9,9 +9,8 @@ import random
 from pathlib import Path
 from typing import Any
 
-from reportgen.attribution import Attribution, TokenScore
 from reportgen.graph.types import AttributionGraph
-from reportgen.results import CaseResult
+from reportgen.results import Attribution, CaseResult, TokenScore
 
 DATA = Path(__file__).parent / "data"
 

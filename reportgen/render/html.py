@@ -18,7 +18,6 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from ..models import cache_dir
 from ..results import CaseResult
 from . import charts as charts_mod
 from .circuits import circuit_context
@@ -143,6 +142,7 @@ def vega_bundle() -> str:
 
     from .. import cache_files
     from ..errors import warn
+    from ..models import cache_dir  # the cache's place; imported here, as the bundle is rare
 
     key = f"vega-bundle-{vl_convert.__version__}"
     cached = cache_dir() / "assets" / f"{key}.json"
