@@ -121,7 +121,7 @@ def expected_incoming(graph: dict, layer: str, position: int) -> list[tuple[str,
 
 def test_clicking_a_graph_node_shows_its_incoming_edges(browser, site: Path) -> None:
     result = make_result("case-a")
-    graph = result.graph
+    graph = result.graph.to_json()
     context, page, errors = open_page(browser, (site / "cases/case-a/index.html").as_uri())
     try:
         page.wait_for_selector("#graph-explorer[data-ready=yes]")

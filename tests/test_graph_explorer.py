@@ -26,7 +26,7 @@ def embedded(html: str) -> dict:
 
 def test_explorer_data_is_the_pruned_graph() -> None:
     result = make_result()
-    graph = result.graph
+    graph = result.graph.to_json()
     data = explorer_data(result)
     assert data["layers"] == graph["layers"]
     index = {name: i for i, name in enumerate(graph["layers"])}
@@ -79,7 +79,7 @@ def test_large_graph_is_capped_to_its_strongest_edges() -> None:
     assert 0 < len(data["edges"]) <= explorer_mod.MAX_EDGES
     # the strongest edge of the whole graph is drawn, and nothing weaker than a dropped edge
     # that fitted the node budget: the drawn weights are the top of the |weight| order
-    strongest = max(abs(e["weight"]) for e in result.graph["edges"])
+    strongest = max(abs(e.weight) for e in result.graph.edges())
     assert max(abs(w) for _, _, w in data["edges"]) == float(f"{strongest:.6g}")
     assert len(json.dumps(data)) < 400_000
     # the token axis holds only positions with a drawn node

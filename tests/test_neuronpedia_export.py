@@ -88,7 +88,7 @@ def load_like_the_viewer(data: dict) -> Model:
 
 def test_dossier_graph_maps_every_node_and_edge() -> None:
     result = make_result()
-    graph = result.graph
+    graph = result.graph.to_json()
     data = neuronpedia_from_result(result)
     model = load_like_the_viewer(data)
     att = result.attribution

@@ -248,18 +248,14 @@ def segments_chart(result: CaseResult) -> alt.Chart | None:
     return configure(chart)
 
 
-def _layers(graph: dict[str, Any]) -> list[str]:
-    return [str(layer) for layer in graph["layers"]]
-
-
 def layer_sums_chart(result: CaseResult) -> alt.Chart | None:
     """Total node relevance per graph layer: where along the depth the decision is carried."""
     graph = result.graph
-    if not graph:
+    if graph is None:
         return None
-    layers = _layers(graph)
+    layers = list(graph.layers)
     values = []
-    for layer, row in zip(layers, graph["node_relevance"], strict=True):
+    for layer, row in zip(layers, graph.node_relevance.tolist(), strict=True):
         total = float(sum(row))
         values.append({"layer": layer, "relevance": total, "sign": _sign(total)})
     chart = (

@@ -28,6 +28,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from ..graph.types import AttributionGraph, Edge
 from ..project import FIGURE_COLORMAPS, FIGURE_FONTS, FigureSettings
 from ..results import CaseResult
 from .colors import SPECIAL_BG, SPECIAL_FG, TEXT_DARK, TEXT_LIGHT, WHITE
@@ -443,13 +444,13 @@ def relevance_body(
 # --- the graph ----------------------------------------------------------------------------------
 
 
-def _graph_rows(graph: Any, limit: int) -> list[int]:
+def _graph_rows(graph: AttributionGraph, edges: list[Edge], limit: int) -> list[int]:
     weight: dict[int, float] = {}
-    for e in graph["edges"]:
-        for k in ("source", "target"):
-            weight[int(e[k])] = weight.get(int(e[k]), 0.0) + abs(float(e["weight"]))
+    for e in edges:
+        for p in (e.source, e.target):
+            weight[p] = weight.get(p, 0.0) + abs(e.weight)
     if not weight:
-        for row in graph["node_relevance"]:
+        for row in graph.node_relevance.tolist():
             for p, v in enumerate(row):
                 if v:
                     weight[p] = weight.get(p, 0.0) + abs(float(v))
@@ -479,10 +480,13 @@ def graph_body(result: CaseResult, width: float, settings: FigureSettings, key: 
     """The pruned graph: token positions as rows (input order, labelled), layers as columns,
     edges as lines (width ~ |w|), nodes as dots (area ~ |R|), red/blue by sign."""
     graph = result.graph
-    layers = [str(layer) for layer in graph["layers"]]
+    assert graph is not None  # figures() draws this figure only for a result with a graph
+    layers = list(graph.layers)
     texts = list(result.attribution.token_texts)
-    tokens = texts if len(texts) == len(graph["tokens"]) else list(graph["tokens"])
-    rows = _graph_rows(graph, GRAPH_ROWS[key])
+    tokens = texts if len(texts) == len(graph.tokens) else list(graph.tokens)
+    all_edges = graph.edges()
+    relevance = graph.node_relevance.tolist()
+    rows = _graph_rows(graph, all_edges, GRAPH_ROWS[key])
     row_of = {p: i for i, p in enumerate(rows)}
     small = small_size(settings)
     labels, label_w = token_labels([(p, str(tokens[p])) for p in rows], width, settings)
@@ -495,9 +499,9 @@ def graph_body(result: CaseResult, width: float, settings: FigureSettings, key: 
     def at(layer: str, pos: int) -> tuple[float, float]:
         return x0 + column[layer] * dx, -row_of[pos] * dy
 
-    edges = [e for e in graph["edges"] if int(e["source"]) in row_of and int(e["target"]) in row_of]
-    max_w = max((abs(float(e["weight"])) for e in edges), default=0.0) or 1.0
-    max_n = max((abs(float(v)) for row in graph["node_relevance"] for v in row), default=0.0) or 1.0
+    edges = [e for e in all_edges if e.source in row_of and e.target in row_of]
+    max_w = max((abs(e.weight) for e in edges), default=0.0) or 1.0
+    max_n = max((abs(v) for row in relevance for v in row), default=0.0) or 1.0
     bottom = -(len(rows) - 1) * dy
     lines = [r"\begin{tikzpicture}[x=1bp,y=1bp]"]
     for i in range(len(rows)):
@@ -522,19 +526,19 @@ def graph_body(result: CaseResult, width: float, settings: FigureSettings, key: 
         rf"\node[anchor=north, font=\rgnormal, inner sep=1bp] at ({x0 + plot_w / 2:.2f},{bottom - 7 - small - 3:.2f}) "
         r"{layer};"
     )
-    for e in sorted(edges, key=lambda e: abs(float(e["weight"]))):
-        w = float(e["weight"])
-        x1, y1 = at(str(e["source_layer"]), int(e["source"]))
-        x2, y2 = at(str(e["target_layer"]), int(e["target"]))
+    for e in sorted(edges, key=lambda e: abs(e.weight)):
+        w = e.weight
+        x1, y1 = at(e.source_layer, e.source)
+        x2, y2 = at(e.target_layer, e.target)
         lines.append(
             rf"\draw[color={'rgpos' if w >= 0 else 'rgneg'}, line width={0.25 + 1.8 * abs(w) / max_w:.2f}bp,"
             rf" opacity=0.55, line cap=round] ({x1:.2f},{y1:.2f}) -- ({x2:.2f},{y2:.2f});"
         )
-    touched = {(str(e["source_layer"]), int(e["source"])) for e in edges} | {
-        (str(e["target_layer"]), int(e["target"])) for e in edges
+    touched = {(e.source_layer, e.source) for e in edges} | {
+        (e.target_layer, e.target) for e in edges
     }
     r_max = max(1.0, min(dx * 0.6, dy * 0.45, 3.2))
-    for layer, row in zip(layers, graph["node_relevance"], strict=True):
+    for layer, row in zip(layers, relevance, strict=True):
         for p in rows:
             v = float(row[p])
             if v == 0 or (touched and (layer, p) not in touched):
@@ -690,7 +694,7 @@ def case_figures(result: CaseResult, settings: FigureSettings) -> list[Figure]:
                 {k: relevance_body(cells, w, settings, k) for k, w in sizes.items()},
             )
         )
-    if result.graph is not None and len(result.graph["layers"]) > 1:
+    if result.graph is not None and len(result.graph.layers) > 1:
         figures.append(
             Figure(
                 "graph",
