@@ -11,7 +11,7 @@ from render_fixtures import hostile_result, make_result
 
 from reportgen.cli.localweb import public_path
 from reportgen.project import load_project
-from reportgen.site import build_site
+from reportgen.render.site import build_site
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium missing")

@@ -16,6 +16,7 @@ from render_fixtures import CASES, collected_result, make_result, sample_result
 
 from reportgen.render import charts
 from reportgen.render.html import NEAR_TIE, render_dossier
+from reportgen.render.site import build_site
 from reportgen.render.summary import (
     GLOSSARY,
     SHOWN_METRICS,
@@ -29,7 +30,6 @@ from reportgen.render.summary import (
     NEAR_TIE as SUMMARY_NEAR_TIE,
 )
 from reportgen.render.words import data_json
-from reportgen.site import build_site
 
 
 class Page(HTMLParser):

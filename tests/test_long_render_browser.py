@@ -20,8 +20,8 @@ from long_render_fixtures import long_dossier
 
 from reportgen.render import explorer as explorer_mod
 from reportgen.render.latex import GRAPH_MAX_POSITIONS, graph_body, render_latex
+from reportgen.render.site import build_site
 from reportgen.results import CaseResult
-from reportgen.site import build_site
 
 CHROMIUM = Path("/usr/bin/chromium")
 needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium missing")

@@ -389,7 +389,7 @@ def test_study_paper_figures_print_the_same_numbers(tmp_path: Path):
 
 
 def test_index_shows_the_funnel_and_persistence_numbers(tmp_path: Path):
-    from reportgen.site import build_site
+    from reportgen.render.site import build_site
 
     summaries = shipped_summaries()
     # what the build copies in before the site is written: a case's and the study's figures

@@ -20,9 +20,9 @@ from reportgen.render.colors import (
     token_color,
 )
 from reportgen.render.html import render_dossier, script_json
+from reportgen.render.site import build_site
 from reportgen.render.tokens import token_cells, visible_text
 from reportgen.results import CaseResult
-from reportgen.site import build_site
 
 
 class _Collector(HTMLParser):

@@ -65,7 +65,7 @@ def test_long_heatmap_folds_whole_lines_and_opens_the_strongest():
 def test_a_budget_cut_flip_test_shows_ranges_not_no_flip(tmp_path):
     from dataclasses import replace
 
-    from reportgen.site import build_site
+    from reportgen.render.site import build_site
 
     result = long_result(2_000)
     faith = dict(result.faithfulness)

@@ -1,4 +1,4 @@
-"""Altair chart specs for the dossier and the index page.
+"""Altair chart specs for the dossier and the index page (the dossier's registry: ``dossier``).
 
 Charts are data: each function returns an ``alt.Chart`` built from plain numbers with
 ``alt.Data(values=...)`` (no pandas, no row limit surprises), and tests assert on
@@ -96,14 +96,18 @@ OVERVIEW_BINS = 200  # ... and an overview with at most this many bins of positi
 CHART_WIDTH = 800  # px of plot; with its axis labels a chart fits the page's 992 px column
 
 
-def relevance_chart(result: CaseResult) -> alt.TopLevelMixin:
+def relevance_chart(
+    result: CaseResult, cells: Sequence[TokenCell] | None = None
+) -> alt.TopLevelMixin:
     """Input relevance per token as bars, red/blue by sign, special tokens grey.
 
     Up to :data:`PER_TOKEN_LIMIT` tokens, one bar per token. Longer inputs get two views
     instead, so no chart ever needs one mark per token of a 10k-token input (Vega's layout
     overflows the call stack somewhere past 2,000 labelled bars): the strongest tokens by |R|
-    and an overview of the whole input in bins of positions."""
-    cells = token_cells(result.attribution)
+    and an overview of the whole input in bins of positions. ``cells``: the result's token
+    cells when the caller has them (``dossier``)."""
+    if cells is None:
+        cells = token_cells(result.attribution)
     if len(cells) <= PER_TOKEN_LIMIT:
         return configure(_per_token_chart(cells))
     return configure(alt.vconcat(_top_tokens_chart(cells), _overview_chart(cells), spacing=24))
@@ -412,20 +416,6 @@ def comparison_segments_chart(result: CaseResult) -> alt.Chart | None:
         .properties(width=max(240, 90 * len(base)), height=200)
     )
     return configure(chart)
-
-
-def dossier_charts(result: CaseResult) -> dict[str, alt.TopLevelMixin]:
-    """Every chart the case has data for, by a stable name (used for element ids and files)."""
-    charts = {
-        "relevance": relevance_chart(result),
-        "segments": segments_chart(result),
-        "layers": layer_sums_chart(result),
-        "metrics": metrics_chart(result),
-        "faithfulness": faithfulness_chart(result),
-        "comparison": comparison_chart(result),
-        "comparison-segments": comparison_segments_chart(result),
-    }
-    return {name: chart for name, chart in charts.items() if chart is not None}
 
 
 # --- index charts -----------------------------------------------------------------------------

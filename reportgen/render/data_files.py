@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 
 from ..graph.types import AttributionGraph
-from ..neuronpedia import neuronpedia_from_result
 from ..results import CaseResult
 from .names import SAFE_NAME
+from .neuronpedia import neuronpedia_from_result
 from .tokens import visible_controls
 from .words import data_json
 

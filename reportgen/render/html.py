@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from ..results import CaseResult
 from . import charts as charts_mod
 from .circuits import circuit_context
 from .data_files import write_data_files
+from .dossier import Dossier, dossier
 from .explorer import explorer_data
 from .extras import asset_tags
 from .heatmap import (
@@ -41,7 +42,7 @@ from .summary import (
     shown_metrics,
     summary,
 )
-from .tokens import token_cells, visible_controls, visible_text
+from .tokens import TokenCell, token_cells, visible_controls, visible_text
 from .words import ORDERING_NAMES, bound_words, budget_words, faithfulness_with_words
 
 # package data: a wheel installed outside the source tree renders as well as a checkout
@@ -49,55 +50,6 @@ TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 STYLE_CSS = ASSETS_DIR / "style.css"
 BUNDLE_NAME = "vega-bundle.js"
-
-CHART_TITLES = {
-    "relevance": (
-        "Relevance per token",
-        "Input relevance R of every token; special tokens grey, cut at the axis when they "
-        "exceed the range of the other tokens.",
-    ),
-    "segments": ("Segment breakdown", "Sum of relevance over each named span of the input."),
-    "layers": ("Relevance per layer", "Sum of node relevance in each layer of the graph."),
-    "metrics": (
-        "Graph metrics",
-        "Per layer of the pruned graph, from the input embeddings (emb) to the last layer.",
-    ),
-    "faithfulness": (
-        "Deletion curves",
-        "Explained value f after masking the k most relevant tokens of each ordering; "
-        "below the dashed line the preference has flipped.",
-    ),
-    "comparison": ("Across models", "The explained value of this case on each model."),
-    "comparison-segments": ("Segments across models", "Segment sums on each model."),
-}
-LONG_RELEVANCE_CAPTION = (
-    "The {top} tokens with the largest |R| (position and token), then the whole input of {n} "
-    "tokens in bins of consecutive positions: per bin the sum of the positive and of the "
-    "negative R (special tokens left out). Every token is in the heatmap above and in "
-    "relevance.csv."
-)
-
-
-def chart_titles(result: CaseResult) -> dict[str, tuple[str, str]]:
-    """The dossier's chart titles and captions; a long input's relevance chart says that it
-    shows the strongest tokens and binned sums, not one bar per token."""
-    n = len(result.attribution.token_ids)
-    if n <= charts_mod.PER_TOKEN_LIMIT:
-        return CHART_TITLES
-    caption = LONG_RELEVANCE_CAPTION.format(top=charts_mod.TOP_TOKENS, n=f"{n:,}")
-    return {**CHART_TITLES, "relevance": ("Relevance: strongest tokens and overview", caption)}
-
-
-CHART_SECTIONS = {
-    "relevance": "heatmap",
-    "segments": "heatmap",
-    "layers": "graph",
-    "metrics": "metrics",
-    "faithfulness": "faithfulness",
-    "comparison": "comparison",
-    "comparison-segments": "comparison",
-}
-
 
 # --- safe embedding ---------------------------------------------------------------------------
 
@@ -276,10 +228,11 @@ def _plain(value: Any) -> str:
 SUMMARY_TOKENS = 3
 
 
-def dossier_context(result: CaseResult) -> dict[str, Any]:
-    """Everything the dossier template shows, as plain data."""
+def dossier_context(result: CaseResult, cells: Sequence[TokenCell] | None = None) -> dict[str, Any]:
+    """Everything the dossier template shows, as plain data (``cells``: the result's token
+    cells when the caller has them)."""
     att = result.attribution
-    all_cells = token_cells(att)
+    all_cells = token_cells(att) if cells is None else cells
     folded = len(all_cells) > FOLD_LIMIT
     strongest = charts_mod.strongest_tokens(all_cells, STRONGEST_LIST)
     top = {c.position for c in strongest[:OPEN_BLOCKS_WITH_TOP]}
@@ -468,19 +421,26 @@ def render_dossier_page(
     assets_href: str = "../assets",
     index_href: str | None = None,
     embedded_downloads: bool = False,
+    page_parts: Dossier | None = None,
 ) -> Path:
     """:func:`render_dossier` with a link back to the site's index (used by the site builder).
-    ``embedded_downloads``: the data files inside the page (:func:`embed_downloads`)."""
+    ``embedded_downloads``: the data files inside the page (:func:`embed_downloads`);
+    ``page_parts``: the result's cells and charts (:func:`dossier.dossier`) when the caller has
+    them already (the build draws them once for the PDF and the page)."""
+    parts = page_parts if page_parts is not None else dossier(result)
     check_case_id(result.case_id)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     downloads = write_data_files(result, out_dir)
     if embedded_downloads:
         downloads = embed_downloads(downloads, out_dir)
-    blocks, specs = chart_blocks(charts_mod.dossier_charts(result), chart_titles(result))
+    blocks, specs = chart_blocks(
+        {c.name: c.chart for c in parts.charts},
+        {c.name: (c.title, c.caption) for c in parts.charts},
+    )
     sections: dict[str, list[dict[str, str]]] = {}
-    for block in blocks:
-        sections.setdefault(CHART_SECTIONS.get(block["name"], "other"), []).append(block)
+    for block, drawn in zip(blocks, parts.charts, strict=True):
+        sections.setdefault(drawn.section, []).append(block)
     explorer = explorer_data(result)  # the interactive graph (replaces the Vega graph chart)
     page = {
         "title": f"{result.title} \u2014 reportgen dossier",
@@ -498,7 +458,7 @@ def render_dossier_page(
         .get_template("dossier.html.j2")
         .render(
             page=page,
-            case=_with_pdf_note(dossier_context(result), downloads),
+            case=_with_pdf_note(dossier_context(result, parts.cells), downloads),
             charts=sections,
             downloads=downloads,
             explorer=explorer,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import shutil
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from ..graph.types import AttributionGraph, Edge
 from ..results import CaseResult
 from . import charts as charts_mod
 from .colors import NEGATIVE, POSITIVE, RGB, SPECIAL_FG
-from .html import chart_titles
+from .dossier import Dossier, dossier
 from .names import check_case_id
 from .pinned_figure import write_pinned_figures
 from .tex import (  # noqa: F401  (their home is tex; named here for existing users)
@@ -34,7 +35,7 @@ from .tex import (  # noqa: F401  (their home is tex; named here for existing us
     escape_latex,
     placeholder,
 )
-from .tokens import TokenCell, token_cells
+from .tokens import TokenCell
 
 
 def _rgb(color: RGB) -> str:
@@ -95,7 +96,7 @@ def _token_boxes(cell: TokenCell) -> list[str]:
     return out
 
 
-def heatmap_body(cells: list[TokenCell]) -> str:
+def heatmap_body(cells: Sequence[TokenCell]) -> str:
     """The tokens as coloured boxes in lines as the input has them (a paragraph per line, long
     lines cut every :data:`PARAGRAPH_TOKENS` tokens), so it runs over as many pages as needed."""
     parts = [r"{\setlength{\parindent}{0pt}\ttfamily\small"]
@@ -346,7 +347,13 @@ def _figure_set(
 # --- compiling --------------------------------------------------------------------------------
 
 
-def render_latex(result: CaseResult, out_dir: Path, *, compile_pdf: bool = True) -> Path | None:
+def render_latex(
+    result: CaseResult,
+    out_dir: Path,
+    *,
+    compile_pdf: bool = True,
+    page_parts: Dossier | None = None,
+) -> Path | None:
     """Write the case's LaTeX figure set into ``out_dir`` and compile it to ``<case_id>.pdf``.
 
     One pdflatex run: the heatmap and the graph are set inside the figure set itself (the
@@ -354,28 +361,27 @@ def render_latex(result: CaseResult, out_dir: Path, *, compile_pdf: bool = True)
     its single page would exceed TeX's largest dimension). Their standalone sources
     (``<id>-heatmap.tex``, ``<id>-graph.tex``) are written beside it for reuse in a paper.
     Returns the PDF's path, or None when it was not compiled (``compile_pdf=False``, or no
-    pdflatex on PATH -- then with a warning, since the .tex sources are still useful)."""
+    pdflatex on PATH -- then with a warning, since the .tex sources are still useful).
+    ``page_parts``: the result's cells and charts when the caller has them (:func:`dossier`)."""
     case_id = check_case_id(result.case_id)
+    parts = page_parts if page_parts is not None else dossier(result)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    heatmap = heatmap_body(token_cells(result.attribution))
+    heatmap = heatmap_body(parts.cells)
     _standalone(out_dir / f"{case_id}-heatmap.tex", heatmap)
     graph = None
     if result.graph is not None:
         graph = graph_body(result)
         _standalone(out_dir / f"{case_id}-graph.tex", graph, tikz=True)
     figures = []
-    titles = chart_titles(result)
     long_input = len(result.attribution.token_ids) > charts_mod.PER_TOKEN_LIMIT
     import vl_convert
 
-    for name, chart in charts_mod.dossier_charts(result).items():
-        if name == "graph":  # drawn with TikZ above; the slider makes sense only on the web
-            continue
+    for drawn in parts.charts:
+        name, title, caption = drawn.name, drawn.title, drawn.caption
         pdf_name = f"{case_id}-{name}.pdf"
-        (out_dir / pdf_name).write_bytes(vl_convert.vegalite_to_pdf(chart.to_dict()))
-        title, caption = titles.get(name, (name, ""))
+        (out_dir / pdf_name).write_bytes(vl_convert.vegalite_to_pdf(drawn.chart.to_dict()))
         # a long input's relevance chart is two charts stacked (strongest tokens, overview):
         # at the others' height its bar labels would shrink below reading size
         height = TALL_FIGURE if name == "relevance" and long_input else 0.42

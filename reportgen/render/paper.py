@@ -641,9 +641,13 @@ def metrics_body(result: CaseResult, width: float, settings: FigureSettings, key
 # --- the figure set -----------------------------------------------------------------------------
 
 
-def case_figures(result: CaseResult, settings: FigureSettings) -> list[Figure]:
-    """Every paper figure the case has data for, in the order of the dossier."""
-    cells = token_cells(result.attribution)
+def case_figures(
+    result: CaseResult, settings: FigureSettings, cells: Sequence[TokenCell] | None = None
+) -> list[Figure]:
+    """Every paper figure the case has data for, in the order of the dossier (``cells``: the
+    result's token cells when the caller has them)."""
+    if cells is None:
+        cells = token_cells(result.attribution)
     att = result.attribution
     sizes = widths(settings)
     what = (
@@ -882,13 +886,15 @@ def render_paper_figures(
     settings: FigureSettings | None = None,
     *,
     compile_pdf: bool = True,
+    cells: Sequence[TokenCell] | None = None,
 ) -> list[str]:
-    """The case's paper figures into ``out_dir`` (see the module docstring)."""
+    """The case's paper figures into ``out_dir`` (see the module docstring); ``cells``: the
+    result's token cells when the caller has them (``dossier``)."""
     from .names import check_case_id
 
     case_id = check_case_id(result.case_id)
     settings = settings or FigureSettings()
-    figures = case_figures(result, settings)
+    figures = case_figures(result, settings, cells)
     return write_figure_set(
         figures,
         Path(out_dir),

@@ -27,9 +27,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import __version__
-from .graph.types import AttributionGraph
-from .results import Attribution, CaseResult
+from .. import __version__
+from ..graph.types import AttributionGraph
+from ..results import Attribution, CaseResult
 
 FEATURE_TYPE_RESIDUAL = "residual stream"
 
