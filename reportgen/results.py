@@ -8,6 +8,7 @@ computing modules (``attribution``, ``compute``) import the types from here, not
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -77,6 +78,61 @@ class Attribution:
 
 
 @dataclass(frozen=True)
+class UnitRelevance:
+    """A hidden dimension or an MLP neuron of one graph node, and the relevance it carries."""
+
+    index: int
+    relevance: float
+
+
+def _units(data: Any) -> tuple[UnitRelevance, ...]:
+    return tuple(UnitRelevance(index=u["index"], relevance=u["relevance"]) for u in data)
+
+
+@dataclass(frozen=True)
+class NodeNeurons:
+    """What carries one of the strongest graph nodes (``graph.neurons.refine_neurons``): its
+    hidden dimensions (h * g per dimension) and, for a block output, that block's MLP neurons at
+    the position, each strongest first."""
+
+    layer: str
+    position: int
+    token: str
+    relevance: float
+    dimensions: tuple[UnitRelevance, ...]
+    mlp_neurons: tuple[UnitRelevance, ...] | None = None  # block outputs only
+    mlp_relevance: float | None = None  # the sum over all the block's MLP neurons
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form; the MLP keys only where the node has MLP neurons (as computed)."""
+        data: dict[str, Any] = {
+            "layer": self.layer,
+            "position": self.position,
+            "token": self.token,
+            "relevance": self.relevance,
+            "dimensions": [asdict(u) for u in self.dimensions],
+        }
+        if self.mlp_neurons is not None:
+            data["mlp_neurons"] = [asdict(u) for u in self.mlp_neurons]
+        if self.mlp_relevance is not None:
+            data["mlp_relevance"] = self.mlp_relevance
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> NodeNeurons:
+        mlp = data.get("mlp_neurons")
+        return cls(
+            layer=data["layer"],
+            position=data["position"],
+            token=data["token"],
+            relevance=data["relevance"],
+            dimensions=_units(data["dimensions"]),
+            mlp_neurons=_units(mlp) if mlp is not None else None,
+            mlp_relevance=data.get("mlp_relevance"),
+        )
+
+
+@dataclass(frozen=True)
 class CaseResult:
     case_id: str
     title: str
@@ -95,8 +151,8 @@ class CaseResult:
     graph: AttributionGraph | None = None
     # per node layer: {"layer": id, "nodes": int, "edges": int, ...metric name -> number}
     metrics: list[dict[str, Any]] | None = None
-    # strongest nodes: {"layer", "position", "token", "relevance", "top": [{"index", "relevance"}]}
-    neurons: list[dict[str, Any]] | None = None
+    # the strongest nodes of the pruned graph and the units that carry them
+    neurons: tuple[NodeNeurons, ...] | None = None
     # {"flip_k": {ordering: int|None}, "aopc": {...}, "curves": {ordering: [f at k=0..K]}, "sentence"}
     faithfulness: dict[str, Any] | None = None
     # other models on the same case: {"model", "explained", "target_logit", "contrast_logit", "segments": {name: sum}}
@@ -109,12 +165,16 @@ class CaseResult:
     continuations: Continuations | None = None
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(replace(self, graph=None, interventions=None, continuations=None))
+        """The one JSON form (data.json, the result cache): plain fields as they are, typed
+        ones in their type's own ``to_json`` form."""
+        data = asdict(replace(self, **dict.fromkeys(_TYPED)))
         data["attribution"] = self.attribution.to_json()
-        data["graph"] = self.graph.to_json() if self.graph is not None else None
-        for name in ("interventions", "continuations"):
+        for name in _TYPED:
             value = getattr(self, name)
-            data[name] = value.to_json() if value is not None else None
+            if isinstance(value, tuple):
+                data[name] = [item.to_json() for item in value]
+            else:
+                data[name] = value.to_json() if value is not None else None
         return data
 
     def dumps(self) -> str:
@@ -130,4 +190,10 @@ class CaseResult:
             data["interventions"] = Interventions.from_json(data["interventions"])
         if data.get("continuations") is not None:
             data["continuations"] = Continuations.from_json(data["continuations"])
+        if data.get("neurons") is not None:
+            data["neurons"] = tuple(NodeNeurons.from_json(n) for n in data["neurons"])
         return cls(**data)
+
+
+#: the optional fields whose JSON form is their type's ``to_json`` (of each item, for a tuple)
+_TYPED = ("graph", "neurons", "interventions", "continuations")

@@ -24,7 +24,7 @@ import numpy as np
 
 from reportgen.faithfulness import failure_pattern
 from reportgen.graph.types import AttributionGraph
-from reportgen.results import Attribution, CaseResult, TokenScore
+from reportgen.results import Attribution, CaseResult, NodeNeurons, TokenScore
 
 TOKENIZER = Path.home() / ".cache/reportgen/models/smollm2-135m-instruct/tokenizer.json"
 SOURCE = Path(sysconfig.get_paths()["stdlib"]) / "argparse.py"
@@ -386,7 +386,7 @@ def long_dossier(n_tokens: int, case_id: str | None = None) -> CaseResult:
         attribution=att,
         graph=graph,
         metrics=_metrics(graph),
-        neurons=_neurons(rng, graph, texts),
+        neurons=tuple(NodeNeurons.from_json(n) for n in _neurons(rng, graph, texts)),
         faithfulness=_faithfulness(rng, relevance, special, explained),
         comparisons=[
             {

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from reportgen.graph.types import AttributionGraph
-from reportgen.results import Attribution, CaseResult, TokenScore
+from reportgen.results import Attribution, CaseResult, NodeNeurons, TokenScore, UnitRelevance
 
 DATA = Path(__file__).parent / "data"
 
@@ -138,15 +138,15 @@ def make_result(
                 }
                 for i, layer in enumerate(["emb", "0", "0.mid", "1"])
             ],
-            "neurons": [
-                {
-                    "layer": "1",
-                    "position": 3,
-                    "token": " primary",
-                    "relevance": 0.42,
-                    "top": [{"index": 17, "relevance": 0.2}, {"index": 5, "relevance": -0.1}],
-                }
-            ],
+            "neurons": (
+                NodeNeurons(
+                    layer="1",
+                    position=3,
+                    token=" primary",
+                    relevance=0.42,
+                    dimensions=(UnitRelevance(17, 0.2), UnitRelevance(5, -0.1)),
+                ),
+            ),
             "faithfulness": {
                 "flip_k": {"attnlrp": 2, "grad_x_input": 4, "gradient": None, "random": 5.5},
                 "aopc": {"attnlrp": 0.9, "grad_x_input": 0.5, "gradient": 0.2, "random": 0.1},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -13,7 +14,7 @@ from reportgen.render import explorer as explorer_mod
 from reportgen.render.explorer import explorer_data, node_id
 from reportgen.render.html import render_dossier
 from reportgen.render.tokens import visible_text
-from reportgen.results import CaseResult
+from reportgen.results import CaseResult, UnitRelevance
 
 
 def embedded(html: str) -> dict:
@@ -53,7 +54,9 @@ def test_explorer_data_is_the_pruned_graph() -> None:
     # the output node is (last layer, last position); the neuron detail is on its node
     assert data["nodes"][data["output"]][:2] == [len(graph["layers"]) - 1, len(graph["tokens"]) - 1]
     assert data["neurons"] == {}  # the fixture's neuron node (layer 1, #3) is not in the graph
-    neuron = dict(result.neurons[0], layer="0.mid", mlp_neurons=[{"index": 9, "relevance": 0.5}])
+    neuron = dataclasses.replace(
+        result.neurons[0], layer="0.mid", mlp_neurons=(UnitRelevance(9, 0.5),)
+    )
     with_neuron = explorer_data(CaseResult(**{**result.__dict__, "neurons": [neuron]}))
     assert with_neuron["neurons"] == {
         node_id(index["0.mid"], 3): {"top": [[17, 0.2], [5, -0.1]], "mlp": [[9, 0.5]]}

@@ -8,7 +8,7 @@ import sys
 
 from render_fixtures import make_result, sample_result
 
-from reportgen.results import CaseResult
+from reportgen.results import CaseResult, NodeNeurons
 
 
 def test_rendering_imports_no_torch():
@@ -35,3 +35,25 @@ def test_json_codec_round_trip():
         assert again.dumps() == text
         assert again.attribution.target == result.attribution.target
         assert again.attribution.relevance_sum == result.attribution.relevance_sum
+
+
+def test_neurons_are_typed_and_write_dimensions():
+    """The node's hidden dimensions are ``dimensions`` in the type and in JSON (what the graph
+    step writes and data.json has); the MLP keys appear only for a node that has MLP neurons."""
+    result = make_result()
+    (node,) = result.neurons
+    assert [(u.index, u.relevance) for u in node.dimensions] == [(17, 0.2), (5, -0.1)]
+    data = result.to_json()["neurons"]
+    assert data == [
+        {
+            "layer": "1",
+            "position": 3,
+            "token": " primary",
+            "relevance": 0.42,
+            "dimensions": [{"index": 17, "relevance": 0.2}, {"index": 5, "relevance": -0.1}],
+        }
+    ]
+    with_mlp = {**data[0], "mlp_neurons": [{"index": 9, "relevance": 0.5}], "mlp_relevance": 0.7}
+    again = NodeNeurons.from_json(with_mlp)
+    assert again.mlp_neurons[0].index == 9 and again.mlp_relevance == 0.7
+    assert again.to_json() == with_mlp

@@ -76,15 +76,11 @@ def explorer_data(result: CaseResult) -> dict[str, Any] | None:
     columns = sorted({pos for _, pos in nodes})
     neurons: dict[str, Any] = {}
     for n in result.neurons or []:
-        key = (index.get(str(n.get("layer"))), n.get("position"))
+        key = (index.get(n.layer), n.position)
         if key in position_of:
-            top = n.get("dimensions") or n.get("top") or []
             neurons[node_id(*key)] = {
-                "top": [[int(t["index"]), _r(t["relevance"])] for t in top[:TOP_NEURONS]],
-                "mlp": [
-                    [int(t["index"]), _r(t["relevance"])]
-                    for t in (n.get("mlp_neurons") or [])[:TOP_NEURONS]
-                ],
+                "top": [[t.index, _r(t.relevance)] for t in n.dimensions[:TOP_NEURONS]],
+                "mlp": [[t.index, _r(t.relevance)] for t in (n.mlp_neurons or ())[:TOP_NEURONS]],
             }
     edges.sort(key=lambda e: (e[2], e[3], e[0], e[1]))
     max_weight = max((abs(e[4]) for e in edges), default=0.0)

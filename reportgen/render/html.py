@@ -278,19 +278,13 @@ def dossier_context(result: CaseResult, cells: Sequence[TokenCell] | None = None
     if result.neurons:
         neurons = [
             {
-                "layer": str(n.get("layer")),
-                "position": n.get("position"),
-                "token": visible_text(str(n.get("token", ""))),
-                "relevance": n.get("relevance"),
-                "top": [
-                    {"index": t.get("index"), "relevance": t.get("relevance")}
-                    for t in n.get("dimensions") or n.get("top") or []
-                ],
-                "mlp": [
-                    {"index": t.get("index"), "relevance": t.get("relevance")}
-                    for t in n.get("mlp_neurons") or []
-                ],
-                "mlp_relevance": n.get("mlp_relevance"),
+                "layer": n.layer,
+                "position": n.position,
+                "token": visible_text(n.token),
+                "relevance": n.relevance,
+                "top": [{"index": t.index, "relevance": t.relevance} for t in n.dimensions],
+                "mlp": [{"index": t.index, "relevance": t.relevance} for t in n.mlp_neurons or ()],
+                "mlp_relevance": n.mlp_relevance,
             }
             for n in result.neurons
         ]
