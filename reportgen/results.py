@@ -133,6 +133,114 @@ class NodeNeurons:
 
 
 @dataclass(frozen=True)
+class FailurePattern:
+    """Why the model fails, for a case that marks its relevant spans
+    (``faithfulness.failure_pattern``: URT, OIT, both or none, and the numbers that decide it)."""
+
+    pattern: str  # "URT", "OIT", "URT+OIT" or "none"
+    relevant_share: float  # of the total |R|, held by the relevant tokens
+    token_share: float  # of the non-special tokens, inside the spans
+    relevant_sum: float
+    top_outside: int  # of the strongest positive tokens, how many lie outside the spans
+    top_outside_share: float
+    mean_rank_fraction: float
+    relevant_abs: float
+    outside_push: float  # the positive R outside the spans
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FailurePattern:
+        return cls(**{f: data[f] for f in _FIELDS_OF_PATTERN})
+
+
+_FIELDS_OF_PATTERN = tuple(FailurePattern.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class FlipBudget:
+    """What a long input's compute budget did to the flip test (``faithfulness`` with
+    ``cost_budget``): the token-forwards allowed and spent, the flip-k whose scan it cut (as
+    [smallest k it can be, first flipping k seen or None]), the random seeds it had room for."""
+
+    cost_budget: int
+    cost_spent: int
+    sets_refused: int
+    flip_bounds: dict[str, list[int | None]]
+    random_seeds_used: int
+    random_points: list[int]
+    aopc_points: list[int]
+
+
+@dataclass(frozen=True)
+class Faithfulness:
+    """The flip test of one case (``faithfulness.faithfulness``, docs/method.md): the deletion
+    curves of each token ordering, the tokens masked until the preference flips, AOPC.
+
+    Orderings (``faithfulness.ORDERINGS``) key the per-ordering numbers. In JSON the fields are
+    one flat object, as computed: the budget's fields only for a long input, ``note`` only
+    when f0 <= 0, ``failure_pattern`` only for a case that marks its relevant spans."""
+
+    flip_k: dict[str, int | float | None]  # random: the mean over its seeds
+    aopc: dict[str, float | None]
+    curves: dict[str, list[float | None]]  # f at k = 0..budget; None where not evaluated
+    insertion: dict[str, list[float]]  # empty when the insertion curves were skipped
+    order: dict[str, list[int]]  # the positions each ordering masks first
+    budget: int  # K: the most tokens masked
+    points: list[int] | None  # the grid of k of a long input (None: every k)
+    mask: str  # how a token is masked, in words
+    baseline_f: float  # f0
+    gradient_f: float
+    random_flip_k_seeds: list[int | None]
+    random_seeds: int
+    n_tokens: int
+    maskable: int
+    masked_sets: int
+    forwarded_tokens: int
+    contrastive: bool
+    cost: FlipBudget | None = None
+    note: str | None = None
+    failure_pattern: FailurePattern | None = None
+
+    @property
+    def flip_bounds(self) -> dict[str, list[int | None]]:
+        """The flip-k ranges a budget left unscanned, by ordering (empty without a budget)."""
+        return self.cost.flip_bounds if self.cost is not None else {}
+
+    def to_json(self) -> dict[str, Any]:
+        data = {name: getattr(self, name) for name in _FLAT_FIELDS}
+        if self.cost is not None:
+            data.update(asdict(self.cost))
+        if self.note is not None:
+            data["note"] = self.note
+        if self.failure_pattern is not None:
+            data["failure_pattern"] = self.failure_pattern.to_json()
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Faithfulness:
+        """The inverse of ``to_json`` (words a renderer adds, like ``sentence``, are ignored)."""
+        pattern = data.get("failure_pattern")
+        cost = None
+        if data.get("cost_budget") is not None:
+            cost = FlipBudget(**{f: data[f] for f in FlipBudget.__dataclass_fields__})
+        return cls(
+            **{name: data[name] for name in _FLAT_FIELDS},
+            cost=cost,
+            note=data.get("note"),
+            failure_pattern=FailurePattern.from_json(pattern) if pattern else None,
+        )
+
+
+_FLAT_FIELDS = tuple(
+    name
+    for name in Faithfulness.__dataclass_fields__
+    if name not in ("cost", "note", "failure_pattern")
+)
+
+
+@dataclass(frozen=True)
 class CaseResult:
     case_id: str
     title: str
@@ -153,8 +261,8 @@ class CaseResult:
     metrics: list[dict[str, Any]] | None = None
     # the strongest nodes of the pruned graph and the units that carry them
     neurons: tuple[NodeNeurons, ...] | None = None
-    # {"flip_k": {ordering: int|None}, "aopc": {...}, "curves": {ordering: [f at k=0..K]}, "sentence"}
-    faithfulness: dict[str, Any] | None = None
+    # the flip test: deletion curves, flip-k, AOPC (and the failure pattern)
+    faithfulness: Faithfulness | None = None
     # other models on the same case: {"model", "explained", "target_logit", "contrast_logit", "segments": {name: sum}}
     comparisons: list[dict[str, Any]] | None = None
     # package versions, model hash, the command that reproduces it
@@ -190,10 +298,12 @@ class CaseResult:
             data["interventions"] = Interventions.from_json(data["interventions"])
         if data.get("continuations") is not None:
             data["continuations"] = Continuations.from_json(data["continuations"])
+        if data.get("faithfulness") is not None:
+            data["faithfulness"] = Faithfulness.from_json(data["faithfulness"])
         if data.get("neurons") is not None:
             data["neurons"] = tuple(NodeNeurons.from_json(n) for n in data["neurons"])
         return cls(**data)
 
 
 #: the optional fields whose JSON form is their type's ``to_json`` (of each item, for a tuple)
-_TYPED = ("graph", "neurons", "interventions", "continuations")
+_TYPED = ("graph", "neurons", "faithfulness", "interventions", "continuations")

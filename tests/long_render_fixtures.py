@@ -24,7 +24,7 @@ import numpy as np
 
 from reportgen.faithfulness import failure_pattern
 from reportgen.graph.types import AttributionGraph
-from reportgen.results import Attribution, CaseResult, NodeNeurons, TokenScore
+from reportgen.results import Attribution, CaseResult, Faithfulness, NodeNeurons, TokenScore
 
 TOKENIZER = Path.home() / ".cache/reportgen/models/smollm2-135m-instruct/tokenizer.json"
 SOURCE = Path(sysconfig.get_paths()["stdlib"]) / "argparse.py"
@@ -248,7 +248,7 @@ def _neurons(
     return out
 
 
-def _faithfulness(
+def long_faithfulness(
     rng: np.random.Generator, relevance: np.ndarray, special: list[bool], f0: float
 ) -> dict[str, Any]:
     """The long path's return value (faithfulness.faithfulness with ``points``, a
@@ -387,7 +387,7 @@ def long_dossier(n_tokens: int, case_id: str | None = None) -> CaseResult:
         graph=graph,
         metrics=_metrics(graph),
         neurons=tuple(NodeNeurons.from_json(n) for n in _neurons(rng, graph, texts)),
-        faithfulness=_faithfulness(rng, relevance, special, explained),
+        faithfulness=Faithfulness.from_json(long_faithfulness(rng, relevance, special, explained)),
         comparisons=[
             {
                 "model": "gemma3-270m",

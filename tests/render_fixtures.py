@@ -6,11 +6,19 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from reportgen.graph.types import AttributionGraph
-from reportgen.results import Attribution, CaseResult, NodeNeurons, TokenScore, UnitRelevance
+from reportgen.results import (
+    Attribution,
+    CaseResult,
+    Faithfulness,
+    NodeNeurons,
+    TokenScore,
+    UnitRelevance,
+)
 
 DATA = Path(__file__).parent / "data"
 
@@ -147,22 +155,34 @@ def make_result(
                     dimensions=(UnitRelevance(17, 0.2), UnitRelevance(5, -0.1)),
                 ),
             ),
-            "faithfulness": {
-                "flip_k": {"attnlrp": 2, "grad_x_input": 4, "gradient": None, "random": 5.5},
-                "aopc": {"attnlrp": 0.9, "grad_x_input": 0.5, "gradient": 0.2, "random": 0.1},
-                "curves": {
-                    "attnlrp": [1.25, 0.3, -0.2, -0.5],
-                    "grad_x_input": [1.25, 0.9, 0.4, 0.1],
-                    "gradient": [1.25, 1.1, 1.0, 0.8],
-                    "random": [1.25, 1.2, 1.1, 1.0],
-                },
-                # the numbers the dossier's flip sentence is written from
-                "budget": 3,
-                "baseline_f": 1.25,
-                "contrastive": True,
-                "order": {"attnlrp": [1, 2]},
-                "random_flip_k_seeds": [5, 6],
-            },
+            "faithfulness": Faithfulness.from_json(
+                {
+                    "flip_k": {"attnlrp": 2, "grad_x_input": 4, "gradient": None, "random": 5.5},
+                    "aopc": {"attnlrp": 0.9, "grad_x_input": 0.5, "gradient": 0.2, "random": 0.1},
+                    "curves": {
+                        "attnlrp": [1.25, 0.3, -0.2, -0.5],
+                        "grad_x_input": [1.25, 0.9, 0.4, 0.1],
+                        "gradient": [1.25, 1.1, 1.0, 0.8],
+                        "random": [1.25, 1.2, 1.1, 1.0],
+                    },
+                    # the numbers the dossier's flip sentence is written from
+                    "budget": 3,
+                    "baseline_f": 1.25,
+                    "contrastive": True,
+                    "order": {"attnlrp": [1, 2]},
+                    "random_flip_k_seeds": [5, 6],
+                    # the rest of what the flip test records
+                    "insertion": {},
+                    "points": None,
+                    "mask": "input embedding replaced by zeros",
+                    "gradient_f": 1.25,
+                    "random_seeds": 2,
+                    "n_tokens": n,
+                    "maskable": n - 1,
+                    "masked_sets": 16,
+                    "forwarded_tokens": 16 * n,
+                }
+            ),
             "comparisons": [
                 {
                     "model": "other-model",
@@ -338,15 +358,13 @@ def long_result(n_tokens: int, case_id: str = "long-case") -> CaseResult:
         for name, step in (("attnlrp", 0.05), ("grad_x_input", 0.03), ("gradient", 0.02))
     }
     curves["random"] = [1.25 - 0.001 * k_ for k_ in range(k + 1)]
-    faith = dict(result.faithfulness or {})
-    faith.update(
-        {
-            "curves": curves,
-            "flip_k": {"attnlrp": 26, "grad_x_input": 42, "gradient": None, "random": None},
-            "aopc": {name: 0.5 for name in curves},
-            "budget": k,
-            "order": {name: hot[:k] for name in curves},
-        }
+    faith = replace(
+        result.faithfulness,
+        curves=curves,
+        flip_k={"attnlrp": 26, "grad_x_input": 42, "gradient": None, "random": None},
+        aopc={name: 0.5 for name in curves},
+        budget=k,
+        order={name: hot[:k] for name in curves},
     )
     return CaseResult(
         **{

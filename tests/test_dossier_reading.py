@@ -30,6 +30,7 @@ from reportgen.render.summary import (
     NEAR_TIE as SUMMARY_NEAR_TIE,
 )
 from reportgen.render.words import data_json
+from reportgen.results import FailurePattern
 
 
 class Page(HTMLParser):
@@ -181,14 +182,18 @@ def test_no_empty_tags(tmp_path: Path) -> None:
 
 def test_every_number_has_an_explanation(tmp_path: Path) -> None:
     result = make_result()
-    pattern = {
-        "pattern": "URT",
-        "relevant_share": 0.1,
-        "token_share": 0.5,
-        "outside_push": 0.2,
-        "relevant_abs": 0.3,
-    }
-    faith = {**result.faithfulness, "failure_pattern": pattern}
+    pattern = FailurePattern(
+        pattern="URT",
+        relevant_share=0.1,
+        token_share=0.5,
+        relevant_sum=0.25,
+        top_outside=1,
+        top_outside_share=0.4,
+        mean_rank_fraction=0.6,
+        relevant_abs=0.3,
+        outside_push=0.2,
+    )
+    faith = dataclasses.replace(result.faithfulness, failure_pattern=pattern)
     page, html = render(dataclasses.replace(result, faithfulness=faith), tmp_path, "full")
     glossary = {e[1]["id"][2:]: e[2] for e in page.elements if e[1].get("id", "").startswith("g-")}
     for key in ("f", "reaches", "sum", "flip_k", "aopc", "urt", "oit", "relevance", "logit"):

@@ -284,7 +284,7 @@ def test_long_dossier_with_pdf(browser, tmp_path: Path, n_tokens: int) -> None:
 def test_failure_reason_keeps_small_shares_readable() -> None:
     from reportgen.render.words import failure_reason
 
-    pattern = long_dossier(10_000).faithfulness["failure_pattern"]
-    assert pattern["token_share"] == pytest.approx(20 / 9_997)
+    pattern = long_dossier(10_000).faithfulness.failure_pattern
+    assert pattern.token_share == pytest.approx(20 / 9_997)
     reason = failure_reason(pattern)
     assert "though they are 0.2% of the tokens" in reason  # not "0%"

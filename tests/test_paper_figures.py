@@ -20,6 +20,7 @@ from reportgen.faithfulness import failure_pattern
 from reportgen.project import FIGURE_FONTS, FigureSettings, load_project
 from reportgen.render import paper, study
 from reportgen.render.data_files import write_data_files
+from reportgen.results import FailurePattern
 
 TOOLS = ("pdflatex", "pdfinfo", "pdffonts", "pdftotext", "pdfseparate")
 needs_tex = pytest.mark.skipif(
@@ -311,7 +312,9 @@ def study_results():
     ):
         r = make_result(f"case-{i}", model="smollm2-135m-instruct", tags={"benchmark": bench})
         real = failure_pattern(r.attribution.relevance, r.attribution.special, [(1, 3)])
-        faith = dict(r.faithfulness, failure_pattern=dict(real, pattern=pattern))
+        faith = dataclasses.replace(
+            r.faithfulness, failure_pattern=FailurePattern.from_json(dict(real, pattern=pattern))
+        )
         metrics = [
             dict(m, gini_relevance=0.2 + 0.1 * j + 0.05 * i) for j, m in enumerate(r.metrics)
         ]

@@ -8,7 +8,7 @@ import sys
 
 from render_fixtures import make_result, sample_result
 
-from reportgen.results import CaseResult, NodeNeurons
+from reportgen.results import CaseResult, Faithfulness, NodeNeurons
 
 
 def test_rendering_imports_no_torch():
@@ -57,3 +57,26 @@ def test_neurons_are_typed_and_write_dimensions():
     again = NodeNeurons.from_json(with_mlp)
     assert again.mlp_neurons[0].index == 9 and again.mlp_relevance == 0.7
     assert again.to_json() == with_mlp
+
+
+def test_faithfulness_json_is_the_flat_object_the_flip_test_returns():
+    """A long input's flip test (with its compute budget and a failure pattern) and a short
+    one's with a note: the typed form writes back exactly the keys and numbers it read."""
+    import numpy as np
+    from long_render_fixtures import long_faithfulness
+
+    rng = np.random.default_rng(3)
+    n = 3_000
+    relevance = rng.normal(0, 0.01, n)
+    long = long_faithfulness(rng, relevance, [i == 0 for i in range(n)], 1.5)
+    typed = Faithfulness.from_json(long)
+    assert typed.cost is not None and typed.cost.cost_budget == 32_768
+    assert typed.flip_bounds == long["flip_bounds"] == {"gradient": [13, None]}
+    assert typed.failure_pattern.token_share == long["failure_pattern"]["token_share"]
+    assert json.dumps(typed.to_json(), sort_keys=True) == json.dumps(long, sort_keys=True)
+    short = make_result().faithfulness.to_json()
+    assert "cost_budget" not in short and "failure_pattern" not in short and "note" not in short
+    noted = {**short, "baseline_f": -0.5, "note": "f0 <= 0: nothing to flip"}
+    again = Faithfulness.from_json(noted)
+    assert again.note == noted["note"] and again.flip_bounds == {}
+    assert again.to_json() == noted

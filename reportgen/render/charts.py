@@ -329,12 +329,12 @@ def metrics_chart(result: CaseResult) -> alt.FacetChart | None:
 def faithfulness_chart(result: CaseResult) -> alt.LayerChart | None:
     """Deletion curves: f after masking the top-k tokens of each ordering; f < 0 means flipped."""
     faith = result.faithfulness
-    if not faith or not faith.get("curves"):
+    if faith is None or not faith.curves:
         return None
-    orderings = list(faith["curves"])
+    orderings = list(faith.curves)
     values = [
         {"ordering": name, "k": k, "f": float(f)}
-        for name, curve in faith["curves"].items()
+        for name, curve in faith.curves.items()
         for k, f in enumerate(curve)
         if f is not None
     ]

@@ -43,7 +43,7 @@ from .summary import (
     summary,
 )
 from .tokens import TokenCell, token_cells, visible_controls, visible_text
-from .words import ORDERING_NAMES, bound_words, budget_words, faithfulness_with_words
+from .words import ORDERING_NAMES, bound_words, budget_words, flip_sentence, pattern_with_reason
 
 # package data: a wheel installed outside the source tree renders as well as a checkout
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -251,9 +251,9 @@ def dossier_context(result: CaseResult, cells: Sequence[TokenCell] | None = None
     ]
     faith = None
     flip = ""
-    if result.faithfulness:
-        f = faithfulness_with_words(result.faithfulness, att.token_texts)
-        flip = f.get("sentence") or ""
+    f = result.faithfulness
+    if f is not None:
+        flip = flip_sentence(f, att.token_texts)
         faith = {
             "sentence": capitalised(flip),
             "flip_k": [
@@ -261,17 +261,15 @@ def dossier_context(result: CaseResult, cells: Sequence[TokenCell] | None = None
                     "ordering": k,
                     "name": ORDERING_NAMES.get(k, k),
                     "value": v,
-                    "bound": bound_words(f["flip_bounds"][k])
-                    if k in (f.get("flip_bounds") or {})
-                    else "",
+                    "bound": bound_words(f.flip_bounds[k]) if k in f.flip_bounds else "",
                 }
-                for k, v in (f.get("flip_k") or {}).items()
+                for k, v in f.flip_k.items()
             ],
             "budget": budget_words(f),
-            "aopc": [{"ordering": k, "value": v} for k, v in (f.get("aopc") or {}).items()],
-            "mask": f.get("mask") or "",
-            "points": ", ".join(str(k) for k in f.get("points") or []),
-            "pattern": f.get("failure_pattern"),
+            "aopc": [{"ordering": k, "value": v} for k, v in f.aopc.items()],
+            "mask": f.mask or "",
+            "points": ", ".join(str(k) for k in f.points or []),
+            "pattern": pattern_with_reason(f.failure_pattern) if f.failure_pattern else None,
             "label": result.tags.get("pattern", ""),
         }
     neurons = None

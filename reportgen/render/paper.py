@@ -556,7 +556,8 @@ def graph_body(result: CaseResult, width: float, settings: FigureSettings, key: 
 
 
 def faithfulness_body(result: CaseResult, width: float, settings: FigureSettings, key: str) -> str:
-    curves = result.faithfulness["curves"]
+    assert result.faithfulness is not None  # case_figures draws this only for a flip test
+    curves = result.faithfulness.curves
     names = [n for n in curves if any(v is not None for v in curves[n])]
     axis_w = width - 4.5 * settings.font_size - 10
     axis_h = axis_w * (0.55 if key == "col" else 0.32)
@@ -709,8 +710,8 @@ def case_figures(
                 "text",
             )
         )
-    faith = result.faithfulness or {}
-    if any(any(v is not None for v in c) for c in (faith.get("curves") or {}).values()):
+    curves = result.faithfulness.curves if result.faithfulness is not None else {}
+    if any(any(v is not None for v in c) for c in curves.values()):
         figures.append(
             Figure(
                 "faithfulness",

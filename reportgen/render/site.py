@@ -72,14 +72,14 @@ def write_assets(assets_dir: Path) -> Path:
 
 
 def _flip_k(result: CaseResult) -> Any:
-    if not result.faithfulness:
+    if result.faithfulness is None:
         return None
-    return (result.faithfulness.get("flip_k") or {}).get("attnlrp")
+    return result.faithfulness.flip_k.get("attnlrp")
 
 
 def _flip_bound(result: CaseResult) -> str:
     """The range of a flip-k that a long input's compute budget left unscanned, in words."""
-    bounds = (result.faithfulness or {}).get("flip_bounds") or {}
+    bounds = result.faithfulness.flip_bounds if result.faithfulness is not None else {}
     return bound_words(bounds["attnlrp"]) if "attnlrp" in bounds else ""
 
 

@@ -107,7 +107,8 @@ def pattern_counts(results: Sequence[CaseResult]) -> dict[str, dict[str, int]]:
     relevant span have none and are left out)."""
     counts: dict[str, dict[str, int]] = {}
     for r in sorted(results, key=lambda r: r.case_id):
-        pattern = ((r.faithfulness or {}).get("failure_pattern") or {}).get("pattern")
+        found = r.faithfulness.failure_pattern if r.faithfulness is not None else None
+        pattern = found.pattern if found is not None else None
         if pattern not in PATTERNS:
             continue
         bench = r.tags.get("benchmark", "untagged")

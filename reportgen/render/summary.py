@@ -120,11 +120,11 @@ SHOWN_METRICS: tuple[tuple[str, str], ...] = (
 def glossary_entries(result: CaseResult) -> list[dict[str, str]]:
     """The glossary section: the entries of the numbers this result's page shows, in the
     order above (no URT/OIT without a failure pattern, no graph terms without a graph)."""
-    faith = result.faithfulness or {}
+    faith = result.faithfulness
     skip = set()
-    if not faith:
+    if faith is None:
         skip |= {"flip_k", "aopc"}
-    if not faith.get("failure_pattern"):
+    if faith is None or faith.failure_pattern is None:
         skip |= {"urt", "oit"}
     if result.graph is None:
         skip.add("graph")
