@@ -28,7 +28,7 @@ from .models import EMBEDDED_MODELS, LoadedModel, cache_dir, embedded_path, load
 from .objectives import Objective
 from .pipeline import Question, attribute_prepared, check_fits, prepare_question
 from .progress import Progress, no_progress, return_freed_memory
-from .results import CaseResult, Faithfulness, NodeNeurons
+from .results import CaseResult, Comparison, Faithfulness, NodeNeurons
 
 _COMPUTE_PACKAGES = ("lxt", "reportgen")
 # up to this many tokens the deletion curves are evaluated at every k; longer inputs use a grid
@@ -455,7 +455,9 @@ def compute_case(
         metrics=graph.metrics,
         neurons=tuple(NodeNeurons.from_json(n) for n in graph.neurons),
         faithfulness=Faithfulness.from_json(faith) if faith is not None else None,
-        comparisons=comparisons,
+        comparisons=None
+        if comparisons is None
+        else tuple(Comparison.from_json(c) for c in comparisons),
         interventions=circuit.interventions if circuit else None,
         continuations=circuit.continuations if circuit else None,
         environment={

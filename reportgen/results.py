@@ -241,6 +241,31 @@ _FLAT_FIELDS = tuple(
 
 
 @dataclass(frozen=True)
+class Comparison:
+    """The same case on another model (``compare.compare_models``): its explained value and
+    logits, and its input relevance with the case's segments carried over by characters."""
+
+    model: str  # the model spec as the case file names it
+    explained: float
+    target_logit: float
+    target_token: str
+    contrast_logit: float | None
+    contrast_token: str | None
+    greedy_token: str  # what that model would write next
+    conservation: float | None
+    segments: dict[str, float]  # segment name -> sum of that model's relevance over it
+    tokens: list[str]  # that model's tokens of the input
+    relevance: list[float]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Comparison:
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
 class CaseResult:
     case_id: str
     title: str
@@ -263,8 +288,8 @@ class CaseResult:
     neurons: tuple[NodeNeurons, ...] | None = None
     # the flip test: deletion curves, flip-k, AOPC (and the failure pattern)
     faithfulness: Faithfulness | None = None
-    # other models on the same case: {"model", "explained", "target_logit", "contrast_logit", "segments": {name: sum}}
-    comparisons: list[dict[str, Any]] | None = None
+    # the same case on other models
+    comparisons: tuple[Comparison, ...] | None = None
     # package versions, model hash, the command that reproduces it
     environment: dict[str, Any] = field(default_factory=dict)
     # the graph's nodes ablated inside the model, and the greedy text after target and contrast
@@ -300,10 +325,12 @@ class CaseResult:
             data["continuations"] = Continuations.from_json(data["continuations"])
         if data.get("faithfulness") is not None:
             data["faithfulness"] = Faithfulness.from_json(data["faithfulness"])
+        if data.get("comparisons") is not None:
+            data["comparisons"] = tuple(Comparison.from_json(c) for c in data["comparisons"])
         if data.get("neurons") is not None:
             data["neurons"] = tuple(NodeNeurons.from_json(n) for n in data["neurons"])
         return cls(**data)
 
 
 #: the optional fields whose JSON form is their type's ``to_json`` (of each item, for a tuple)
-_TYPED = ("graph", "neurons", "faithfulness", "interventions", "continuations")
+_TYPED = ("graph", "neurons", "faithfulness", "comparisons", "interventions", "continuations")

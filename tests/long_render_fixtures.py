@@ -24,7 +24,14 @@ import numpy as np
 
 from reportgen.faithfulness import failure_pattern
 from reportgen.graph.types import AttributionGraph
-from reportgen.results import Attribution, CaseResult, Faithfulness, NodeNeurons, TokenScore
+from reportgen.results import (
+    Attribution,
+    CaseResult,
+    Comparison,
+    Faithfulness,
+    NodeNeurons,
+    TokenScore,
+)
 
 TOKENIZER = Path.home() / ".cache/reportgen/models/smollm2-135m-instruct/tokenizer.json"
 SOURCE = Path(sysconfig.get_paths()["stdlib"]) / "argparse.py"
@@ -388,15 +395,21 @@ def long_dossier(n_tokens: int, case_id: str | None = None) -> CaseResult:
         metrics=_metrics(graph),
         neurons=tuple(NodeNeurons.from_json(n) for n in _neurons(rng, graph, texts)),
         faithfulness=Faithfulness.from_json(long_faithfulness(rng, relevance, special, explained)),
-        comparisons=[
-            {
-                "model": "gemma3-270m",
-                "explained": -0.8,
-                "target_logit": 12.0,
-                "contrast_logit": 12.8,
-                "segments": {"document": 0.4, "question": -0.9},
-            }
-        ],
+        comparisons=(
+            Comparison(
+                model="gemma3-270m",
+                explained=-0.8,
+                target_logit=12.0,
+                target_token="Ġparse",
+                contrast_logit=12.8,
+                contrast_token="Ġadd",
+                greedy_token="Ġadd",
+                conservation=0.7,
+                segments={"document": 0.4, "question": -0.9},
+                tokens=texts,
+                relevance=[0.0] * len(texts),
+            ),
+        ),
         environment={
             "reportgen": "0.1.0",
             "torch": "2.13.0",

@@ -14,6 +14,7 @@ from reportgen.graph.types import AttributionGraph
 from reportgen.results import (
     Attribution,
     CaseResult,
+    Comparison,
     Faithfulness,
     NodeNeurons,
     TokenScore,
@@ -183,15 +184,21 @@ def make_result(
                     "forwarded_tokens": 16 * n,
                 }
             ),
-            "comparisons": [
-                {
-                    "model": "other-model",
-                    "explained": -0.5,
-                    "target_logit": 7.0,
-                    "contrast_logit": 7.5,
-                    "segments": {"instruction": -0.2},
-                }
-            ],
+            "comparisons": (
+                Comparison(
+                    model="other-model",
+                    explained=-0.5,
+                    target_logit=7.0,
+                    target_token="ĠYellow",
+                    contrast_logit=7.5,
+                    contrast_token="ĠBlue",
+                    greedy_token="ĠBlue",
+                    conservation=0.8,
+                    segments={"instruction": -0.2},
+                    tokens=["<s>", "List", "Ġthree", "Ġprimary", "Ġcolors", "."],
+                    relevance=[0.0, -0.1, -0.05, -0.05, 0.0, 0.1],
+                ),
+            ),
         }
     return CaseResult(
         case_id=case_id,

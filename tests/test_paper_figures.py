@@ -318,7 +318,7 @@ def study_results():
         metrics = [
             dict(m, gini_relevance=0.2 + 0.1 * j + 0.05 * i) for j, m in enumerate(r.metrics)
         ]
-        comps = [dict(r.comparisons[0], model="gemma3-270m", explained=other_f)]
+        comps = (dataclasses.replace(r.comparisons[0], model="gemma3-270m", explained=other_f),)
         results.append(
             dataclasses.replace(r, faithfulness=faith, metrics=metrics, comparisons=comps)
         )

@@ -366,9 +366,7 @@ def comparison_chart(result: CaseResult) -> alt.Chart | None:
     if not result.comparisons:
         return None
     rows = [{"model": result.model, "explained": result.attribution.explained}]
-    rows += [
-        {"model": str(c["model"]), "explained": float(c["explained"])} for c in result.comparisons
-    ]
+    rows += [{"model": c.model, "explained": float(c.explained)} for c in result.comparisons]
     values = [dict(r, sign=_sign(r["explained"])) for r in rows]
     models = [r["model"] for r in rows]
     chart = (
@@ -390,9 +388,7 @@ def comparison_segments_chart(result: CaseResult) -> alt.Chart | None:
     if not result.comparisons or not result.segments:
         return None
     base = segment_sums(result.attribution.relevance, result.segments)
-    rows = [(result.model, base)] + [
-        (str(c["model"]), c.get("segments") or {}) for c in result.comparisons
-    ]
+    rows = [(result.model, base)] + [(c.model, c.segments) for c in result.comparisons]
     values = [
         {"model": model, "segment": name, "relevance": float(value)}
         for model, sums in rows
@@ -477,8 +473,8 @@ def comparison_scatter(results: Sequence[CaseResult]) -> alt.LayerChart | None:
         {
             "case": r.case_id,
             "base": r.attribution.explained,
-            "other": float(c["explained"]),
-            "model": str(c["model"]),
+            "other": float(c.explained),
+            "model": c.model,
         }
         for r in results
         for c in r.comparisons or []

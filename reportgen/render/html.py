@@ -290,10 +290,10 @@ def dossier_context(result: CaseResult, cells: Sequence[TokenCell] | None = None
     if result.comparisons:
         comparisons = [
             {
-                "model": str(c.get("model")),
-                "explained": c.get("explained"),
-                "target_logit": c.get("target_logit"),
-                "contrast_logit": c.get("contrast_logit"),
+                "model": c.model,
+                "explained": c.explained,
+                "target_logit": c.target_logit,
+                "contrast_logit": c.contrast_logit,
             }
             for c in result.comparisons
         ]

@@ -185,11 +185,9 @@ def persistence(results: Sequence[CaseResult]) -> list[Persistence]:
         if not r.comparisons:
             continue
         pairs = [(r.model, float(r.attribution.explained))]
-        pairs += [(str(c["model"]), float(c["explained"])) for c in r.comparisons]
+        pairs += [(c.model, float(c.explained)) for c in r.comparisons]
         sums = [segment_sums(r.attribution.relevance, r.segments) if r.segments else {}]
-        sums += [
-            {str(k): float(v) for k, v in (c.get("segments") or {}).items()} for c in r.comparisons
-        ]
+        sums += [{str(k): float(v) for k, v in c.segments.items()} for c in r.comparisons]
         order = sorted(range(len(pairs)), key=lambda i: (model_size(pairs[i][0]), i))
         out.append(
             Persistence(
