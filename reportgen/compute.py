@@ -28,7 +28,7 @@ from .models import EMBEDDED_MODELS, LoadedModel, cache_dir, embedded_path, load
 from .objectives import Objective
 from .pipeline import Question, attribute_prepared, check_fits, prepare_question
 from .progress import Progress, no_progress, return_freed_memory
-from .results import CaseResult, Comparison, Faithfulness, NodeNeurons
+from .results import CaseResult, Comparison, Faithfulness, LayerMetrics, NodeNeurons
 
 _COMPUTE_PACKAGES = ("lxt", "reportgen")
 # up to this many tokens the deletion curves are evaluated at every k; longer inputs use a grid
@@ -452,7 +452,7 @@ def compute_case(
             p=case.graph.p,
             **pinned,
         ),
-        metrics=graph.metrics,
+        metrics=tuple(LayerMetrics.from_json(m) for m in graph.metrics),
         neurons=tuple(NodeNeurons.from_json(n) for n in graph.neurons),
         faithfulness=Faithfulness.from_json(faith) if faith is not None else None,
         comparisons=None

@@ -78,6 +78,44 @@ class Attribution:
 
 
 @dataclass(frozen=True)
+class LayerMetrics:
+    """The graph metrics of one node layer of the pruned graph (``graph.metrics``, definitions
+    in docs/method.md section 7). Renderers pick metrics by name (:data:`METRIC_NAMES`)."""
+
+    layer: str
+    nodes: int  # active nodes: touched by a kept edge
+    edges_in: int
+    edges_out: int
+    edge_node_ratio: float
+    fan_in: float
+    fan_out: float
+    sparsity: float
+    gini_in: float
+    gini_out: float
+    gini_relevance: float
+    verticality: float
+    hubs_90: list[int]  # the fewest positions holding 90 % of |R| (of positive, negative R)
+    hubs_90_pos: list[int]
+    hubs_90_neg: list[int]
+    degree_hubs: list[int]
+    centre_of_mass: float
+    mean_lookback: float
+    local_ratio: float
+    relevance_sum: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LayerMetrics:
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+
+
+#: every metric of a layer, by name, in the order the graph step computes them
+METRIC_NAMES: tuple[str, ...] = tuple(LayerMetrics.__dataclass_fields__)[1:]
+
+
+@dataclass(frozen=True)
 class UnitRelevance:
     """A hidden dimension or an MLP neuron of one graph node, and the relevance it carries."""
 
@@ -282,8 +320,8 @@ class CaseResult:
     # the pruned attribution graph; its meta adds edges_before_pruning, edges_after_pruning, prune,
     # p. In JSON (data.json, the result cache) it takes the codec's form (AttributionGraph.to_json)
     graph: AttributionGraph | None = None
-    # per node layer: {"layer": id, "nodes": int, "edges": int, ...metric name -> number}
-    metrics: list[dict[str, Any]] | None = None
+    # the graph metrics of each node layer, in layer order
+    metrics: tuple[LayerMetrics, ...] | None = None
     # the strongest nodes of the pruned graph and the units that carry them
     neurons: tuple[NodeNeurons, ...] | None = None
     # the flip test: deletion curves, flip-k, AOPC (and the failure pattern)
@@ -325,6 +363,8 @@ class CaseResult:
             data["continuations"] = Continuations.from_json(data["continuations"])
         if data.get("faithfulness") is not None:
             data["faithfulness"] = Faithfulness.from_json(data["faithfulness"])
+        if data.get("metrics") is not None:
+            data["metrics"] = tuple(LayerMetrics.from_json(m) for m in data["metrics"])
         if data.get("comparisons") is not None:
             data["comparisons"] = tuple(Comparison.from_json(c) for c in data["comparisons"])
         if data.get("neurons") is not None:
@@ -333,4 +373,12 @@ class CaseResult:
 
 
 #: the optional fields whose JSON form is their type's ``to_json`` (of each item, for a tuple)
-_TYPED = ("graph", "neurons", "faithfulness", "comparisons", "interventions", "continuations")
+_TYPED = (
+    "graph",
+    "metrics",
+    "neurons",
+    "faithfulness",
+    "comparisons",
+    "interventions",
+    "continuations",
+)

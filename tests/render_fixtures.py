@@ -12,10 +12,12 @@ from typing import Any
 
 from reportgen.graph.types import AttributionGraph
 from reportgen.results import (
+    METRIC_NAMES,
     Attribution,
     CaseResult,
     Comparison,
     Faithfulness,
+    LayerMetrics,
     NodeNeurons,
     TokenScore,
     UnitRelevance,
@@ -110,6 +112,15 @@ def make_graph(n_tokens: int) -> dict[str, Any]:
     }
 
 
+def metrics_row(layer: str, **values: Any) -> LayerMetrics:
+    """The metrics of one layer: ``values``, every other metric 0 (no positions for a list)."""
+    first = LayerMetrics.from_json(
+        {name: [] if name.startswith(("hubs", "degree")) else 0 for name in METRIC_NAMES}
+        | {"layer": layer}
+    )
+    return replace(first, **values)
+
+
 def make_result(
     case_id: str = "synthetic-case",
     *,
@@ -135,18 +146,18 @@ def make_result(
         extra = {
             "graph": AttributionGraph.from_json(make_graph(n)),
             # the metrics a dossier draws, and two it leaves to data.json (gini_out, edges_in)
-            "metrics": [
-                {
-                    "layer": layer,
-                    "nodes": 3 + i,
-                    "edges_in": 2 * i,
-                    "gini_out": 0.5 + 0.1 * i,
-                    "hubs_90": list(range(1 + i % 2)),
-                    "verticality": 0.25 * i,
-                    "mean_lookback": 1.5 * i,
-                }
+            "metrics": tuple(
+                metrics_row(
+                    layer,
+                    nodes=3 + i,
+                    edges_in=2 * i,
+                    gini_out=0.5 + 0.1 * i,
+                    hubs_90=list(range(1 + i % 2)),
+                    verticality=0.25 * i,
+                    mean_lookback=1.5 * i,
+                )
                 for i, layer in enumerate(["emb", "0", "0.mid", "1"])
-            ],
+            ),
             "neurons": (
                 NodeNeurons(
                     layer="1",

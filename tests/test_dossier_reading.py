@@ -218,7 +218,7 @@ def test_shown_metrics_are_few_and_explained(tmp_path: Path) -> None:
     assert 3 <= len(drawn) <= 4
     # hubs_90 (a list of positions) is drawn as its length
     hubs = [v["value"] for v in spec["data"]["values"] if v["metric"] == GLOSSARY["hubs"][0]]
-    assert hubs == [float(len(m["hubs_90"])) for m in result.metrics]
+    assert hubs == [float(len(m.hubs_90)) for m in result.metrics]
     # each drawn metric is listed above the charts with its sentence
     section = page.elements[page.index("metrics") : page.index("faithfulness")]
     pairs = [(section[i], section[i + 2]) for i, e in enumerate(section) if e[0] == "dt"]
@@ -226,7 +226,7 @@ def test_shown_metrics_are_few_and_explained(tmp_path: Path) -> None:
     assert [dd[2] for _, dd in pairs] == [GLOSSARY[key][1] for _, key in SHOWN_METRICS]
     # the metrics left out are still every one in data.json, with their numbers
     data = json.loads((tmp_path / "full" / "data.json").read_text())
-    assert data["metrics"] == result.metrics
+    assert data["metrics"] == [m.to_json() for m in result.metrics]
     assert not any(v["metric"] in ("gini_out", "edges_in") for v in spec["data"]["values"])
 
 

@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from render_fixtures import hostile_result, make_result
+from render_fixtures import hostile_result, make_result, metrics_row
 
 from reportgen.errors import CaseError
 from reportgen.faithfulness import failure_pattern
@@ -88,10 +88,10 @@ def hostile_paper_result():
         result,
         model="<b>model</b> \\x_1",
         graph=AttributionGraph.from_json(graph),
-        metrics=[
-            {"layer": layer, "nodes": 3 + i, "gini_relevance": 0.5 + 0.1 * i, "grad_x_input": 1.0}
+        metrics=tuple(
+            metrics_row(layer, nodes=3 + i, gini_relevance=0.5 + 0.1 * i, local_ratio=1.0)
             for i, layer in enumerate(graph["layers"])
-        ],
+        ),
     )
 
 
@@ -315,9 +315,10 @@ def study_results():
         faith = dataclasses.replace(
             r.faithfulness, failure_pattern=FailurePattern.from_json(dict(real, pattern=pattern))
         )
-        metrics = [
-            dict(m, gini_relevance=0.2 + 0.1 * j + 0.05 * i) for j, m in enumerate(r.metrics)
-        ]
+        metrics = tuple(
+            dataclasses.replace(m, gini_relevance=0.2 + 0.1 * j + 0.05 * i)
+            for j, m in enumerate(r.metrics)
+        )
         comps = (dataclasses.replace(r.comparisons[0], model="gemma3-270m", explained=other_f),)
         results.append(
             dataclasses.replace(r, faithfulness=faith, metrics=metrics, comparisons=comps)

@@ -8,7 +8,7 @@ import sys
 
 from render_fixtures import make_result, sample_result
 
-from reportgen.results import CaseResult, Faithfulness, NodeNeurons
+from reportgen.results import METRIC_NAMES, CaseResult, Faithfulness, LayerMetrics, NodeNeurons
 
 
 def test_rendering_imports_no_torch():
@@ -80,3 +80,17 @@ def test_faithfulness_json_is_the_flat_object_the_flip_test_returns():
     again = Faithfulness.from_json(noted)
     assert again.note == noted["note"] and again.flip_bounds == {}
     assert again.to_json() == noted
+
+
+def test_layer_metrics_are_what_the_graph_step_computes():
+    """Every metric graph.metrics computes is a field of LayerMetrics, in its order, and the
+    typed row writes back the same JSON (numbers and lists of positions as computed)."""
+    from reportgen.graph.metrics import graph_metrics
+
+    rows = graph_metrics(make_result().graph)
+    assert [list(row) for row in rows] == [["layer", *METRIC_NAMES]] * 4
+    for row in rows:
+        typed = LayerMetrics.from_json(row)
+        assert typed.to_json() == row
+    # layer "0" of the fixture: one position (2), reached by one edge and leaving by one
+    assert LayerMetrics.from_json(rows[1]).nodes == rows[1]["nodes"] == 1

@@ -284,7 +284,7 @@ def metrics_chart(result: CaseResult) -> alt.FacetChart | None:
 
     if not result.metrics:
         return None
-    layers = [str(m.get("layer")) for m in result.metrics]
+    layers = [m.layer for m in result.metrics]
     names: list[str] = []
     values = []
     for name, key in SHOWN_METRICS:
@@ -295,7 +295,7 @@ def metrics_chart(result: CaseResult) -> alt.FacetChart | None:
                 continue
             if title not in names:
                 names.append(title)
-            values.append({"layer": str(row.get("layer")), "metric": title, "value": value})
+            values.append({"layer": row.layer, "metric": title, "value": value})
     if not values:
         return None
     chart = (

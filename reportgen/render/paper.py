@@ -26,11 +26,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 from ..graph.types import AttributionGraph, Edge
 from ..project import FIGURE_COLORMAPS, FIGURE_FONTS, FigureSettings
-from ..results import CaseResult
+from ..results import METRIC_NAMES, CaseResult, LayerMetrics
 from .colors import SPECIAL_BG, SPECIAL_FG, TEXT_DARK, TEXT_LIGHT, WHITE
 from .tokens import TokenCell, token_cells
 
@@ -586,12 +585,13 @@ def faithfulness_body(result: CaseResult, width: float, settings: FigureSettings
 # --- graph metrics ------------------------------------------------------------------------------
 
 
-def chosen_metrics(rows: Sequence[dict[str, Any]]) -> list[str]:
+def chosen_metrics(rows: Sequence[LayerMetrics]) -> list[str]:
     """Up to :data:`MAX_METRICS` numeric metrics: the readable ones first, else any."""
     numeric = [
         k
-        for k, v in rows[0].items()
-        if k != "layer" and not isinstance(v, bool) and isinstance(v, int | float)
+        for k in METRIC_NAMES
+        if not isinstance(getattr(rows[0], k), bool)
+        and isinstance(getattr(rows[0], k), int | float)
     ]
     preferred = [k for k in METRICS if k in numeric]
     return [*preferred, *(k for k in numeric if k not in preferred)][:MAX_METRICS]
@@ -600,7 +600,7 @@ def chosen_metrics(rows: Sequence[dict[str, Any]]) -> list[str]:
 def metrics_body(result: CaseResult, width: float, settings: FigureSettings, key: str) -> str:
     rows = result.metrics
     names = chosen_metrics(rows)
-    layers = [str(r.get("layer")) for r in rows]
+    layers = [r.layer for r in rows]
     columns = min(len(names), 2 if key == "col" else 4)
     grid_rows = math.ceil(len(names) / columns)
     small = small_size(settings)
@@ -624,9 +624,9 @@ def metrics_body(result: CaseResult, width: float, settings: FigureSettings, key
     for name in names:
         label = METRICS.get(name, tex_text(name.replace("_", " ")))
         points = [
-            (i, float(r[name]))
+            (i, float(getattr(r, name)))
             for i, r in enumerate(rows)
-            if isinstance(r.get(name), int | float) and math.isfinite(float(r[name]))
+            if math.isfinite(float(getattr(r, name)))
         ]
         lines.append(rf"\nextgroupplot[title={{{label}}}]")
         lines.append(

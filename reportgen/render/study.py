@@ -131,7 +131,7 @@ def profile_metric(results: Sequence[CaseResult]) -> str | None:
     """The metric the profiles show: the first of :data:`PROFILE_METRICS` every case has."""
     rows = [r.metrics for r in results if r.metrics]
     for name in PROFILE_METRICS:
-        if rows and all(isinstance(m[0].get(name), int | float) for m in rows):
+        if rows and all(isinstance(getattr(m[0], name), int | float) for m in rows):
             return name
     return None
 
@@ -143,7 +143,7 @@ def metric_profiles(results: Sequence[CaseResult], metric: str) -> list[Profile]
     for r in sorted(results, key=lambda r: r.case_id):
         if not r.metrics:
             continue
-        values = [float(m.get(metric, math.nan)) for m in r.metrics]
+        values = [float(getattr(m, metric, math.nan)) for m in r.metrics]
         key = (r.tags.get("benchmark", "untagged"), r.model)
         groups.setdefault(key, []).append(values)
     out = []
