@@ -280,7 +280,7 @@ def dossier_context(result: CaseResult, cells: Sequence[TokenCell] | None = None
                 "position": n.position,
                 "token": visible_text(n.token),
                 "relevance": n.relevance,
-                "top": [{"index": t.index, "relevance": t.relevance} for t in n.dimensions],
+                "dimensions": [{"index": t.index, "relevance": t.relevance} for t in n.dimensions],
                 "mlp": [{"index": t.index, "relevance": t.relevance} for t in n.mlp_neurons or ()],
                 "mlp_relevance": n.mlp_relevance,
             }
