@@ -332,15 +332,15 @@ def _cached_study_figures(
     import hashlib
     import json
 
+    from .cache_keys import render_version
     from .models import cache_dir
-    from .render import paper, study, tex
+    from .render import paper, study
 
     assert isinstance(data, study.StudyData)
     if not study.study_figures(data, settings):
         return None
     digest = hashlib.sha256(json.dumps(data.to_json(), sort_keys=True).encode())
-    for module in (paper, study, tex):
-        digest.update(Path(module.__file__).read_bytes())
+    digest.update(render_version().encode())  # every module that draws
     digest.update(repr(settings).encode())
     folder = cache_dir() / "figures" / f"study-{digest.hexdigest()[:24]}"
     if use_cache and _figures_intact(folder, "study", paper.FIGURES_TEX):

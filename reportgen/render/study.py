@@ -25,15 +25,8 @@ from typing import Any
 
 from ..project import FigureSettings
 from ..results import CaseResult
-from .paper import (
-    METRICS,
-    Figure,
-    _num,
-    small_size,
-    tex_text,
-    widths,
-    write_figure_set,
-)
+from .paper import write_figure_set
+from .paper_style import METRICS, Figure, pgf_number, small_size, tex_text, widths
 from .tokens import segment_sums
 
 STUDY_PREFIX = "study"
@@ -279,7 +272,7 @@ def persistence_sentence(summary: dict[str, Any]) -> str:
 # --- paper figures ------------------------------------------------------------------------------
 
 
-def _rgb(c: tuple[int, int, int]) -> str:
+def rgb_triple(c: tuple[int, int, int]) -> str:
     return f"{{rgb,255:red,{c[0]};green,{c[1]};blue,{c[2]}}}"
 
 
@@ -374,7 +367,7 @@ def profiles_body(
         rf"  max space between ticks=35, rglegend, legend columns={columns}]",
     ]
     for i, p in enumerate(profiles):
-        color = _rgb(GROUP_COLORS[i % len(GROUP_COLORS)])
+        color = rgb_triple(GROUP_COLORS[i % len(GROUP_COLORS)])
         ok = [
             j
             for j in range(len(p.depth))
@@ -385,12 +378,12 @@ def profiles_body(
         band = [(p.depth[j], p.high[j]) for j in ok] + [(p.depth[j], p.low[j]) for j in ok[::-1]]
         lines.append(
             rf"\addplot[fill={color}, fill opacity=0.15, draw=none, forget plot] coordinates {{"
-            + " ".join(f"({_num(x)},{_num(y)})" for x, y in band)
+            + " ".join(f"({pgf_number(x)},{pgf_number(y)})" for x, y in band)
             + "} -- cycle;"
         )
         lines.append(
             rf"\addplot[color={color}, mark=none] coordinates {{"
-            + " ".join(f"({_num(p.depth[j])},{_num(p.mean[j])})" for j in ok)
+            + " ".join(f"({pgf_number(p.depth[j])},{pgf_number(p.mean[j])})" for j in ok)
             + "};"
         )
         name = _group_name(p.benchmark, p.model, models)
@@ -416,7 +409,7 @@ def persistence_body(rows: Sequence[Persistence], width: float, settings: Figure
         rf"  xmin=-0.25, xmax={len(models) - 0.75}, xtick={{{','.join(str(i) for i in range(len(models)))}}},",
         r"  xticklabels={" + _label_list([tex_text(m) for m in models]) + "},",
         r"  ylabel={explained value $f$}, ymajorgrids, max space between ticks=35,",
-        rf"  ymin={_num(min(0.0, *values) * 1.1 - 0.1)}, ymax={_num(max(0.0, *values) * 1.1 + 0.1)},",
+        rf"  ymin={pgf_number(min(0.0, *values) * 1.1 - 0.1)}, ymax={pgf_number(max(0.0, *values) * 1.1 + 0.1)},",
         r"  extra y ticks={0}, extra y tick labels={}, extra y tick style={grid=major,"
         r" major grid style={rgaxis, dashed, line width=0.5pt}},",
         r"  rglegend, legend columns=2]",
@@ -431,7 +424,7 @@ def persistence_body(rows: Sequence[Persistence], width: float, settings: Figure
             + ("" if not shown[kind] else ", forget plot")
             + "] coordinates {"
             + " ".join(
-                f"({models.index(m)},{_num(f)})"
+                f"({models.index(m)},{pgf_number(f)})"
                 for m, f in zip(row.models, row.explained, strict=True)
             )
             + "};"
