@@ -40,6 +40,7 @@ COMPUTING = (
     "objectives.py",
     "pipeline.py",
     "precheck.py",
+    "probe.py",
     "results.py",
     "toml_values.py",
 )
