@@ -51,6 +51,7 @@ PRESENTING = (
     "cli/",
     "collect/",  # writes case files; a dossier's numbers come from the case file alone
     "explore.py",
+    "explore_probe.py",  # the live probe's requests and answers
     "interrupts.py",
     "neuronpedia.py",
     "outdir.py",

@@ -48,6 +48,7 @@ from starlette.concurrency import run_in_threadpool
 from .cases import ID_PATTERN, case_model_spec, load_case, parse_case
 from .cli.localweb import host_problem, public_path
 from .errors import ReportgenError, TokenError, warn
+from .explore_probe import PIN_FIELDS, PROBE_FIELDS, Pins, split_fields
 from .inputs import PromptSpec, prepare_input, resolve_token
 from .models import LoadedModel, cache_dir
 from .objectives import MODES
@@ -203,8 +204,10 @@ def case_toml(
     title: str = "",
     description: str = "",
     case_dir: Path | None = None,
+    pins: Pins | None = None,
 ) -> str:
-    """The case file of ``config``: the fields a person would write, exact ``prefix_ids``."""
+    """The case file of ``config``: the fields a person would write, exact ``prefix_ids``;
+    with ``pins``, the pinned subgraph as its ``[graph]`` table."""
     if not ID_PATTERN.match(case_id):
         raise ExploreError(f"id: must match [a-z0-9-]+ (it becomes the page URL), got {case_id!r}")
     tokenizer = loaded.tokenizer
@@ -235,6 +238,8 @@ def case_toml(
     if config.mode != "logit_diff":
         lines.append(f"mode = {toml_value(config.mode)}")
     text = "\n".join(lines) + "\n"
+    if pins is not None:  # a table: after every top-level key
+        text += pins.toml()
     import tomllib
 
     # what we write must be a valid case, read where it will be (its model path is relative)
@@ -501,6 +506,7 @@ class Explorer:
                     "n_tokens": len(att.token_ids),
                     "graph_edges": len(result.graph["edges"]) if result.graph else 0,
                     "cached": False,
+                    **self._probe_view(result),
                 }
             else:
                 self.views[key] = {**self.views[key], "cached": True}
@@ -517,7 +523,15 @@ class Explorer:
             return None
         return path
 
-    def save(self, config: Config, case_id: str, title: str, description: str) -> dict[str, Any]:
+    def save(
+        self,
+        config: Config,
+        case_id: str,
+        title: str,
+        description: str,
+        pin_fields: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        pins = self._pins(config, pin_fields) if pin_fields else None
         text = case_toml(
             self.loaded,
             config,
@@ -526,6 +540,7 @@ class Explorer:
             case_id=case_id,
             title=title,
             description=description,
+            pins=pins,
         )
         path = self.cases_dir / f"{case_id}.toml"
         self.cases_dir.mkdir(parents=True, exist_ok=True)
@@ -536,8 +551,8 @@ class Explorer:
             raise ExploreError(
                 f"id: {self.public(str(path))} exists already; choose another id"
             ) from None
-        try:
-            reused = self._share_result(config, path, text)
+        try:  # a pinned case's result has the pinned ablations explore has not computed
+            reused = pins is None and self._share_result(config, path, text)
         except (ReportgenError, OSError) as exc:  # the case is saved; build will compute it
             warn(f"{path.name}: explore's result not shared with build ({exc})")
             reused = False
@@ -576,6 +591,59 @@ class Explorer:
             ),
         )
         return True
+
+    # -- a hypothesis tested live (reportgen/probe.py; the request formats: explore_probe) ------
+    def _probe_view(self, result: CaseResult) -> dict[str, Any]:
+        """What the probe panel needs of an explained case: the input's tokens (and which are
+        special: never masked), the graph's layers (node ids count them) and its strongest
+        nodes to offer."""
+        from .explore_probe import offered_nodes
+        from .render.tokens import visible_text
+
+        att = result.attribution
+        tokens = [visible_text(text) for text in att.token_texts]
+        graph = result.graph
+        return {
+            "tokens": tokens,
+            "special": list(att.special),
+            "layers": list(graph.layers) if graph is not None else [],
+            "nodes": offered_nodes(graph, tokens),
+        }
+
+    def _graph_layers(self, config: Config) -> tuple[str, ...] | None:
+        result = self.results.get(self.view_key(config))
+        return None if result is None or result.graph is None else tuple(result.graph.layers)
+
+    def intervene(self, config: Config, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """f, the top-k and the greedy continuation, clean and with the request's nodes
+        ablated and tokens masked (:func:`reportgen.probe.probe`)."""
+        from .explore_probe import parse_intervention, probe_json
+        from .pipeline import Question, prepare_question
+        from .probe import probe
+        from .render.tokens import visible_text
+
+        intervention, tokens = parse_intervention(fields, self._graph_layers(config))
+        contrast = config.contrast if config.mode == "logit_diff" else None
+        question = Question(_spec(self.loaded, config), config.target, contrast, config.mode)
+        with self.lock:
+            prepared = prepare_question(self.loaded, question)
+            result = probe(
+                self.loaded.model,
+                self.loaded.tokenizer,
+                prepared.inputs.token_ids,
+                prepared.objective,
+                intervention,
+                tokens=tokens,
+            )
+        return probe_json(result, visible_text)
+
+    def _pins(self, config: Config, fields: Mapping[str, Any]) -> Pins | None:
+        """The pinned nodes and groups of a save request, checked against the explained graph
+        (when there is one) and the input's length."""
+        from .explore_probe import parse_pins
+
+        n_tokens = len(prepare_input(self.loaded.tokenizer, _spec(self.loaded, config)).token_ids)
+        return parse_pins(fields, self._graph_layers(config), n_tokens)
 
 
 def create_app(loaded: LoadedModel, *, model: str, cases_dir: Path, port: int) -> FastAPI:
@@ -679,9 +747,15 @@ def create_app(loaded: LoadedModel, *, model: str, cases_dir: Path, port: int) -
             return bad("no such file; explain the prompt again", 404)
         return FileResponse(path, filename=name)
 
+    @app.post("/api/intervene")
+    async def api_intervene(request: Request) -> dict[str, Any]:
+        data, fields = split_fields(await body(request), PROBE_FIELDS)
+        config = Config.from_json(data)
+        return await run_in_threadpool(explorer.intervene, config, fields)
+
     @app.post("/api/save")
     async def api_save(request: Request) -> dict[str, Any]:
-        data = await body(request)
+        data, pin_fields = split_fields(await body(request), PIN_FIELDS)
         config = Config.from_json(data)
         case_id = data.get("id") if isinstance(data, dict) else None
         if not isinstance(case_id, str) or not case_id:
@@ -690,6 +764,8 @@ def create_app(loaded: LoadedModel, *, model: str, cases_dir: Path, port: int) -
         description = data.get("description") or ""
         if not isinstance(title, str) or not isinstance(description, str):
             raise ExploreError("title and description must be text")
-        return await run_in_threadpool(explorer.save, config, case_id, title, description)
+        return await run_in_threadpool(
+            explorer.save, config, case_id, title, description, pin_fields
+        )
 
     return app
