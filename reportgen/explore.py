@@ -381,6 +381,7 @@ class Explorer:
         self.lock = threading.Lock()  # one computation at a time on the one model
         self.views: dict[str, dict[str, Any]] = {}
         self.results: dict[str, CaseResult] = {}  # by view key: what a saved case may reuse
+        self.clean_runs: dict[tuple[Config, int], Any] = {}  # the probe's clean side, reused
         self.run_folder = RunFolder()
         self.work = self.run_folder.path
         self._status: dict[str, Any] = {"running": False, "line": "", "started": 0.0}
@@ -634,7 +635,11 @@ class Explorer:
                 prepared.objective,
                 intervention,
                 tokens=tokens,
+                clean=self.clean_runs.get((config, tokens)),
             )
+            if len(self.clean_runs) >= 64:  # a bound, not a policy: the oldest goes
+                self.clean_runs.pop(next(iter(self.clean_runs)))
+            self.clean_runs[(config, tokens)] = result.clean
         return probe_json(result, visible_text)
 
     def _pins(self, config: Config, fields: Mapping[str, Any]) -> Pins | None:

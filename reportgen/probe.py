@@ -148,9 +148,13 @@ def probe(
     *,
     k: int = TOP_K,
     tokens: int = CONTINUATION_TOKENS,
+    clean: Run | None = None,
 ) -> ProbeResult:
     """The clean run and the run with ``intervention`` (module docstring): f, top-``k`` and
-    a greedy continuation of ``tokens`` tokens each."""
+    a greedy continuation of ``tokens`` tokens each. ``clean``: the clean run of the same
+    input, objective, ``k`` and ``tokens``, computed before (the explorer keeps it, so a new
+    hypothesis costs one continuation, not two); the clean forward still runs when a mean
+    ablation needs its means."""
     import torch
 
     import lxt
@@ -170,8 +174,10 @@ def probe(
         means[layer] = torch.zeros_like(hidden[0, 0]) if zero else hidden[0].mean(0)
         return hidden
 
-    clean_logits = _forward(model, token_ids, lambda: hook_layers(blocks, used, record))
-    clean = _run(model, tokenizer, token_ids, objective, clean_logits, k, tokens, lambda: [])
+    if clean is None or used:
+        clean_logits = _forward(model, token_ids, lambda: hook_layers(blocks, used, record))
+    if clean is None:
+        clean = _run(model, tokenizer, token_ids, objective, clean_logits, k, tokens, lambda: [])
     if intervention.empty:
         return ProbeResult(intervention, clean, clean, tokens)
 

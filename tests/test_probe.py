@@ -165,6 +165,10 @@ def test_nothing_equals_the_clean_run_exactly(one_thread) -> None:
     assert result.f_clean == float(OBJECTIVE.value(logits.double()))
     assert [t.logit for t in result.clean.top] == sorted(logits.double().tolist())[::-1][:10]
     assert list(result.clean.continuation) == greedy_ids(model, tokenizer, IDS, 6)
+    # a clean run kept from before is reused as is, and the intervention's numbers are the same
+    given = Intervention((("0", 3),), masked=(4,))
+    fresh = probe(model, tokenizer, IDS, OBJECTIVE, given, tokens=6)
+    assert probe(model, tokenizer, IDS, OBJECTIVE, given, tokens=6, clean=result.clean) == fresh
     # an intervention that is then run leaves no hook behind: the clean run is unchanged
     probe(model, tokenizer, IDS, OBJECTIVE, Intervention((("0", 3),), masked=(4,)), tokens=4)
     assert probe(model, tokenizer, IDS, OBJECTIVE, Intervention(), tokens=6) == result

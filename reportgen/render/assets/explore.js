@@ -201,7 +201,7 @@
     var body = config();
     body.ablate = typedNodes(); body.baseline = $("ex-baseline").value;
     body.mask = Object.keys(masked).map(Number).sort(function (a, b) { return a - b; });
-    body.fill = $("ex-fill").value;
+    body.fill = $("ex-fill").value; body.tokens = Number($("ex-cont-tokens").value);
     post("/api/intervene", body).then(function (data) {
       $("ex-probe-result").hidden = false;
       $("ex-f-clean").textContent = fmt(data.clean.f, 6);
