@@ -202,3 +202,30 @@ def test_bad_interventions_are_one_line_errors(intervention, words, one_thread) 
     with pytest.raises(ValueError) as caught:
         probe(model, tiny_tokenizer(), IDS, OBJECTIVE, intervention, tokens=2)
     assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.smollm2
+def test_probe_on_smollm2_equals_plain_hooks() -> None:
+    """The shipped case on SmolLM2 in float32: an ablation at three layers with a masked token,
+    against the plain hooks (1e-3 relative), and the first greedy tokens against the plain loop."""
+    from pathlib import Path
+
+    from reportgen.cases import load_case
+    from reportgen.models import load_model
+    from reportgen.pipeline import Question, prepare_question
+
+    case = load_case(Path(__file__).resolve().parent.parent / "cases" / "closest-planet-venus.toml")
+    loaded = load_model(case.model)
+    prepared = prepare_question(loaded, Question.from_case(case))
+    ids, objective = list(prepared.inputs.token_ids), prepared.objective
+    n = len(ids)
+    special = set(loaded.tokenizer.all_special_ids)
+    masked = next(i for i in range(n - 2, 0, -1) if ids[i] not in special)
+    given = {"nodes": (("emb", n - 1), ("12", n - 2), ("20", n - 1)), "masked": (masked,)}
+    result = probe(loaded.model, loaded.tokenizer, ids, objective, Intervention(**given), tokens=3)
+    after = float(objective.value(reference_logits(loaded.model, ids, ids, **given)))
+    scale = max(abs(after), abs(result.f_clean))
+    assert abs(result.f_after - after) <= 1e-3 * scale
+    assert abs(result.f_after - result.f_clean) > 1e-3 * scale
+    eos = {loaded.tokenizer.eos_token_id}
+    assert list(result.after.continuation) == reference_greedy(loaded.model, ids, 3, eos, **given)
