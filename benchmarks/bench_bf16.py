@@ -29,9 +29,10 @@ from gpu_check import cosine, edge_vectors, max_rel  # noqa: E402
 
 from reportgen.graph.closed import closed_form_graph  # noqa: E402
 from reportgen.graph.prune import prune_cumulative_mass  # noqa: E402
-from reportgen.inputs import PromptSpec, prepare_input, resolve_token  # noqa: E402
+from reportgen.inputs import prepare_input, resolve_token  # noqa: E402
 from reportgen.models import load_model  # noqa: E402
 from reportgen.objectives import Objective  # noqa: E402
+from reportgen.question import PromptSpec  # noqa: E402
 
 # code completion, code chat, fact chat, arithmetic chat, a 140-token story
 PROMPTS = [CODE_CASES[0], CODE_CASES[2], CASES[0], CASES[3], CASES[6]]

@@ -16,8 +16,9 @@ import torch
 from reportgen.collect.generate import eos_ids, greedy
 from reportgen.collect.humaneval import HumanEval
 from reportgen.collect.recover import candidates, search
-from reportgen.inputs import PromptSpec, prepare_input
+from reportgen.inputs import prepare_input
 from reportgen.models import load_model
+from reportgen.question import PromptSpec
 
 
 def main() -> None:

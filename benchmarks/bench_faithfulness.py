@@ -20,7 +20,7 @@ from pathlib import Path
 from reportgen import faithfulness as fast
 from reportgen.cases import load_case
 from reportgen.models import load_model
-from reportgen.pipeline import Question, attribute_prepared, prepare_question
+from reportgen.pipeline import attribute_prepared, prepare_question
 
 
 def load_reference(ref: str):
@@ -54,7 +54,7 @@ def main() -> None:
         if case.model not in models:
             models[case.model] = load_model(case.model)
         loaded = models[case.model]
-        question = prepare_question(loaded, Question.from_case(case))
+        question = prepare_question(loaded, case.question)
         attribution = attribute_prepared(loaded, question)
         call = (
             loaded,

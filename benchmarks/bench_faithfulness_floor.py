@@ -35,7 +35,7 @@ import torch
 from reportgen.cases import load_case
 from reportgen.compute import case_faithfulness
 from reportgen.models import load_model
-from reportgen.pipeline import Question, attribute_prepared, prepare_question
+from reportgen.pipeline import attribute_prepared, prepare_question
 
 
 def trie_token_forwards(sets: set[frozenset[int]], n: int) -> int:
@@ -110,7 +110,7 @@ def main() -> None:
             models[case.model] = (loaded, layer_flops_per_token(loaded.model), peak)
             print(f"{case.model}: float32 matmul peak on its layer shapes {peak / 1e9:.1f} GFLOP/s")
         loaded, per_token, peak = models[case.model]
-        question = prepare_question(loaded, Question.from_case(case))
+        question = prepare_question(loaded, case.question)
         attribution = attribute_prepared(loaded, question)
         start = time.perf_counter()
         result = case_faithfulness(loaded, attribution, question.objective)

@@ -43,7 +43,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from reportgen.toml_values import toml_value  # noqa: E402
+from reportgen.cases import Case, case_toml  # noqa: E402
+from reportgen.question import PromptSpec, Question  # noqa: E402
 
 MODELS = {
     "135m": "smollm2-135m-instruct",
@@ -76,7 +77,7 @@ def make_case(model: str, tokens: int, folder: Path) -> Path:
     """A case of about ``tokens`` tokens (chat template, question and prefix included)."""
     from transformers import AutoTokenizer
 
-    from reportgen.inputs import PromptSpec, prepare_input
+    from reportgen.inputs import prepare_input
     from reportgen.models import embedded_path, fetch_embedded
 
     fetch_embedded(model)
@@ -97,18 +98,15 @@ def make_case(model: str, tokens: int, folder: Path) -> Path:
         code = tokenizer.decode(ids[:keep])
     target = tokenizer(" parse", add_special_tokens=False)["input_ids"][0]
     contrast = tokenizer(" add", add_special_tokens=False)["input_ids"][0]
-    fields = {
-        "id": f"scale-{model.replace('.', '-')}-{tokens}",
-        "title": f"Scale benchmark: {model}, about {tokens} tokens",
-        "model": model,
-        "chat": True,
-        "prompt": prompt(code),
-        "prefix": PREFIX,
-        "target": target,
-        "contrast": contrast,
-    }
     path = folder / f"scale-{model}-{tokens}.toml"
-    path.write_text("".join(f"{k} = {toml_value(v)}\n" for k, v in fields.items()))
+    case = Case(
+        path=str(path),
+        id=f"scale-{model.replace('.', '-')}-{tokens}",
+        title=f"Scale benchmark: {model}, about {tokens} tokens",
+        model=model,
+        question=Question(PromptSpec(prompt(code), chat=True, prefix=PREFIX), target, contrast),
+    )
+    path.write_text(case_toml(case))
     return path
 
 

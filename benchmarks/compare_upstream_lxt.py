@@ -25,9 +25,10 @@ from pathlib import Path
 import torch
 
 from reportgen.attribution import attribute
-from reportgen.inputs import PromptSpec, prepare_input, resolve_token
+from reportgen.inputs import prepare_input, resolve_token
 from reportgen.models import embedded_path, load_model
 from reportgen.objectives import Objective
+from reportgen.question import PromptSpec
 
 MODEL = "smollm2-135m-instruct"
 REF_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "upstream_lxt_relevance.py"

@@ -23,7 +23,7 @@ import torch
 from reportgen.cases import load_cases
 from reportgen.faithfulness import ORDERINGS, failure_pattern, faithfulness
 from reportgen.models import load_model
-from reportgen.pipeline import Question, attribute_prepared, prepare_question
+from reportgen.pipeline import attribute_prepared, prepare_question
 from reportgen.render.words import flip_sentence
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +57,7 @@ def main() -> None:
         if case.model not in loaded:
             loaded[case.model] = load_model(case.model)
         model = loaded[case.model]
-        question = prepare_question(model, Question.from_case(case))
+        question = prepare_question(model, case.question)
         att = attribute_prepared(model, question)
         tick = time.perf_counter()
         result = faithfulness(

@@ -127,8 +127,7 @@ class Models:
 def case_question(short: bool):
     """The shipped case's question, or (``--short``, for the dry check on a CPU) a 6-token one."""
     from reportgen.cases import load_case
-    from reportgen.inputs import PromptSpec
-    from reportgen.pipeline import Question
+    from reportgen.question import PromptSpec, Question
 
     if short:
         return Question(PromptSpec("The capital of France is"), " Paris", " Lyon")

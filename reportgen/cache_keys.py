@@ -41,6 +41,7 @@ COMPUTING = (
     "pipeline.py",
     "precheck.py",
     "probe.py",
+    "question.py",
     "results.py",
     "toml_values.py",
 )

@@ -1,7 +1,10 @@
-"""Case files (TOML): parse and validate. Every error names the file, the field and the problem."""
+"""Case files (TOML): parse, validate and write. Every error names the file, the field and the
+problem. A case is a :class:`~reportgen.question.Question` (validated there, as from every other
+front end) plus how to present it: id, title, model, segments, graph settings, notes."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -12,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CaseError
-from .objectives import MODES, STRATEGIES
 from .outdir import MARKER as SITE_MARKER
+from .question import OBJECTIVE_FIELDS, PROMPT_FIELDS, PromptSpec, Question, QuestionError
+from .toml_values import toml_key, toml_value
 
 ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]*")  # always with fullmatch: "$" accepts a final "\n"
 MAX_ID_LENGTH = 100  # ids become folder and file names (255 bytes at most on most systems)
@@ -23,16 +27,8 @@ _KNOWN_FIELDS = {
     "title",
     "description",
     "model",
-    "chat",
-    "prompt",
-    "prefix",
-    "prefix_ids",
-    "bos",
-    "target",
-    "contrast",
-    "mode",
-    "strategy",
-    "k",
+    *PROMPT_FIELDS,
+    *OBJECTIVE_FIELDS,
     "segments",
     "relevant",
     "tags",
@@ -78,22 +74,14 @@ class GraphSettings:
 
 @dataclass(frozen=True)
 class Case:
-    """One failure case: the prediction to explain and how to present it."""
+    """One failure case: the question it asks and how to present it. ``path``: where the file
+    is (or will be) read from; its model path is relative to it."""
 
     path: str
     id: str
     title: str
     model: str
-    prompt: str
-    target: str | int
-    contrast: str | int | None = None
-    chat: bool = False
-    prefix: str = ""
-    prefix_ids: tuple[int, ...] | None = None
-    bos: bool | None = None
-    mode: str = "logit_diff"
-    strategy: str | None = "by_ref_token"
-    k: int = 10
+    question: Question
     description: str = ""
     segments: dict[str, tuple[int, int]] = field(default_factory=dict)
     relevant: tuple[tuple[int, int], ...] = ()
@@ -150,15 +138,6 @@ def _span(path: str, name: str, value: Any) -> tuple[int, int]:
             path, name, f"must be a token span [start, end] with 0 <= start < end, got {value!r}"
         )
     return int(value[0]), int(value[1])
-
-
-def _token_field(path: str, data: dict[str, Any], name: str, required: bool) -> str | int | None:
-    value = _expect(path, data, name, (str, int), required)
-    if isinstance(value, str) and value == "":
-        raise CaseError(path, name, "must not be empty")
-    if isinstance(value, int) and value < 0:
-        raise CaseError(path, name, f"a token id must be >= 0, got {value}")
-    return value
 
 
 def _graph_settings(path: str, data: Any) -> GraphSettings:
@@ -345,16 +324,6 @@ def case_model_spec(spec: str, case_dir: str | Path | None = None) -> str:
     return relative if relative.startswith(".") else f"./{relative}"
 
 
-def _token_text(path: str, name: str, value: str | int | None) -> str | int | None:
-    """``id:N`` in a case file is the token id N, exactly as on the command line."""
-    if not isinstance(value, str) or not value.startswith("id:"):
-        return value
-    number = value[3:].strip()
-    if not number.isdigit():
-        raise CaseError(path, name, f"{value!r}: after 'id:' give a token id such as id:718")
-    return int(number)
-
-
 def model_layer_count(spec: str) -> int | None:
     """The number of blocks of a model, read from its ``config.json`` where that is on disk
     (a local folder, a fetched embedded model); None where it is not known without loading."""
@@ -397,6 +366,19 @@ def _check_model_path(path: str, name: str, raw: str, resolved: str) -> None:
         raise CaseError(path, name, f"model path {raw} does not exist{where}")
 
 
+def _question(path: str, data: dict[str, Any]) -> Question:
+    """The case's question: the fields it gives, the others the question's defaults; its
+    problems name the case file."""
+    for name in ("prompt", "target"):
+        if name not in data:
+            raise CaseError(path, name, "is required but missing")
+    try:
+        prompt = PromptSpec(**{name: data[name] for name in PROMPT_FIELDS if name in data})
+        return Question(prompt, **{name: data[name] for name in OBJECTIVE_FIELDS if name in data})
+    except QuestionError as exc:
+        raise CaseError(path, exc.field, exc.problem) from None
+
+
 def parse_case(data: dict[str, Any], path: str) -> Case:
     """Validate a parsed TOML table; ``path`` is only used in error messages."""
     unknown = set(data) - _KNOWN_FIELDS
@@ -422,44 +404,7 @@ def parse_case(data: dict[str, Any], path: str) -> Case:
         raise CaseError(path, "model", "must not be empty")
     model_text, model = model, resolve_model_spec(model, path)
     _check_model_path(path, "model", model_text, model)
-    prompt = _expect(path, data, "prompt", str, True)
-    if not prompt.strip():
-        raise CaseError(path, "prompt", "must not be empty")
-    target = _token_text(path, "target", _token_field(path, data, "target", True))
-    contrast = _token_text(path, "contrast", _token_field(path, data, "contrast", False))
-    if contrast is not None and type(target) is type(contrast) and target == contrast:
-        raise CaseError(
-            path,
-            "contrast",
-            f"is the same as field 'target' ({target!r}): the logit difference would be 0. "
-            "The contrast is the token the model should have produced",
-        )
-    mode = _expect(path, data, "mode", str) or (
-        "logit_diff" if contrast is not None else "max_logit"
-    )
-    if mode not in MODES:
-        raise CaseError(path, "mode", f"must be one of {', '.join(MODES)}, got {mode!r}")
-    strategy = _expect(path, data, "strategy", str)
-    if mode == "logit_diff":
-        strategy = strategy or "by_ref_token"
-        if strategy not in STRATEGIES:
-            raise CaseError(
-                path, "strategy", f"must be one of {', '.join(STRATEGIES)}, got {strategy!r}"
-            )
-        if strategy == "by_ref_token" and contrast is None:
-            raise CaseError(
-                path, "contrast", "is required for mode logit_diff with strategy by_ref_token"
-            )
-    elif strategy is not None:
-        raise CaseError(path, "strategy", 'only applies to mode = "logit_diff"')
-    k = _expect(path, data, "k", int)
-    if k is not None and k < 1:
-        raise CaseError(path, "k", f"must be >= 1, got {k}")
-    prefix_ids = _expect(path, data, "prefix_ids", list)
-    if prefix_ids is not None and not all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in prefix_ids
-    ):
-        raise CaseError(path, "prefix_ids", "must be a list of non-negative token ids")
+    question = _question(path, data)
     segments_raw = _expect(path, data, "segments", dict) or {}
     segments = {
         str(name): _span(path, f"segments.{name}", span) for name, span in segments_raw.items()
@@ -485,16 +430,7 @@ def parse_case(data: dict[str, Any], path: str) -> Case:
         title=_expect(path, data, "title", str) or case_id,
         description=_expect(path, data, "description", str) or "",
         model=model,
-        prompt=prompt,
-        target=target,
-        contrast=contrast,
-        chat=bool(_expect(path, data, "chat", bool) or False),
-        prefix=_expect(path, data, "prefix", str) or "",
-        prefix_ids=tuple(prefix_ids) if prefix_ids is not None else None,
-        bos=_expect(path, data, "bos", bool),
-        mode=mode,
-        strategy=strategy if mode == "logit_diff" else None,
-        k=k or 10,
+        question=question,
         segments=segments,
         relevant=relevant,
         tags={str(k_): str(v) for k_, v in tags_raw.items()},
@@ -503,6 +439,61 @@ def parse_case(data: dict[str, Any], path: str) -> Case:
         source=_expect(path, data, "source", dict) or {},
         notes=_expect(path, data, "notes", str) or "",
     )
+
+
+def case_toml(case: Case) -> str:
+    """The one writer of case files (the explorer's "save as case", `collect`, the scripts):
+    the fields a person would write, in one order, those the defaults would give back left
+    out (:meth:`Question.stated`). ``case.model`` is written as it is: a writer passes the spec
+    the file should hold (:func:`case_model_spec`). The text is read back from ``case.path``,
+    as it will be read, and must be a valid case asking the same question."""
+    question, prompt = case.question, case.question.prompt
+    fields: dict[str, Any] = {"id": case.id, "title": case.title}
+    if case.description:
+        fields["description"] = case.description
+    fields |= {"model": case.model, "chat": prompt.chat, "prompt": prompt.prompt}
+    if prompt.prefix or prompt.prefix_ids is not None:
+        fields["prefix"] = prompt.prefix
+    if prompt.prefix_ids is not None:
+        fields["prefix_ids"] = list(prompt.prefix_ids)
+    if prompt.bos is not None:
+        fields["bos"] = prompt.bos
+    fields["target"] = question.target
+    if question.contrast is not None:
+        fields["contrast"] = question.contrast
+    fields |= question.stated()
+    optional = {
+        "segments": {name: list(span) for name, span in case.segments.items()},
+        "relevant": [list(span) for span in case.relevant],
+        "tags": dict(case.tags),
+        "compare": list(case.compare),
+        "notes": case.notes,
+    }
+    fields |= {name: value for name, value in optional.items() if value}
+    lines = [f"{toml_key(name)} = {toml_value(value)}" for name, value in fields.items()]
+    for table, values in (("graph", _graph_fields(case.graph)), ("source", case.source)):
+        values = {name: value for name, value in values.items() if value is not None}
+        if values:
+            lines += ["", f"[{table}]"]
+            lines += [f"{toml_key(name)} = {toml_value(value)}" for name, value in values.items()]
+    text = "\n".join(lines) + "\n"
+    read = parse_case(tomllib.loads(text), case.path)
+    if (read.id, read.question) != (case.id, case.question):
+        raise ValueError(f"{case.path}: the written case reads back as another question")
+    return text
+
+
+def _graph_fields(settings: GraphSettings) -> dict[str, Any]:
+    """The graph settings that differ from the defaults, as the ``[graph]`` table holds them."""
+    default, out = GraphSettings(), {}
+    for name in (f.name for f in dataclasses.fields(settings)):
+        value = getattr(settings, name)
+        if value == getattr(default, name):
+            continue
+        if name == "supernodes":
+            value = [{"label": label, "nodes": list(nodes)} for label, nodes in value]
+        out[name] = value
+    return out
 
 
 def load_case(path: str | Path) -> Case:

@@ -13,7 +13,8 @@ from typing import Any
 from .attribution import Attribution
 from .errors import ModelLoadError, ReportgenError
 from .models import LoadedModel
-from .pipeline import Question, explain
+from .pipeline import explain
+from .question import Question
 
 
 def char_spans(token_texts: list[str]) -> list[tuple[int, int]]:

@@ -25,7 +25,7 @@ from .graph.types import AttributionGraph
 from .interventions import case_circuit, pinned_meta
 from .models import LoadedModel, cache_dir, load_model
 from .objectives import Objective
-from .pipeline import Question, attribute_prepared, check_fits, prepare_question
+from .pipeline import attribute_prepared, check_fits, prepare_question
 from .progress import Progress, no_progress, return_freed_memory
 from .results import CaseResult
 
@@ -215,7 +215,7 @@ def compute_case(
     files); default: read ``case.path``."""
     if case_text is None:
         case_text = Path(case.path).read_text(encoding="utf-8")
-    question = prepare_question(loaded, Question.from_case(case), where=case.path)
+    question = prepare_question(loaded, case.question, where=case.path)
     check_fits(loaded, len(question.inputs.token_ids), where=case.path)
     progress("attribution", 0, 1)
     attribution = attribute_prepared(loaded, question)
@@ -267,7 +267,7 @@ def compute_case(
         progress("comparison", 0, len(case.compare))
         try:
             comparisons, comparison_errors = compare_models(
-                Question.from_case(case),
+                case.question,
                 attribution,
                 {k: list(v) for k, v in case.segments.items()},
                 case.compare,
@@ -280,9 +280,9 @@ def compute_case(
         title=case.title,
         description=case.description,
         model=case.model,
-        prompt=case.prompt,
-        chat=case.chat,
-        prefix=case.prefix,
+        prompt=case.question.prompt.prompt,
+        chat=case.question.prompt.chat,
+        prefix=case.question.prompt.prefix,
         tags=dict(case.tags),
         segments={name: list(span) for name, span in case.segments.items()},
         case_file=Path(case.path).name,

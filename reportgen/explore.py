@@ -4,7 +4,7 @@ Type a prompt (chat template on or off, a response prefix, BOS), see the top-k n
 pick the target and the contrast (or max-logit), and get the dossier's views -- input heatmap,
 interactive graph, metrics -- computed by the same pipeline as `reportgen build`
 (:func:`reportgen.compute.compute_case` on a case file written from the form) and kept in
-memory by configuration, so asking again re-renders without recomputing. "Save as case" writes
+memory by question, so asking again re-renders without recomputing. "Save as case" writes
 that very case file (exact ``prefix_ids``) into the cases folder, so `reportgen build` builds it
 unchanged.
 
@@ -36,7 +36,7 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -45,16 +45,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
-from .cases import ID_PATTERN, case_model_spec, load_case, parse_case
+from .cases import ID_PATTERN, Case, case_model_spec, case_toml, load_case
 from .cli.localweb import host_problem, public_path
 from .errors import ReportgenError, TokenError, warn
 from .explore_probe import PIN_FIELDS, PROBE_FIELDS, Pins, split_fields
-from .inputs import PromptSpec, prepare_input, resolve_token
+from .inputs import prepare_input, resolve_token
 from .models import LoadedModel, cache_dir
-from .objectives import MODES
 from .progress import StepClock, format_seconds
+from .question import OBJECTIVE_FIELDS, PROMPT_FIELDS, PromptSpec, Question
 from .results import CaseResult
-from .toml_values import toml_value
 
 TOP_K = 10
 MAX_PROMPT_CHARS = 200_000
@@ -74,60 +73,39 @@ class ExploreError(ReportgenError):
     """A request the explorer cannot serve; the message is the one line the page shows."""
 
 
-@dataclass(frozen=True)
-class Config:
-    """One explained prediction as the form describes it (everything a case file needs)."""
-
-    prompt: str
-    chat: bool = False
-    prefix: str = ""
-    bos: bool | None = None
-    target: str | int | None = None
-    contrast: str | int | None = None
-    mode: str = "logit_diff"
-
-    @classmethod
-    def from_json(cls, data: Any) -> Config:
-        if not isinstance(data, dict):
-            raise ExploreError("the request body must be a JSON object")
-        unknown = set(data) - {"prompt", "chat", "prefix", "bos", "target", "contrast", "mode",
-                               "id", "title", "description"}  # fmt: skip
-        if unknown:
-            raise ExploreError(f"unknown field {sorted(unknown)[0]!r}")
-        prompt = data.get("prompt")
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise ExploreError("prompt: type a prompt")
-        if len(prompt) > MAX_PROMPT_CHARS:
-            raise ExploreError(f"prompt: longer than {MAX_PROMPT_CHARS} characters")
-        prefix = data.get("prefix") or ""
-        if not isinstance(prefix, str):
-            raise ExploreError("prefix: must be text")
-        for name, text in (("prompt", prompt), ("prefix", prefix)):
-            if any(0xD800 <= ord(ch) <= 0xDFFF for ch in text):  # JSON allows "\ud800" alone
-                raise ExploreError(f"{name}: holds a lone surrogate (half of a UTF-16 pair)")
-        for name in ("chat", "bos"):
-            if data.get(name) is not None and not isinstance(data.get(name), bool):
-                raise ExploreError(f"{name}: must be true or false")
-        mode = data.get("mode") or "logit_diff"
-        if mode not in MODES:
-            raise ExploreError(f"mode: must be one of {', '.join(MODES)}")
-        return cls(
-            prompt=prompt,
-            chat=bool(data.get("chat")),
-            prefix=prefix,
-            bos=data.get("bos"),
-            target=_token_value(data.get("target"), "target"),
-            contrast=_token_value(data.get("contrast"), "contrast"),
-            mode=mode,
-        )
+#: what the page's form holds: the question's fields but exact prefix ids (the explorer
+#: tokenises the prefix itself); ``/api/save`` adds the case's presentation
+FORM_FIELDS = ("prompt", "chat", "prefix", "bos", *OBJECTIVE_FIELDS)
+SAVE_FIELDS = ("id", "title", "description")
 
 
-def _token_value(value: Any, name: str) -> str | int | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ExploreError(f"{name}: a token text or a token id")
-    return value
+def _form(data: Any) -> dict[str, Any]:
+    """The form's fields of a request body that are given (JSON null: not given)."""
+    if not isinstance(data, dict):
+        raise ExploreError("the request body must be a JSON object")
+    unknown = set(data) - {*FORM_FIELDS, *SAVE_FIELDS}
+    if unknown:
+        raise ExploreError(f"unknown field {sorted(unknown)[0]!r}")
+    prompt = data.get("prompt")
+    if prompt is None:
+        raise ExploreError("prompt: type a prompt")
+    if isinstance(prompt, str) and len(prompt) > MAX_PROMPT_CHARS:
+        raise ExploreError(f"prompt: longer than {MAX_PROMPT_CHARS} characters")
+    return {name: data[name] for name in FORM_FIELDS if data.get(name) is not None}
+
+
+def prompt_from_json(data: Any) -> PromptSpec:
+    """The prompt part of a request (all that a prediction needs)."""
+    given = _form(data)
+    return PromptSpec(**{name: given[name] for name in PROMPT_FIELDS if name in given})
+
+
+def question_from_json(data: Any) -> Question:
+    """The question a request asks, validated and with its defaults as from a case file or
+    the command line (:class:`~reportgen.question.Question`)."""
+    given = _form(data)
+    objective = {name: given[name] for name in OBJECTIVE_FIELDS if name in given}
+    return Question(prompt_from_json(data), **objective)
 
 
 def prefix_ids_for(tokenizer: Any, prefix: str) -> tuple[int, ...] | None:
@@ -143,24 +121,19 @@ def prefix_ids_for(tokenizer: Any, prefix: str) -> tuple[int, ...] | None:
     return ids
 
 
-def _spec(loaded: LoadedModel, config: Config) -> PromptSpec:
-    return PromptSpec(
-        config.prompt,
-        config.chat,
-        config.prefix,
-        prefix_ids_for(loaded.tokenizer, config.prefix),
-        config.bos,
-    )
+def _exact(loaded: LoadedModel, prompt: PromptSpec) -> PromptSpec:
+    """``prompt`` with the exact ids of its response prefix."""
+    return replace(prompt, prefix_ids=prefix_ids_for(loaded.tokenizer, prompt.prefix))
 
 
-def predict(loaded: LoadedModel, config: Config, k: int = TOP_K) -> dict[str, Any]:
+def predict(loaded: LoadedModel, prompt: PromptSpec, k: int = TOP_K) -> dict[str, Any]:
     """The input tokens and the top-k next tokens (id, text, logit, probability)."""
     import torch
 
     from .render.tokens import visible_text
 
     tokenizer = loaded.tokenizer
-    inputs = prepare_input(tokenizer, _spec(loaded, config))
+    inputs = prepare_input(tokenizer, _exact(loaded, prompt))
     ids = torch.tensor([list(inputs.token_ids)], device=loaded.model.device)
     with torch.no_grad():
         logits = loaded.model(input_ids=ids).logits[0, -1].float()
@@ -195,56 +168,40 @@ def _case_token(tokenizer: Any, value: str | int, role: str) -> str | int:
     return text if same else token.id
 
 
-def case_toml(
+def saved_case(
     loaded: LoadedModel,
-    config: Config,
+    question: Question,
     *,
     model: str,
     case_id: str,
     title: str = "",
     description: str = "",
     case_dir: Path | None = None,
-    pins: Pins | None = None,
-) -> str:
-    """The case file of ``config``: the fields a person would write, exact ``prefix_ids``;
-    with ``pins``, the pinned subgraph as its ``[graph]`` table."""
-    if not ID_PATTERN.match(case_id):
+) -> Case:
+    """The case of ``question`` as a person would write it (the text:
+    :func:`~reportgen.cases.case_toml`): exact ``prefix_ids``, tokens as their text where that
+    resolves back to the same id, the model path as read from ``case_dir`` (the case's folder;
+    absolute without one)."""
+    if not ID_PATTERN.fullmatch(case_id):
         raise ExploreError(f"id: must match [a-z0-9-]+ (it becomes the page URL), got {case_id!r}")
-    tokenizer = loaded.tokenizer
-    if config.target is None:
+    if question.target is None:
         raise ExploreError("target: pick the token the model prefers")
-    if config.mode == "logit_diff" and config.contrast is None:
-        raise ExploreError("contrast: pick the expected token, or choose max-logit")
-    lines = [f"id = {toml_value(case_id)}", f"title = {toml_value(title or case_id)}"]
-    if description:
-        lines.append(f"description = {toml_value(description)}")
-    # a path as the command was given it means nothing next to the case: relative to the case's
-    # folder ``case_dir`` (the build reads it from there), or absolute without one
-    spec = case_model_spec(model, case_dir)
-    lines += [f"model = {toml_value(spec)}", f"chat = {toml_value(config.chat)}"]
-    lines.append(f"prompt = {toml_value(config.prompt)}")
-    prefix_ids = prefix_ids_for(tokenizer, config.prefix)
-    if prefix_ids is not None:
-        lines.append(f"prefix = {toml_value(config.prefix)}")
-        lines.append(f"prefix_ids = {toml_value(list(prefix_ids))}")
-    if config.bos is not None:
-        lines.append(f"bos = {toml_value(config.bos)}")
-    for role in ("target", "contrast"):
-        value = getattr(config, role)
-        if value is None or (role == "contrast" and config.mode == "max_logit"):
-            continue
-        token = _case_token(tokenizer, value, role)
-        lines.append(f"{role} = {toml_value(token)}")
-    if config.mode != "logit_diff":
-        lines.append(f"mode = {toml_value(config.mode)}")
-    text = "\n".join(lines) + "\n"
-    if pins is not None:  # a table: after every top-level key
-        text += pins.toml()
-    import tomllib
-
-    # what we write must be a valid case, read where it will be (its model path is relative)
-    parse_case(tomllib.loads(text), str(Path(case_dir or ".") / f"{case_id}.toml"))
-    return text
+    tokenizer = loaded.tokenizer
+    contrast = question.contrast
+    asked = replace(
+        question,
+        prompt=_exact(loaded, question.prompt),
+        target=_case_token(tokenizer, question.target, "target"),
+        contrast=_case_token(tokenizer, contrast, "contrast") if contrast is not None else None,
+    )
+    return Case(
+        path=str(Path(case_dir or ".") / f"{case_id}.toml"),
+        id=case_id,
+        title=title or case_id,
+        description=description,
+        model=case_model_spec(model, case_dir),
+        question=asked,
+    )
 
 
 def work_root() -> Path:
@@ -374,14 +331,14 @@ def request_problem(
 
 
 class Explorer:
-    """The model, the computed views (by configuration) and the cases folder of one app."""
+    """The model, the computed views (by question) and the cases folder of one app."""
 
     def __init__(self, loaded: LoadedModel, *, model: str, cases_dir: Path) -> None:
         self.loaded, self.model, self.cases_dir = loaded, model, Path(cases_dir)
         self.lock = threading.Lock()  # one computation at a time on the one model
         self.views: dict[str, dict[str, Any]] = {}
         self.results: dict[str, CaseResult] = {}  # by view key: what a saved case may reuse
-        self.clean_runs: dict[tuple[Config, int], Any] = {}  # the probe's clean side, reused
+        self.clean_runs: dict[tuple[Question, int], Any] = {}  # the probe's clean side, reused
         self.run_folder = RunFolder()
         self.work = self.run_folder.path
         self._status: dict[str, Any] = {"running": False, "line": "", "started": 0.0}
@@ -453,29 +410,30 @@ class Explorer:
         self._status = {**self._status, "line": line}
 
     # -- the work ----------------------------------------------------------------------
-    def predict(self, config: Config) -> dict[str, Any]:
+    def predict(self, prompt: PromptSpec) -> dict[str, Any]:
         with self.lock:
-            return predict(self.loaded, config)
+            return predict(self.loaded, prompt)
 
-    def view_key(self, config: Config) -> str:
-        probe = case_toml(self.loaded, config, model=self.model, case_id="explore")
-        return hashlib.sha256(probe.encode()).hexdigest()[:16]
+    def view_key(self, question: Question) -> str:
+        probe = saved_case(self.loaded, question, model=self.model, case_id="explore")
+        return hashlib.sha256(case_toml(probe).encode()).hexdigest()[:16]
 
-    def explain(self, config: Config) -> dict[str, Any]:
+    def explain(self, question: Question) -> dict[str, Any]:
         from . import compute
         from .render.html import render_dossier_page
 
-        key = self.view_key(config)
+        key = self.view_key(question)
         with self.lock:
             if key not in self.views:
                 case_id = f"explore-{key[:10]}"
-                text = case_toml(
+                case = saved_case(
                     self.loaded,
-                    config,
+                    question,
                     model=self.model,  # this file lives in the cache: an absolute path
                     case_id=case_id,
                     title="Explorer",
                 )
+                text = case_toml(case)
                 path = self.work / f"{case_id}.toml"
                 path.write_text(text, encoding="utf-8")
                 self._status = {"running": True, "line": "", "started": time.perf_counter()}
@@ -526,23 +484,25 @@ class Explorer:
 
     def save(
         self,
-        config: Config,
+        question: Question,
         case_id: str,
         title: str,
         description: str,
         pin_fields: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        pins = self._pins(config, pin_fields) if pin_fields else None
-        text = case_toml(
+        case = saved_case(
             self.loaded,
-            config,
+            question,
             model=self.model,
             case_dir=self.cases_dir,
             case_id=case_id,
             title=title,
             description=description,
-            pins=pins,
         )
+        pins = self._pins(question, pin_fields) if pin_fields else None
+        if pins is not None:  # the [graph] table's pinned subgraph
+            case = replace(case, graph=pins.settings(case.graph))
+        text = case_toml(case)
         path = self.cases_dir / f"{case_id}.toml"
         self.cases_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -553,14 +513,14 @@ class Explorer:
                 f"id: {self.public(str(path))} exists already; choose another id"
             ) from None
         try:  # a pinned case's result has the pinned ablations explore has not computed
-            reused = pins is None and self._share_result(config, path, text)
+            reused = pins is None and self._share_result(question, path, text)
         except (ReportgenError, OSError) as exc:  # the case is saved; build will compute it
             warn(f"{path.name}: explore's result not shared with build ({exc})")
             reused = False
         return {"path": self.public(str(path)), "toml": self.public(text), "cached": reused}
 
-    def _share_result(self, config: Config, path: Path, text: str) -> bool:
-        """Put the explained result of ``config`` into the result cache under the key `build`
+    def _share_result(self, question: Question, path: Path, text: str) -> bool:
+        """Put the explained result of ``question`` into the result cache under the key `build`
         computes for the saved case file, so building it reuses explore's work. The numbers
         depend on none of what differs (id, title, description); the model's identity and the
         runtime are checked, a mismatch (or nothing explained yet) leaves the cache alone."""
@@ -568,7 +528,7 @@ class Explorer:
         from .runner.driver import key_runtime
         from .runner.settings import ModelRuntime
 
-        result = self.results.get(self.view_key(config))
+        result = self.results.get(self.view_key(question))
         if result is None:
             return False
         case = load_case(path)
@@ -611,23 +571,22 @@ class Explorer:
             "nodes": offered_nodes(graph, tokens),
         }
 
-    def _graph_layers(self, config: Config) -> tuple[str, ...] | None:
-        result = self.results.get(self.view_key(config))
+    def _graph_layers(self, question: Question) -> tuple[str, ...] | None:
+        result = self.results.get(self.view_key(question))
         return None if result is None or result.graph is None else tuple(result.graph.layers)
 
-    def intervene(self, config: Config, fields: Mapping[str, Any]) -> dict[str, Any]:
+    def intervene(self, question: Question, fields: Mapping[str, Any]) -> dict[str, Any]:
         """f, the top-k and the greedy continuation, clean and with the request's nodes
         ablated and tokens masked (:func:`reportgen.probe.probe`)."""
         from .explore_probe import parse_intervention, probe_json
-        from .pipeline import Question, prepare_question
+        from .pipeline import prepare_question
         from .probe import probe
         from .render.tokens import visible_text
 
-        intervention, tokens = parse_intervention(fields, self._graph_layers(config))
-        contrast = config.contrast if config.mode == "logit_diff" else None
-        question = Question(_spec(self.loaded, config), config.target, contrast, config.mode)
+        intervention, tokens = parse_intervention(fields, self._graph_layers(question))
+        exact = replace(question, prompt=_exact(self.loaded, question.prompt))
         with self.lock:
-            prepared = prepare_question(self.loaded, question)
+            prepared = prepare_question(self.loaded, exact)
             result = probe(
                 self.loaded.model,
                 self.loaded.tokenizer,
@@ -635,20 +594,21 @@ class Explorer:
                 prepared.objective,
                 intervention,
                 tokens=tokens,
-                clean=self.clean_runs.get((config, tokens)),
+                clean=self.clean_runs.get((exact, tokens)),
             )
             if len(self.clean_runs) >= 64:  # a bound, not a policy: the oldest goes
                 self.clean_runs.pop(next(iter(self.clean_runs)))
-            self.clean_runs[(config, tokens)] = result.clean
+            self.clean_runs[(exact, tokens)] = result.clean
         return probe_json(result, visible_text)
 
-    def _pins(self, config: Config, fields: Mapping[str, Any]) -> Pins | None:
+    def _pins(self, question: Question, fields: Mapping[str, Any]) -> Pins | None:
         """The pinned nodes and groups of a save request, checked against the explained graph
         (when there is one) and the input's length."""
         from .explore_probe import parse_pins
 
-        n_tokens = len(prepare_input(self.loaded.tokenizer, _spec(self.loaded, config)).token_ids)
-        return parse_pins(fields, self._graph_layers(config), n_tokens)
+        prompt = _exact(self.loaded, question.prompt)
+        n_tokens = len(prepare_input(self.loaded.tokenizer, prompt).token_ids)
+        return parse_pins(fields, self._graph_layers(question), n_tokens)
 
 
 def create_app(loaded: LoadedModel, *, model: str, cases_dir: Path, port: int) -> FastAPI:
@@ -720,13 +680,13 @@ def create_app(loaded: LoadedModel, *, model: str, cases_dir: Path, port: int) -
 
     @app.post("/api/predict")
     async def api_predict(request: Request) -> dict[str, Any]:
-        config = Config.from_json(await body(request))
-        return await run_in_threadpool(explorer.predict, config)
+        prompt = prompt_from_json(await body(request))
+        return await run_in_threadpool(explorer.predict, prompt)
 
     @app.post("/api/explain")
     async def api_explain(request: Request) -> dict[str, Any]:
-        config = Config.from_json(await body(request))
-        return await run_in_threadpool(explorer.explain, config)
+        question = question_from_json(await body(request))
+        return await run_in_threadpool(explorer.explain, question)
 
     @app.get("/api/progress")
     async def api_progress() -> dict[str, Any]:
@@ -755,13 +715,13 @@ def create_app(loaded: LoadedModel, *, model: str, cases_dir: Path, port: int) -
     @app.post("/api/intervene")
     async def api_intervene(request: Request) -> dict[str, Any]:
         data, fields = split_fields(await body(request), PROBE_FIELDS)
-        config = Config.from_json(data)
-        return await run_in_threadpool(explorer.intervene, config, fields)
+        question = question_from_json(data)
+        return await run_in_threadpool(explorer.intervene, question, fields)
 
     @app.post("/api/save")
     async def api_save(request: Request) -> dict[str, Any]:
         data, pin_fields = split_fields(await body(request), PIN_FIELDS)
-        config = Config.from_json(data)
+        question = question_from_json(data)
         case_id = data.get("id") if isinstance(data, dict) else None
         if not isinstance(case_id, str) or not case_id:
             raise ExploreError("id: give the case an id ([a-z0-9-]+)")
@@ -770,7 +730,7 @@ def create_app(loaded: LoadedModel, *, model: str, cases_dir: Path, port: int) -
         if not isinstance(title, str) or not isinstance(description, str):
             raise ExploreError("title and description must be text")
         return await run_in_threadpool(
-            explorer.save, config, case_id, title, description, pin_fields
+            explorer.save, question, case_id, title, description, pin_fields
         )
 
     return app

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from .cases import GraphSettings
 from .interventions import CONTINUATION_TOKENS, Node, graph_nodes
 from .probe import MAX_TOKENS, Intervention, ProbeResult, Run
-from .toml_values import toml_value
 
 #: the request fields of /api/intervene beside the prompt's configuration
 PROBE_FIELDS = ("ablate", "baseline", "mask", "fill", "tokens")
@@ -112,18 +112,9 @@ class Pins:
     pinned: tuple[Node, ...]
     supernodes: tuple[tuple[str, tuple[Node, ...]], ...] = ()
 
-    def toml(self) -> str:
-        """The ``[graph]`` table (after every top-level key of the case file)."""
-        lines = ["", "[graph]"]
-        if self.pinned:
-            lines.append(f"pinned = {toml_value([[layer, p] for layer, p in self.pinned])}")
-        if self.supernodes:
-            groups = [
-                {"label": label, "nodes": [[layer, p] for layer, p in nodes]}
-                for label, nodes in self.supernodes
-            ]
-            lines.append(f"supernodes = {toml_value(groups)}")
-        return "\n".join(lines) + "\n"
+    def settings(self, graph: GraphSettings) -> GraphSettings:
+        """``graph`` with this subgraph pinned (what ``cases.case_toml`` writes)."""
+        return replace(graph, pinned=self.pinned, supernodes=self.supernodes)
 
 
 def _group(item: Any, where: str, layers: Sequence[str] | None) -> tuple[str, tuple[Node, ...]]:

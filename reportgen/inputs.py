@@ -6,15 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import TokenError
-
-
-@dataclass(frozen=True)
-class PromptSpec:
-    prompt: str
-    chat: bool = False
-    prefix: str = ""
-    prefix_ids: tuple[int, ...] | None = None
-    bos: bool | None = None  # None: the tokenizer's own behaviour
+from .question import PromptSpec
 
 
 @dataclass(frozen=True)
@@ -48,8 +40,6 @@ def _apply_bos(tokenizer: Any, ids: list[int], bos: bool | None) -> list[int]:
 def prepare_input(tokenizer: Any, spec: PromptSpec) -> PreparedInput:
     """Encode prompt and prefix as one string (what a user would type), unless exact
     ``prefix_ids`` are given: re-tokenising can merge tokens the model generated separately."""
-    if not spec.prompt.strip():
-        raise TokenError("the prompt is empty")
     if spec.chat:
         head = chat_text(tokenizer, spec.prompt)
         add_special = False  # the template writes its own special tokens

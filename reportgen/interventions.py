@@ -666,6 +666,6 @@ def case_circuit(loaded: Any, case: Any, question: Any, pruned: AttributionGraph
         objective.target_id,
         question.contrast.id if question.contrast is not None else None,
         source=case.source,
-        prefix=case.prefix,
+        prefix=case.question.prompt.prefix,
     )
     return Circuit(interventions, continuations, pinned)

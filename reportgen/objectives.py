@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-MODES = ("max_logit", "logit_diff")
-STRATEGIES = ("by_ref_token", "by_topk_avg", "demean")
+from .question import MODES, STRATEGIES
 
 
 @dataclass(frozen=True)

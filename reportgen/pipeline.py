@@ -1,4 +1,4 @@
-"""The case -> attribution step, shared by `attribute`, `run` and `build`."""
+"""The question -> attribution step, shared by `attribute`, `run`, `build` and `explore`."""
 
 from __future__ import annotations
 
@@ -6,35 +6,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .attribution import Attribution, attribute
-from .cases import Case
 from .errors import CaseError, TokenError
-from .inputs import PreparedInput, PromptSpec, ResolvedToken, prepare_input, resolve_token
+from .inputs import PreparedInput, ResolvedToken, prepare_input, resolve_token
 from .models import LoadedModel
 from .objectives import Objective
-
-
-@dataclass(frozen=True)
-class Question:
-    """Everything that defines one explained prediction, independent of where it came from
-    (a case file or CLI flags)."""
-
-    prompt: PromptSpec
-    target: str | int | None
-    contrast: str | int | None = None
-    mode: str = "logit_diff"
-    strategy: str | None = "by_ref_token"
-    k: int = 10
-
-    @classmethod
-    def from_case(cls, case: Case) -> Question:
-        return cls(
-            prompt=PromptSpec(case.prompt, case.chat, case.prefix, case.prefix_ids, case.bos),
-            target=case.target,
-            contrast=case.contrast,
-            mode=case.mode,
-            strategy=case.strategy,
-            k=case.k,
-        )
+from .question import Question
 
 
 @dataclass(frozen=True)
@@ -135,14 +111,9 @@ def prepare_question(
         if question.contrast is not None
         else None
     )
-    if target is None:
-        if question.mode != "max_logit":
-            raise TokenError("a target token is required for logit_diff")
-        target_id = _greedy_next(loaded, inputs)
-        target = resolve_token(tokenizer, target_id, "target")
-    if question.mode == "logit_diff" and question.strategy == "by_ref_token":
-        if contrast is None:
-            raise TokenError("logit_diff with strategy by_ref_token needs a contrast token")
+    if target is None:  # a Question leaves the target out for max_logit only
+        target = resolve_token(tokenizer, _greedy_next(loaded, inputs), "target")
+    if question.strategy == "by_ref_token" and contrast is not None:  # (a Question has one)
         if contrast.id == target.id:
             same = TokenError(
                 f"target {question.target!r} and contrast {question.contrast!r} are the same "
@@ -155,7 +126,7 @@ def prepare_question(
     objective = Objective(
         mode=question.mode,
         target_id=target.id,
-        strategy=question.strategy if question.mode == "logit_diff" else None,
+        strategy=question.strategy,
         contrast_id=contrast.id if contrast is not None else None,
         k=question.k,
     )

@@ -42,7 +42,7 @@ def _light_model(spec: str) -> Any:
 
 def token_problems(cases: list[Case]) -> list[CaseError]:
     """One error per case the build would refuse for its tokens (see the module's text)."""
-    from .pipeline import Question, prepare_question
+    from .pipeline import prepare_question
 
     models: dict[str, Any] = {}
     problems: list[CaseError] = []
@@ -53,7 +53,7 @@ def token_problems(cases: list[Case]) -> list[CaseError]:
         if light is None:
             continue
         try:
-            prepared = prepare_question(light, Question.from_case(case), where=case.path)
+            prepared = prepare_question(light, case.question, where=case.path)
         except CaseError as exc:
             problems.append(exc)
             continue

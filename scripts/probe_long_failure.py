@@ -24,15 +24,14 @@ from __future__ import annotations
 import argparse
 import copy
 import sysconfig
-import tomllib
 from pathlib import Path
 
 import torch
 
-from reportgen.cases import parse_case
-from reportgen.inputs import PromptSpec, prepare_input
+from reportgen.cases import Case, case_toml
+from reportgen.inputs import prepare_input
 from reportgen.models import load_model
-from reportgen.toml_values import toml_value
+from reportgen.question import PromptSpec, Question
 
 ANSWER_PREFIX = "The function is `"
 
@@ -73,10 +72,10 @@ def probe(loaded, module_file: str, questions: list[tuple[str, str]]) -> None:
         )
 
 
-def token_span(offsets: list[tuple[int, int]], start: int, end: int) -> list[int]:
+def token_span(offsets: list[tuple[int, int]], start: int, end: int) -> tuple[int, int]:
     """The half-open token span covering characters [start, end) of the encoded text."""
     inside = [i for i, (a, b) in enumerate(offsets) if b > start and a < end and b > a]
-    return [inside[0], inside[-1] + 1]
+    return inside[0], inside[-1] + 1
 
 
 def write_case(loaded, args: argparse.Namespace, questions: list[tuple[str, str]]) -> None:
@@ -116,40 +115,35 @@ def write_case(loaded, args: argparse.Namespace, questions: list[tuple[str, str]
     if def_start < 0 or doc_open < 0 or source[body:doc_open].strip() or doc_close < 0:
         raise SystemExit(f"no `def {right}(` with a docstring in {args.module_file}")
     definition = (doc_start + def_start, doc_start + doc_close + 3)
-    fields = {
-        "id": args.id,
-        "title": args.title
+    case = Case(
+        path=args.out,
+        id=args.id,
+        title=args.title
         or f"Names {tok.decode([greedy]).strip()} where {right} is asked for "
         f"({len(prepared.token_ids):,} tokens of {args.module_file})",
-        "description": args.description
+        description=args.description
         or (
             f"Given the whole source of Python's {args.module_file} and asked: {question} "
             f"the model starts the answer with {tok.decode([greedy]).strip()!r} by a logit gap of "
             f"{gap:.2f}; the right answer is {right}."
         ),
-        "model": args.model,
-        "chat": False,
-        "prompt": prompt,
-        "prefix": ANSWER_PREFIX,
-        "prefix_ids": list(prefix_ids),
-        "target": greedy,
-        "contrast": right_id,
-        "segments": {
+        model=args.model,
+        question=Question(spec, greedy, right_id),
+        segments={
             "document": token_span(offsets, doc_start, doc_start + len(source)),
             "question": token_span(offsets, q_start, len(prompt)),
         },
-        "relevant": [token_span(offsets, *definition)],
-        "tags": {
+        relevant=(token_span(offsets, *definition),),
+        tags={
             "benchmark": "long-context",
             "pattern": "wrong-entity",
             "source": f"Python stdlib {args.module_file}",
         },
-    }
-    text = "".join(f"{k} = {toml_value(v)}\n" for k, v in fields.items())
-    parse_case(tomllib.loads(text), args.out)  # what we write must be a valid case
+    )
+    text = case_toml(case)  # read back: what we write must be a valid case
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text, encoding="utf-8")
-    print(f"wrote {args.out}: segments {fields['segments']}, relevant {fields['relevant']}")
+    print(f"wrote {args.out}: segments {case.segments}, relevant {list(case.relevant)}")
 
 
 def main() -> None:

@@ -394,3 +394,33 @@ def random_graph(
             "meta": {},
         }
     )
+
+
+#: the case file's pinned subgraph of :func:`circuit_result` (as ``[graph] pinned``)
+CIRCUIT_PINNED = [["emb", 1], ["0", 2], ["1", 8], ["emb", 0]]
+
+
+def circuit_result(case_id: str = "circuit-case") -> CaseResult:
+    """make_result with a pinned subgraph in its graph's meta (a supernode "subject" of the two
+    embeddings) and interventions: two nodes ablated alone, the pinned set and the supernode
+    ablated at once (numbers made up, distinct, so a page shows which is which)."""
+    from dataclasses import replace
+
+    from reportgen.interventions import Interventions, NodeEffect, SubgraphEffect
+
+    result = make_result(case_id)
+    graph = result.graph.with_meta(
+        pinned=CIRCUIT_PINNED,
+        supernodes=[{"label": "subject", "nodes": [["emb", 1], ["emb", 0]]}],
+    )
+    pinned = tuple((layer, pos) for layer, pos in CIRCUIT_PINNED)
+    interventions = Interventions(
+        baseline="mean",
+        f_clean=1.25,
+        nodes=(NodeEffect("emb", 1, -0.05, 0.375), NodeEffect("1", 8, 2.6, -0.625)),
+        subgraph=SubgraphEffect(pinned[:3], -0.875, True, 102, " Blue"),
+        rank_correlation=-1.0,
+        pinned=SubgraphEffect(pinned, -0.5, True, 102, " Blue"),
+        supernodes=(("subject", SubgraphEffect((("emb", 1), ("emb", 0)), 0.1875, False, 101)),),
+    )
+    return replace(result, graph=graph, interventions=interventions)

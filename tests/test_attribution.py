@@ -5,10 +5,11 @@ import torch
 from tiny_models import save_tiny_llama
 
 from reportgen.errors import TokenError
-from reportgen.inputs import PromptSpec, prepare_input, resolve_token
+from reportgen.inputs import prepare_input, resolve_token
 from reportgen.models import load_model
 from reportgen.objectives import Objective
-from reportgen.pipeline import Question, explain
+from reportgen.pipeline import explain
+from reportgen.question import PromptSpec, Question
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,7 @@ def test_the_probe_panel_ablates_pinned_nodes_masks_tokens_and_saves_pins(
         layer, position = first.split(":")
         node_id = f"n{names.index(layer)}-{position}"
         frame.evaluate(
-            "id => { location.hash = 'pinnedIds=' + id + '&supernodes=' + "
+            "id => { location.hash = 'graph:pinnedIds=' + id + '&supernodes=' + "
             "encodeURIComponent(JSON.stringify([['strongest', id]])); }",
             node_id,
         )

@@ -27,7 +27,11 @@ def write(tmp_path, text, name="case.toml"):
 
 def test_good_case_parses(tmp_path):
     case = load_case(write(tmp_path, GOOD))
-    assert case.id == "ok-case" and case.mode == "logit_diff" and case.strategy == "by_ref_token"
+    assert (
+        case.id == "ok-case"
+        and case.question.mode == "logit_diff"
+        and case.question.strategy == "by_ref_token"
+    )
     assert case.segments == {"instruction": (0, 3)} and case.graph.p == 0.9
     assert case.title == "ok-case"
 

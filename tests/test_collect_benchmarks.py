@@ -1,20 +1,22 @@
 """The adapters without a model: registry, instruction checkers on hand-made texts, the
 arithmetic generator and math-verify, the jsonl format, and the case writer."""
 
+import dataclasses
 import json
 import tomllib
 
 import pytest
 
-from reportgen.cases import parse_case
+from reportgen.cases import Case, parse_case
 from reportgen.collect import registry
 from reportgen.collect.arithmetic import Arithmetic, check_answer, generate
 from reportgen.collect.benchmarks import Benchmark
 from reportgen.collect.instructions import DATA, OFFLINE_UNSUPPORTED, _registry, check_instructions
 from reportgen.collect.jsonl import JsonlBenchmark
 from reportgen.collect.registry import get_benchmark, register
-from reportgen.collect.writer import case_toml, is_hand_edited, write_case
+from reportgen.collect.writer import collected_case_toml, is_hand_edited, write_case
 from reportgen.errors import ReportgenError
+from reportgen.question import PromptSpec, Question
 
 pytest.importorskip("langdetect")  # with if-verifiable (its own import needs `datasets`)
 pytest.importorskip("math_verify")
@@ -148,32 +150,45 @@ def test_jsonl_items_and_verifiers(tmp_path):
 
 def test_case_writer_round_trips_awkward_text_and_is_deterministic(tmp_path):
     awkward = 'a "quote" \\ back\nslash\ttab \x7f del \x01 ctrl — ünïcode ```'
-    fields = {
-        "id": "x-1",
-        "model": "m",
-        "chat": True,
-        "prompt": awkward,
-        "prefix": awkward,
-        "prefix_ids": [1, 2],
-        "target": 3,
-        "contrast": 4,
-        "tags": {"benchmark": "b", "pattern": ""},
-    }
     source = {
         "benchmark": "b",
         "item": "B/1",
         "kwargs": [{"n": 2, "relation": "at least"}, {}],
         "answer": "4",
     }
-    text = case_toml(fields, source)
-    assert text == case_toml(dict(fields), dict(source))
+    case = Case(
+        path="x.toml",
+        id="x-1",
+        title="x-1",
+        model="m",
+        question=Question(PromptSpec(awkward, True, awkward, (1, 2)), 3, 4),
+        tags={"benchmark": "b", "pattern": ""},
+        source=source,
+    )
+    text = collected_case_toml(case)
+    assert text == collected_case_toml(dataclasses.replace(case, source=dict(source)))
+    header, body = text.split("\n", 1)
+    assert body.splitlines()[:4] == ['id = "x-1"', 'title = "x-1"', 'model = "m"', "chat = true"]
+    assert body.splitlines()[6:] == [
+        "prefix_ids = [1, 2]",
+        "target = 3",
+        "contrast = 4",
+        'tags = { benchmark = "b", pattern = "" }',
+        "",
+        "[source]",
+        'benchmark = "b"',
+        'item = "B/1"',
+        'kwargs = [{ n = 2, relation = "at least" }, {}]',
+        'answer = "4"',
+    ]
     data = tomllib.loads(text)
     assert data["prompt"] == awkward and data["source"]["kwargs"][0] == {
         "n": 2,
         "relation": "at least",
     }
-    case = parse_case(data, "x.toml")
-    assert case.source["item"] == "B/1" and case.prefix_ids == (1, 2)
+    read = parse_case(data, "x.toml")
+    assert read.source["item"] == "B/1" and read.question == case.question
+    assert read.question.prompt.prefix_ids == (1, 2)
     path = tmp_path / "x-1.toml"
     assert write_case(path, text) == "written" and not is_hand_edited(path)
     assert write_case(path, text) == "unchanged"

@@ -16,8 +16,9 @@ from reportgen.collect import registry
 from reportgen.collect.benchmarks import Benchmark, Item, Verdict
 from reportgen.collect.driver import Settings, collect
 from reportgen.collect.generate import greedy
-from reportgen.inputs import PromptSpec, prepare_input
+from reportgen.inputs import prepare_input
 from reportgen.models import load_model
+from reportgen.question import PromptSpec
 from reportgen.runner import Execution
 from reportgen.runner.worker import THREADS_ENV
 

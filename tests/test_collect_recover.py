@@ -16,9 +16,10 @@ from reportgen.collect.generate import Generation, greedy, prefix_cache
 from reportgen.collect.parts import fill_gaps
 from reportgen.collect.recover import candidates, search
 from reportgen.collect.writer import HEADER
-from reportgen.inputs import PromptSpec, prepare_input
+from reportgen.inputs import prepare_input
 from reportgen.models import load_model
-from reportgen.pipeline import Question, prepare_question
+from reportgen.pipeline import prepare_question
+from reportgen.question import PromptSpec
 
 PROMPT = "list three primary colors"
 MAX_NEW = 8
@@ -205,13 +206,16 @@ def test_collect_writes_cases_that_survive_the_case_path(toy, tmp_path):
     assert [f.stem for f in files] == summary["runs"][0]["cases"]
     for f in files:
         case = load_case(f)
-        assert case.source["benchmark"] == ToyBench.name and case.prefix_ids is not None
-        prepared = prepare_question(loaded, Question.from_case(case))
+        assert (
+            case.source["benchmark"] == ToyBench.name
+            and case.question.prompt.prefix_ids is not None
+        )
+        prepared = prepare_question(loaded, case.question)
         with torch.no_grad():
             logits = loaded.model(input_ids=torch.tensor([list(prepared.inputs.token_ids)])).logits[
                 0, -1
             ]
-        assert int(logits.argmax()) == case.target != case.contrast
+        assert int(logits.argmax()) == case.question.target != case.question.contrast
         assert ToyBench().verify(None, case.source["recovering_output"], True).passed
         assert not ToyBench().verify(None, case.source["failing_output"], True).passed
         assert case.source["contrast_stopped"] == "stop" and case.source["target_stopped"] == "stop"
@@ -496,10 +500,7 @@ def test_a_failures_continuations_go_in_one_batch(toy, tmp_path, monkeypatch):
         assert summary["funnel"]["continuations"] > 0 and summary["pinned"] >= 1
         batches.append(max(rows))
         pins.append(
-            {
-                f.stem: (load_case(f).target, load_case(f).contrast, load_case(f).prefix_ids)
-                for f in sorted((out / ToyBench.name).glob("*.toml"))
-            }
+            {f.stem: load_case(f).question for f in sorted((out / ToyBench.name).glob("*.toml"))}
         )
     # the whole budget (capped at 32), not the generation batch of 4; against pairs
     assert batches[1] == 2 and 4 < batches[0] <= 32

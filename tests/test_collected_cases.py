@@ -22,7 +22,7 @@ from reportgen.cases import load_case
 from reportgen.collect.benchmarks import Item
 from reportgen.collect.registry import get_benchmark
 from reportgen.models import load_model
-from reportgen.pipeline import Question, prepare_question
+from reportgen.pipeline import prepare_question
 
 pytestmark = pytest.mark.smollm2
 
@@ -41,7 +41,7 @@ def smollm2():
 def _prepared(path, loaded):
     case = load_case(path)
     assert case.model == "smollm2-135m-instruct"
-    prepared = prepare_question(loaded, Question.from_case(case))
+    prepared = prepare_question(loaded, case.question)
     return case, list(prepared.inputs.token_ids), prepared
 
 
@@ -76,10 +76,12 @@ def _item(case, benchmark) -> Item:
 
 
 def _strict(benchmark, item, case, target_text, target_finished, contrast_text, contrast_finished):
-    swap = len(case.prefix)
-    fails = benchmark.check_failure(item, target_text, case.chat, finished=target_finished)
+    swap = len(case.question.prompt.prefix)
+    fails = benchmark.check_failure(
+        item, target_text, case.question.prompt.chat, finished=target_finished
+    )
     recovers = benchmark.check_recovery(
-        item, contrast_text, case.chat, finished=contrast_finished, swap=swap
+        item, contrast_text, case.question.prompt.chat, finished=contrast_finished, swap=swap
     )
     assert fails.passed, f"target path is no clean failure: {fails.message}"
     assert recovers.passed, f"contrast path does not recover: {recovers.message}"
@@ -90,12 +92,12 @@ def test_collected_case_is_clean_on_the_case_path(path, smollm2):
     case, ids, prepared = _prepared(path, smollm2)
     source = case.source
     assert source["benchmark"] == path.parent.name
-    prefix = list(case.prefix_ids)
+    prefix = list(case.question.prompt.prefix_ids)
     assert ids[len(ids) - len(prefix) :] == prefix  # the pair may sit at the reply's first token
     with torch.no_grad():
         logits = smollm2.model(input_ids=torch.tensor([ids]), use_cache=False).logits[0, -1]
-    assert int(logits.argmax()) == prepared.objective.target_id == case.target
-    gap = float(logits[case.target] - logits[case.contrast])
+    assert int(logits.argmax()) == prepared.objective.target_id == case.question.target
+    gap = float(logits[case.question.target] - logits[case.question.contrast])
     assert gap >= MIN_GAP and source["min_gap"] >= MIN_GAP
     assert abs(gap - source["logit_gap"]) < 1e-3
     # the verdicts are recorded with their reasons, and the strict rules accept them again
@@ -131,10 +133,12 @@ def _plain_continuation(smollm2, ids, token, limit, case, benchmark) -> tuple[st
         )[0, len(ids) :].tolist()
     # the benchmark's stop rule cuts the text where collection stopped
     for end in range(1, len(out) + 1):
-        text = tokenizer.decode(list(case.prefix_ids) + out[:end], skip_special_tokens=True)
-        if benchmark.stop(text, case.chat):
+        text = tokenizer.decode(
+            list(case.question.prompt.prefix_ids) + out[:end], skip_special_tokens=True
+        )
+        if benchmark.stop(text, case.question.prompt.chat):
             return text, True
-    text = tokenizer.decode(list(case.prefix_ids) + out, skip_special_tokens=True)
+    text = tokenizer.decode(list(case.question.prompt.prefix_ids) + out, skip_special_tokens=True)
     return text, bool(out) and out[-1] in eos
 
 
@@ -146,9 +150,9 @@ def test_collected_case_recovers_with_plain_generate(path, smollm2):
     item = _item(case, benchmark)
     with torch.no_grad():
         logits = smollm2.model(input_ids=torch.tensor([ids]), use_cache=False).logits[0, -1]
-    assert int(logits.argmax()) == case.target
-    assert float(logits[case.target] - logits[case.contrast]) >= MIN_GAP
+    assert int(logits.argmax()) == case.question.target
+    assert float(logits[case.question.target] - logits[case.question.contrast]) >= MIN_GAP
     limit = case.source["max_new_tokens"] - case.source["position"] - 1
-    target = _plain_continuation(smollm2, ids, case.target, limit, case, benchmark)
-    contrast = _plain_continuation(smollm2, ids, case.contrast, limit, case, benchmark)
+    target = _plain_continuation(smollm2, ids, case.question.target, limit, case, benchmark)
+    contrast = _plain_continuation(smollm2, ids, case.question.contrast, limit, case, benchmark)
     _strict(benchmark, item, case, *target, *contrast)

@@ -7,9 +7,9 @@ from tiny_models import save_tiny, save_tiny_llama
 from reportgen.attribution import Attribution, TokenScore
 from reportgen.compare import carry_segments, compare_models
 from reportgen.errors import ModelLoadError
-from reportgen.inputs import PromptSpec
 from reportgen.models import load_model
-from reportgen.pipeline import Question, explain
+from reportgen.pipeline import explain
+from reportgen.question import PromptSpec, Question
 
 
 def fake_attribution(texts):

@@ -17,9 +17,9 @@ from tiny_models import save_tiny_llama
 from reportgen.cases import load_case, parse_case
 from reportgen.cli import main
 from reportgen.cli.localweb import public_path
-from reportgen.inputs import PromptSpec
 from reportgen.models import load_model
-from reportgen.pipeline import Question, explain
+from reportgen.pipeline import explain
+from reportgen.question import PromptSpec, Question
 
 fastapi_testclient = pytest.importorskip("fastapi.testclient")
 

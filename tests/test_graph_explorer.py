@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from render_fixtures import hostile_result, make_result, random_graph
+from render_fixtures import circuit_result, hostile_result, make_result, random_graph
 
 from reportgen.render import explorer as explorer_mod
 from reportgen.render.explorer import explorer_data, node_id
@@ -102,3 +102,69 @@ def test_single_file_inlines_the_explorer(tmp_path: Path) -> None:
     html = render_dossier(make_result(), tmp_path, single_file=True).read_text(encoding="utf-8")
     assert 'src="../assets/explorer.js"' not in html and 'href="../assets/explorer.css"' not in html
     assert "reportgen graph explorer" in html and ".gx-node" in html
+
+
+def test_explorer_data_carries_the_case_pins_and_the_interventions() -> None:
+    result = circuit_result()
+    data = explorer_data(result)
+    # the case file's [graph] pinned and supernodes, as the explorer's ids n<layer index>-<pos>
+    assert data["pinned"] == {
+        "ids": ["n0-1", "n1-2", "n3-8", "n0-0"],
+        "supernodes": [["subject", "n0-1", "n0-0"]],
+    }
+    iv = data["interventions"]
+    assert iv["f_clean"] == 1.25 and iv["baseline"] == "mean"
+    assert iv["nodes"] == {"n0-1": 0.375, "n3-8": -0.625}
+    assert iv["groups"] == [
+        {"label": "", "ids": ["n0-1", "n1-2", "n3-8", "n0-0"], "f_ablated": -0.5, "flips": True},
+        {"label": "subject", "ids": ["n0-1", "n0-0"], "f_ablated": 0.1875, "flips": False},
+    ]
+    assert iv["subgraph"] == {"count": 3, "f_ablated": -0.875, "flips": True}
+    # the drawn columns' token ids: an exported node's Neuronpedia id E_<token id>_<position>
+    assert data["token_ids"] == [result.attribution.token_ids[p] for p in data["columns"]]
+    assert data["case_id"] == "circuit-case"
+    # a pinned node without an edge is drawn all the same (and counted)
+    lone = result.graph.with_meta(pinned=[["0.mid", 6]], supernodes=[])
+    with_lone = explorer_data(CaseResult(**{**result.__dict__, "graph": lone}))
+    assert [2, 6] in [n[:2] for n in with_lone["nodes"]]
+    assert with_lone["pinned"]["ids"] == ["n2-6"]
+    assert with_lone["counts"]["nodes_drawn"] == with_lone["counts"]["nodes_total"] == 6
+    # a result that pins nothing and ablated nothing
+    plain = explorer_data(make_result())
+    assert plain["pinned"] == {"ids": [], "supernodes": []} and plain["interventions"] is None
+
+
+def pane(html: str) -> str:
+    start = html.index('<section class="gx-sub" id="gx-sub"')
+    return html[start : html.index("</section>", start)]
+
+
+def test_the_pane_offers_the_builds_pinned_figure(tmp_path: Path) -> None:
+    from reportgen.render.html import render_dossier_page
+
+    result = circuit_result()
+    bare = pane(render_dossier(result, tmp_path / "bare").read_text(encoding="utf-8"))
+    assert "pinned-column.pdf" not in bare and "case file lines" in bare
+    assert "pdflatex FILE.tex" in bare
+    for out in (tmp_path / "page", tmp_path / "single"):
+        (out / "figures").mkdir(parents=True)
+        for name in ("column", "text"):
+            for suffix in (".pdf", ".tex"):
+                (out / "figures" / f"circuit-case-pinned-{name}{suffix}").write_bytes(b"%x\n")
+    html = render_dossier(result, tmp_path / "page").read_text(encoding="utf-8")
+    links = re.findall(r'<a href="([^"]+)" download="([^"]+)"', pane(html))
+    assert links == [
+        (f"figures/circuit-case-pinned-{name}{suffix}", f"circuit-case-pinned-{name}{suffix}")
+        for name in ("column", "text")
+        for suffix in (".pdf", ".tex")
+    ]
+    # the same files in the page's downloads
+    downloads = html[html.index('<section id="downloads">') :]
+    assert all(f'href="{href}"' in downloads for href, _ in links)
+    # a page that travels alone: the links open the files embedded in it
+    page = render_dossier_page(
+        result, tmp_path / "single", single_file=True, embedded_downloads=True
+    ).read_text(encoding="utf-8")
+    embedded = re.findall(r'href="#(download-\d+)" download="circuit-case-pinned-', pane(page))
+    assert len(embedded) == 4
+    assert all(f'<script type="application/octet-stream" id="{e}">' in page for e in embedded)

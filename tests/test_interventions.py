@@ -329,11 +329,11 @@ def test_collected_paths_are_reused_from_the_case_file():
 def test_interventions_on_smollm2_equal_plain_hooks():
     from reportgen.cases import load_case
     from reportgen.models import load_model
-    from reportgen.pipeline import Question, prepare_question
+    from reportgen.pipeline import prepare_question
 
     case = load_case(Path(__file__).resolve().parent.parent / "cases" / "closest-planet-venus.toml")
     loaded = load_model(case.model)
-    prepared = prepare_question(loaded, Question.from_case(case))
+    prepared = prepare_question(loaded, case.question)
     ids, objective = list(prepared.inputs.token_ids), prepared.objective
     n, last = len(ids), str(loaded.model.config.num_hidden_layers - 1)
     sets = [

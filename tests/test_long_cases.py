@@ -12,7 +12,7 @@ import torch
 
 from reportgen.cases import load_case
 from reportgen.models import load_model
-from reportgen.pipeline import Question, prepare_question
+from reportgen.pipeline import prepare_question
 
 pytestmark = [pytest.mark.smollm2, pytest.mark.slow]
 
@@ -28,7 +28,7 @@ def test_long_case_target_is_the_greedy_token(path):
     case = load_case(path)
     assert case.id == path.stem
     loaded = load_model(case.model)
-    question = prepare_question(loaded, Question.from_case(case))
+    question = prepare_question(loaded, case.question)
     ids = list(question.inputs.token_ids)
     assert len(ids) >= 1500, f"{len(ids)} tokens is not a long case"
     for name, (start, end) in case.segments.items():

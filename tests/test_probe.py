@@ -212,11 +212,11 @@ def test_probe_on_smollm2_equals_plain_hooks() -> None:
 
     from reportgen.cases import load_case
     from reportgen.models import load_model
-    from reportgen.pipeline import Question, prepare_question
+    from reportgen.pipeline import prepare_question
 
     case = load_case(Path(__file__).resolve().parent.parent / "cases" / "closest-planet-venus.toml")
     loaded = load_model(case.model)
-    prepared = prepare_question(loaded, Question.from_case(case))
+    prepared = prepare_question(loaded, case.question)
     ids, objective = list(prepared.inputs.token_ids), prepared.objective
     n = len(ids)
     special = set(loaded.tokenizer.all_special_ids)

@@ -13,9 +13,10 @@ from reportgen.attribution import attribute
 from reportgen.graph.closed import closed_form_graph
 from reportgen.graph.closed_heads import closed_form_heads
 from reportgen.graph.packed import build_graph, packed_head_edges
-from reportgen.inputs import PromptSpec, prepare_input, resolve_token
+from reportgen.inputs import prepare_input, resolve_token
 from reportgen.models import load_model
 from reportgen.objectives import Objective
+from reportgen.question import PromptSpec
 
 pytestmark = pytest.mark.qwen
 

@@ -13,7 +13,7 @@ from reportgen.graph.closed import closed_form_graph
 from reportgen.graph.closed_heads import closed_form_heads
 from reportgen.graph.packed import build_graph, packed_head_edges
 from reportgen.models import load_model
-from reportgen.pipeline import Question, prepare_question
+from reportgen.pipeline import prepare_question
 
 pytestmark = pytest.mark.smollm2
 
@@ -24,7 +24,7 @@ CASE = Path(__file__).resolve().parent.parent / "cases" / "closest-planet-venus.
 def question():
     case = load_case(CASE)
     loaded = load_model(case.model)
-    prepared = prepare_question(loaded, Question.from_case(case))
+    prepared = prepare_question(loaded, case.question)
     return loaded, list(prepared.inputs.token_ids), prepared.objective
 
 

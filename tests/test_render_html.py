@@ -106,6 +106,8 @@ def test_hostile_strings_are_escaped(hostile_page: tuple[Path, str]) -> None:
         "../assets/vega-bundle.js",
         "chart-specs",
         None,
+        "../assets/explorer-export.js",
+        "../assets/explorer-pins.js",
         "../assets/explorer.js",
         None,
     ]

@@ -349,13 +349,15 @@ def test_a_case_saved_with_a_relative_model_path_names_the_same_model(project, m
 def test_the_explorer_saves_a_model_path_the_build_resolves(project, monkeypatch):
     """`explore --model ./models/tiny` wrote model = "./models/tiny", which the build then
     looked for next to the case file."""
-    from reportgen.explore import Config, case_toml
+    from reportgen.cases import case_toml
+    from reportgen.explore import saved_case
     from reportgen.models import load_model
+    from reportgen.question import PromptSpec, Question
 
     monkeypatch.chdir(project)
     loaded = load_model("./models/tiny")
-    config = Config(prompt="the capital of france is", target="paris", contrast="lyon")
-    text = case_toml(loaded, config, model="./models/tiny", case_id="saved")
+    question = Question(PromptSpec("the capital of france is"), "paris", "lyon")
+    text = case_toml(saved_case(loaded, question, model="./models/tiny", case_id="saved"))
     path = project / "cases" / "saved.toml"
     path.write_text(text)
     monkeypatch.chdir(project.parent)  # the build may run from anywhere
@@ -366,13 +368,13 @@ def test_the_explorer_saves_a_model_path_the_build_resolves(project, monkeypatch
 def test_id_n_in_a_case_file_is_a_token_id_as_on_the_command_line(tmp_path, model_dir):
     path = tmp_path / "case.toml"
     path.write_text(case_text(model_dir).replace('target = "paris"', 'target = "id:7"'))
-    assert load_case(path).target == 7
+    assert load_case(path).question.target == 7
     path.write_text(case_text(model_dir).replace('target = "paris"', 'target = "id:x"'))
     with pytest.raises(CaseError) as info:
         load_case(path)
     assert info.value.field == "target" and "after 'id:' give a token id" in info.value.problem
     path.write_text(case_text(model_dir).replace('target = "paris"', 'target = "id:999999"'))
-    assert load_case(path).target == 999999
+    assert load_case(path).question.target == 999999
     for argv in (
         ["graph", str(path), "--out", str(tmp_path / "g.json")],
         ["run", str(path), "--out", str(tmp_path / "site"), "--no-pdf"],

@@ -12,7 +12,7 @@ import pytest
 
 from reportgen.cases import load_case
 from reportgen.models import load_model
-from reportgen.pipeline import Question, attribute_prepared, prepare_question
+from reportgen.pipeline import attribute_prepared, prepare_question
 
 pytestmark = pytest.mark.smollm2
 
@@ -47,12 +47,12 @@ def test_shipped_case_reproduces(path, models):
     tokenizer = loaded.tokenizer
 
     # the target and contrast are single tokens, as written
-    for role, value in (("target", case.target), ("contrast", case.contrast)):
+    for role, value in (("target", case.question.target), ("contrast", case.question.contrast)):
         if isinstance(value, str):
             ids = tokenizer.encode(value, add_special_tokens=False)
             assert len(ids) == 1, f"{role} {value!r} is {len(ids)} tokens: {ids}"
 
-    prepared = prepare_question(loaded, Question.from_case(case))
+    prepared = prepare_question(loaded, case.question)
     n_tokens = len(prepared.inputs.token_ids)
     for name, (start, end) in case.segments.items():
         assert 0 <= start < end <= n_tokens, (
@@ -65,7 +65,7 @@ def test_shipped_case_reproduces(path, models):
 
     result = attribute_prepared(loaded, prepared)
     assert result.top_k[0].id == result.target.id, (
-        f"target {case.target!r} is not the greedy token; the model now prefers "
+        f"target {case.question.target!r} is not the greedy token; the model now prefers "
         f"{result.top_k[0].token!r} ({result.top_k[0].logit:.2f} vs {result.target.logit:.2f})"
     )
     assert result.contrast is not None

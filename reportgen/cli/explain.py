@@ -10,26 +10,24 @@ from typing import Any
 
 import click
 
+from ..question import (
+    DEFAULT_K,
+    DEFAULT_STRATEGY,
+    MODES,
+    STRATEGIES,
+    PromptSpec,
+    Question,
+    QuestionError,
+)
 from .common import model_option, one_line_errors, quiet_libraries, write_json
 
 # --- options shared by `attribute` and `graph` -------------------------------------------------
 
 
-def _token_value(value: str | None) -> str | int | None:
-    """`--target 718` or `--target id:718` is a token id; anything else is text."""
-    if value is None:
-        return None
-    if value.startswith("id:"):
-        number = value[3:].strip()
-        if not number.lstrip("+-").isdigit():
-            raise click.ClickException(f"{value!r}: after 'id:' give a token id such as id:718")
-        if int(number) < 0:
-            raise click.ClickException(f"{value!r}: token ids are >= 0")
-        return int(number)
-    return value
-
-
 def question_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The question's flags leave their defaults to :class:`~reportgen.question.Question`
+    (a flag not given is None and left out), so a command line and a case file that say the
+    same thing ask the same question."""
     options = [
         model_option(),
         click.option("--prompt", help="The prompt text."),
@@ -43,25 +41,29 @@ def question_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--mode",
-            type=click.Choice(["max_logit", "logit_diff"]),
+            type=click.Choice(MODES),
             default=None,
-            help="Default: logit_diff with a contrast, else max_logit.",
+            help="Default: logit_diff with a contrast or a strategy, else max_logit.",
         ),
         click.option(
-            "--strategy", type=click.Choice(["by_ref_token", "by_topk_avg", "demean"]), default=None
+            "--strategy",
+            type=click.Choice(STRATEGIES),
+            default=None,
+            help=f"For logit_diff (default {DEFAULT_STRATEGY}).",
         ),
         click.option(
             "--k",
             "top_k_avg",
             type=click.IntRange(min=1),
-            default=10,
-            show_default=True,
-            help="k for by_topk_avg.",
+            default=None,
+            help=f"k for by_topk_avg (default {DEFAULT_K}).",
         ),
         click.option(
-            "--chat/--no-chat", default=False, help="Apply the model's chat template to the prompt."
+            "--chat/--no-chat", default=None, help="Apply the model's chat template to the prompt."
         ),
-        click.option("--prefix", default="", help="The response so far (after the chat template)."),
+        click.option(
+            "--prefix", default=None, help="The response so far (after the chat template)."
+        ),
         click.option(
             "--bos/--no-bos",
             default=None,
@@ -93,7 +95,7 @@ def question_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 @dataclass(frozen=True)
 class QuestionFlags:
-    """The flags shared by `attribute` and `graph`, as one value."""
+    """The flags shared by `attribute` and `graph`, as one value (None: not given)."""
 
     model_spec: str
     prompt: str | None
@@ -101,16 +103,31 @@ class QuestionFlags:
     contrast: str | None
     mode: str | None
     strategy: str | None
-    top_k_avg: int
-    chat: bool
-    prefix: str
+    top_k_avg: int | None
+    chat: bool | None
+    prefix: str | None
     bos: bool | None
     device: str
     dtype: str
     four_bit: bool
 
-    def question(self) -> Any:
-        return _question_from_flags(self)
+    def question(self) -> Question:
+        """The question these flags ask (a flag not given takes the question's default); a
+        problem is one line naming the flag."""
+        if not self.prompt:
+            raise click.ClickException("--prompt is required")
+        prompt = {"prompt": self.prompt, "chat": self.chat, "prefix": self.prefix, "bos": self.bos}
+        objective = {
+            "target": self.target,
+            "contrast": self.contrast,
+            "mode": self.mode,
+            "strategy": self.strategy,
+            "k": self.top_k_avg,
+        }
+        try:
+            return Question(PromptSpec(**_given(prompt)), **_given(objective))
+        except QuestionError as exc:
+            raise click.ClickException(f"--{exc.field} {exc.problem}") from None
 
     def load(self, model_spec: str | None = None) -> Any:
         from ..models import load_model
@@ -123,33 +140,8 @@ class QuestionFlags:
         )
 
 
-def _question_from_flags(flags: QuestionFlags) -> Any:
-    from ..inputs import PromptSpec
-    from ..pipeline import Question
-
-    prompt, target, contrast = flags.prompt, flags.target, flags.contrast
-    mode, strategy = flags.mode, flags.strategy
-    if prompt is None or not prompt.strip():
-        raise click.ClickException("--prompt is required and must not be empty")
-    mode = mode or ("logit_diff" if contrast is not None or strategy is not None else "max_logit")
-    if mode == "logit_diff":
-        strategy = strategy or "by_ref_token"
-        if strategy == "by_ref_token" and contrast is None:
-            raise click.ClickException(
-                "--contrast is required for --mode logit_diff --strategy by_ref_token"
-            )
-        if target is None:
-            raise click.ClickException("--target is required for --mode logit_diff")
-    elif strategy is not None:
-        raise click.ClickException("--strategy only applies to --mode logit_diff")
-    return Question(
-        prompt=PromptSpec(prompt, chat=flags.chat, prefix=flags.prefix, bos=flags.bos),
-        target=_token_value(target),
-        contrast=_token_value(contrast),
-        mode=mode,
-        strategy=strategy,
-        k=flags.top_k_avg,
-    )
+def _given(values: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in values.items() if value is not None}
 
 
 @click.command()
@@ -245,11 +237,10 @@ def graph(
     import dataclasses
 
     from ..cases import GraphSettings, load_case
-    from ..pipeline import Question
 
     if case_file is not None:
         case = load_case(case_file)
-        question, settings, model_spec = Question.from_case(case), case.graph, case.model
+        question, settings, model_spec = case.question, case.graph, case.model
     else:
         question, settings, model_spec = (
             flags.question(),

@@ -90,10 +90,12 @@ def recheck(
                 f"{path}: [source] item {case.source.get('item')!r} is not in {bench.name}"
             )
         head = run.head(item)
-        prefix = list(case.prefix_ids or [])
-        gen = Generation(prefix + [int(case.target)], "length")
+        question = case.question
+        prefix = list(question.prompt.prefix_ids or [])
+        gen = Generation(prefix + [int(question.target)], "length")
         found = Found(
-            Candidate(len(prefix), int(case.contrast), int(case.source.get("rank", 1)), 0.0), []
+            Candidate(len(prefix), int(question.contrast), int(case.source.get("rank", 1)), 0.0),
+            [],
         )
         ok, reason, result = run.confirm(item, head, gen, found)
         if ok:

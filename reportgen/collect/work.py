@@ -10,7 +10,6 @@ check (``Prepare``), one generation batch (``GenerateBatch``), one failure's sea
 from __future__ import annotations
 
 import time
-import tomllib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from .benchmarks import Benchmark, Item
 from .generate import Generation, eos_ids, generate_items, greedy
 from .recover import Found, candidates, search
 from .settings import Settings, search_batch
-from .writer import case_toml
+from .writer import collected_case_toml
 
 
 class Collector:
@@ -54,8 +53,9 @@ class Collector:
 
     def head(self, item: Item) -> list[int]:
         from ..errors import ReportgenError
-        from ..inputs import PromptSpec, prepare_input
+        from ..inputs import prepare_input
         from ..pipeline import context_length
+        from ..question import PromptSpec
 
         spec = PromptSpec(self.bench.prompt(item, self.chat), chat=self.chat)
         ids = list(prepare_input(self.tok, spec).token_ids)
@@ -205,8 +205,9 @@ class Collector:
         (``criterion``) and whether the target path broke it."""
         import torch
 
-        from ..cases import case_model_spec, parse_case
-        from ..pipeline import Question, prepare_question
+        from ..cases import Case, case_model_spec
+        from ..pipeline import prepare_question
+        from ..question import PromptSpec, Question
 
         cand = found.candidate
         p = cand.position
@@ -270,7 +271,7 @@ class Collector:
         case_id = item.slug + self.case_suffix
         path = self.out / f"{case_id}.toml"
         target_text, contrast_text = self.tok.decode([target]), self.tok.decode([contrast])
-        fields = {
+        presentation = {
             "id": case_id,
             "title": f"{item.id}: writes {target_text!r} where {contrast_text!r} would recover",
             "description": (
@@ -280,14 +281,9 @@ class Collector:
                 f"Contrast path ({contrast_text!r} there, greedy on): recovers -- {pass_v.message}."
             ),
             "model": case_model_spec(self.model_spec, self.out),
-            "chat": self.chat,
-            "prompt": self.bench.prompt(item, self.chat),
-            "prefix": self.tok.decode(prefix_ids),
-            "prefix_ids": prefix_ids,
-            "target": target,
-            "contrast": contrast,
             "tags": {"benchmark": self.bench.name, "pattern": ""},
         }
+        prompt = self.bench.prompt(item, self.chat)
         source = {
             "benchmark": self.bench.name,
             "item": item.id,
@@ -308,10 +304,14 @@ class Collector:
             "failing_output": self.text(fail_ids),
             "recovering_output": self.text(pass_ids),
         }
-        text = case_toml(fields, source)
         try:
-            case = parse_case(tomllib.loads(text.split("\n", 1)[1]), str(path))
-            question = Question.from_case(case)
+            question = Question(
+                PromptSpec(prompt, self.chat, self.tok.decode(prefix_ids), tuple(prefix_ids)),
+                target,
+                contrast,
+            )
+            case = Case(path=str(path), question=question, source=source, **presentation)
+            text = collected_case_toml(case)  # read back: a valid case asking this question
             prepared = prepare_question(self.loaded, question)
         except Exception as exc:  # noqa: BLE001 - any failure drops the pair with its reason
             return False, f"case does not load ({exc})", {}

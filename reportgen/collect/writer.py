@@ -12,18 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from ..cache_files import replace_atomically
-from ..toml_values import toml_key, toml_value
+from ..cases import Case, case_toml
 
 HEADER = "# collected by `reportgen collect`; edits are kept (re-collect overwrites only with --force). sha256="
 
 
-def case_toml(fields: dict[str, Any], source: dict[str, Any]) -> str:
-    """Top-level ``fields`` in their given order, then the ``[source]`` table."""
-    lines = [f"{toml_key(k)} = {toml_value(v)}" for k, v in fields.items() if v is not None]
-    lines.append("")
-    lines.append("[source]")
-    lines.extend(f"{toml_key(k)} = {toml_value(v)}" for k, v in source.items() if v is not None)
-    body = "\n".join(lines) + "\n"
+def collected_case_toml(case: Case) -> str:
+    """The case file (:func:`reportgen.cases.case_toml`) under a line holding its sha256."""
+    body = case_toml(case)
     return f"{HEADER}{_digest(body)}\n{body}"
 
 

@@ -106,4 +106,28 @@ def write_data_files(result: CaseResult, out_dir: Path) -> list[dict[str, str]]:
     from .paper import figure_downloads
 
     downloads[1:1] = figure_downloads(out_dir / "figures", "figures")
+    downloads += pinned_figure_downloads(result, out_dir)
     return downloads
+
+
+#: the build's figure of the case file's pinned subgraph (pinned_figure.py), by width
+PINNED_FIGURES = {"column": "one column (3.25 in)", "text": "the text width (6.75 in)"}
+
+
+def pinned_figure_downloads(result: CaseResult, out_dir: Path) -> list[dict[str, str]]:
+    """The PDFs (and TikZ sources) of the case file's pinned subgraph where the build made
+    them; ``kind`` marks them for the graph explorer, which offers them beside its own export."""
+    out = []
+    for name, width in PINNED_FIGURES.items():
+        for suffix, what in ((".pdf", "PDF"), (".tex", "TikZ source")):
+            path = Path("figures") / f"{result.case_id}-pinned-{name}{suffix}"
+            if (out_dir / path).is_file():
+                out.append(
+                    {
+                        "href": path.as_posix(),
+                        "label": path.name,
+                        "note": f"the case file's pinned subgraph, {width}: {what}",
+                        "kind": "pinned-figure",
+                    }
+                )
+    return out

@@ -15,8 +15,11 @@ from markupsafe import Markup
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 
+#: the graph explorer's files, in the order a page loads them: the drawing (explorer.js) last,
+#: as it hands its API to the pinned-subgraph pane (explorer-pins.js), which uses the exports
+EXPLORER_ASSETS = ("explorer.css", "explorer-export.js", "explorer-pins.js", "explorer.js")
 #: every extra asset file the site writes next to style.css
-EXTRA_ASSETS = ("project.css", "project.js", "explorer.css", "explorer.js")
+EXTRA_ASSETS = ("project.css", "project.js", *EXPLORER_ASSETS)
 # explore.css / explore.js belong to `reportgen explore`, inlined in its page (not the site)
 
 

@@ -24,7 +24,7 @@ from . import charts as charts_mod
 from .circuits import circuit_context
 from .data_files import write_data_files
 from .explorer import explorer_data
-from .extras import asset_tags
+from .extras import EXPLORER_ASSETS, asset_tags
 from .heatmap import (
     FOLD_LIMIT,
     OPEN_BLOCKS_WITH_TOP,
@@ -487,7 +487,7 @@ def render_dossier_page(
         "index_href": index_href,
         "chart_specs": specs,
         "extra": asset_tags(
-            ("explorer.css", "explorer.js") if explorer is not None else (),
+            EXPLORER_ASSETS if explorer is not None else (),
             single_file=single_file,
             assets_href=assets_href,
         ),

@@ -176,10 +176,16 @@ def pinned_tikz(result: CaseResult, width_in: float) -> str | None:
             r"\usepackage{xcolor}",
             r"\usepackage{graphicx}",
             r"\usepackage{tikz}",
+            r"\newsavebox{\rgfigure}",
             r"\begin{document}",
-            rf"\resizebox{{{width_in}in}}{{!}}{{%",
-            body,
-            "}",
+            r"\sbox{\rgfigure}{%",
+            body + "}%",
+            # the page is exactly the width: a wider drawing is scaled down to it, a narrower
+            # one is centred at its own size (its text stays at the paper's size); the
+            # explorer's TikZ export writes the same wrapper
+            rf"\makebox[{width_in}in]{{\ifdim\wd\rgfigure>{width_in}in"
+            rf"\resizebox{{{width_in}in}}{{!}}{{\usebox{{\rgfigure}}}}"
+            r"\else\usebox{\rgfigure}\fi}%",
             r"\end{document}",
             "",
         ]

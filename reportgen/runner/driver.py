@@ -109,7 +109,18 @@ def run_cases(
                 on_done(case)
                 continue
             jobs.append(
-                Job(index, case.path, text, case.model, runtimes, command, code, use_cache, fast)
+                Job(
+                    index,
+                    case.path,
+                    text,
+                    case.model,
+                    runtimes,
+                    command,
+                    code,
+                    use_cache,
+                    fast,
+                    case=case,
+                )
             )
 
         def on_outcome(outcome: Outcome) -> None:

@@ -59,6 +59,7 @@ class Job:
     use_cache: bool = True  # False (--no-cache): the graph cache is bypassed too
     fast: bool = False  # quick mode (--fast): no faithfulness test
     attempt: int = 0  # 1 after the first worker running it died
+    case: Any = None  # the driver's parsed Case (picklable): a worker need not parse the text again
 
     @property
     def group(self) -> tuple[str, ModelRuntime]:

@@ -79,15 +79,10 @@ class CaseWorker:
 
     def compute(self, job: Job, progress: Callable[..., None] | None = None) -> Any:
         """The CaseResult of ``job``; errors propagate."""
-        from ..cases import parse_case
         from ..compute import compute_case
 
         self.check_code(job)
-        try:
-            data = tomllib.loads(job.case_text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ReportgenError(f"{job.case_path}: invalid TOML: {exc}") from None
-        case = parse_case(data, job.case_path)
+        case = job.case if job.case is not None else _parse(job)
         default = job.runtimes[job.model]
 
         def load_other(spec: str) -> Any:
@@ -114,6 +109,17 @@ class CaseWorker:
             error = failure_text(job.case_path, exc)
             return Outcome(job.index, job.case_path, error=error, worker=self.name)
         return Outcome(job.index, job.case_path, result=result, worker=self.name)
+
+
+def _parse(job: Job) -> Any:
+    """The Case of a job that came without one (built by hand, e.g. in a test)."""
+    from ..cases import parse_case
+
+    try:
+        data = tomllib.loads(job.case_text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ReportgenError(f"{job.case_path}: invalid TOML: {exc}") from None
+    return parse_case(data, job.case_path)
 
 
 def failure_text(path: str, exc: BaseException) -> str:

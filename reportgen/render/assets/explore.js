@@ -140,27 +140,19 @@
     });
     $("ex-probe-result").hidden = true;
   }
-  // the dossier's graph explorer keeps its view in the URL fragment (pinnedIds, supernodes,
-  // Neuronpedia's names); the dossier is served from this origin, so its fragment is readable
+  // the dossier's graph explorer keeps its view in the URL fragment, "#graph:pinnedIds=n0-12,
+  // n4-12&supernodes=[["label","n0-10",...]]&..." (docs/reference.md); the dossier is served
+  // from this origin, so its fragment is readable
   function dossierView() {
-    var hash = "";
-    try { hash = $("ex-view").contentWindow.location.hash || ""; } catch (e) { return {pinned: [], supernodes: []}; }
-    var text = hash.replace(/^#/, ""), view = {};
-    if (text.charAt(0) === "{" || text.indexOf("%7B") === 0) {
-      try { view = JSON.parse(decodeURIComponent(text)); } catch (e) { view = {}; }
-    } else {
-      var params = new URLSearchParams(text);
-      view = {pinnedIds: params.get("pinnedIds"), supernodes: params.get("supernodes")};
-    }
-    var pinned = view.pinnedIds, groups = view.supernodes;
-    if (typeof pinned === "string") {
-      try { pinned = JSON.parse(pinned); } catch (e) { pinned = pinned.split(","); }
-    }
-    if (typeof groups === "string") { try { groups = JSON.parse(groups); } catch (e) { groups = []; } }
-    pinned = (Array.isArray(pinned) ? pinned : []).filter(function (id) { return typeof id === "string" && id !== ""; });
-    groups = (Array.isArray(groups) ? groups : []).map(function (g) {
-      return Array.isArray(g) ? g : {label: g.label, nodes: g.nodes || g.ids || []};
-    });
+    var none = {pinned: [], supernodes: []}, hash = "";
+    try { hash = $("ex-view").contentWindow.location.hash || ""; } catch (e) { return none; }
+    var text = hash.replace(/^#/, "");
+    if (text.indexOf("graph:") !== 0) { return none; }  // not the explorer's fragment
+    var params = new URLSearchParams(text.slice("graph:".length));
+    var pinned = (params.get("pinnedIds") || "").split(",").filter(function (id) { return id !== ""; });
+    var groups = [];
+    try { groups = JSON.parse(params.get("supernodes") || "[]"); } catch (e) { groups = []; }
+    groups = (Array.isArray(groups) ? groups : []).filter(function (g) { return Array.isArray(g) && g.length > 1; });
     return {pinned: pinned, supernodes: groups};
   }
   function typedId(id) {  // "n3-5" -> "2:5" (the layer index counts the graph's layers)

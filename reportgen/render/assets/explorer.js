@@ -2,13 +2,19 @@
    Reads the JSON block #graph-explorer-data (see reportgen/render/explorer.py):
    layers, columns (token positions drawn), labels, nodes [layer index, position, R],
    edges [source node, target node, weight], output (node index), neurons, max_weight.
-   Offline and dependency-free. */
+   Offline and dependency-free. Loaded after explorer-export.js and explorer-pins.js: at the end
+   it hands its API (below) to the pinned-subgraph pane, which restores the view of the link
+   (the URL fragment) before the figure says data-ready. */
 (function () {
   "use strict";
   var root = document.getElementById("graph-explorer");
   var dataEl = document.getElementById("graph-explorer-data");
   if (!root || !dataEl) { return; }
   var G = JSON.parse(dataEl.textContent);
+  // what the pinned-subgraph pane listens to: pin (a node to pin or unpin), panel (a selected
+  // node's panel to add to), change (the view changed: "select", "filter" or "view")
+  var hooks = {};
+  function notify(kind) { if (hooks.change) { hooks.change(kind); } }
   // token and layer labels keep this size on screen at every zoom (and full screen)
   var LABEL_PX = 12, CHAR_PX = 0.62 * LABEL_PX, PAD = 12, TURNED_CHARS = 10;
   var widest = 1;
@@ -213,6 +219,7 @@
     view.x = cx - (cx - view.x) * f; view.y = cy - (cy - view.y) * f;
     view.w = w; view.h = view.h * f;
     setView();
+    moved();
   }
   function zoomCenter(factor) { zoom(factor, view.x + view.w / 2, view.y + view.h / 2); }
   svg.addEventListener("wheel", function (ev) {
@@ -232,6 +239,7 @@
     view.x -= b.x - a.x; view.y -= b.y - a.y;
     drag.x = ev.clientX; drag.y = ev.clientY; drag.moved = true;
     setView();
+    moved();
   });
   window.addEventListener("pointerup", function () {
     if (drag && !drag.moved) { clear(); }
@@ -276,17 +284,24 @@
     if (selected !== null) {
       if (nodeShown[selected]) { select(selected, false); } else { clear(); }
     }
+    notify("filter");
   }
   // the view of the shown nodes; a wide graph opens on the MAX_COLS columns nearest the output
   // the shown nodes fill the canvas, with room for the labels at the left and the bottom (in
   // screen pixels, as the labels are); a small graph is not blown up beyond 3x
   function fit(all) {
+    view = fitView(all);
+    setView();
+    userView = null;
+    if (all) { moved(); } else { notify("view"); }
+  }
+  function fitView(all) {
     var x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
     for (var k = 0; k < nNodes; k++) {
       if (!nodeShown[k]) { continue; }
       x0 = Math.min(x0, nx(k)); x1 = Math.max(x1, nx(k)); y0 = Math.min(y0, ny(k)); y1 = Math.max(y1, ny(k));
     }
-    if (x0 === Infinity) { view = {x: 0, y: 0, w: width, h: height}; setView(); return; }
+    if (x0 === Infinity) { return {x: 0, y: 0, w: width, h: height}; }
     if (!all) { x0 = Math.max(x0, x1 - MAX_COLS * DX); }
     var b = box(), wc = x1 - x0 + DX, hc = y1 - y0 + DY;
     var bottom = 8 + Math.min(longest, TURNED_CHARS) * CHAR_PX * 0.87 + LABEL_PX;
@@ -296,8 +311,42 @@
     s = Math.max(s, 1e-3);
     var w = b.w / s, h = b.h / s;
     var spareW = (b.w - PAD_LEFT - PAD) / s - wc, spareH = (b.h - bottom - PAD) / s - hc;
-    view = {x: x0 - DX / 2 - PAD_LEFT / s - spareW / 2, y: y0 - DY / 2 - PAD / s - spareH / 2, w: w, h: h};
+    return {x: x0 - DX / 2 - PAD_LEFT / s - spareW / 2, y: y0 - DY / 2 - PAD / s - spareH / 2, w: w, h: h};
+  }
+  // the view as a link keeps it: the zoom relative to the opening view (Reset view) and the
+  // centre as (token position, layer index), so it means the same on a phone and a desktop
+  var userView = null;
+  function moved() { userView = relativeView(); notify("view"); }
+  function colToPos(c) {
+    var cols = G.columns, n = cols.length;
+    if (!n) { return 0; }
+    if (c <= 0 || n === 1) { return cols[0] + (n === 1 ? 0 : c * (cols[1] - cols[0])); }
+    if (c >= n - 1) { return cols[n - 1] + (c - n + 1) * (cols[n - 1] - cols[n - 2]); }
+    var i = Math.floor(c);
+    return cols[i] + (c - i) * (cols[i + 1] - cols[i]);
+  }
+  function posToCol(p) {
+    var cols = G.columns, n = cols.length;
+    if (n < 2) { return 0; }
+    if (p <= cols[0]) { return (p - cols[0]) / (cols[1] - cols[0]); }
+    for (var i = 0; i < n - 1; i++) {
+      if (p <= cols[i + 1]) { return i + (p - cols[i]) / (cols[i + 1] - cols[i]); }
+    }
+    return n - 1 + (p - cols[n - 1]) / (cols[n - 1] - cols[n - 2]);
+  }
+  function relativeView() {
+    var f = fitView(false), cx = view.x + view.w / 2, cy = view.y + view.h / 2;
+    return {zoom: f.w / view.w, pos: colToPos((cx - LEFT - DX / 2) / DX),
+      layer: nLayers - 1 - (cy - TOP - DY / 2) / DY};
+  }
+  function setRelativeView(state) {
+    var f = fitView(false);
+    var z = Math.min(Math.max(state.zoom, f.w / (width * 4)), f.w / 40);
+    var w = f.w / z, h = f.h / z;
+    var cx = LEFT + posToCol(state.pos) * DX + DX / 2, cy = TOP + (nLayers - 1 - state.layer) * DY + DY / 2;
+    view = {x: cx - w / 2, y: cy - h / 2, w: w, h: h};
     setView();
+    userView = state; // as asked: a resize applies it again, not what a tiny canvas allowed
   }
   weightIn.addEventListener("input", apply);
   [layerFrom, layerTo, tokFrom, tokTo].forEach(function (input) {
@@ -324,13 +373,15 @@
     }
     return seen;
   }
-  function clear() {
+  function clear(quiet) {
     selected = null;
     svg.classList.remove("gx-selecting");
     nodeEls.forEach(function (c) { c.classList.remove("gx-selected", "gx-near", "gx-on-path"); });
     edgeEls.forEach(function (l) { l.classList.remove("gx-in", "gx-out", "gx-path"); });
     panel.textContent = "";
     panel.appendChild(html("p", {"class": "muted", id: "gx-hint"}, "Select a node to see its edges."));
+    root.removeAttribute("data-selected");
+    if (!quiet) { notify("select"); }
   }
   function edgeTable(title, list, end, cls) {
     var frag = document.createDocumentFragment();
@@ -353,7 +404,7 @@
     return frag;
   }
   function select(k, announce) {
-    clear();
+    clear(true);
     selected = k;
     svg.classList.add("gx-selecting");
     nodeEls[k].classList.add("gx-selected");
@@ -377,6 +428,7 @@
       dl.appendChild(html("dd", {"data-field": row[0]}, row[1]));
     });
     panel.appendChild(dl);
+    if (hooks.panel) { hooks.panel(k, panel); }
     if (k === G.output) {
       panel.appendChild(html("p", {"class": "muted"}, "The output node: its relevance is the explained value f (target " +
         G.target + (G.contrast !== null ? " vs " + G.contrast : "") + ")."));
@@ -395,15 +447,23 @@
     panel.appendChild(edgeTable("Strongest incoming", ins, 0, "gx-in"));
     panel.appendChild(edgeTable("Strongest outgoing", outs, 1, "gx-out"));
     root.setAttribute("data-selected", id(k));
+    notify("select");
   }
   nodeEls.forEach(function (c, k) {
-    c.addEventListener("click", function (ev) { ev.stopPropagation(); select(k, true); });
+    c.addEventListener("click", function (ev) {
+      ev.stopPropagation();
+      if ((ev.ctrlKey || ev.metaKey) && hooks.pin) { hooks.pin(k); return; }
+      select(k, true);
+    });
     c.addEventListener("pointerdown", function (ev) { ev.stopPropagation(); });
     c.addEventListener("keydown", function (ev) {
       if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); select(k, true); }
       if (ev.key === "Escape") { clear(); }
       if (ev.key === "+" || ev.key === "=") { zoomCenter(1 / 1.3); }
       if (ev.key === "-") { zoomCenter(1.3); }
+      if ((ev.key === "p" || ev.key === "P") && !ev.ctrlKey && !ev.metaKey && !ev.altKey && hooks.pin) {
+        ev.preventDefault(); hooks.pin(k);
+      }
     });
   });
   // full screen: the figure fills the window (and the screen where the browser allows it);
@@ -441,12 +501,45 @@
     new ResizeObserver(function () {
       var b = box();
       if (Math.abs(b.w - lastBox.w) < 2 && Math.abs(b.h - lastBox.h) < 2) { return; }
+      if (b.w < 60 || b.h < 60) { return; } // a canvas squeezed for a moment (a page capture)
       lastBox = b;
-      layout(); fit(false);
+      layout();
+      if (userView) { setRelativeView(userView); } else { fit(false); }
     }).observe(canvas);
   }
   layout();
   apply();
   fit(false);
+
+  // what the pinned-subgraph pane (explorer-pins.js) may read and do
+  var indexOf = {};
+  G.nodes.forEach(function (n, k) { indexOf[id(k)] = k; });
+  var api = {
+    root: root, data: G, hooks: hooks, nodeEls: nodeEls, indexOf: indexOf,
+    id: id, label: label, fmt: fmt, sign: sign, html: html,
+    layerName: function (k) { return G.layers[G.nodes[k][0]]; },
+    select: function (k) { select(k, false); }, clear: function () { clear(); },
+    selected: function () { return selected; },
+    focus: function (k) { nodeEls[k].focus(); },
+    // the filters as numbers, and setting them (the inputs follow)
+    filters: function () {
+      var l0 = num(layerFrom, 0), l1 = num(layerTo, nLayers - 1), t0 = num(tokFrom, firstPos), t1 = num(tokTo, lastPos);
+      return {threshold: parseFloat(weightIn.value) || 0, layers: [Math.min(l0, l1), Math.max(l0, l1)],
+        tokens: [Math.min(t0, t1), Math.max(t0, t1)]};
+    },
+    defaults: {threshold: 0, layers: [0, nLayers - 1], tokens: [firstPos, lastPos]},
+    setFilters: function (f) {
+      weightIn.value = String(f.threshold);
+      layerFrom.value = String(f.layers[0]); layerTo.value = String(f.layers[1]);
+      tokFrom.value = String(f.tokens[0]); tokTo.value = String(f.tokens[1]);
+      apply();
+      fit(false);
+    },
+    // null while the view is the opening one; else {zoom, pos, layer} (see relativeView)
+    view: function () { return userView; },
+    setView: function (state) { if (state) { setRelativeView(state); } else { fit(false); } }
+  };
+  var RG = window.reportgenGraph;
+  if (RG && RG.pins) { RG.pins(api); }
   root.setAttribute("data-ready", "yes");
 })();
