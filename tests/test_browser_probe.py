@@ -36,7 +36,8 @@ def test_the_probe_panel_ablates_pinned_nodes_masks_tokens_and_saves_pins(
         page.wait_for_selector("#ex-result:not([hidden])", timeout=120_000)
         page.wait_for_selector("#ex-nodes button")
         first = page.get_attribute("#ex-nodes button", "data-node")  # e.g. "0:3"
-        # the dossier's explorer keeps its pins in the fragment: ids count the graph's layers
+        # pin the node in the dossier's own graph explorer (Ctrl-click) and group it with a
+        # label: the explorer writes both into its URL fragment, where the panel reads them
         frame = page.locator("#ex-view").element_handle().content_frame()
         frame.wait_for_selector("#graph-explorer[data-ready=yes]", timeout=60_000)
         names = frame.evaluate(
@@ -44,11 +45,15 @@ def test_the_probe_panel_ablates_pinned_nodes_masks_tokens_and_saves_pins(
         )
         layer, position = first.split(":")
         node_id = f"n{names.index(layer)}-{position}"
-        frame.evaluate(
-            "id => { location.hash = 'graph:pinnedIds=' + id + '&supernodes=' + "
-            "encodeURIComponent(JSON.stringify([['strongest', id]])); }",
-            node_id,
-        )
+        frame.click(f"#gx-{node_id}", modifiers=["Control"])
+        assert frame.get_attribute("#graph-explorer", "data-pinned") == node_id
+        frame.check(f'#gx-units li[data-node="{node_id}"] input.gx-tick')
+        frame.click("#gx-group")
+        page.keyboard.press("Control+a")  # the new label field has the focus
+        page.keyboard.type("strongest")
+        page.keyboard.press("Enter")
+        frame.evaluate("document.activeElement.blur()")
+        assert frame.evaluate("location.hash").startswith("#graph:pinnedIds=" + node_id)
         page.click("#ex-use-pinned")
         assert page.input_value("#ex-ablate") == first
         token = page.locator("#ex-tokens button:not([disabled])").last
