@@ -15,7 +15,7 @@ as on a new machine. The stages are timed by wrapping the functions that do them
     compare     other models (reportgen.compute.compare_models)
     ablate      interventions: the graph's nodes ablated (reportgen.interventions.case_interventions)
     continue    greedy continuations after target and contrast (interventions.case_continuations)
-    html        dossier page, charts and data files (reportgen.site.build_site)
+    html        dossier page, charts and data files (reportgen.render.site.build_site)
     pdf         LaTeX figure set: vl-convert charts + pdflatex (render_latex)
 
 ``--keep DIR`` keeps what each case built (its site, figure set and result cache) in

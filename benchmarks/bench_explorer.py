@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from render_fixtures import make_result, random_graph  # noqa: E402
 
 from reportgen.render.html import render_dossier  # noqa: E402
+from reportgen.render.site import write_assets  # noqa: E402
 from reportgen.results import CaseResult  # noqa: E402
-from reportgen.site import write_assets  # noqa: E402
 
 
 def big_result(n_tokens: int, n_layers: int, per_layer: int) -> CaseResult:

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from long_render_fixtures import long_dossier  # noqa: E402
 
 from reportgen.render.latex import render_latex  # noqa: E402
-from reportgen.site import build_site  # noqa: E402
+from reportgen.render.site import build_site  # noqa: E402
 
 
 def browser_ms(page: Path) -> float | None:

@@ -6,7 +6,6 @@ import contextlib
 import inspect
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -16,55 +15,7 @@ import lxt
 from .inputs import PreparedInput, ResolvedToken
 from .models import LoadedModel
 from .objectives import Objective
-
-
-@dataclass(frozen=True)
-class TokenScore:
-    """A vocabulary entry at the explained position with its logit and probability."""
-
-    text: str
-    token: str
-    id: int
-    logit: float
-    prob: float
-    first_subtoken_of: str | None = None
-
-
-@dataclass(frozen=True)
-class Attribution:
-    """Plain result of one attribution: everything the renderers and the JSON need."""
-
-    model: str
-    mode: str
-    strategy: str | None
-    k: int | None
-    objective: str
-    tokens: list[str]  # token strings as the tokenizer has them ("Ġcapital")
-    token_texts: list[str]  # each token decoded on its own (" capital")
-    token_ids: list[int]
-    special: list[bool]
-    relevance: list[float]
-    explained: float
-    target: TokenScore
-    contrast: TokenScore | None
-    top_k: list[TokenScore]
-    prompt_length: int
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def relevance_sum(self) -> float:
-        return float(sum(self.relevance))
-
-    @property
-    def conservation(self) -> float | None:
-        """Share of the explained value that reaches the input (AttnLRP's softmax absorbs some)."""
-        return self.relevance_sum / self.explained if self.explained else None
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["relevance_sum"] = self.relevance_sum
-        data["conservation"] = self.conservation
-        return data
+from .results import Attribution, TokenScore
 
 
 def forward_kwargs(model: Any) -> dict[str, Any]:

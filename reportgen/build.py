@@ -114,17 +114,23 @@ def render_site(
     cases were computed); the caller holds :func:`outdir.build_lock`."""
     from .published import log_local_facts, published_result
     from .render import latex
+    from .render.dossier import Dossier, dossier
     from .render.paper import render_paper_figures
+    from .render.site import build_site
     from .render.study import study_data
-    from .site import build_site
 
     settings = project.figures if project is not None else FigureSettings()
+    # a case's cells and charts, drawn once for its figure set and its page
+    page_parts: dict[str, Dossier] = {}
 
     def render_figures(result: CaseResult, folder: Path) -> None:
         """The case's figure set (one Letter-size PDF) and its paper figures (a PDF per
         figure and width, figures.tex, figures.zip), each compiled in one pdflatex run."""
-        latex.render_latex(result, folder)
-        render_paper_figures(result, folder, settings)
+        if result.case_id not in page_parts:
+            page_parts[result.case_id] = dossier(result)
+        parts = page_parts[result.case_id]
+        latex.render_latex(result, folder, page_parts=parts)
+        render_paper_figures(result, folder, settings, cells=parts.cells)
 
     summaries = list(summaries)
     out = outdir.check_out_folder(out, inputs)
@@ -183,6 +189,7 @@ def render_site(
             project_file=project.path if project is not None else None,
             case_ids=case_ids,
             standalone=standalone,
+            page_parts=page_parts,
         )
         pdf_failures.extend(page_failures)
         outdir.write_marker(staging)
@@ -253,15 +260,13 @@ def _cached_figures(
     import hashlib
     import json
 
+    from .cache_keys import render_version
     from .models import cache_dir
-    from .render import latex, paper
 
     digest = hashlib.sha256(result.dumps().encode())
-    digest.update(Path(latex.__file__).read_bytes())
-    digest.update(Path(paper.__file__).read_bytes())  # the paper figures and their settings
+    # every module that draws (charts, captions, TikZ, escaping, pdflatex) and the settings
+    digest.update(render_version().encode())
     digest.update(repr(settings or FigureSettings()).encode())
-    for writer in ("pinned_figure.py", "tex.py"):  # the pinned subgraph; escaping and pdflatex
-        digest.update(Path(latex.__file__).with_name(writer).read_bytes())
     folder = cache_dir() / "figures" / digest.hexdigest()[:24]
     if use_cache and _figures_intact(folder, result.case_id):
         return folder

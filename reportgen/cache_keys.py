@@ -54,7 +54,6 @@ PRESENTING = (
     "explore.py",
     "explore_probe.py",  # the live probe's requests and answers
     "interrupts.py",
-    "neuronpedia.py",
     "outdir.py",
     "progress.py",
     "project.py",  # settings reach the key as the runtime, not as code
@@ -62,7 +61,6 @@ PRESENTING = (
     "published.py",  # what a published page leaves out
     "render/",
     "runner/",  # the runner only schedules: what changes numbers is in the key itself
-    "site.py",
     "site_links.py",
 )
 
@@ -88,6 +86,18 @@ def code_version() -> str:
                 continue
             digest.update(relative.encode())
             digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@lru_cache(maxsize=1)
+def render_version() -> str:
+    """Hash of the render package's Python modules: what a cached figure set is drawn by (its
+    charts, captions, TikZ and the pdflatex run), so any edit there draws the set again."""
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parent / "render"
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 

@@ -27,7 +27,7 @@ from .models import LoadedModel, cache_dir, load_model
 from .objectives import Objective
 from .pipeline import attribute_prepared, check_fits, prepare_question
 from .progress import Progress, no_progress, return_freed_memory
-from .results import CaseResult
+from .results import CaseResult, Comparison, Faithfulness, LayerMetrics, NodeNeurons
 
 # up to this many tokens the deletion curves are evaluated at every k; longer inputs use a grid
 FAITHFULNESS_ALL_POINTS = 1024
@@ -295,10 +295,12 @@ def compute_case(
             p=case.graph.p,
             **pinned,
         ),
-        metrics=graph.metrics,
-        neurons=graph.neurons,
-        faithfulness=faith,
-        comparisons=comparisons,
+        metrics=tuple(LayerMetrics.from_json(m) for m in graph.metrics),
+        neurons=tuple(NodeNeurons.from_json(n) for n in graph.neurons),
+        faithfulness=Faithfulness.from_json(faith) if faith is not None else None,
+        comparisons=None
+        if comparisons is None
+        else tuple(Comparison.from_json(c) for c in comparisons),
         interventions=circuit.interventions if circuit else None,
         continuations=circuit.continuations if circuit else None,
         environment={

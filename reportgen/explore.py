@@ -463,7 +463,7 @@ class Explorer:
                     "target": att.target.text,
                     "contrast": att.contrast.text if att.contrast is not None else None,
                     "n_tokens": len(att.token_ids),
-                    "graph_edges": len(result.graph["edges"]) if result.graph else 0,
+                    "graph_edges": result.graph.n_edges if result.graph else 0,
                     "cached": False,
                     **self._probe_view(result),
                 }

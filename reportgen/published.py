@@ -80,7 +80,7 @@ def published_result(result: CaseResult) -> CaseResult:
     """``result`` without any absolute local path (see the module's docstring). Idempotent;
     the numbers are untouched."""
     env = dict(result.environment)
-    specs = [result.model, *(str(c.get("model")) for c in result.comparisons or [])]
+    specs = [result.model, *(c.model for c in result.comparisons or ())]
     names = {spec: _name(spec) for spec in specs if _is_local_path(spec)}
     identity = str(env.get("model_identity", ""))
     content = identity.rsplit(":", 1)[-1] if ":" in identity else ""
@@ -105,10 +105,9 @@ def published_result(result: CaseResult) -> CaseResult:
     att = result.attribution
     comparisons = None
     if result.comparisons is not None:
-        comparisons = [
-            {**c, "model": replace(str(c.get("model")))} if "model" in c else c
-            for c in result.comparisons
-        ]
+        comparisons = tuple(
+            dataclasses.replace(c, model=replace(c.model)) for c in result.comparisons
+        )
     return dataclasses.replace(
         result,
         model=replace(result.model),

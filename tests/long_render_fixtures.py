@@ -22,10 +22,17 @@ from typing import Any
 
 import numpy as np
 
-from reportgen.attribution import Attribution, TokenScore
 from reportgen.faithfulness import failure_pattern
 from reportgen.graph.types import AttributionGraph
-from reportgen.results import CaseResult
+from reportgen.results import (
+    Attribution,
+    CaseResult,
+    Comparison,
+    Faithfulness,
+    LayerMetrics,
+    NodeNeurons,
+    TokenScore,
+)
 
 TOKENIZER = Path.home() / ".cache/reportgen/models/smollm2-135m-instruct/tokenizer.json"
 SOURCE = Path(sysconfig.get_paths()["stdlib"]) / "argparse.py"
@@ -202,11 +209,15 @@ def _metrics(graph: AttributionGraph) -> list[dict[str, Any]]:
                 "fan_in": e_in / nodes,
                 "fan_out": e_out / nodes,
                 "sparsity": 1 - len(pos) / graph.n_tokens,
+                "gini_in": 0.0 if li == 0 else 0.3,
+                "gini_out": 0.4,
                 "gini_relevance": _gini(row[pos]),
                 "verticality": 0.0 if li == 0 else 0.55 + 0.01 * (li % 20),
+                "local_ratio": 0.0 if li == 0 else 0.2,
                 "hubs_90": hubs,
                 "hubs_90_pos": [p for p in hubs if row[p] > 0],
                 "hubs_90_neg": [p for p in hubs if row[p] < 0],
+                "degree_hubs": hubs[:2],
                 "centre_of_mass": float((pos * mass).sum() / max(mass.sum(), 1e-12)),
                 "mean_lookback": 0.0 if li == 0 else 310.5 + li,
                 "relevance_sum": float(row.sum()),
@@ -249,7 +260,7 @@ def _neurons(
     return out
 
 
-def _faithfulness(
+def long_faithfulness(
     rng: np.random.Generator, relevance: np.ndarray, special: list[bool], f0: float
 ) -> dict[str, Any]:
     """The long path's return value (faithfulness.faithfulness with ``points``, a
@@ -386,18 +397,24 @@ def long_dossier(n_tokens: int, case_id: str | None = None) -> CaseResult:
         case_toml=f'id = "{case_id}"\nprompt = """(the {n_tokens}-token prompt)"""\n',
         attribution=att,
         graph=graph,
-        metrics=_metrics(graph),
-        neurons=_neurons(rng, graph, texts),
-        faithfulness=_faithfulness(rng, relevance, special, explained),
-        comparisons=[
-            {
-                "model": "gemma3-270m",
-                "explained": -0.8,
-                "target_logit": 12.0,
-                "contrast_logit": 12.8,
-                "segments": {"document": 0.4, "question": -0.9},
-            }
-        ],
+        metrics=tuple(LayerMetrics.from_json(m) for m in _metrics(graph)),
+        neurons=tuple(NodeNeurons.from_json(n) for n in _neurons(rng, graph, texts)),
+        faithfulness=Faithfulness.from_json(long_faithfulness(rng, relevance, special, explained)),
+        comparisons=(
+            Comparison(
+                model="gemma3-270m",
+                explained=-0.8,
+                target_logit=12.0,
+                target_token="Ġparse",
+                contrast_logit=12.8,
+                contrast_token="Ġadd",
+                greedy_token="Ġadd",
+                conservation=0.7,
+                segments={"document": 0.4, "question": -0.9},
+                tokens=texts,
+                relevance=[0.0] * len(texts),
+            ),
+        ),
         environment={
             "reportgen": "0.1.0",
             "torch": "2.13.0",

@@ -6,12 +6,22 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from reportgen.attribution import Attribution, TokenScore
 from reportgen.graph.types import AttributionGraph
-from reportgen.results import CaseResult
+from reportgen.results import (
+    METRIC_NAMES,
+    Attribution,
+    CaseResult,
+    Comparison,
+    Faithfulness,
+    LayerMetrics,
+    NodeNeurons,
+    TokenScore,
+    UnitRelevance,
+)
 
 DATA = Path(__file__).parent / "data"
 
@@ -102,6 +112,15 @@ def make_graph(n_tokens: int) -> dict[str, Any]:
     }
 
 
+def metrics_row(layer: str, **values: Any) -> LayerMetrics:
+    """The metrics of one layer: ``values``, every other metric 0 (no positions for a list)."""
+    first = LayerMetrics.from_json(
+        {name: [] if name.startswith(("hubs", "degree")) else 0 for name in METRIC_NAMES}
+        | {"layer": layer}
+    )
+    return replace(first, **values)
+
+
 def make_result(
     case_id: str = "synthetic-case",
     *,
@@ -127,52 +146,70 @@ def make_result(
         extra = {
             "graph": AttributionGraph.from_json(make_graph(n)),
             # the metrics a dossier draws, and two it leaves to data.json (gini_out, edges_in)
-            "metrics": [
-                {
-                    "layer": layer,
-                    "nodes": 3 + i,
-                    "edges_in": 2 * i,
-                    "gini_out": 0.5 + 0.1 * i,
-                    "hubs_90": list(range(1 + i % 2)),
-                    "verticality": 0.25 * i,
-                    "mean_lookback": 1.5 * i,
-                }
+            "metrics": tuple(
+                metrics_row(
+                    layer,
+                    nodes=3 + i,
+                    edges_in=2 * i,
+                    gini_out=0.5 + 0.1 * i,
+                    hubs_90=list(range(1 + i % 2)),
+                    verticality=0.25 * i,
+                    mean_lookback=1.5 * i,
+                )
                 for i, layer in enumerate(["emb", "0", "0.mid", "1"])
-            ],
-            "neurons": [
+            ),
+            "neurons": (
+                NodeNeurons(
+                    layer="1",
+                    position=3,
+                    token=" primary",
+                    relevance=0.42,
+                    dimensions=(UnitRelevance(17, 0.2), UnitRelevance(5, -0.1)),
+                ),
+            ),
+            "faithfulness": Faithfulness.from_json(
                 {
-                    "layer": "1",
-                    "position": 3,
-                    "token": " primary",
-                    "relevance": 0.42,
-                    "top": [{"index": 17, "relevance": 0.2}, {"index": 5, "relevance": -0.1}],
+                    "flip_k": {"attnlrp": 2, "grad_x_input": 4, "gradient": None, "random": 5.5},
+                    "aopc": {"attnlrp": 0.9, "grad_x_input": 0.5, "gradient": 0.2, "random": 0.1},
+                    "curves": {
+                        "attnlrp": [1.25, 0.3, -0.2, -0.5],
+                        "grad_x_input": [1.25, 0.9, 0.4, 0.1],
+                        "gradient": [1.25, 1.1, 1.0, 0.8],
+                        "random": [1.25, 1.2, 1.1, 1.0],
+                    },
+                    # the numbers the dossier's flip sentence is written from
+                    "budget": 3,
+                    "baseline_f": 1.25,
+                    "contrastive": True,
+                    "order": {"attnlrp": [1, 2]},
+                    "random_flip_k_seeds": [5, 6],
+                    # the rest of what the flip test records
+                    "insertion": {},
+                    "points": None,
+                    "mask": "input embedding replaced by zeros",
+                    "gradient_f": 1.25,
+                    "random_seeds": 2,
+                    "n_tokens": n,
+                    "maskable": n - 1,
+                    "masked_sets": 16,
+                    "forwarded_tokens": 16 * n,
                 }
-            ],
-            "faithfulness": {
-                "flip_k": {"attnlrp": 2, "grad_x_input": 4, "gradient": None, "random": 5.5},
-                "aopc": {"attnlrp": 0.9, "grad_x_input": 0.5, "gradient": 0.2, "random": 0.1},
-                "curves": {
-                    "attnlrp": [1.25, 0.3, -0.2, -0.5],
-                    "grad_x_input": [1.25, 0.9, 0.4, 0.1],
-                    "gradient": [1.25, 1.1, 1.0, 0.8],
-                    "random": [1.25, 1.2, 1.1, 1.0],
-                },
-                # the numbers the dossier's flip sentence is written from
-                "budget": 3,
-                "baseline_f": 1.25,
-                "contrastive": True,
-                "order": {"attnlrp": [1, 2]},
-                "random_flip_k_seeds": [5, 6],
-            },
-            "comparisons": [
-                {
-                    "model": "other-model",
-                    "explained": -0.5,
-                    "target_logit": 7.0,
-                    "contrast_logit": 7.5,
-                    "segments": {"instruction": -0.2},
-                }
-            ],
+            ),
+            "comparisons": (
+                Comparison(
+                    model="other-model",
+                    explained=-0.5,
+                    target_logit=7.0,
+                    target_token="ĠYellow",
+                    contrast_logit=7.5,
+                    contrast_token="ĠBlue",
+                    greedy_token="ĠBlue",
+                    conservation=0.8,
+                    segments={"instruction": -0.2},
+                    tokens=["<s>", "List", "Ġthree", "Ġprimary", "Ġcolors", "."],
+                    relevance=[0.0, -0.1, -0.05, -0.05, 0.0, 0.1],
+                ),
+            ),
         }
     return CaseResult(
         case_id=case_id,
@@ -339,15 +376,13 @@ def long_result(n_tokens: int, case_id: str = "long-case") -> CaseResult:
         for name, step in (("attnlrp", 0.05), ("grad_x_input", 0.03), ("gradient", 0.02))
     }
     curves["random"] = [1.25 - 0.001 * k_ for k_ in range(k + 1)]
-    faith = dict(result.faithfulness or {})
-    faith.update(
-        {
-            "curves": curves,
-            "flip_k": {"attnlrp": 26, "grad_x_input": 42, "gradient": None, "random": None},
-            "aopc": {name: 0.5 for name in curves},
-            "budget": k,
-            "order": {name: hot[:k] for name in curves},
-        }
+    faith = replace(
+        result.faithfulness,
+        curves=curves,
+        flip_k={"attnlrp": 26, "grad_x_input": 42, "gradient": None, "random": None},
+        aopc={name: 0.5 for name in curves},
+        budget=k,
+        order={name: hot[:k] for name in curves},
     )
     return CaseResult(
         **{

@@ -11,7 +11,7 @@ from render_fixtures import hostile_result, make_result
 
 from reportgen.cli.localweb import public_path
 from reportgen.project import load_project
-from reportgen.site import build_site
+from reportgen.render.site import build_site
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium missing")
@@ -121,7 +121,7 @@ def expected_incoming(graph: dict, layer: str, position: int) -> list[tuple[str,
 
 def test_clicking_a_graph_node_shows_its_incoming_edges(browser, site: Path) -> None:
     result = make_result("case-a")
-    graph = result.graph
+    graph = result.graph.to_json()
     context, page, errors = open_page(browser, (site / "cases/case-a/index.html").as_uri())
     try:
         page.wait_for_selector("#graph-explorer[data-ready=yes]")

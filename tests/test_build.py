@@ -106,7 +106,7 @@ def test_rebuild_uses_the_cache_and_an_interrupted_build_keeps_the_old_site(
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("reportgen.site.build_site", crash)
+    monkeypatch.setattr("reportgen.render.site.build_site", crash)
     with pytest.raises(KeyboardInterrupt):
         build_module.build([cases], out, progress=False, pdf=False)
     assert (out / "index.html").read_text() == before

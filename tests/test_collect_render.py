@@ -9,7 +9,7 @@ import dataclasses
 from render_fixtures import make_result
 
 from reportgen.render.html import near_tie, render_dossier
-from reportgen.site import build_site
+from reportgen.render.site import build_site
 
 
 def _with_f(case_id: str, f: float):

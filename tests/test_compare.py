@@ -4,12 +4,12 @@ import pytest
 import torch
 from tiny_models import save_tiny, save_tiny_llama
 
-from reportgen.attribution import Attribution, TokenScore
 from reportgen.compare import carry_segments, compare_models
 from reportgen.errors import ModelLoadError
 from reportgen.models import load_model
 from reportgen.pipeline import explain
 from reportgen.question import PromptSpec, Question
+from reportgen.results import Attribution, TokenScore
 
 
 def fake_attribution(texts):

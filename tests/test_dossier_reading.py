@@ -16,6 +16,7 @@ from render_fixtures import CASES, collected_result, make_result, sample_result
 
 from reportgen.render import charts
 from reportgen.render.html import NEAR_TIE, render_dossier
+from reportgen.render.site import build_site
 from reportgen.render.summary import (
     GLOSSARY,
     SHOWN_METRICS,
@@ -29,7 +30,7 @@ from reportgen.render.summary import (
     NEAR_TIE as SUMMARY_NEAR_TIE,
 )
 from reportgen.render.words import data_json
-from reportgen.site import build_site
+from reportgen.results import FailurePattern
 
 
 class Page(HTMLParser):
@@ -181,14 +182,18 @@ def test_no_empty_tags(tmp_path: Path) -> None:
 
 def test_every_number_has_an_explanation(tmp_path: Path) -> None:
     result = make_result()
-    pattern = {
-        "pattern": "URT",
-        "relevant_share": 0.1,
-        "token_share": 0.5,
-        "outside_push": 0.2,
-        "relevant_abs": 0.3,
-    }
-    faith = {**result.faithfulness, "failure_pattern": pattern}
+    pattern = FailurePattern(
+        pattern="URT",
+        relevant_share=0.1,
+        token_share=0.5,
+        relevant_sum=0.25,
+        top_outside=1,
+        top_outside_share=0.4,
+        mean_rank_fraction=0.6,
+        relevant_abs=0.3,
+        outside_push=0.2,
+    )
+    faith = dataclasses.replace(result.faithfulness, failure_pattern=pattern)
     page, html = render(dataclasses.replace(result, faithfulness=faith), tmp_path, "full")
     glossary = {e[1]["id"][2:]: e[2] for e in page.elements if e[1].get("id", "").startswith("g-")}
     for key in ("f", "reaches", "sum", "flip_k", "aopc", "urt", "oit", "relevance", "logit"):
@@ -213,7 +218,7 @@ def test_shown_metrics_are_few_and_explained(tmp_path: Path) -> None:
     assert 3 <= len(drawn) <= 4
     # hubs_90 (a list of positions) is drawn as its length
     hubs = [v["value"] for v in spec["data"]["values"] if v["metric"] == GLOSSARY["hubs"][0]]
-    assert hubs == [float(len(m["hubs_90"])) for m in result.metrics]
+    assert hubs == [float(len(m.hubs_90)) for m in result.metrics]
     # each drawn metric is listed above the charts with its sentence
     section = page.elements[page.index("metrics") : page.index("faithfulness")]
     pairs = [(section[i], section[i + 2]) for i, e in enumerate(section) if e[0] == "dt"]
@@ -221,7 +226,7 @@ def test_shown_metrics_are_few_and_explained(tmp_path: Path) -> None:
     assert [dd[2] for _, dd in pairs] == [GLOSSARY[key][1] for _, key in SHOWN_METRICS]
     # the metrics left out are still every one in data.json, with their numbers
     data = json.loads((tmp_path / "full" / "data.json").read_text())
-    assert data["metrics"] == result.metrics
+    assert data["metrics"] == [m.to_json() for m in result.metrics]
     assert not any(v["metric"] in ("gini_out", "edges_in") for v in spec["data"]["values"])
 
 

@@ -19,7 +19,7 @@ import pytest
 import test_browser_interactive
 from render_fixtures import circuit_result, hostile_result
 
-from reportgen.site import build_site
+from reportgen.render.site import build_site
 
 browser = test_browser_interactive.browser  # the same Chromium fixture
 pytestmark = test_browser_interactive.pytestmark  # skipped without /usr/bin/chromium

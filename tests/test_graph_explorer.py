@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -13,7 +14,7 @@ from reportgen.render import explorer as explorer_mod
 from reportgen.render.explorer import explorer_data, node_id
 from reportgen.render.html import render_dossier
 from reportgen.render.tokens import visible_text
-from reportgen.results import CaseResult
+from reportgen.results import CaseResult, UnitRelevance
 
 
 def embedded(html: str) -> dict:
@@ -26,7 +27,7 @@ def embedded(html: str) -> dict:
 
 def test_explorer_data_is_the_pruned_graph() -> None:
     result = make_result()
-    graph = result.graph
+    graph = result.graph.to_json()
     data = explorer_data(result)
     assert data["layers"] == graph["layers"]
     index = {name: i for i, name in enumerate(graph["layers"])}
@@ -53,7 +54,9 @@ def test_explorer_data_is_the_pruned_graph() -> None:
     # the output node is (last layer, last position); the neuron detail is on its node
     assert data["nodes"][data["output"]][:2] == [len(graph["layers"]) - 1, len(graph["tokens"]) - 1]
     assert data["neurons"] == {}  # the fixture's neuron node (layer 1, #3) is not in the graph
-    neuron = dict(result.neurons[0], layer="0.mid", mlp_neurons=[{"index": 9, "relevance": 0.5}])
+    neuron = dataclasses.replace(
+        result.neurons[0], layer="0.mid", mlp_neurons=(UnitRelevance(9, 0.5),)
+    )
     with_neuron = explorer_data(CaseResult(**{**result.__dict__, "neurons": [neuron]}))
     assert with_neuron["neurons"] == {
         node_id(index["0.mid"], 3): {"top": [[17, 0.2], [5, -0.1]], "mlp": [[9, 0.5]]}
@@ -79,7 +82,7 @@ def test_large_graph_is_capped_to_its_strongest_edges() -> None:
     assert 0 < len(data["edges"]) <= explorer_mod.MAX_EDGES
     # the strongest edge of the whole graph is drawn, and nothing weaker than a dropped edge
     # that fitted the node budget: the drawn weights are the top of the |weight| order
-    strongest = max(abs(e["weight"]) for e in result.graph["edges"])
+    strongest = max(abs(e.weight) for e in result.graph.edges())
     assert max(abs(w) for _, _, w in data["edges"]) == float(f"{strongest:.6g}")
     assert len(json.dumps(data)) < 400_000
     # the token axis holds only positions with a drawn node

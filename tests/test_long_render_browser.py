@@ -20,8 +20,8 @@ from long_render_fixtures import long_dossier
 
 from reportgen.render import explorer as explorer_mod
 from reportgen.render.latex import GRAPH_MAX_POSITIONS, graph_body, render_latex
+from reportgen.render.site import build_site
 from reportgen.results import CaseResult
-from reportgen.site import build_site
 
 CHROMIUM = Path("/usr/bin/chromium")
 needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium missing")
@@ -284,7 +284,7 @@ def test_long_dossier_with_pdf(browser, tmp_path: Path, n_tokens: int) -> None:
 def test_failure_reason_keeps_small_shares_readable() -> None:
     from reportgen.render.words import failure_reason
 
-    pattern = long_dossier(10_000).faithfulness["failure_pattern"]
-    assert pattern["token_share"] == pytest.approx(20 / 9_997)
+    pattern = long_dossier(10_000).faithfulness.failure_pattern
+    assert pattern.token_share == pytest.approx(20 / 9_997)
     reason = failure_reason(pattern)
     assert "though they are 0.2% of the tokens" in reason  # not "0%"

@@ -19,8 +19,8 @@ from render_fixtures import hostile_result, make_result
 from tiny_models import save_tiny_llama
 
 from reportgen.cli import main
-from reportgen.neuronpedia import neuronpedia_from_result
 from reportgen.render.html import render_dossier
+from reportgen.render.neuronpedia import neuronpedia_from_result
 
 SCHEMA = json.loads(
     (Path(__file__).parent / "data" / "neuronpedia-graph-schema.json").read_text(encoding="utf-8")
@@ -88,7 +88,7 @@ def load_like_the_viewer(data: dict) -> Model:
 
 def test_dossier_graph_maps_every_node_and_edge() -> None:
     result = make_result()
-    graph = result.graph
+    graph = result.graph.to_json()
     data = neuronpedia_from_result(result)
     model = load_like_the_viewer(data)
     att = result.attribution

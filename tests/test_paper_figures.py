@@ -13,13 +13,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from render_fixtures import hostile_result, make_result
+from render_fixtures import hostile_result, make_result, metrics_row
 
 from reportgen.errors import CaseError
 from reportgen.faithfulness import failure_pattern
 from reportgen.project import FIGURE_FONTS, FigureSettings, load_project
 from reportgen.render import paper, study
 from reportgen.render.data_files import write_data_files
+from reportgen.results import FailurePattern
 
 TOOLS = ("pdflatex", "pdfinfo", "pdffonts", "pdftotext", "pdfseparate")
 needs_tex = pytest.mark.skipif(
@@ -87,10 +88,10 @@ def hostile_paper_result():
         result,
         model="<b>model</b> \\x_1",
         graph=AttributionGraph.from_json(graph),
-        metrics=[
-            {"layer": layer, "nodes": 3 + i, "gini_relevance": 0.5 + 0.1 * i, "grad_x_input": 1.0}
+        metrics=tuple(
+            metrics_row(layer, nodes=3 + i, gini_relevance=0.5 + 0.1 * i, local_ratio=1.0)
             for i, layer in enumerate(graph["layers"])
-        ],
+        ),
     )
 
 
@@ -311,11 +312,14 @@ def study_results():
     ):
         r = make_result(f"case-{i}", model="smollm2-135m-instruct", tags={"benchmark": bench})
         real = failure_pattern(r.attribution.relevance, r.attribution.special, [(1, 3)])
-        faith = dict(r.faithfulness, failure_pattern=dict(real, pattern=pattern))
-        metrics = [
-            dict(m, gini_relevance=0.2 + 0.1 * j + 0.05 * i) for j, m in enumerate(r.metrics)
-        ]
-        comps = [dict(r.comparisons[0], model="gemma3-270m", explained=other_f)]
+        faith = dataclasses.replace(
+            r.faithfulness, failure_pattern=FailurePattern.from_json(dict(real, pattern=pattern))
+        )
+        metrics = tuple(
+            dataclasses.replace(m, gini_relevance=0.2 + 0.1 * j + 0.05 * i)
+            for j, m in enumerate(r.metrics)
+        )
+        comps = (dataclasses.replace(r.comparisons[0], model="gemma3-270m", explained=other_f),)
         results.append(
             dataclasses.replace(r, faithfulness=faith, metrics=metrics, comparisons=comps)
         )
@@ -389,7 +393,7 @@ def test_study_paper_figures_print_the_same_numbers(tmp_path: Path):
 
 
 def test_index_shows_the_funnel_and_persistence_numbers(tmp_path: Path):
-    from reportgen.site import build_site
+    from reportgen.render.site import build_site
 
     summaries = shipped_summaries()
     # what the build copies in before the site is written: a case's and the study's figures

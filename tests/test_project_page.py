@@ -10,7 +10,7 @@ from render_fixtures import hostile_result, make_result
 
 from reportgen.project import load_project
 from reportgen.render.project_page import render_markdown, safe_link
-from reportgen.site import build_site
+from reportgen.render.site import build_site
 
 HOSTILE = "</script><img src=x onerror=alert(1)> \" ' $\\frac{a}{b}$ \\input{x} \x07\x1b"
 

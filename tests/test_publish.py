@@ -245,7 +245,7 @@ def test_the_shipped_project_links_stay_inside_the_site(tmp_path: Path) -> None:
     from render_fixtures import make_result
 
     from reportgen.project import load_project
-    from reportgen.site import build_site
+    from reportgen.render.site import build_site
 
     project = load_project(ROOT / "reportgen.toml")
     out = tmp_path / "site"
@@ -270,7 +270,7 @@ def test_a_relative_link_to_nothing_is_an_error_naming_the_field(tmp_path: Path)
     from render_fixtures import make_result
 
     from reportgen.project import load_project
-    from reportgen.site import build_site
+    from reportgen.render.site import build_site
 
     path = tmp_path / "reportgen.toml"
     path.write_text(
@@ -568,7 +568,7 @@ def test_abstract_links_are_brought_into_the_site_too(tmp_path: Path) -> None:
     from render_fixtures import make_result
 
     from reportgen.project import load_project
-    from reportgen.site import build_site
+    from reportgen.render.site import build_site
 
     (tmp_path / "notes.md").write_text("# Notes\n")
     path = tmp_path / "reportgen.toml"
@@ -610,7 +610,7 @@ def test_run_fast_single_file_through_the_command_line(
 def test_build_single_file_pages_keep_no_relative_download(tmp_path: Path) -> None:
     from render_fixtures import make_result
 
-    from reportgen.site import build_site
+    from reportgen.render.site import build_site
 
     build_site([make_result("case-a")], tmp_path / "s", single_file=True)
     html = (tmp_path / "s" / "cases" / "case-a" / "index.html").read_text(encoding="utf-8")

@@ -20,9 +20,9 @@ from reportgen.render.colors import (
     token_color,
 )
 from reportgen.render.html import render_dossier, script_json
+from reportgen.render.site import build_site
 from reportgen.render.tokens import token_cells, visible_text
 from reportgen.results import CaseResult
-from reportgen.site import build_site
 
 
 class _Collector(HTMLParser):
@@ -248,7 +248,7 @@ def test_other_dossier_chart_specs() -> None:
     result = make_result()
     layers = charts.layer_sums_chart(result).to_dict()["data"]["values"]
     assert [v["layer"] for v in layers] == ["emb", "0", "0.mid", "1"]
-    assert layers[0]["relevance"] == pytest.approx(sum(result.graph["node_relevance"][0]))
+    assert layers[0]["relevance"] == pytest.approx(sum(result.graph.node_relevance[0]))
     segments = charts.segments_chart(result).to_dict()["data"]["values"]
     assert segments == [
         {"segment": "instruction", "relevance": pytest.approx(0.1), "sign": "supports target"}
@@ -349,10 +349,10 @@ def test_graph_downloads_npz_and_csv(tmp_path):
         tmp_path / "b" / "graph.npz"
     ).read_bytes()
     with np.load(tmp_path / "a" / "graph.npz", allow_pickle=False) as data:
-        assert list(data["layers"]) == list(result.graph["layers"])
-        assert data["edge_weight"].shape[0] == len(result.graph["edges"])
-        np.testing.assert_allclose(data["node_relevance"], result.graph["node_relevance"])
+        assert list(data["layers"]) == list(result.graph.layers)
+        assert data["edge_weight"].shape[0] == result.graph.n_edges == 4
+        np.testing.assert_allclose(data["node_relevance"], result.graph.node_relevance)
     rows = (tmp_path / "a" / "edges.csv").read_text().splitlines()
     assert rows[0] == "source_layer,source,target_layer,target,weight"
-    assert len(rows) == len(result.graph["edges"]) + 1
+    assert len(rows) == result.graph.n_edges + 1
     assert "graph.npz" in (tmp_path / "a" / "index.html").read_text()

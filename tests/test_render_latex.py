@@ -133,6 +133,7 @@ def test_pdflatex_runs_without_shell_escape(
 def test_graph_figure_draws_only_the_nodes_its_edges_touch():
     from types import SimpleNamespace
 
+    from reportgen.graph.types import AttributionGraph
     from reportgen.render.latex import graph_body
 
     graph = {
@@ -143,10 +144,10 @@ def test_graph_figure_draws_only_the_nodes_its_edges_touch():
             {"source_layer": "emb", "target_layer": "0", "source": 0, "target": 2, "weight": 0.4}
         ],
     }
-    body = graph_body(SimpleNamespace(graph=graph))
+    body = graph_body(SimpleNamespace(graph=AttributionGraph.from_json(graph)))
     assert body.count("circle") == 2  # (emb, 0) and (0, 2), not the four untouched nodes
     assert body.count(r"\draw[") == 1
-    alone = graph_body(SimpleNamespace(graph={**graph, "edges": []}))
+    alone = graph_body(SimpleNamespace(graph=AttributionGraph.from_json({**graph, "edges": []})))
     assert alone.count("circle") == 5  # no edges: every non-zero node
 
 

@@ -65,18 +65,23 @@ def test_long_heatmap_folds_whole_lines_and_opens_the_strongest():
 def test_a_budget_cut_flip_test_shows_ranges_not_no_flip(tmp_path):
     from dataclasses import replace
 
-    from reportgen.site import build_site
+    from reportgen.render.site import build_site
+    from reportgen.results import FlipBudget
 
     result = long_result(2_000)
-    faith = dict(result.faithfulness)
-    faith.update(
+    faith = replace(
+        result.faithfulness,
         flip_k={"attnlrp": None, "grad_x_input": 7, "gradient": None, "random": None},
-        flip_bounds={"attnlrp": [4, 10], "gradient": [9, None], "random": [3, None]},
-        cost_budget=32_768,
-        cost_spent=31_004,
+        cost=FlipBudget(
+            cost_budget=32_768,
+            cost_spent=31_004,
+            sets_refused=0,
+            flip_bounds={"attnlrp": [4, 10], "gradient": [9, None], "random": [3, None]},
+            random_seeds_used=2,
+            random_points=[0, 5, 20, 50],
+            aopc_points=[1, 2, 5, 10, 50],
+        ),
         random_seeds=5,
-        random_seeds_used=2,
-        random_points=[0, 5, 20, 50],
         points=[0, 1, 2, 5, 10, 50],
     )
     result = replace(result, faithfulness=faith)

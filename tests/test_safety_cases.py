@@ -207,7 +207,7 @@ def test_negative_token_id_and_same_target_contrast_on_the_command_line(model_di
 def test_a_page_that_cannot_be_rendered_does_not_sink_a_keep_going_build(
     tmp_path, model_dir, monkeypatch
 ):
-    import reportgen.site as site
+    import reportgen.render.site as site
 
     cases = tmp_path / "cases"
     cases.mkdir()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from render_fixtures import hostile_result, make_result
 
-from reportgen.site import build_site
+from reportgen.render.site import build_site
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium missing")

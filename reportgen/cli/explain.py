@@ -284,8 +284,8 @@ def graph(
     chosen = result.pruned
     out.parent.mkdir(parents=True, exist_ok=True)
     if out_format == "neuronpedia":
-        from ..neuronpedia import neuronpedia_from_attribution
         from ..pipeline import attribute_prepared
+        from ..render.neuronpedia import neuronpedia_from_attribution
 
         slug = case.id if case_file is not None else out.stem
         write_json(

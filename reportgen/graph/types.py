@@ -9,11 +9,22 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+
+
+class Edge(NamedTuple):
+    """One edge in readable form: layer ids, token positions and the weight as Python numbers
+    (what a renderer reads; the graph itself keeps the arrays)."""
+
+    source_layer: str
+    target_layer: str
+    source: int
+    target: int
+    weight: float
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,22 @@ class AttributionGraph:
             meta={**self.meta, **meta},
         )
 
+    def edges(self) -> list[Edge]:
+        """The edges in readable form, in their stored order (built on each call: a renderer
+        that reads them more than once keeps the list)."""
+        layers = self.layers
+        return [
+            Edge(layers[sl], layers[tl], s, t, w)
+            for sl, tl, s, t, w in zip(
+                self.edge_source_layer.tolist(),
+                self.edge_target_layer.tolist(),
+                self.edge_source.tolist(),
+                self.edge_target.tolist(),
+                self.edge_weight.tolist(),
+                strict=True,
+            )
+        ]
+
     def transitions(self) -> list[tuple[int, int]]:
         """(source layer index, target layer index) of each consecutive node-layer pair."""
         return [(i, i + 1) for i in range(len(self.layers) - 1)]
@@ -76,23 +103,7 @@ class AttributionGraph:
             "tokens": list(self.tokens),
             "layers": list(self.layers),
             "node_relevance": [[float(v) for v in row] for row in self.node_relevance],
-            "edges": [
-                {
-                    "source_layer": self.layers[int(sl)],
-                    "target_layer": self.layers[int(tl)],
-                    "source": int(s),
-                    "target": int(t),
-                    "weight": float(w),
-                }
-                for sl, tl, s, t, w in zip(
-                    self.edge_source_layer,
-                    self.edge_target_layer,
-                    self.edge_source,
-                    self.edge_target,
-                    self.edge_weight,
-                    strict=True,
-                )
-            ],
+            "edges": [edge._asdict() for edge in self.edges()],
             "meta": dict(self.meta),
         }
 
@@ -188,35 +199,6 @@ class AttributionGraph:
                 raise ValueError(f"{name} holds an index outside 0..{bound - 1}")
         if not (np.isfinite(self.node_relevance).all() and np.isfinite(self.edge_weight).all()):
             raise ValueError("the graph holds non-finite numbers")
-
-    # read access in the JSON form, for templates and charts that read the graph as plain data:
-    # ``graph["edges"] == graph.to_json()["edges"]``, ``"layers" in graph``, ``graph.get("meta")``
-
-    JSON_KEYS = ("tokens", "layers", "node_relevance", "edges", "meta")
-
-    def keys(self) -> tuple[str, ...]:
-        return self.JSON_KEYS
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.JSON_KEYS)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.JSON_KEYS
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self[key] if key in self.JSON_KEYS else default
-
-    def __getitem__(self, key: str) -> Any:
-        """``graph.to_json()[key]``, computed for the one key asked."""
-        if key == "edges":
-            return self.to_json()["edges"]
-        if key == "node_relevance":
-            return self.node_relevance.tolist()
-        if key in ("tokens", "layers"):
-            return list(getattr(self, key))
-        if key == "meta":
-            return self.meta
-        raise KeyError(key)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Altair chart specs for the dossier and the index page.
+"""Altair chart specs for the dossier and the index page (the dossier's registry: ``dossier``).
 
 Charts are data: each function returns an ``alt.Chart`` built from plain numbers with
 ``alt.Data(values=...)`` (no pandas, no row limit surprises), and tests assert on
@@ -96,14 +96,18 @@ OVERVIEW_BINS = 200  # ... and an overview with at most this many bins of positi
 CHART_WIDTH = 800  # px of plot; with its axis labels a chart fits the page's 992 px column
 
 
-def relevance_chart(result: CaseResult) -> alt.TopLevelMixin:
+def relevance_chart(
+    result: CaseResult, cells: Sequence[TokenCell] | None = None
+) -> alt.TopLevelMixin:
     """Input relevance per token as bars, red/blue by sign, special tokens grey.
 
     Up to :data:`PER_TOKEN_LIMIT` tokens, one bar per token. Longer inputs get two views
     instead, so no chart ever needs one mark per token of a 10k-token input (Vega's layout
     overflows the call stack somewhere past 2,000 labelled bars): the strongest tokens by |R|
-    and an overview of the whole input in bins of positions."""
-    cells = token_cells(result.attribution)
+    and an overview of the whole input in bins of positions. ``cells``: the result's token
+    cells when the caller has them (``dossier``)."""
+    if cells is None:
+        cells = token_cells(result.attribution)
     if len(cells) <= PER_TOKEN_LIMIT:
         return configure(_per_token_chart(cells))
     return configure(alt.vconcat(_top_tokens_chart(cells), _overview_chart(cells), spacing=24))
@@ -248,18 +252,14 @@ def segments_chart(result: CaseResult) -> alt.Chart | None:
     return configure(chart)
 
 
-def _layers(graph: dict[str, Any]) -> list[str]:
-    return [str(layer) for layer in graph["layers"]]
-
-
 def layer_sums_chart(result: CaseResult) -> alt.Chart | None:
     """Total node relevance per graph layer: where along the depth the decision is carried."""
     graph = result.graph
-    if not graph:
+    if graph is None:
         return None
-    layers = _layers(graph)
+    layers = list(graph.layers)
     values = []
-    for layer, row in zip(layers, graph["node_relevance"], strict=True):
+    for layer, row in zip(layers, graph.node_relevance.tolist(), strict=True):
         total = float(sum(row))
         values.append({"layer": layer, "relevance": total, "sign": _sign(total)})
     chart = (
@@ -284,7 +284,7 @@ def metrics_chart(result: CaseResult) -> alt.FacetChart | None:
 
     if not result.metrics:
         return None
-    layers = [str(m.get("layer")) for m in result.metrics]
+    layers = [m.layer for m in result.metrics]
     names: list[str] = []
     values = []
     for name, key in SHOWN_METRICS:
@@ -295,7 +295,7 @@ def metrics_chart(result: CaseResult) -> alt.FacetChart | None:
                 continue
             if title not in names:
                 names.append(title)
-            values.append({"layer": str(row.get("layer")), "metric": title, "value": value})
+            values.append({"layer": row.layer, "metric": title, "value": value})
     if not values:
         return None
     chart = (
@@ -329,12 +329,12 @@ def metrics_chart(result: CaseResult) -> alt.FacetChart | None:
 def faithfulness_chart(result: CaseResult) -> alt.LayerChart | None:
     """Deletion curves: f after masking the top-k tokens of each ordering; f < 0 means flipped."""
     faith = result.faithfulness
-    if not faith or not faith.get("curves"):
+    if faith is None or not faith.curves:
         return None
-    orderings = list(faith["curves"])
+    orderings = list(faith.curves)
     values = [
         {"ordering": name, "k": k, "f": float(f)}
-        for name, curve in faith["curves"].items()
+        for name, curve in faith.curves.items()
         for k, f in enumerate(curve)
         if f is not None
     ]
@@ -366,9 +366,7 @@ def comparison_chart(result: CaseResult) -> alt.Chart | None:
     if not result.comparisons:
         return None
     rows = [{"model": result.model, "explained": result.attribution.explained}]
-    rows += [
-        {"model": str(c["model"]), "explained": float(c["explained"])} for c in result.comparisons
-    ]
+    rows += [{"model": c.model, "explained": float(c.explained)} for c in result.comparisons]
     values = [dict(r, sign=_sign(r["explained"])) for r in rows]
     models = [r["model"] for r in rows]
     chart = (
@@ -390,9 +388,7 @@ def comparison_segments_chart(result: CaseResult) -> alt.Chart | None:
     if not result.comparisons or not result.segments:
         return None
     base = segment_sums(result.attribution.relevance, result.segments)
-    rows = [(result.model, base)] + [
-        (str(c["model"]), c.get("segments") or {}) for c in result.comparisons
-    ]
+    rows = [(result.model, base)] + [(c.model, c.segments) for c in result.comparisons]
     values = [
         {"model": model, "segment": name, "relevance": float(value)}
         for model, sums in rows
@@ -416,20 +412,6 @@ def comparison_segments_chart(result: CaseResult) -> alt.Chart | None:
         .properties(width=max(240, 90 * len(base)), height=200)
     )
     return configure(chart)
-
-
-def dossier_charts(result: CaseResult) -> dict[str, alt.TopLevelMixin]:
-    """Every chart the case has data for, by a stable name (used for element ids and files)."""
-    charts = {
-        "relevance": relevance_chart(result),
-        "segments": segments_chart(result),
-        "layers": layer_sums_chart(result),
-        "metrics": metrics_chart(result),
-        "faithfulness": faithfulness_chart(result),
-        "comparison": comparison_chart(result),
-        "comparison-segments": comparison_segments_chart(result),
-    }
-    return {name: chart for name, chart in charts.items() if chart is not None}
 
 
 # --- index charts -----------------------------------------------------------------------------
@@ -491,8 +473,8 @@ def comparison_scatter(results: Sequence[CaseResult]) -> alt.LayerChart | None:
         {
             "case": r.case_id,
             "base": r.attribution.explained,
-            "other": float(c["explained"]),
-            "model": str(c["model"]),
+            "other": float(c.explained),
+            "model": c.model,
         }
         for r in results
         for c in r.comparisons or []

@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 
 from ..graph.types import AttributionGraph
-from ..neuronpedia import neuronpedia_from_result
 from ..results import CaseResult
 from .names import SAFE_NAME
+from .neuronpedia import neuronpedia_from_result
 from .tokens import visible_controls
 from .words import data_json
 
@@ -38,23 +38,8 @@ def edges_csv(graph: AttributionGraph) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["source_layer", "source", "target_layer", "target", "weight"])
-    for source_layer, source, target_layer, target, weight in zip(
-        graph.edge_source_layer,
-        graph.edge_source,
-        graph.edge_target_layer,
-        graph.edge_target,
-        graph.edge_weight,
-        strict=True,
-    ):
-        writer.writerow(
-            [
-                graph.layers[int(source_layer)],
-                int(source),
-                graph.layers[int(target_layer)],
-                int(target),
-                repr(float(weight)),
-            ]
-        )
+    for e in graph.edges():
+        writer.writerow([e.source_layer, e.source, e.target_layer, e.target, repr(e.weight)])
     return buf.getvalue()
 
 

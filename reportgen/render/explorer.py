@@ -35,39 +35,34 @@ def node_id(layer_index: int, position: int) -> str:
     return f"n{layer_index}-{position}"
 
 
-def plain_graph(graph: Any) -> dict[str, Any]:
-    """The graph in its JSON form (tokens, layers, node_relevance, edges, meta), whether the
-    result holds that dict or a typed graph object with ``to_json()``."""
-    return graph.to_json() if hasattr(graph, "to_json") else dict(graph)
-
-
 def explorer_data(result: CaseResult) -> dict[str, Any] | None:
     """Nodes, edges, token labels and neuron detail for the explorer; None without a graph."""
     if result.graph is None:
         return None
-    graph = plain_graph(result.graph)
-    if not graph.get("layers"):
+    graph = result.graph
+    if not graph.layers:
         return None
-    layers = [str(layer) for layer in graph["layers"]]
+    layers = list(graph.layers)
     index = {name: i for i, name in enumerate(layers)}
-    relevance = graph["node_relevance"]
-    n_tokens = len(graph["tokens"])
+    relevance = graph.node_relevance.tolist()
+    n_tokens = graph.n_tokens
     output = (len(layers) - 1, n_tokens - 1)
 
-    edges = [
-        (
-            index[str(e["source_layer"])],
-            int(e["source"]),
-            index[str(e["target_layer"])],
-            int(e["target"]),
-            float(e["weight"]),
+    # (source layer index, source, target layer index, target, weight)
+    edges = list(
+        zip(
+            graph.edge_source_layer.tolist(),
+            graph.edge_source.tolist(),
+            graph.edge_target_layer.tolist(),
+            graph.edge_target.tolist(),
+            graph.edge_weight.tolist(),
+            strict=True,
         )
-        for e in graph["edges"]
-    ]
+    )
     edges_total = len(edges)
     endpoints = {(sl, s) for sl, s, _, _, _ in edges} | {(tl, t) for _, _, tl, t, _ in edges}
     # the case's pinned nodes and the ablated ones are drawn whatever their edges
-    pinned, groups = _pinned(graph.get("meta") or {}, index, n_tokens)
+    pinned, groups = _pinned(graph.meta or {}, index, n_tokens)
     ablated = _ablated(result, index, n_tokens)
     chosen = {output} | set(pinned) | set(ablated)
     nodes_total = len(endpoints | chosen)
@@ -89,22 +84,18 @@ def explorer_data(result: CaseResult) -> dict[str, Any] | None:
     columns = sorted({pos for _, pos in nodes})
     neurons: dict[str, Any] = {}
     for n in result.neurons or []:
-        key = (index.get(str(n.get("layer"))), n.get("position"))
+        key = (index.get(n.layer), n.position)
         if key in position_of:
-            top = n.get("dimensions") or n.get("top") or []
             neurons[node_id(*key)] = {
-                "top": [[int(t["index"]), _r(t["relevance"])] for t in top[:TOP_NEURONS]],
-                "mlp": [
-                    [int(t["index"]), _r(t["relevance"])]
-                    for t in (n.get("mlp_neurons") or [])[:TOP_NEURONS]
-                ],
+                "top": [[t.index, _r(t.relevance)] for t in n.dimensions[:TOP_NEURONS]],
+                "mlp": [[t.index, _r(t.relevance)] for t in (n.mlp_neurons or ())[:TOP_NEURONS]],
             }
     edges.sort(key=lambda e: (e[2], e[3], e[0], e[1]))
     max_weight = max((abs(e[4]) for e in edges), default=0.0)
     att = result.attribution
     # the decoded text of each token (" are"), as the heatmap shows it; the graph's own token
     # strings ("Ġare") when the attribution does not match the graph
-    texts = att.token_texts if len(att.token_texts) == n_tokens else graph["tokens"]
+    texts = att.token_texts if len(att.token_texts) == n_tokens else graph.tokens
     ids = att.token_ids if len(att.token_ids) == n_tokens else None
     return {
         "case_id": result.case_id,

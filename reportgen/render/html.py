@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -18,11 +18,11 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from ..models import cache_dir
 from ..results import CaseResult
 from . import charts as charts_mod
 from .circuits import circuit_context
 from .data_files import write_data_files
+from .dossier import Dossier, dossier
 from .explorer import explorer_data
 from .extras import EXPLORER_ASSETS, asset_tags
 from .heatmap import (
@@ -42,63 +42,14 @@ from .summary import (
     shown_metrics,
     summary,
 )
-from .tokens import token_cells, visible_controls, visible_text
-from .words import ORDERING_NAMES, bound_words, budget_words, faithfulness_with_words
+from .tokens import TokenCell, token_cells, visible_controls, visible_text
+from .words import ORDERING_NAMES, bound_words, budget_words, flip_sentence, pattern_with_reason
 
 # package data: a wheel installed outside the source tree renders as well as a checkout
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 STYLE_CSS = ASSETS_DIR / "style.css"
 BUNDLE_NAME = "vega-bundle.js"
-
-CHART_TITLES = {
-    "relevance": (
-        "Relevance per token",
-        "Input relevance R of every token; special tokens grey, cut at the axis when they "
-        "exceed the range of the other tokens.",
-    ),
-    "segments": ("Segment breakdown", "Sum of relevance over each named span of the input."),
-    "layers": ("Relevance per layer", "Sum of node relevance in each layer of the graph."),
-    "metrics": (
-        "Graph metrics",
-        "Per layer of the pruned graph, from the input embeddings (emb) to the last layer.",
-    ),
-    "faithfulness": (
-        "Deletion curves",
-        "Explained value f after masking the k most relevant tokens of each ordering; "
-        "below the dashed line the preference has flipped.",
-    ),
-    "comparison": ("Across models", "The explained value of this case on each model."),
-    "comparison-segments": ("Segments across models", "Segment sums on each model."),
-}
-LONG_RELEVANCE_CAPTION = (
-    "The {top} tokens with the largest |R| (position and token), then the whole input of {n} "
-    "tokens in bins of consecutive positions: per bin the sum of the positive and of the "
-    "negative R (special tokens left out). Every token is in the heatmap above and in "
-    "relevance.csv."
-)
-
-
-def chart_titles(result: CaseResult) -> dict[str, tuple[str, str]]:
-    """The dossier's chart titles and captions; a long input's relevance chart says that it
-    shows the strongest tokens and binned sums, not one bar per token."""
-    n = len(result.attribution.token_ids)
-    if n <= charts_mod.PER_TOKEN_LIMIT:
-        return CHART_TITLES
-    caption = LONG_RELEVANCE_CAPTION.format(top=charts_mod.TOP_TOKENS, n=f"{n:,}")
-    return {**CHART_TITLES, "relevance": ("Relevance: strongest tokens and overview", caption)}
-
-
-CHART_SECTIONS = {
-    "relevance": "heatmap",
-    "segments": "heatmap",
-    "layers": "graph",
-    "metrics": "metrics",
-    "faithfulness": "faithfulness",
-    "comparison": "comparison",
-    "comparison-segments": "comparison",
-}
-
 
 # --- safe embedding ---------------------------------------------------------------------------
 
@@ -143,6 +94,7 @@ def vega_bundle() -> str:
 
     from .. import cache_files
     from ..errors import warn
+    from ..models import cache_dir  # the cache's place; imported here, as the bundle is rare
 
     key = f"vega-bundle-{vl_convert.__version__}"
     cached = cache_dir() / "assets" / f"{key}.json"
@@ -276,10 +228,11 @@ def _plain(value: Any) -> str:
 SUMMARY_TOKENS = 3
 
 
-def dossier_context(result: CaseResult) -> dict[str, Any]:
-    """Everything the dossier template shows, as plain data."""
+def dossier_context(result: CaseResult, cells: Sequence[TokenCell] | None = None) -> dict[str, Any]:
+    """Everything the dossier template shows, as plain data (``cells``: the result's token
+    cells when the caller has them)."""
     att = result.attribution
-    all_cells = token_cells(att)
+    all_cells = token_cells(att) if cells is None else cells
     folded = len(all_cells) > FOLD_LIMIT
     strongest = charts_mod.strongest_tokens(all_cells, STRONGEST_LIST)
     top = {c.position for c in strongest[:OPEN_BLOCKS_WITH_TOP]}
@@ -298,9 +251,9 @@ def dossier_context(result: CaseResult) -> dict[str, Any]:
     ]
     faith = None
     flip = ""
-    if result.faithfulness:
-        f = faithfulness_with_words(result.faithfulness, att.token_texts)
-        flip = f.get("sentence") or ""
+    f = result.faithfulness
+    if f is not None:
+        flip = flip_sentence(f, att.token_texts)
         faith = {
             "sentence": capitalised(flip),
             "flip_k": [
@@ -308,36 +261,28 @@ def dossier_context(result: CaseResult) -> dict[str, Any]:
                     "ordering": k,
                     "name": ORDERING_NAMES.get(k, k),
                     "value": v,
-                    "bound": bound_words(f["flip_bounds"][k])
-                    if k in (f.get("flip_bounds") or {})
-                    else "",
+                    "bound": bound_words(f.flip_bounds[k]) if k in f.flip_bounds else "",
                 }
-                for k, v in (f.get("flip_k") or {}).items()
+                for k, v in f.flip_k.items()
             ],
             "budget": budget_words(f),
-            "aopc": [{"ordering": k, "value": v} for k, v in (f.get("aopc") or {}).items()],
-            "mask": f.get("mask") or "",
-            "points": ", ".join(str(k) for k in f.get("points") or []),
-            "pattern": f.get("failure_pattern"),
+            "aopc": [{"ordering": k, "value": v} for k, v in f.aopc.items()],
+            "mask": f.mask or "",
+            "points": ", ".join(str(k) for k in f.points or []),
+            "pattern": pattern_with_reason(f.failure_pattern) if f.failure_pattern else None,
             "label": result.tags.get("pattern", ""),
         }
     neurons = None
     if result.neurons:
         neurons = [
             {
-                "layer": str(n.get("layer")),
-                "position": n.get("position"),
-                "token": visible_text(str(n.get("token", ""))),
-                "relevance": n.get("relevance"),
-                "top": [
-                    {"index": t.get("index"), "relevance": t.get("relevance")}
-                    for t in n.get("dimensions") or n.get("top") or []
-                ],
-                "mlp": [
-                    {"index": t.get("index"), "relevance": t.get("relevance")}
-                    for t in n.get("mlp_neurons") or []
-                ],
-                "mlp_relevance": n.get("mlp_relevance"),
+                "layer": n.layer,
+                "position": n.position,
+                "token": visible_text(n.token),
+                "relevance": n.relevance,
+                "dimensions": [{"index": t.index, "relevance": t.relevance} for t in n.dimensions],
+                "mlp": [{"index": t.index, "relevance": t.relevance} for t in n.mlp_neurons or ()],
+                "mlp_relevance": n.mlp_relevance,
             }
             for n in result.neurons
         ]
@@ -345,10 +290,10 @@ def dossier_context(result: CaseResult) -> dict[str, Any]:
     if result.comparisons:
         comparisons = [
             {
-                "model": str(c.get("model")),
-                "explained": c.get("explained"),
-                "target_logit": c.get("target_logit"),
-                "contrast_logit": c.get("contrast_logit"),
+                "model": c.model,
+                "explained": c.explained,
+                "target_logit": c.target_logit,
+                "contrast_logit": c.contrast_logit,
             }
             for c in result.comparisons
         ]
@@ -468,19 +413,26 @@ def render_dossier_page(
     assets_href: str = "../assets",
     index_href: str | None = None,
     embedded_downloads: bool = False,
+    page_parts: Dossier | None = None,
 ) -> Path:
     """:func:`render_dossier` with a link back to the site's index (used by the site builder).
-    ``embedded_downloads``: the data files inside the page (:func:`embed_downloads`)."""
+    ``embedded_downloads``: the data files inside the page (:func:`embed_downloads`);
+    ``page_parts``: the result's cells and charts (:func:`dossier.dossier`) when the caller has
+    them already (the build draws them once for the PDF and the page)."""
+    parts = page_parts if page_parts is not None else dossier(result)
     check_case_id(result.case_id)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     downloads = write_data_files(result, out_dir)
     if embedded_downloads:
         downloads = embed_downloads(downloads, out_dir)
-    blocks, specs = chart_blocks(charts_mod.dossier_charts(result), chart_titles(result))
+    blocks, specs = chart_blocks(
+        {c.name: c.chart for c in parts.charts},
+        {c.name: (c.title, c.caption) for c in parts.charts},
+    )
     sections: dict[str, list[dict[str, str]]] = {}
-    for block in blocks:
-        sections.setdefault(CHART_SECTIONS.get(block["name"], "other"), []).append(block)
+    for block, drawn in zip(blocks, parts.charts, strict=True):
+        sections.setdefault(drawn.section, []).append(block)
     explorer = explorer_data(result)  # the interactive graph (replaces the Vega graph chart)
     page = {
         "title": f"{result.title} \u2014 reportgen dossier",
@@ -498,7 +450,7 @@ def render_dossier_page(
         .get_template("dossier.html.j2")
         .render(
             page=page,
-            case=_with_pdf_note(dossier_context(result), downloads),
+            case=_with_pdf_note(dossier_context(result, parts.cells), downloads),
             charts=sections,
             downloads=downloads,
             explorer=explorer,

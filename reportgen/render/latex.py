@@ -14,15 +14,17 @@ from __future__ import annotations
 import math
 import shutil
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pylatex import Command, Document, Figure, NoEscape, Package, Section
 
+from ..graph.types import AttributionGraph, Edge
 from ..results import CaseResult
 from . import charts as charts_mod
 from .colors import NEGATIVE, POSITIVE, RGB, SPECIAL_FG
-from .html import chart_titles
+from .dossier import Dossier, dossier
 from .names import check_case_id
 from .pinned_figure import write_pinned_figures
 from .tex import (  # noqa: F401  (their home is tex; named here for existing users)
@@ -33,7 +35,7 @@ from .tex import (  # noqa: F401  (their home is tex; named here for existing us
     escape_latex,
     placeholder,
 )
-from .tokens import TokenCell, token_cells
+from .tokens import TokenCell
 
 
 def _rgb(color: RGB) -> str:
@@ -94,7 +96,7 @@ def _token_boxes(cell: TokenCell) -> list[str]:
     return out
 
 
-def heatmap_body(cells: list[TokenCell]) -> str:
+def heatmap_body(cells: Sequence[TokenCell]) -> str:
     """The tokens as coloured boxes in lines as the input has them (a paragraph per line, long
     lines cut every :data:`PARAGRAPH_TOKENS` tokens), so it runs over as many pages as needed."""
     parts = [r"{\setlength{\parindent}{0pt}\ttfamily\small"]
@@ -115,21 +117,23 @@ GRAPH_MAX_POSITIONS = 60  # the graph figure shows at most this many token posit
 GRAPH_ROWS_FROM = 40  # from this many positions on, tokens are rows and layers columns
 
 
-def graph_positions(graph: dict[str, Any]) -> list[int]:
+def graph_positions(graph: AttributionGraph) -> list[int]:
     """The token positions the graph figure draws: those the pruned edges touch (else those
     with a non-zero node), at most :data:`GRAPH_MAX_POSITIONS`, the heaviest by |weight|."""
     return _position_weights(graph)[0]
 
 
-def _position_weights(graph: dict[str, Any]) -> tuple[list[int], int]:
-    """(the drawn positions in input order, how many positions the subgraph touches)."""
+def _position_weights(
+    graph: AttributionGraph, edges: list[Edge] | None = None
+) -> tuple[list[int], int]:
+    """(the drawn positions in input order, how many positions the subgraph touches);
+    ``edges``: ``graph.edges()`` when the caller has them already."""
     weight: dict[int, float] = {}
-    for e in graph["edges"]:
-        for key in ("source", "target"):
-            pos = int(e[key])
-            weight[pos] = weight.get(pos, 0.0) + abs(float(e["weight"]))
+    for e in graph.edges() if edges is None else edges:
+        for pos in (e.source, e.target):
+            weight[pos] = weight.get(pos, 0.0) + abs(e.weight)
     if not weight:
-        for row in graph["node_relevance"]:
+        for row in graph.node_relevance.tolist():
             for pos, value in enumerate(row):
                 if value:
                     weight[pos] = weight.get(pos, 0.0) + abs(float(value))
@@ -145,15 +149,17 @@ def graph_body(result: Any) -> str:
     top, like the sentence. From :data:`GRAPH_ROWS_FROM` on, the tokens are rows read top to
     bottom and the layers columns, so the labels stay horizontal and the figure fits a
     portrait page instead of shrinking to a strip."""
-    graph = result.graph or {}
-    layers = [str(layer) for layer in graph["layers"]]
-    tokens = list(graph["tokens"])
+    graph = result.graph
+    layers = list(graph.layers)
+    tokens = list(graph.tokens)
     # the decoded text of each token (" are"), as the heatmap shows it, not the graph's
     # tokenizer strings ("Ġare", "ĊĠĠĠ"), when the attribution matches the graph
     att = getattr(result, "attribution", None)
     if att is not None and len(att.token_texts) == len(tokens):
         tokens = list(att.token_texts)
-    positions = graph_positions(graph)
+    all_edges = graph.edges()
+    relevance = graph.node_relevance.tolist()
+    positions = _position_weights(graph, all_edges)[0]
     column = {pos: i for i, pos in enumerate(positions)}
     rows = len(positions) >= GRAPH_ROWS_FROM
     layer_index = {layer: i for i, layer in enumerate(layers)}
@@ -169,9 +175,9 @@ def graph_body(result: Any) -> str:
         def at(layer: str, pos: int) -> tuple[float, float]:
             return column[pos] * dx, layer_index[layer] * dy
 
-    edges = [e for e in graph["edges"] if int(e["source"]) in column and int(e["target"]) in column]
-    max_w = max((abs(float(e["weight"])) for e in edges), default=0.0) or 1.0
-    max_n = max((abs(float(v)) for row in graph["node_relevance"] for v in row), default=0.0) or 1.0
+    edges = [e for e in all_edges if e.source in column and e.target in column]
+    max_w = max((abs(e.weight) for e in edges), default=0.0) or 1.0
+    max_n = max((abs(v) for row in relevance for v in row), default=0.0) or 1.0
     lines = [
         r"\begin{tikzpicture}",
         rf"\definecolor{{rgpos}}{{RGB}}{{{_rgb(POSITIVE)}}}",
@@ -201,11 +207,11 @@ def graph_body(result: Any) -> str:
                 rf"\node[anchor=east,rotate=60,font=\tiny\ttfamily,text=rgaxis] "
                 rf"at ({column[pos] * dx:.3f},-0.35) {{{label}}};"
             )
-    for e in sorted(edges, key=lambda e: abs(float(e["weight"]))):
-        w = float(e["weight"])
+    for e in sorted(edges, key=lambda e: abs(e.weight)):
+        w = e.weight
         width = 0.3 + (2.4 if rows else 3.7) * abs(w) / max_w
-        x1, y1 = at(str(e["source_layer"]), int(e["source"]))
-        x2, y2 = at(str(e["target_layer"]), int(e["target"]))
+        x1, y1 = at(e.source_layer, e.source)
+        x2, y2 = at(e.target_layer, e.target)
         color = "rgpos" if w >= 0 else "rgneg"
         lines.append(
             rf"\draw[color={color},line width={width:.2f}pt,opacity=0.6,line cap=round] "
@@ -213,11 +219,11 @@ def graph_body(result: Any) -> str:
         )
     # only the nodes the (pruned) edges touch -- a dot for every (layer, token) of a long
     # prompt overflows TeX's main memory in one tikzpicture
-    touched = {(str(e["source_layer"]), int(e["source"])) for e in edges} | {
-        (str(e["target_layer"]), int(e["target"])) for e in edges
+    touched = {(e.source_layer, e.source) for e in edges} | {
+        (e.target_layer, e.target) for e in edges
     }
     r_max = 0.14 if rows else 0.16
-    for layer, row in zip(layers, graph["node_relevance"], strict=True):
+    for layer, row in zip(layers, relevance, strict=True):
         for pos in positions:
             v = float(row[pos])
             if v == 0 or (touched and (layer, pos) not in touched):
@@ -232,7 +238,7 @@ def graph_body(result: Any) -> str:
     return "\n".join(lines)
 
 
-def graph_caption(graph: dict[str, Any]) -> str:
+def graph_caption(graph: AttributionGraph) -> str:
     """The graph figure's caption, saying how many of the subgraph's positions it shows."""
     shown, touched = _position_weights(graph)
     rows = len(shown) >= GRAPH_ROWS_FROM
@@ -341,7 +347,13 @@ def _figure_set(
 # --- compiling --------------------------------------------------------------------------------
 
 
-def render_latex(result: CaseResult, out_dir: Path, *, compile_pdf: bool = True) -> Path | None:
+def render_latex(
+    result: CaseResult,
+    out_dir: Path,
+    *,
+    compile_pdf: bool = True,
+    page_parts: Dossier | None = None,
+) -> Path | None:
     """Write the case's LaTeX figure set into ``out_dir`` and compile it to ``<case_id>.pdf``.
 
     One pdflatex run: the heatmap and the graph are set inside the figure set itself (the
@@ -349,28 +361,27 @@ def render_latex(result: CaseResult, out_dir: Path, *, compile_pdf: bool = True)
     its single page would exceed TeX's largest dimension). Their standalone sources
     (``<id>-heatmap.tex``, ``<id>-graph.tex``) are written beside it for reuse in a paper.
     Returns the PDF's path, or None when it was not compiled (``compile_pdf=False``, or no
-    pdflatex on PATH -- then with a warning, since the .tex sources are still useful)."""
+    pdflatex on PATH -- then with a warning, since the .tex sources are still useful).
+    ``page_parts``: the result's cells and charts when the caller has them (:func:`dossier`)."""
     case_id = check_case_id(result.case_id)
+    parts = page_parts if page_parts is not None else dossier(result)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    heatmap = heatmap_body(token_cells(result.attribution))
+    heatmap = heatmap_body(parts.cells)
     _standalone(out_dir / f"{case_id}-heatmap.tex", heatmap)
     graph = None
-    if result.graph:
+    if result.graph is not None:
         graph = graph_body(result)
         _standalone(out_dir / f"{case_id}-graph.tex", graph, tikz=True)
     figures = []
-    titles = chart_titles(result)
     long_input = len(result.attribution.token_ids) > charts_mod.PER_TOKEN_LIMIT
     import vl_convert
 
-    for name, chart in charts_mod.dossier_charts(result).items():
-        if name == "graph":  # drawn with TikZ above; the slider makes sense only on the web
-            continue
+    for drawn in parts.charts:
+        name, title, caption = drawn.name, drawn.title, drawn.caption
         pdf_name = f"{case_id}-{name}.pdf"
-        (out_dir / pdf_name).write_bytes(vl_convert.vegalite_to_pdf(chart.to_dict()))
-        title, caption = titles.get(name, (name, ""))
+        (out_dir / pdf_name).write_bytes(vl_convert.vegalite_to_pdf(drawn.chart.to_dict()))
         # a long input's relevance chart is two charts stacked (strongest tokens, overview):
         # at the others' height its bar labels would shrink below reading size
         height = TALL_FIGURE if name == "relevance" and long_input else 0.42

@@ -26,10 +26,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
 
+from ..graph.types import AttributionGraph, Edge
 from ..project import FIGURE_COLORMAPS, FIGURE_FONTS, FigureSettings
-from ..results import CaseResult
+from ..results import METRIC_NAMES, CaseResult, LayerMetrics
 from .colors import SPECIAL_BG, SPECIAL_FG, TEXT_DARK, TEXT_LIGHT, WHITE
 from .tokens import TokenCell, token_cells
 
@@ -443,13 +443,13 @@ def relevance_body(
 # --- the graph ----------------------------------------------------------------------------------
 
 
-def _graph_rows(graph: Any, limit: int) -> list[int]:
+def _graph_rows(graph: AttributionGraph, edges: list[Edge], limit: int) -> list[int]:
     weight: dict[int, float] = {}
-    for e in graph["edges"]:
-        for k in ("source", "target"):
-            weight[int(e[k])] = weight.get(int(e[k]), 0.0) + abs(float(e["weight"]))
+    for e in edges:
+        for p in (e.source, e.target):
+            weight[p] = weight.get(p, 0.0) + abs(e.weight)
     if not weight:
-        for row in graph["node_relevance"]:
+        for row in graph.node_relevance.tolist():
             for p, v in enumerate(row):
                 if v:
                     weight[p] = weight.get(p, 0.0) + abs(float(v))
@@ -479,10 +479,13 @@ def graph_body(result: CaseResult, width: float, settings: FigureSettings, key: 
     """The pruned graph: token positions as rows (input order, labelled), layers as columns,
     edges as lines (width ~ |w|), nodes as dots (area ~ |R|), red/blue by sign."""
     graph = result.graph
-    layers = [str(layer) for layer in graph["layers"]]
+    assert graph is not None  # figures() draws this figure only for a result with a graph
+    layers = list(graph.layers)
     texts = list(result.attribution.token_texts)
-    tokens = texts if len(texts) == len(graph["tokens"]) else list(graph["tokens"])
-    rows = _graph_rows(graph, GRAPH_ROWS[key])
+    tokens = texts if len(texts) == len(graph.tokens) else list(graph.tokens)
+    all_edges = graph.edges()
+    relevance = graph.node_relevance.tolist()
+    rows = _graph_rows(graph, all_edges, GRAPH_ROWS[key])
     row_of = {p: i for i, p in enumerate(rows)}
     small = small_size(settings)
     labels, label_w = token_labels([(p, str(tokens[p])) for p in rows], width, settings)
@@ -495,9 +498,9 @@ def graph_body(result: CaseResult, width: float, settings: FigureSettings, key: 
     def at(layer: str, pos: int) -> tuple[float, float]:
         return x0 + column[layer] * dx, -row_of[pos] * dy
 
-    edges = [e for e in graph["edges"] if int(e["source"]) in row_of and int(e["target"]) in row_of]
-    max_w = max((abs(float(e["weight"])) for e in edges), default=0.0) or 1.0
-    max_n = max((abs(float(v)) for row in graph["node_relevance"] for v in row), default=0.0) or 1.0
+    edges = [e for e in all_edges if e.source in row_of and e.target in row_of]
+    max_w = max((abs(e.weight) for e in edges), default=0.0) or 1.0
+    max_n = max((abs(v) for row in relevance for v in row), default=0.0) or 1.0
     bottom = -(len(rows) - 1) * dy
     lines = [r"\begin{tikzpicture}[x=1bp,y=1bp]"]
     for i in range(len(rows)):
@@ -522,19 +525,19 @@ def graph_body(result: CaseResult, width: float, settings: FigureSettings, key: 
         rf"\node[anchor=north, font=\rgnormal, inner sep=1bp] at ({x0 + plot_w / 2:.2f},{bottom - 7 - small - 3:.2f}) "
         r"{layer};"
     )
-    for e in sorted(edges, key=lambda e: abs(float(e["weight"]))):
-        w = float(e["weight"])
-        x1, y1 = at(str(e["source_layer"]), int(e["source"]))
-        x2, y2 = at(str(e["target_layer"]), int(e["target"]))
+    for e in sorted(edges, key=lambda e: abs(e.weight)):
+        w = e.weight
+        x1, y1 = at(e.source_layer, e.source)
+        x2, y2 = at(e.target_layer, e.target)
         lines.append(
             rf"\draw[color={'rgpos' if w >= 0 else 'rgneg'}, line width={0.25 + 1.8 * abs(w) / max_w:.2f}bp,"
             rf" opacity=0.55, line cap=round] ({x1:.2f},{y1:.2f}) -- ({x2:.2f},{y2:.2f});"
         )
-    touched = {(str(e["source_layer"]), int(e["source"])) for e in edges} | {
-        (str(e["target_layer"]), int(e["target"])) for e in edges
+    touched = {(e.source_layer, e.source) for e in edges} | {
+        (e.target_layer, e.target) for e in edges
     }
     r_max = max(1.0, min(dx * 0.6, dy * 0.45, 3.2))
-    for layer, row in zip(layers, graph["node_relevance"], strict=True):
+    for layer, row in zip(layers, relevance, strict=True):
         for p in rows:
             v = float(row[p])
             if v == 0 or (touched and (layer, p) not in touched):
@@ -552,7 +555,8 @@ def graph_body(result: CaseResult, width: float, settings: FigureSettings, key: 
 
 
 def faithfulness_body(result: CaseResult, width: float, settings: FigureSettings, key: str) -> str:
-    curves = result.faithfulness["curves"]
+    assert result.faithfulness is not None  # case_figures draws this only for a flip test
+    curves = result.faithfulness.curves
     names = [n for n in curves if any(v is not None for v in curves[n])]
     axis_w = width - 4.5 * settings.font_size - 10
     axis_h = axis_w * (0.55 if key == "col" else 0.32)
@@ -581,12 +585,13 @@ def faithfulness_body(result: CaseResult, width: float, settings: FigureSettings
 # --- graph metrics ------------------------------------------------------------------------------
 
 
-def chosen_metrics(rows: Sequence[dict[str, Any]]) -> list[str]:
+def chosen_metrics(rows: Sequence[LayerMetrics]) -> list[str]:
     """Up to :data:`MAX_METRICS` numeric metrics: the readable ones first, else any."""
     numeric = [
         k
-        for k, v in rows[0].items()
-        if k != "layer" and not isinstance(v, bool) and isinstance(v, int | float)
+        for k in METRIC_NAMES
+        if not isinstance(getattr(rows[0], k), bool)
+        and isinstance(getattr(rows[0], k), int | float)
     ]
     preferred = [k for k in METRICS if k in numeric]
     return [*preferred, *(k for k in numeric if k not in preferred)][:MAX_METRICS]
@@ -595,7 +600,7 @@ def chosen_metrics(rows: Sequence[dict[str, Any]]) -> list[str]:
 def metrics_body(result: CaseResult, width: float, settings: FigureSettings, key: str) -> str:
     rows = result.metrics
     names = chosen_metrics(rows)
-    layers = [str(r.get("layer")) for r in rows]
+    layers = [r.layer for r in rows]
     columns = min(len(names), 2 if key == "col" else 4)
     grid_rows = math.ceil(len(names) / columns)
     small = small_size(settings)
@@ -619,9 +624,9 @@ def metrics_body(result: CaseResult, width: float, settings: FigureSettings, key
     for name in names:
         label = METRICS.get(name, tex_text(name.replace("_", " ")))
         points = [
-            (i, float(r[name]))
+            (i, float(getattr(r, name)))
             for i, r in enumerate(rows)
-            if isinstance(r.get(name), int | float) and math.isfinite(float(r[name]))
+            if math.isfinite(float(getattr(r, name)))
         ]
         lines.append(rf"\nextgroupplot[title={{{label}}}]")
         lines.append(
@@ -637,9 +642,13 @@ def metrics_body(result: CaseResult, width: float, settings: FigureSettings, key
 # --- the figure set -----------------------------------------------------------------------------
 
 
-def case_figures(result: CaseResult, settings: FigureSettings) -> list[Figure]:
-    """Every paper figure the case has data for, in the order of the dossier."""
-    cells = token_cells(result.attribution)
+def case_figures(
+    result: CaseResult, settings: FigureSettings, cells: Sequence[TokenCell] | None = None
+) -> list[Figure]:
+    """Every paper figure the case has data for, in the order of the dossier (``cells``: the
+    result's token cells when the caller has them)."""
+    if cells is None:
+        cells = token_cells(result.attribution)
     att = result.attribution
     sizes = widths(settings)
     what = (
@@ -690,7 +699,7 @@ def case_figures(result: CaseResult, settings: FigureSettings) -> list[Figure]:
                 {k: relevance_body(cells, w, settings, k) for k, w in sizes.items()},
             )
         )
-    if result.graph is not None and len(result.graph["layers"]) > 1:
+    if result.graph is not None and len(result.graph.layers) > 1:
         figures.append(
             Figure(
                 "graph",
@@ -701,8 +710,8 @@ def case_figures(result: CaseResult, settings: FigureSettings) -> list[Figure]:
                 "text",
             )
         )
-    faith = result.faithfulness or {}
-    if any(any(v is not None for v in c) for c in (faith.get("curves") or {}).values()):
+    curves = result.faithfulness.curves if result.faithfulness is not None else {}
+    if any(any(v is not None for v in c) for c in curves.values()):
         figures.append(
             Figure(
                 "faithfulness",
@@ -878,13 +887,15 @@ def render_paper_figures(
     settings: FigureSettings | None = None,
     *,
     compile_pdf: bool = True,
+    cells: Sequence[TokenCell] | None = None,
 ) -> list[str]:
-    """The case's paper figures into ``out_dir`` (see the module docstring)."""
+    """The case's paper figures into ``out_dir`` (see the module docstring); ``cells``: the
+    result's token cells when the caller has them (``dossier``)."""
     from .names import check_case_id
 
     case_id = check_case_id(result.case_id)
     settings = settings or FigureSettings()
-    figures = case_figures(result, settings)
+    figures = case_figures(result, settings, cells)
     return write_figure_set(
         figures,
         Path(out_dir),

@@ -107,7 +107,8 @@ def pattern_counts(results: Sequence[CaseResult]) -> dict[str, dict[str, int]]:
     relevant span have none and are left out)."""
     counts: dict[str, dict[str, int]] = {}
     for r in sorted(results, key=lambda r: r.case_id):
-        pattern = ((r.faithfulness or {}).get("failure_pattern") or {}).get("pattern")
+        found = r.faithfulness.failure_pattern if r.faithfulness is not None else None
+        pattern = found.pattern if found is not None else None
         if pattern not in PATTERNS:
             continue
         bench = r.tags.get("benchmark", "untagged")
@@ -130,7 +131,7 @@ def profile_metric(results: Sequence[CaseResult]) -> str | None:
     """The metric the profiles show: the first of :data:`PROFILE_METRICS` every case has."""
     rows = [r.metrics for r in results if r.metrics]
     for name in PROFILE_METRICS:
-        if rows and all(isinstance(m[0].get(name), int | float) for m in rows):
+        if rows and all(isinstance(getattr(m[0], name), int | float) for m in rows):
             return name
     return None
 
@@ -142,7 +143,7 @@ def metric_profiles(results: Sequence[CaseResult], metric: str) -> list[Profile]
     for r in sorted(results, key=lambda r: r.case_id):
         if not r.metrics:
             continue
-        values = [float(m.get(metric, math.nan)) for m in r.metrics]
+        values = [float(getattr(m, metric, math.nan)) for m in r.metrics]
         key = (r.tags.get("benchmark", "untagged"), r.model)
         groups.setdefault(key, []).append(values)
     out = []
@@ -184,11 +185,9 @@ def persistence(results: Sequence[CaseResult]) -> list[Persistence]:
         if not r.comparisons:
             continue
         pairs = [(r.model, float(r.attribution.explained))]
-        pairs += [(str(c["model"]), float(c["explained"])) for c in r.comparisons]
+        pairs += [(c.model, float(c.explained)) for c in r.comparisons]
         sums = [segment_sums(r.attribution.relevance, r.segments) if r.segments else {}]
-        sums += [
-            {str(k): float(v) for k, v in (c.get("segments") or {}).items()} for c in r.comparisons
-        ]
+        sums += [{str(k): float(v) for k, v in c.segments.items()} for c in r.comparisons]
         order = sorted(range(len(pairs)), key=lambda i: (model_size(pairs[i][0]), i))
         out.append(
             Persistence(

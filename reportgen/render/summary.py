@@ -9,7 +9,7 @@ from __future__ import annotations
 import tomllib
 from typing import Any
 
-from ..results import CaseResult
+from ..results import METRIC_NAMES, CaseResult, LayerMetrics
 from .tokens import visible_text
 
 #: below this |f| the model is nearly indifferent (html.NEAR_TIE, kept equal by a test)
@@ -120,11 +120,11 @@ SHOWN_METRICS: tuple[tuple[str, str], ...] = (
 def glossary_entries(result: CaseResult) -> list[dict[str, str]]:
     """The glossary section: the entries of the numbers this result's page shows, in the
     order above (no URT/OIT without a failure pattern, no graph terms without a graph)."""
-    faith = result.faithfulness or {}
+    faith = result.faithfulness
     skip = set()
-    if not faith:
+    if faith is None:
         skip |= {"flip_k", "aopc"}
-    if not faith.get("failure_pattern"):
+    if faith is None or faith.failure_pattern is None:
         skip |= {"urt", "oit"}
     if result.graph is None:
         skip.add("graph")
@@ -154,10 +154,10 @@ def explain(key: str) -> str:
     return GLOSSARY[key][1]
 
 
-def metric_value(row: dict[str, Any], name: str) -> float | None:
-    """A shown metric of one layer as a number: hubs_90 is a list of positions, drawn as its
-    length; a metric the row lacks (an older result) is None."""
-    value = row.get(name)
+def metric_value(row: LayerMetrics, name: str) -> float | None:
+    """A metric of one layer, by name, as a number: hubs_90 is a list of positions, drawn as its
+    length; a name that is no metric is None."""
+    value = getattr(row, name) if name in METRIC_NAMES else None
     if isinstance(value, list):
         return float(len(value))
     if isinstance(value, bool) or not isinstance(value, int | float):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..attribution import Attribution
+from ..results import Attribution
 from .colors import TokenColor, normalisation, token_color
 
 SPACE_MARK = "\u2423"  # ␣

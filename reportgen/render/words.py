@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..results import CaseResult
+from ..results import CaseResult, FailurePattern, Faithfulness
 
 #: how the dossier names each token ordering of the flip test
 ORDERING_NAMES = {
@@ -19,19 +19,19 @@ ORDERING_NAMES = {
 }
 
 
-def flip_sentence(result: dict[str, Any], tokens_text: list[str]) -> str:
+def flip_sentence(faith: Faithfulness, tokens_text: list[str]) -> str:
     """One sentence for the dossier: how few tokens flip the preference, and what that means
     next to the baselines (a random order is the yardstick)."""
-    budget = result["budget"]
-    flips = result["flip_k"]
-    to = "to the contrast" if result.get("contrastive") else "(f ≤ 0)"
-    if result["baseline_f"] <= 0:
+    budget = faith.budget
+    flips = faith.flip_k
+    to = "to the contrast" if faith.contrastive else "(f ≤ 0)"
+    if faith.baseline_f <= 0:
         return "the model does not prefer the target here (f ≤ 0), so there is nothing to flip."
     random_k = flips.get("random")
-    seeds = result.get("random_flip_k_seeds") or []
+    seeds = faith.random_flip_k_seeds or []
     missed = sum(k is None for k in seeds)
-    bounds = result.get("flip_bounds") or {}
-    if result.get("random_seeds_used") == 0:
+    bounds = faith.flip_bounds
+    if faith.cost is not None and faith.cost.random_seeds_used == 0:
         random_part = "the compute budget left no room for the random baseline"
     elif "random" in bounds:
         random_part = "the random orders were not scanned to their flips (compute budget)"
@@ -60,7 +60,7 @@ def flip_sentence(result: dict[str, Any], tokens_text: list[str]) -> str:
             + "."
         )
     if k is not None:
-        shown = [repr(tokens_text[i]) for i in result["order"]["attnlrp"][:k][:5]]
+        shown = [repr(tokens_text[i]) for i in faith.order["attnlrp"][:k][:5]]
         listed = ", ".join(shown) + (", …" if k > 5 else "")
         noun = "token" if k == 1 else "tokens"
         baselines = "; ".join([*others, random_part])
@@ -83,29 +83,30 @@ def bound_words(bound: list[int | None]) -> str:
     return f"between {low} and {high}" if high is not None else f"at least {low}"
 
 
-def budget_words(result: dict[str, Any]) -> str:
+def budget_words(faith: Faithfulness) -> str:
     """What a long input's compute budget left out of the flip test (empty when none)."""
-    if result.get("cost_budget") is None:
+    cost = faith.cost
+    if cost is None:
         return ""
-    seeds, used = result.get("random_seeds", 0), result.get("random_seeds_used", 0)
-    points = ", ".join(str(k) for k in result.get("random_points") or [])
+    seeds, used = faith.random_seeds, cost.random_seeds_used
+    points = ", ".join(str(k) for k in cost.random_points or [])
     words = (
-        f"The flip test of this long input had a budget of {result['cost_budget']:,} "
-        f"token-forwards and spent {result['cost_spent']:,}; the random baseline is the mean of "
+        f"The flip test of this long input had a budget of {cost.cost_budget:,} "
+        f"token-forwards and spent {cost.cost_spent:,}; the random baseline is the mean of "
         f"{used} of {seeds} seeds at k = {points}"
     )
-    if result.get("flip_bounds"):
+    if cost.flip_bounds:
         words += "; where the budget ended a scan, the table gives the range the flip lies in"
     return words + "."
 
 
-def failure_reason(pattern: dict[str, Any]) -> str:
+def failure_reason(pattern: FailurePattern) -> str:
     """Why ``faithfulness.failure_pattern`` gave its pattern (URT, OIT, both or none), with the
     numbers that decided it."""
-    urt = pattern["pattern"] in ("URT", "URT+OIT")
-    oit = pattern["pattern"] in ("OIT", "URT+OIT")
-    relevant_share, token_share = pattern["relevant_share"], pattern["token_share"]
-    outside_push, relevant_abs = pattern["outside_push"], pattern["relevant_abs"]
+    urt = pattern.pattern in ("URT", "URT+OIT")
+    oit = pattern.pattern in ("OIT", "URT+OIT")
+    relevant_share, token_share = pattern.relevant_share, pattern.token_share
+    outside_push, relevant_abs = pattern.outside_push, pattern.relevant_abs
     reasons = []
     if urt:
         reasons.append(
@@ -125,24 +126,27 @@ def failure_reason(pattern: dict[str, Any]) -> str:
     return "; ".join(reasons)
 
 
-def faithfulness_with_words(faith: dict[str, Any], token_texts: list[str]) -> dict[str, Any]:
-    """The faithfulness numbers with the dossier's sentences added where the numbers they are
-    written from are present: ``sentence`` and ``failure_pattern.reason`` (a new dict)."""
-    faith = dict(faith)
-    if "budget" in faith:
-        faith["sentence"] = flip_sentence(faith, token_texts)
-    pattern = faith.get("failure_pattern")
-    if pattern and "outside_push" in pattern:
-        faith["failure_pattern"] = {**pattern, "reason": failure_reason(pattern)}
-    return faith
+def pattern_with_reason(pattern: FailurePattern) -> dict[str, Any]:
+    """The failure pattern's JSON form with the sentence of why (``reason``)."""
+    return {**pattern.to_json(), "reason": failure_reason(pattern)}
+
+
+def faithfulness_with_words(faith: Faithfulness, token_texts: list[str]) -> dict[str, Any]:
+    """The faithfulness numbers in their JSON form with the dossier's sentences added:
+    ``sentence`` and ``failure_pattern.reason``."""
+    data = faith.to_json()
+    data["sentence"] = flip_sentence(faith, token_texts)
+    if faith.failure_pattern is not None:
+        data["failure_pattern"] = pattern_with_reason(faith.failure_pattern)
+    return data
 
 
 def data_json(result: CaseResult) -> str:
     """data.json: every number of the page and the sentences written from them."""
     data = result.to_json()
-    if data.get("faithfulness"):
+    if result.faithfulness is not None:
         data["faithfulness"] = faithfulness_with_words(
-            data["faithfulness"], result.attribution.token_texts
+            result.faithfulness, result.attribution.token_texts
         )
     return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False)
 

@@ -8,16 +8,19 @@ sets (into ``cases/<id>/figures/``) first, and the index links each PDF that exi
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .project import SiteInfo
-from .published import published_result
-from .render import charts as charts_mod
-from .render.extras import asset_tags, copy_extra_assets
-from .render.html import (
+from ..project import SiteInfo
+from ..published import published_result
+from ..results import CaseResult
+from ..site_links import bring_links, featured_in_build
+from . import charts as charts_mod
+from .dossier import Dossier
+from .extras import asset_tags, copy_extra_assets
+from .html import (
     BUNDLE_NAME,
     STYLE_CSS,
     chart_blocks,
@@ -27,18 +30,16 @@ from .render.html import (
     render_dossier_page,
     vega_bundle,
 )
-from .render.paper import figure_downloads
-from .render.project_page import project_context
-from .render.study import (
+from .paper import figure_downloads
+from .project_page import project_context
+from .study import (
     STUDY_CHART_TITLES,
     StudyData,
     persistence_sentence,
     study_charts,
     study_data,
 )
-from .render.words import bound_words
-from .results import CaseResult
-from .site_links import bring_links, featured_in_build
+from .words import bound_words
 
 SITE_TITLE = "Why does the model pick the wrong token?"
 SITE_INTRO = (
@@ -71,14 +72,14 @@ def write_assets(assets_dir: Path) -> Path:
 
 
 def _flip_k(result: CaseResult) -> Any:
-    if not result.faithfulness:
+    if result.faithfulness is None:
         return None
-    return (result.faithfulness.get("flip_k") or {}).get("attnlrp")
+    return result.faithfulness.flip_k.get("attnlrp")
 
 
 def _flip_bound(result: CaseResult) -> str:
     """The range of a flip-k that a long input's compute budget left unscanned, in words."""
-    bounds = (result.faithfulness or {}).get("flip_bounds") or {}
+    bounds = result.faithfulness.flip_bounds if result.faithfulness is not None else {}
     return bound_words(bounds["attnlrp"]) if "attnlrp" in bounds else ""
 
 
@@ -156,6 +157,7 @@ def build_site(
     project_file: str | None = None,
     case_ids: set[str] | None = None,
     standalone: bool = False,
+    page_parts: Mapping[str, Dossier] | None = None,
 ) -> Path:
     """Write the whole site into ``out_dir`` and return the path of its index.html.
 
@@ -167,7 +169,9 @@ def build_site(
     ``site_info`` (the project file's ``[site]``, read from ``project_file``) turns the index
     into a project page; its featured ids must be among ``case_ids`` (every case of the build,
     computed or failed; default: the results' ids). With ``single_file`` the downloads are
-    embedded in each page too; ``standalone``: the dossiers travel alone (no "All cases" link)."""
+    embedded in each page too; ``standalone``: the dossiers travel alone (no "All cases" link).
+    ``page_parts``: cells and charts by case id that the caller drew already (for the PDF)."""
+    page_parts = page_parts or {}
     out_dir = Path(out_dir)
     results = [published_result(r) for r in results]  # no local path in a published file
     seen: set[str] = set()
@@ -193,6 +197,7 @@ def build_site(
                 assets_href="../../assets",
                 index_href=None if standalone else "../../index.html",
                 embedded_downloads=single_file,
+                page_parts=page_parts.get(result.case_id),
             )
         except Exception as exc:
             if on_error is None:

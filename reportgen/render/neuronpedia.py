@@ -24,12 +24,12 @@ what our pruning computes, so no node threshold is set either."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import __version__
-from .attribution import Attribution
-from .results import CaseResult
+from .. import __version__
+from ..graph.types import AttributionGraph
+from ..results import Attribution, CaseResult
 
 FEATURE_TYPE_RESIDUAL = "residual stream"
 
@@ -51,7 +51,7 @@ def _describe(layer: str) -> str:
 
 
 def neuronpedia_graph(
-    graph: Any,
+    graph: AttributionGraph | Mapping[str, Any],
     *,
     slug: str,
     model: str,
@@ -64,15 +64,16 @@ def neuronpedia_graph(
     explained: float,
     contrast_text: str | None = None,
 ) -> dict[str, Any]:
-    """The graph file for ``graph`` (the ``reportgen graph`` JSON: tokens, layers,
-    node_relevance, edges, meta -- or a typed graph with ``to_json()``) of the input
+    """The graph file for ``graph`` (an ``AttributionGraph``, or the ``reportgen graph`` JSON
+    form of one) of the input
     ``token_ids`` / ``token_texts``."""
-    graph = graph.to_json() if hasattr(graph, "to_json") else dict(graph)
-    layers = [str(layer) for layer in graph["layers"]]
+    if not isinstance(graph, AttributionGraph):
+        graph = AttributionGraph.from_json(graph)
+    layers = list(graph.layers)
     n = len(token_ids)
-    if len(graph["node_relevance"][0]) != n or len(token_texts) != n:
-        raise ValueError(f"graph of {len(graph['node_relevance'][0])} tokens, input of {n}")
-    relevance = graph["node_relevance"]
+    if graph.n_tokens != n or len(token_texts) != n:
+        raise ValueError(f"graph of {graph.n_tokens} tokens, input of {n}")
+    relevance = graph.node_relevance.tolist()
     label = _layer_names(layers)
     index = {layer: i for i, layer in enumerate(layers)}
 
@@ -111,11 +112,11 @@ def neuronpedia_graph(
 
     used: set[tuple[str, int]] = {(layers[0], pos) for pos in range(n)}
     links = []
-    for e in graph["edges"]:
-        source = (str(e["source_layer"]), int(e["source"]))
-        target = (str(e["target_layer"]), int(e["target"]))
+    for e in graph.edges():
+        source = (e.source_layer, e.source)
+        target = (e.target_layer, e.target)
         used |= {source, target}
-        links.append({"source": nid(*source), "target": nid(*target), "weight": float(e["weight"])})
+        links.append({"source": nid(*source), "target": nid(*target), "weight": e.weight})
 
     logit_layer = str(len(layers) - 1 + 1)  # residual layers are 0..len-2; circuit-tracer's n+1
     logit_id = f"{logit_layer}_{int(target_id)}_{n - 1}"
@@ -145,7 +146,7 @@ def neuronpedia_graph(
 
     nodes = [node(layer, pos) for layer, pos in sorted(used, key=lambda u: (index[u[0]], u[1]))]
     nodes.append(logit)
-    meta = graph.get("meta") or {}
+    meta = graph.meta
     mapping = ", ".join(f"{label[layer]} = {_describe(layer)}" for layer in layers)
     description = (
         "Token-level attribution graph from reportgen (contrastive AttnLRP): every node is a "
@@ -187,7 +188,7 @@ def neuronpedia_graph(
 
 
 def neuronpedia_from_attribution(
-    graph: Any, attribution: Attribution, *, slug: str, model: str
+    graph: AttributionGraph | Mapping[str, Any], attribution: Attribution, *, slug: str, model: str
 ) -> dict[str, Any]:
     """The graph file of ``graph`` with the prompt, target and f of its ``attribution``."""
     att = attribution
