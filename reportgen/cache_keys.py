@@ -40,6 +40,7 @@ COMPUTING = (
     "objectives.py",
     "pipeline.py",
     "precheck.py",
+    "probe.py",
     "question.py",
     "results.py",
     "toml_values.py",
@@ -51,6 +52,7 @@ PRESENTING = (
     "cli/",
     "collect/",  # writes case files; a dossier's numbers come from the case file alone
     "explore.py",
+    "explore_probe.py",  # the live probe's requests and answers
     "interrupts.py",
     "outdir.py",
     "progress.py",

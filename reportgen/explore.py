@@ -48,6 +48,7 @@ from starlette.concurrency import run_in_threadpool
 from .cases import ID_PATTERN, Case, case_model_spec, case_toml, load_case
 from .cli.localweb import host_problem, public_path
 from .errors import ReportgenError, TokenError, warn
+from .explore_probe import PIN_FIELDS, PROBE_FIELDS, Pins, split_fields
 from .inputs import prepare_input, resolve_token
 from .models import LoadedModel, cache_dir
 from .progress import StepClock, format_seconds
@@ -337,6 +338,7 @@ class Explorer:
         self.lock = threading.Lock()  # one computation at a time on the one model
         self.views: dict[str, dict[str, Any]] = {}
         self.results: dict[str, CaseResult] = {}  # by view key: what a saved case may reuse
+        self.clean_runs: dict[tuple[Question, int], Any] = {}  # the probe's clean side, reused
         self.run_folder = RunFolder()
         self.work = self.run_folder.path
         self._status: dict[str, Any] = {"running": False, "line": "", "started": 0.0}
@@ -463,6 +465,7 @@ class Explorer:
                     "n_tokens": len(att.token_ids),
                     "graph_edges": result.graph.n_edges if result.graph else 0,
                     "cached": False,
+                    **self._probe_view(result),
                 }
             else:
                 self.views[key] = {**self.views[key], "cached": True}
@@ -480,7 +483,12 @@ class Explorer:
         return path
 
     def save(
-        self, question: Question, case_id: str, title: str, description: str
+        self,
+        question: Question,
+        case_id: str,
+        title: str,
+        description: str,
+        pin_fields: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         case = saved_case(
             self.loaded,
@@ -491,6 +499,9 @@ class Explorer:
             title=title,
             description=description,
         )
+        pins = self._pins(question, pin_fields) if pin_fields else None
+        if pins is not None:  # the [graph] table's pinned subgraph
+            case = replace(case, graph=pins.settings(case.graph))
         text = case_toml(case)
         path = self.cases_dir / f"{case_id}.toml"
         self.cases_dir.mkdir(parents=True, exist_ok=True)
@@ -501,8 +512,8 @@ class Explorer:
             raise ExploreError(
                 f"id: {self.public(str(path))} exists already; choose another id"
             ) from None
-        try:
-            reused = self._share_result(question, path, text)
+        try:  # a pinned case's result has the pinned ablations explore has not computed
+            reused = pins is None and self._share_result(question, path, text)
         except (ReportgenError, OSError) as exc:  # the case is saved; build will compute it
             warn(f"{path.name}: explore's result not shared with build ({exc})")
             reused = False
@@ -541,6 +552,63 @@ class Explorer:
             ),
         )
         return True
+
+    # -- a hypothesis tested live (reportgen/probe.py; the request formats: explore_probe) ------
+    def _probe_view(self, result: CaseResult) -> dict[str, Any]:
+        """What the probe panel needs of an explained case: the input's tokens (and which are
+        special: never masked), the graph's layers (node ids count them) and its strongest
+        nodes to offer."""
+        from .explore_probe import offered_nodes
+        from .render.tokens import visible_text
+
+        att = result.attribution
+        tokens = [visible_text(text) for text in att.token_texts]
+        graph = result.graph
+        return {
+            "tokens": tokens,
+            "special": list(att.special),
+            "layers": list(graph.layers) if graph is not None else [],
+            "nodes": offered_nodes(graph, tokens),
+        }
+
+    def _graph_layers(self, question: Question) -> tuple[str, ...] | None:
+        result = self.results.get(self.view_key(question))
+        return None if result is None or result.graph is None else tuple(result.graph.layers)
+
+    def intervene(self, question: Question, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """f, the top-k and the greedy continuation, clean and with the request's nodes
+        ablated and tokens masked (:func:`reportgen.probe.probe`)."""
+        from .explore_probe import parse_intervention, probe_json
+        from .pipeline import prepare_question
+        from .probe import probe
+        from .render.tokens import visible_text
+
+        intervention, tokens = parse_intervention(fields, self._graph_layers(question))
+        exact = replace(question, prompt=_exact(self.loaded, question.prompt))
+        with self.lock:
+            prepared = prepare_question(self.loaded, exact)
+            result = probe(
+                self.loaded.model,
+                self.loaded.tokenizer,
+                prepared.inputs.token_ids,
+                prepared.objective,
+                intervention,
+                tokens=tokens,
+                clean=self.clean_runs.get((exact, tokens)),
+            )
+            if len(self.clean_runs) >= 64:  # a bound, not a policy: the oldest goes
+                self.clean_runs.pop(next(iter(self.clean_runs)))
+            self.clean_runs[(exact, tokens)] = result.clean
+        return probe_json(result, visible_text)
+
+    def _pins(self, question: Question, fields: Mapping[str, Any]) -> Pins | None:
+        """The pinned nodes and groups of a save request, checked against the explained graph
+        (when there is one) and the input's length."""
+        from .explore_probe import parse_pins
+
+        prompt = _exact(self.loaded, question.prompt)
+        n_tokens = len(prepare_input(self.loaded.tokenizer, prompt).token_ids)
+        return parse_pins(fields, self._graph_layers(question), n_tokens)
 
 
 def create_app(loaded: LoadedModel, *, model: str, cases_dir: Path, port: int) -> FastAPI:
@@ -644,9 +712,15 @@ def create_app(loaded: LoadedModel, *, model: str, cases_dir: Path, port: int) -
             return bad("no such file; explain the prompt again", 404)
         return FileResponse(path, filename=name)
 
+    @app.post("/api/intervene")
+    async def api_intervene(request: Request) -> dict[str, Any]:
+        data, fields = split_fields(await body(request), PROBE_FIELDS)
+        question = question_from_json(data)
+        return await run_in_threadpool(explorer.intervene, question, fields)
+
     @app.post("/api/save")
     async def api_save(request: Request) -> dict[str, Any]:
-        data = await body(request)
+        data, pin_fields = split_fields(await body(request), PIN_FIELDS)
         question = question_from_json(data)
         case_id = data.get("id") if isinstance(data, dict) else None
         if not isinstance(case_id, str) or not case_id:
@@ -655,6 +729,8 @@ def create_app(loaded: LoadedModel, *, model: str, cases_dir: Path, port: int) -
         description = data.get("description") or ""
         if not isinstance(title, str) or not isinstance(description, str):
             raise ExploreError("title and description must be text")
-        return await run_in_threadpool(explorer.save, question, case_id, title, description)
+        return await run_in_threadpool(
+            explorer.save, question, case_id, title, description, pin_fields
+        )
 
     return app

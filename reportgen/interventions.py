@@ -229,7 +229,7 @@ def _last_logits(model: Any, ids: Any) -> Any:
     return model(input_ids=ids, **forward_kwargs(model)).logits[:, -1]
 
 
-def _hook_layers(blocks: Any, layers: Sequence[int], edit: Any) -> list[Any]:
+def hook_layers(blocks: Any, layers: Sequence[int], edit: Any) -> list[Any]:
     """Hooks calling ``edit(layer, hidden) -> hidden`` at each node layer of ``layers``: the
     first block's input for -1, block b's output for b."""
     handles = []
@@ -285,7 +285,7 @@ def ablate(
         return hidden
 
     used = sorted({layer for plan in sets for layer, _ in plan})
-    handles = _hook_layers(blocks, used, record)
+    handles = hook_layers(blocks, used, record)
     try:
         with torch.no_grad():
             clean = _last_logits(model, ids)[0]
@@ -324,7 +324,7 @@ def ablate(
             hidden[rows_at, positions_at] = means[layer].to(hidden.dtype)
             return hidden
 
-        handles = _hook_layers(blocks, list(by_layer), edit)
+        handles = hook_layers(blocks, list(by_layer), edit)
         try:
             with torch.no_grad():
                 logits = _last_logits(model, ids)

@@ -322,3 +322,135 @@ def test_a_relative_model_path_is_saved_relative_to_the_case_file(
     assert runner.invoke(main, ["validate", str(path)]).exit_code == 0
     built = runner.invoke(main, ["build", "cases", "--out", "site", "--no-pdf"])
     assert built.exit_code == 0 and "0 computed, 1 from cache" in built.output, built.output
+
+
+# --- a hypothesis tested live (/api/intervene) and pins kept by "Save as case" ---------------
+
+
+def test_intervene_equals_the_probe_and_offers_the_graphs_nodes(app_env) -> None:
+    from reportgen.pipeline import prepare_question
+    from reportgen.probe import Intervention, probe
+
+    client, loaded, _ = app_env
+    explained = client.post("/api/explain", json=CONFIG).json()
+    layers, tokens, special = explained["layers"], explained["tokens"], explained["special"]
+    assert layers[0] == "emb" and len(tokens) == len(special) == explained["n_tokens"]
+    assert special[0] is True and special[-1] is False  # BOS; the prefix's last word
+    offered = explained["nodes"]
+    assert 0 < len(offered) <= 20
+    strengths = [abs(n["relevance"]) for n in offered]
+    assert strengths == sorted(strengths, reverse=True)
+    first = offered[0]
+    assert first["id"] == f"n{layers.index(first['layer'])}-{first['position']}"
+    assert first["token"] == tokens[first["position"]]
+
+    prefix_ids = tuple(loaded.tokenizer.encode(CONFIG["prefix"], add_special_tokens=False))
+    prepared = prepare_question(
+        loaded,
+        Question(
+            PromptSpec(CONFIG["prompt"], True, CONFIG["prefix"], prefix_ids, None), "paris", "lyon"
+        ),
+    )
+    masked = next(i for i, s in enumerate(special) if not s)
+    body = {**CONFIG, "ablate": [first["id"], "emb:3", ["0", 4]], "mask": [masked], "tokens": 5}
+    answer = client.post("/api/intervene", json=body)
+    assert answer.status_code == 200, answer.text
+    data = answer.json()
+    nodes = ((first["layer"], first["position"]), ("emb", 3), ("0", 4))
+    direct = probe(
+        loaded.model,
+        loaded.tokenizer,
+        prepared.inputs.token_ids,
+        prepared.objective,
+        Intervention(nodes, masked=(masked,)),
+        tokens=5,
+    )
+    assert data["intervention"]["ablate"] == [list(n) for n in nodes]
+    assert data["clean"]["f"] == direct.f_clean and data["after"]["f"] == direct.f_after
+    assert data["clean"]["f"] == pytest.approx(explained["explained"], rel=1e-4)
+    assert data["delta_f"] == direct.f_after - direct.f_clean != 0
+    assert [t["id"] for t in data["after"]["top_k"]] == [t.id for t in direct.after.top]
+    assert data["after"]["continuation"] == list(direct.after.continuation)
+    assert len(data["after"]["continuation"]) <= 5 and data["after"]["text"] == direct.after.text
+    # nothing ablated, nothing masked: the clean run, exactly
+    nothing = client.post("/api/intervene", json={**CONFIG, "tokens": 5}).json()
+    assert nothing["after"] == nothing["clean"] == data["clean"] and nothing["delta_f"] == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"ablate": ["99:1"]}, "cannot ablate layer '99'"),
+        ({"ablate": ["0.mid:1"]}, "cannot ablate layer '0.mid'"),
+        ({"ablate": ["0:500"]}, "position outside the"),
+        ({"ablate": ["zebra"]}, "is not a node"),
+        ({"ablate": ["n99-1"]}, "names no layer"),
+        ({"ablate": "0:1"}, "must be a list"),
+        ({"ablate": ["0:1"], "baseline": "resample"}, "baseline"),
+        ({"mask": [0]}, "special token"),
+        ({"mask": [500]}, "outside the"),
+        ({"mask": ["a"]}, "mask"),
+        ({"tokens": 1000}, "tokens"),
+        ({"target": None}, "target"),
+    ],
+)
+def test_a_bad_intervention_is_a_one_line_400(app_env, change, words) -> None:
+    client, _, _ = app_env
+    client.post("/api/explain", json=CONFIG)  # node ids count the explained graph's layers
+    response = client.post("/api/intervene", json={**CONFIG, **change})
+    assert response.status_code == 400, response.text
+    message = response.json()["error"]
+    assert "\n" not in message and len(message) < 300 and words in message, message
+
+
+def test_save_keeps_the_pinned_nodes_and_groups(app_env, tmp_path) -> None:
+    client, _, cases = app_env
+    explained = client.post("/api/explain", json=CONFIG).json()
+    first = explained["nodes"][0]
+    pair = [first["layer"], first["position"]]
+    typed = [n for n in (["emb", 1], ["0", 2], ["1", 3]) if n != pair][:2]
+    body = {
+        **CONFIG,
+        "id": "pinned-case",
+        "pinned": [first["id"], "emb:1"],
+        # the explorer's [label, [ids]] and Neuronpedia's [label, id, id, ...]
+        "supernodes": [
+            ["strongest", [first["id"]]],
+            ["typed", *(f"{layer}:{position}" for layer, position in typed)],
+        ],
+    }
+    saved = client.post("/api/save", json=body)
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["cached"] is False  # the pins add ablations to compute: build does
+    graph = tomllib.loads((cases / "pinned-case.toml").read_text())["graph"]
+    pinned = [pair, *([["emb", 1]] if pair != ["emb", 1] else [])]
+    assert graph["pinned"] == pinned + [n for n in typed if n not in pinned]
+    assert graph["supernodes"] == [
+        {"label": "strongest", "nodes": [pair]},
+        {"label": "typed", "nodes": typed},
+    ]
+    case = load_case(cases / "pinned-case.toml")
+    assert case.graph.pinned == tuple(tuple(n) for n in graph["pinned"])
+    assert case.graph.supernodes[1] == ("typed", tuple(tuple(n) for n in typed))
+    runner = CliRunner()
+    validated = runner.invoke(main, ["validate", str(cases / "pinned-case.toml")])
+    assert validated.exit_code == 0, validated.output
+    out = tmp_path / "site"
+    built = runner.invoke(
+        main, ["build", str(cases / "pinned-case.toml"), "--out", str(out), "--no-pdf"]
+    )
+    assert built.exit_code == 0, built.output
+    data = json.loads((out / "cases" / "pinned-case" / "data.json").read_text())
+    assert data["graph"]["meta"]["pinned"] == graph["pinned"]
+    assert data["interventions"]["pinned"]["nodes"] == graph["pinned"]
+    # a bad pin is a one-line 400 and writes nothing
+    for change, words in (
+        ({"pinned": ["7.mid:1"]}, "not a layer of the explained graph"),
+        ({"pinned": ["emb:500"]}, "outside the"),
+        ({"supernodes": [["a", "emb:1"], ["b", "emb:1"]]}, "already in"),
+        ({"supernodes": [[3, "emb:1"]]}, "label"),
+    ):
+        bad = client.post("/api/save", json={**CONFIG, "id": "bad-pins", **change})
+        message = bad.json()["error"]
+        assert bad.status_code == 400 and words in message and "\n" not in message, message
+    assert not (cases / "bad-pins.toml").exists()

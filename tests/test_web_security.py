@@ -78,6 +78,7 @@ def test_a_forged_host_is_refused_on_every_route(app_env, host) -> None:
         ("GET", "/api/progress"),
         ("POST", "/api/save"),
         ("POST", "/api/predict"),
+        ("POST", "/api/intervene"),
     ):
         body = {**CONFIG, "id": "rebound"} if method == "POST" else None
         response = client.request(method, url, json=body, headers=headers)
@@ -117,7 +118,7 @@ def test_a_cross_site_or_tokenless_post_writes_nothing(app_env, change, words) -
     client, app, cases = app_env
     headers = {k: v for k, v in {**good_headers(app), **change}.items() if v is not None}
     case_id = "planted"
-    for url in ("/api/save", "/api/predict", "/api/explain", "/api/anything"):
+    for url in ("/api/save", "/api/predict", "/api/explain", "/api/intervene", "/api/anything"):
         response = client.post(
             url,
             content=f'{{"prompt":"x","target":"paris","contrast":"lyon","id":"{case_id}"}}',
@@ -185,6 +186,8 @@ def test_responses_show_no_absolute_path(app_env, model_dir, tmp_path_factory) -
     texts.append(
         client.post("/api/explain", json={**CONFIG, "target": "zebra"}, headers=headers).text
     )
+    for probe in ({"ablate": ["0:1"], "mask": [2]}, {"ablate": ["99:1"]}):
+        texts.append(client.post("/api/intervene", json={**CONFIG, **probe}, headers=headers).text)
     base = str(tmp_path_factory.getbasetemp())  # model, cases, cache and work folder are below
     for text in texts:
         assert base not in text and str(Path.home()) not in text
