@@ -14,7 +14,7 @@ as on a new machine. The stages are timed by wrapping the functions that do them
     faithful    flip test and deletion curves (reportgen.compute.faithfulness)
     compare     other models (reportgen.compute.compare_models)
     ablate      interventions: the graph's nodes ablated (reportgen.interventions.case_interventions)
-    continue    greedy continuations after target and contrast (interventions.case_continuations)
+    continue    greedy continuations after target and contrast (continuations.case_continuations)
     html        dossier page, charts and data files (reportgen.render.site.build_site)
     pdf         LaTeX figure set: vl-convert charts + pdflatex (render_latex)
 

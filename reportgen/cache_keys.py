@@ -30,6 +30,7 @@ COMPUTING = (
     "cases.py",
     "compare.py",
     "compute.py",
+    "continuations.py",
     "errors.py",
     "faithfulness/",
     "files.py",

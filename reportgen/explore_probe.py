@@ -19,7 +19,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .cases import GraphSettings
-from .interventions import CONTINUATION_TOKENS, Node, graph_nodes
+from .continuations import CONTINUATION_TOKENS
+from .interventions import Node, graph_nodes
 from .probe import MAX_TOKENS, Intervention, ProbeResult, Run
 
 #: the request fields of /api/intervene beside the prompt's configuration

@@ -33,16 +33,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .continuations import CONTINUATION_TOKENS, can_generate, greedy_ids
 from .faithfulness.masking import MASKS, fill_token, mask_row
-from .interventions import (
-    BASELINES,
-    CONTINUATION_TOKENS,
-    Node,
-    can_generate,
-    greedy_ids,
-    hook_layers,
-    layer_index,
-)
+from .interventions import BASELINES, Node, hook_layers, layer_index
 
 #: next tokens shown before and after
 TOP_K = 10

@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from .continuations import Continuations
 from .graph.types import AttributionGraph
-from .interventions import Continuations, Interventions
+from .interventions import Interventions
 
 
 @dataclass(frozen=True)

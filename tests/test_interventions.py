@@ -13,12 +13,11 @@ import pytest
 import torch
 from tiny_models import ARCHITECTURES, tiny_model, tiny_tokenizer
 
+from reportgen.continuations import Continuations, case_continuations
 from reportgen.graph.types import AttributionGraph
 from reportgen.interventions import (
-    Continuations,
     Interventions,
     ablate,
-    case_continuations,
     case_interventions,
     graph_nodes,
     spearman,

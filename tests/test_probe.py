@@ -11,7 +11,8 @@ import torch
 from tiny_models import tiny_model, tiny_tokenizer
 
 from reportgen.attribution import forward_kwargs
-from reportgen.interventions import ablate, greedy_ids
+from reportgen.continuations import greedy_ids
+from reportgen.interventions import ablate
 from reportgen.objectives import Objective
 from reportgen.probe import Intervention, probe
 
