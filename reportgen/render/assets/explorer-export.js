@@ -68,7 +68,7 @@
   RG.pyG = pyG;
 
   // --- ids ----------------------------------------------------------------------------------
-  // the node's id in graph.neuronpedia.json (reportgen/neuronpedia.py): the embedding layer is
+  // the node's id in graph.neuronpedia.json (reportgen/render/neuronpedia.py): the embedding layer is
   // "E_<token id>_<position>", the later layers "<depth - 1>_-1_<position>"
   function npId(G, k) {
     var li = G.nodes[k][0], pos = G.nodes[k][1];
