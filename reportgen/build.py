@@ -327,17 +327,17 @@ def _cached_figures(
 def _cached_study_figures(
     data: object, settings: FigureSettings, *, use_cache: bool = True
 ) -> Path | None:
-    """The study's paper figures (see :mod:`reportgen.render.study`), cached like a case's by
+    """The study's paper figures (see :mod:`reportgen.render.study_paper`), cached like a case's by
     their numbers, the code and the settings; None when there is nothing to draw."""
     import hashlib
     import json
 
     from .cache_keys import render_version
     from .models import cache_dir
-    from .render import paper, study
+    from .render import paper, study, study_paper
 
     assert isinstance(data, study.StudyData)
-    if not study.study_figures(data, settings):
+    if not study_paper.study_figures(data, settings):
         return None
     digest = hashlib.sha256(json.dumps(data.to_json(), sort_keys=True).encode())
     digest.update(render_version().encode())  # every module that draws
@@ -348,7 +348,7 @@ def _cached_study_figures(
 
     def scratch() -> Path:
         folder = Path(tempfile.mkdtemp(prefix="reportgen-figures-"))
-        study.render_study_figures(data, folder, settings)
+        study_paper.render_study_figures(data, folder, settings)
         return folder
 
     if not cache_files.writable():
@@ -356,7 +356,7 @@ def _cached_study_figures(
     partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
     try:
         shutil.rmtree(partial, ignore_errors=True)
-        study.render_study_figures(data, partial, settings)
+        study_paper.render_study_figures(data, partial, settings)
         sums = {
             p.name: hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(partial.iterdir())

@@ -54,6 +54,9 @@ PRESENTING = (
     "collect/",  # writes case files; a dossier's numbers come from the case file alone
     "explore.py",
     "explore_probe.py",  # the live probe's requests and answers
+    "explore_questions.py",  # the page's requests and the case files it saves
+    "explore_runs.py",
+    "explore_security.py",
     "interrupts.py",
     "outdir.py",
     "progress.py",

@@ -12,27 +12,23 @@ FastAPI is imported with this module, which the CLI imports only inside the comm
 annotations must resolve at module level). Bad input is answered with HTTP 400 and a one-line
 reason (``{"error": ...}``), which the page shows.
 
-Only its own page drives it: the app binds to 127.0.0.1, answers only ``Host:
-127.0.0.1:PORT`` / ``localhost:PORT`` (no DNS rebinding), and every ``/api/`` route and every
-non-GET request needs the same origin (``Origin``, ``Sec-Fetch-Site``), the per-run token the
-served page holds (``X-Reportgen-Token``) and, for a body, ``Content-Type: application/json``
-(which no cross-site form or no-cors fetch can send without a CORS preflight, which fails);
-anything else is a one-line 403. Its rendered views live in a folder of the reportgen cache
-that is removed on exit (folders of killed runs are removed by the next run), and no response
-shows a whole absolute path of this machine (:meth:`Explorer.public`)."""
+This module holds the :class:`Explorer` (the model, its views, predict/explain/save/download/
+intervene) and its app (:func:`create_app`). The request bodies and the saved case files are
+in ``explore_questions.py``, the live probe's request formats in ``explore_probe.py``.
+Only its own page drives it (``explore_security.py``: the app binds to 127.0.0.1, checks Host,
+origin, a per-run token and the content type; anything else is a one-line 403). Its rendered
+views live in a run folder of the reportgen cache that is removed on exit (``explore_runs.py``;
+folders of killed runs are removed by the next run), and no response shows a whole absolute
+path of this machine (:meth:`Explorer.public`)."""
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import hashlib
-import hmac
 import json
 import os
 import re
 import secrets
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -45,85 +41,27 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
-from .cases import ID_PATTERN, Case, case_model_spec, case_toml, load_case
-from .cli.localweb import host_problem, public_path
-from .errors import ReportgenError, TokenError, warn
+from .cases import case_toml, load_case
+from .cli.localweb import public_path
+from .errors import ReportgenError, warn
 from .explore_probe import PIN_FIELDS, PROBE_FIELDS, Pins, split_fields
-from .inputs import prepare_input, resolve_token
+from .explore_questions import (
+    ExploreError,
+    exact_prompt,
+    prompt_from_json,
+    question_from_json,
+    saved_case,
+)
+from .explore_runs import RunFolder
+from .explore_security import SECURITY_HEADERS, request_problem
+from .inputs import prepare_input
 from .models import LoadedModel, cache_dir
 from .progress import StepClock, format_seconds
-from .question import OBJECTIVE_FIELDS, PROMPT_FIELDS, PromptSpec, Question
+from .question import PromptSpec, Question
 from .results import CaseResult
 
 TOP_K = 10
-MAX_PROMPT_CHARS = 200_000
-TOKEN_HEADER = "X-Reportgen-Token"
-#: on every answer: no framing by another site, no type sniffing, no referrer, no caching
-SECURITY_HEADERS = {
-    "X-Frame-Options": "SAMEORIGIN",
-    "Content-Security-Policy": "frame-ancestors 'self'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
 DOWNLOAD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-class ExploreError(ReportgenError):
-    """A request the explorer cannot serve; the message is the one line the page shows."""
-
-
-#: what the page's form holds: the question's fields but exact prefix ids (the explorer
-#: tokenises the prefix itself); ``/api/save`` adds the case's presentation
-FORM_FIELDS = ("prompt", "chat", "prefix", "bos", *OBJECTIVE_FIELDS)
-SAVE_FIELDS = ("id", "title", "description")
-
-
-def _form(data: Any) -> dict[str, Any]:
-    """The form's fields of a request body that are given (JSON null: not given)."""
-    if not isinstance(data, dict):
-        raise ExploreError("the request body must be a JSON object")
-    unknown = set(data) - {*FORM_FIELDS, *SAVE_FIELDS}
-    if unknown:
-        raise ExploreError(f"unknown field {sorted(unknown)[0]!r}")
-    prompt = data.get("prompt")
-    if prompt is None:
-        raise ExploreError("prompt: type a prompt")
-    if isinstance(prompt, str) and len(prompt) > MAX_PROMPT_CHARS:
-        raise ExploreError(f"prompt: longer than {MAX_PROMPT_CHARS} characters")
-    return {name: data[name] for name in FORM_FIELDS if data.get(name) is not None}
-
-
-def prompt_from_json(data: Any) -> PromptSpec:
-    """The prompt part of a request (all that a prediction needs)."""
-    given = _form(data)
-    return PromptSpec(**{name: given[name] for name in PROMPT_FIELDS if name in given})
-
-
-def question_from_json(data: Any) -> Question:
-    """The question a request asks, validated and with its defaults as from a case file or
-    the command line (:class:`~reportgen.question.Question`)."""
-    given = _form(data)
-    objective = {name: given[name] for name in OBJECTIVE_FIELDS if name in given}
-    return Question(prompt_from_json(data), **objective)
-
-
-def prefix_ids_for(tokenizer: Any, prefix: str) -> tuple[int, ...] | None:
-    """The exact ids of the response prefix (what a case file stores in ``prefix_ids``)."""
-    if not prefix:
-        return None
-    ids = tuple(tokenizer.encode(prefix, add_special_tokens=False))
-    if tokenizer.decode(list(ids)) != prefix:
-        raise ExploreError(
-            f"prefix: {prefix!r} does not survive tokenisation (it decodes to "
-            f"{tokenizer.decode(list(ids))!r}); edit it"
-        )
-    return ids
-
-
-def _exact(loaded: LoadedModel, prompt: PromptSpec) -> PromptSpec:
-    """``prompt`` with the exact ids of its response prefix."""
-    return replace(prompt, prefix_ids=prefix_ids_for(loaded.tokenizer, prompt.prefix))
 
 
 def predict(loaded: LoadedModel, prompt: PromptSpec, k: int = TOP_K) -> dict[str, Any]:
@@ -133,7 +71,7 @@ def predict(loaded: LoadedModel, prompt: PromptSpec, k: int = TOP_K) -> dict[str
     from .render.tokens import visible_text
 
     tokenizer = loaded.tokenizer
-    inputs = prepare_input(tokenizer, _exact(loaded, prompt))
+    inputs = prepare_input(tokenizer, exact_prompt(loaded, prompt))
     ids = torch.tensor([list(inputs.token_ids)], device=loaded.model.device)
     with torch.no_grad():
         logits = loaded.model(input_ids=ids).logits[0, -1].float()
@@ -154,180 +92,6 @@ def predict(loaded: LoadedModel, prompt: PromptSpec, k: int = TOP_K) -> dict[str
             for rank, i in enumerate(top.indices.tolist())
         ],
     }
-
-
-def _case_token(tokenizer: Any, value: str | int, role: str) -> str | int:
-    """As a hand-written case would say it: the token's text when that resolves back to the
-    same id, else the id itself."""
-    token = resolve_token(tokenizer, value, role)
-    text = tokenizer.decode([token.id])
-    try:
-        same = text != "" and resolve_token(tokenizer, text, role).id == token.id
-    except TokenError:
-        same = False
-    return text if same else token.id
-
-
-def saved_case(
-    loaded: LoadedModel,
-    question: Question,
-    *,
-    model: str,
-    case_id: str,
-    title: str = "",
-    description: str = "",
-    case_dir: Path | None = None,
-) -> Case:
-    """The case of ``question`` as a person would write it (the text:
-    :func:`~reportgen.cases.case_toml`): exact ``prefix_ids``, tokens as their text where that
-    resolves back to the same id, the model path as read from ``case_dir`` (the case's folder;
-    absolute without one)."""
-    if not ID_PATTERN.fullmatch(case_id):
-        raise ExploreError(f"id: must match [a-z0-9-]+ (it becomes the page URL), got {case_id!r}")
-    if question.target is None:
-        raise ExploreError("target: pick the token the model prefers")
-    tokenizer = loaded.tokenizer
-    contrast = question.contrast
-    asked = replace(
-        question,
-        prompt=_exact(loaded, question.prompt),
-        target=_case_token(tokenizer, question.target, "target"),
-        contrast=_case_token(tokenizer, contrast, "contrast") if contrast is not None else None,
-    )
-    return Case(
-        path=str(Path(case_dir or ".") / f"{case_id}.toml"),
-        id=case_id,
-        title=title or case_id,
-        description=description,
-        model=case_model_spec(model, case_dir),
-        question=asked,
-    )
-
-
-def work_root() -> Path:
-    """Where explorers keep their rendered views: one folder per run, under the cache."""
-    return cache_dir() / "explore"
-
-
-class RunFolder:
-    """This run's folder under :func:`work_root`, held by an exclusive lock on its ``.lock``
-    file while the run lives; removed by :meth:`close` (on exit), or -- when the run was
-    killed -- by the next explorer, which finds the lock free."""
-
-    def __init__(self) -> None:
-        self._own_root: Path | None = None
-        try:
-            self._create(work_root())
-        except OSError as exc:  # a read-only or full cache: a private temporary folder instead
-            self._own_root = Path(tempfile.mkdtemp(prefix="reportgen-explore-"))
-            warn(
-                f"cannot use the cache {work_root()} for explore's views "
-                f"({exc.strerror or exc}); using {self._own_root} (removed on exit as well)"
-            )
-            self._create(self._own_root)
-        self._closed = False
-        atexit.register(self.close)
-
-    def _create(self, root: Path) -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        clean_stale_runs(root)
-        self.path = root / f"run-{os.getpid()}-{secrets.token_hex(4)}"
-        self.path.mkdir()
-        try:
-            self._lock = _hold_lock(self.path / ".lock")
-        except OSError:
-            shutil.rmtree(self.path, ignore_errors=True)
-            raise
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        shutil.rmtree(self._own_root or self.path, ignore_errors=True)
-        if self._lock is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._lock)
-        atexit.unregister(self.close)
-
-
-def _hold_lock(path: Path) -> int | None:
-    """An open descriptor holding an exclusive ``flock`` on ``path`` (None without fcntl)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    try:
-        import fcntl
-    except ImportError:  # Windows: no lock, so folders of killed runs stay
-        os.close(fd)
-        return None
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    return fd
-
-
-def clean_stale_runs(root: Path, *, grace_s: float = 60.0) -> list[Path]:
-    """Remove the folders of explorers that are gone (their lock is free; a folder killed
-    before it had a lock, once it is ``grace_s`` old). Returns what was removed."""
-    try:
-        import fcntl
-    except ImportError:
-        return []
-    removed = []
-    for folder in root.glob("run-*"):
-        if folder.is_symlink() or not folder.is_dir():
-            continue
-        lock = folder / ".lock"
-        try:
-            fd = os.open(lock, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
-        except FileNotFoundError:
-            if time.time() - folder.stat().st_mtime < grace_s:
-                continue
-        except OSError:
-            continue
-        else:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                continue  # a live explorer holds it
-            finally:
-                os.close(fd)
-        shutil.rmtree(folder, ignore_errors=True)
-        removed.append(folder)
-    return removed
-
-
-def request_problem(
-    method: str, path: str, headers: Mapping[str, str], *, port: int, token: str
-) -> str | None:
-    """None when the explorer may answer this request, else the one line of its 403.
-
-    Every request: the Host is this server. ``/api/`` routes and every method but GET/HEAD
-    also: no foreign ``Origin`` (it must be the page's own), ``Sec-Fetch-Site`` (when sent)
-    ``same-origin``, the run's token in ``X-Reportgen-Token``, and for anything with a body
-    ``Content-Type: application/json``."""
-    host = headers.get("host")
-    problem = host_problem(host, port)
-    if problem is not None or host is None:
-        return problem
-    if method in ("GET", "HEAD") and not path.startswith("/api/"):
-        return None
-    origin = headers.get("origin")
-    if origin is not None and origin.strip().lower() != f"http://{host.strip().lower()}":
-        return (
-            f"forbidden: a request from another page ({origin[:80]!r}); only the explorer's "
-            f"own page (http://{host}/) may use its API"
-        )
-    site = headers.get("sec-fetch-site")
-    if site is not None and site.strip().lower() != "same-origin":
-        return f"forbidden: a {site[:20]} request; only the explorer's own page may use its API"
-    given = headers.get(TOKEN_HEADER.lower())
-    if given is None or not hmac.compare_digest(given.encode(), token.encode()):
-        return (
-            f"forbidden: missing or wrong {TOKEN_HEADER} (the explorer's own page sends it; "
-            "reload it after restarting the explorer)"
-        )
-    if method not in ("GET", "HEAD"):
-        kind = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if kind != "application/json":
-            return f"forbidden: the body must be sent as Content-Type: application/json, not {kind[:40]!r}"
-    return None
 
 
 class Explorer:
@@ -584,7 +348,7 @@ class Explorer:
         from .render.tokens import visible_text
 
         intervention, tokens = parse_intervention(fields, self._graph_layers(question))
-        exact = replace(question, prompt=_exact(self.loaded, question.prompt))
+        exact = replace(question, prompt=exact_prompt(self.loaded, question.prompt))
         with self.lock:
             prepared = prepare_question(self.loaded, exact)
             result = probe(
@@ -606,7 +370,7 @@ class Explorer:
         (when there is one) and the input's length."""
         from .explore_probe import parse_pins
 
-        prompt = _exact(self.loaded, question.prompt)
+        prompt = exact_prompt(self.loaded, question.prompt)
         n_tokens = len(prepare_input(self.loaded.tokenizer, prompt).token_ids)
         return parse_pins(fields, self._graph_layers(question), n_tokens)
 

@@ -1,7 +1,7 @@
 """The explorer's side of a live hypothesis test (`POST /api/intervene`) and of pinned nodes
 kept by "Save as case": reading what the page sends, and writing what it shows.
 
-Kept out of ``explore.py`` (the app and its security) so the request formats live in one
+Kept out of ``explore.py`` (the app) so the request formats live in one
 place. Errors are ValueErrors with one line naming the field, which the app answers as a 400.
 
 A node is written three ways, all accepted wherever a node is: ``[layer, position]`` (the

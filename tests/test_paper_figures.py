@@ -18,7 +18,7 @@ from render_fixtures import hostile_result, make_result, metrics_row
 from reportgen.errors import CaseError
 from reportgen.faithfulness import failure_pattern
 from reportgen.project import FIGURE_FONTS, FigureSettings, load_project
-from reportgen.render import paper, study
+from reportgen.render import paper, study, study_paper
 from reportgen.render.data_files import write_data_files
 from reportgen.results import FailurePattern
 
@@ -372,7 +372,7 @@ def test_study_numbers_equal_the_summaries_and_comparisons():
 @needs_tex
 def test_study_paper_figures_print_the_same_numbers(tmp_path: Path):
     data = study.study_data(study_results(), shipped_summaries())
-    files = study.render_study_figures(data, tmp_path)
+    files = study_paper.render_study_figures(data, tmp_path)
     assert "figures.tex" in files and "figures.zip" in files
     funnel = pdf_text(tmp_path / "study-funnel-text.pdf").split()
     for row in data.funnel:

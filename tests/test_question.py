@@ -66,8 +66,9 @@ def from_flags(asked):
 
 
 def from_explorer(asked):
-    explore = pytest.importorskip("reportgen.explore")  # FastAPI
-    return explore.question_from_json({**PROMPT, **asked, "contrast": asked.get("contrast")})
+    from reportgen.explore_questions import question_from_json
+
+    return question_from_json({**PROMPT, **asked, "contrast": asked.get("contrast")})
 
 
 @pytest.mark.parametrize("name", list(ASKED))
@@ -145,9 +146,10 @@ def test_each_front_end_names_the_field_of_the_same_problem(model_dir, tmp_path)
     argv = ["--prompt", "p", "--target", "paris", "--strategy", "by_ref_token"]
     result = CliRunner().invoke(probe, argv)
     assert result.exit_code == 1 and result.output == f"Error: --contrast {problem}\n"
-    explore = pytest.importorskip("reportgen.explore")
+    from reportgen.explore_questions import question_from_json
+
     with pytest.raises(QuestionError, match=f"^contrast: {problem}$"):
-        explore.question_from_json({"prompt": "p", **asked})
+        question_from_json({"prompt": "p", **asked})
 
 
 def write_and_read(case):

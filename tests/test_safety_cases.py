@@ -350,7 +350,7 @@ def test_the_explorer_saves_a_model_path_the_build_resolves(project, monkeypatch
     """`explore --model ./models/tiny` wrote model = "./models/tiny", which the build then
     looked for next to the case file."""
     from reportgen.cases import case_toml
-    from reportgen.explore import saved_case
+    from reportgen.explore_questions import saved_case
     from reportgen.models import load_model
     from reportgen.question import PromptSpec, Question
 

@@ -279,7 +279,7 @@ def test_the_run_folder_is_under_the_cache_and_removed_on_shutdown(app_env, cach
 
 
 def test_a_killed_runs_folder_is_removed_by_the_next_run(cache) -> None:
-    from reportgen.explore import RunFolder, clean_stale_runs
+    from reportgen.explore_runs import RunFolder, clean_stale_runs
 
     live = RunFolder()
     killed = cache / "explore" / "run-999999-dead"
@@ -350,7 +350,7 @@ def test_cli_explore_refuses_other_hosts_and_leaves_no_folder(model_dir, tmp_pat
 def test_an_unusable_cache_means_a_private_temp_folder_removed_on_close(
     tmp_path, monkeypatch, caplog
 ) -> None:
-    from reportgen.explore import RunFolder
+    from reportgen.explore_runs import RunFolder
 
     blocked = tmp_path / "cache-is-a-file"
     blocked.write_text("not a folder")

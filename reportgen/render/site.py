@@ -32,13 +32,8 @@ from .html import (
 )
 from .paper import figure_downloads
 from .project_page import project_context
-from .study import (
-    STUDY_CHART_TITLES,
-    StudyData,
-    persistence_sentence,
-    study_charts,
-    study_data,
-)
+from .study import StudyData, persistence_sentence, study_data
+from .study_charts import STUDY_CHART_TITLES, study_charts
 from .words import bound_words
 
 SITE_TITLE = "Why does the model pick the wrong token?"
