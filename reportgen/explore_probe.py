@@ -20,8 +20,9 @@ from typing import Any
 
 from .cases import GraphSettings
 from .continuations import CONTINUATION_TOKENS
-from .interventions import Node, graph_nodes
+from .interventions import graph_nodes
 from .probe import MAX_TOKENS, Intervention, ProbeResult, Run
+from .results import Node
 
 #: the request fields of /api/intervene beside the prompt's configuration
 PROBE_FIELDS = ("ablate", "baseline", "mask", "fill", "tokens")

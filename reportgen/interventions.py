@@ -18,7 +18,7 @@ written on the render side (``reportgen/render/circuits.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,129 +26,13 @@ import numpy as np
 
 from .continuations import Continuations, case_continuations
 from .graph.types import AttributionGraph
+from .results import Interventions, Node, NodeEffect, SubgraphEffect
 
 BASELINES = ("mean", "zero")
 #: how many of the pruned graph's strongest nodes are ablated one at a time
 STRONGEST = 10
 #: token rows one batched ablation forward may hold (rows x input tokens)
 BATCH_TOKENS = 8192
-
-Node = tuple[str, int]
-
-
-@dataclass(frozen=True)
-class NodeEffect:
-    """One node ablated alone: its graph relevance and f after the ablation."""
-
-    layer: str
-    position: int
-    relevance: float
-    f_ablated: float
-
-
-@dataclass(frozen=True)
-class SubgraphEffect:
-    """Every node of the pruned subgraph (the output node excepted) ablated in one forward.
-
-    ``flips``: f ≤ 0 after the ablation while f > 0 before (with a contrast token: the model
-    now prefers the contrast); ``top_id``/``top_token``: the model's most likely next token
-    after it (its id, and its text where the tokenizer was at hand)."""
-
-    nodes: tuple[Node, ...]
-    f_ablated: float
-    flips: bool
-    top_id: int
-    top_token: str = ""
-
-
-@dataclass(frozen=True)
-class Interventions:
-    baseline: str
-    f_clean: float
-    nodes: tuple[NodeEffect, ...]
-    subgraph: SubgraphEffect | None
-    rank_correlation: float | None
-    # the case's ``[graph] pinned`` nodes ablated at once, and each supernode (label, effect);
-    # None / empty when the case pins nothing (or pins a mid-block state, which is not ablated)
-    pinned: SubgraphEffect | None = None
-    supernodes: tuple[tuple[str, SubgraphEffect], ...] = ()
-
-    def deltas(self) -> list[float]:
-        """Δf = f_clean − f_ablated per node, in the order of ``nodes``."""
-        return [self.f_clean - node.f_ablated for node in self.nodes]
-
-    def to_json(self) -> dict[str, Any]:
-        data = self._core_json()
-        if self.pinned is not None:  # only cases that pin nodes have the keys
-            data["pinned"] = _effect_json(self.pinned)
-            data["supernodes"] = [
-                {"label": label, **_effect_json(effect)} for label, effect in self.supernodes
-            ]
-        return data
-
-    def _core_json(self) -> dict[str, Any]:
-        return {
-            "baseline": self.baseline,
-            "f_clean": self.f_clean,
-            "nodes": [
-                {
-                    "layer": n.layer,
-                    "position": n.position,
-                    "relevance": n.relevance,
-                    "f_ablated": n.f_ablated,
-                }
-                for n in self.nodes
-            ],
-            "subgraph": None if self.subgraph is None else _effect_json(self.subgraph),
-            "rank_correlation": self.rank_correlation,
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Interventions:
-        sub = data.get("subgraph")
-        return cls(
-            baseline=str(data["baseline"]),
-            f_clean=float(data["f_clean"]),
-            nodes=tuple(
-                NodeEffect(
-                    str(n["layer"]),
-                    int(n["position"]),
-                    float(n["relevance"]),
-                    float(n["f_ablated"]),
-                )
-                for n in data["nodes"]
-            ),
-            subgraph=None if sub is None else _effect_from_json(sub),
-            rank_correlation=None
-            if data.get("rank_correlation") is None
-            else float(data["rank_correlation"]),
-            pinned=None if data.get("pinned") is None else _effect_from_json(data["pinned"]),
-            supernodes=tuple(
-                (str(group["label"]), _effect_from_json(group))
-                for group in data.get("supernodes") or []
-            ),
-        )
-
-
-def _effect_json(effect: SubgraphEffect) -> dict[str, Any]:
-    return {
-        "nodes": [[layer, position] for layer, position in effect.nodes],
-        "f_ablated": effect.f_ablated,
-        "flips": effect.flips,
-        "top_id": effect.top_id,
-        "top_token": effect.top_token,
-    }
-
-
-def _effect_from_json(data: Mapping[str, Any]) -> SubgraphEffect:
-    return SubgraphEffect(
-        nodes=tuple((str(layer), int(position)) for layer, position in data["nodes"]),
-        f_ablated=float(data["f_ablated"]),
-        flips=bool(data["flips"]),
-        top_id=int(data["top_id"]),
-        top_token=str(data.get("top_token", "")),
-    )
-
 
 # --- ablation -----------------------------------------------------------------------------------
 

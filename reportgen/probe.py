@@ -35,7 +35,8 @@ from typing import Any
 
 from .continuations import CONTINUATION_TOKENS, can_generate, greedy_ids
 from .faithfulness.masking import MASKS, fill_token, mask_row
-from .interventions import BASELINES, Node, hook_layers, layer_index
+from .interventions import BASELINES, hook_layers, layer_index
+from .results import Node
 
 #: next tokens shown before and after
 TOP_K = 10

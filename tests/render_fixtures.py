@@ -441,7 +441,7 @@ def circuit_result(case_id: str = "circuit-case") -> CaseResult:
     ablated at once (numbers made up, distinct, so a page shows which is which)."""
     from dataclasses import replace
 
-    from reportgen.interventions import Interventions, NodeEffect, SubgraphEffect
+    from reportgen.results import Interventions, NodeEffect, SubgraphEffect
 
     result = make_result(case_id)
     graph = result.graph.with_meta(

@@ -15,14 +15,9 @@ from tiny_models import ARCHITECTURES, tiny_model, tiny_tokenizer
 
 from reportgen.continuations import Continuations, case_continuations
 from reportgen.graph.types import AttributionGraph
-from reportgen.interventions import (
-    Interventions,
-    ablate,
-    case_interventions,
-    graph_nodes,
-    spearman,
-)
+from reportgen.interventions import ablate, case_interventions, graph_nodes, spearman
 from reportgen.objectives import Objective
+from reportgen.results import Interventions
 
 IDS = [1, 5, 7, 9, 11, 13, 20, 22, 3, 17]
 OBJECTIVE = Objective("logit_diff", 10, "by_ref_token", 11)
@@ -367,9 +362,8 @@ def test_the_dossier_and_data_json_show_interventions_and_continuations(tmp_path
 
     from render_fixtures import make_result
 
-    from reportgen.interventions import NodeEffect, SubgraphEffect
     from reportgen.render.html import render_dossier
-    from reportgen.results import CaseResult
+    from reportgen.results import CaseResult, NodeEffect, SubgraphEffect
 
     interventions = Interventions(
         baseline="mean",
@@ -412,8 +406,8 @@ def test_the_dossier_and_data_json_show_interventions_and_continuations(tmp_path
 
 
 def test_words_for_a_subgraph_that_does_not_flip():
-    from reportgen.interventions import SubgraphEffect
     from reportgen.render.circuits import correlation_words, subgraph_words
+    from reportgen.results import SubgraphEffect
 
     base = Interventions("mean", 2.0, (), SubgraphEffect((("0", 1),), 1.5, False, 3), None)
     words = subgraph_words(base, " Red", " Blue")
