@@ -58,6 +58,7 @@ PRESENTING = (
     "explore_runs.py",
     "explore_security.py",
     "interrupts.py",
+    "localweb.py",
     "outdir.py",
     "progress.py",
     "project.py",  # settings reach the key as the runtime, not as code

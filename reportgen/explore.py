@@ -42,7 +42,6 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from starlette.concurrency import run_in_threadpool
 
 from .cases import case_toml, load_case
-from .cli.localweb import public_path
 from .errors import ReportgenError, warn
 from .explore_probe import PIN_FIELDS, PROBE_FIELDS, Pins, split_fields
 from .explore_questions import (
@@ -55,6 +54,7 @@ from .explore_questions import (
 from .explore_runs import RunFolder
 from .explore_security import SECURITY_HEADERS, request_problem
 from .inputs import prepare_input
+from .localweb import public_path
 from .models import LoadedModel, cache_dir
 from .progress import StepClock, format_seconds
 from .question import PromptSpec, Question
@@ -115,7 +115,7 @@ class Explorer:
     # -- what a page may see ------------------------------------------------------------
     def _hidden_paths(self) -> list[tuple[re.Pattern[str], str]]:
         """Absolute paths of this machine a response may contain, longest first, each with
-        what the page sees instead (:func:`~reportgen.cli.localweb.public_path`)."""
+        what the page sees instead (:func:`~reportgen.localweb.public_path`)."""
         places: dict[str, str] = {}
 
         def add(path: Path | str, shown: str) -> None:

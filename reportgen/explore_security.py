@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 
-from .cli.localweb import host_problem
+from .localweb import host_problem
 
 TOKEN_HEADER = "X-Reportgen-Token"
 #: on every answer: no framing by another site, no type sniffing, no referrer, no caching

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from render_fixtures import hostile_result, make_result
 
-from reportgen.cli.localweb import public_path
+from reportgen.localweb import public_path
 from reportgen.project import load_project
 from reportgen.render.site import build_site
 

@@ -16,7 +16,7 @@ from tiny_models import save_tiny_llama
 
 from reportgen.cases import load_case, parse_case
 from reportgen.cli import main
-from reportgen.cli.localweb import public_path
+from reportgen.localweb import public_path
 from reportgen.models import load_model
 from reportgen.pipeline import explain
 from reportgen.question import PromptSpec, Question

@@ -210,7 +210,7 @@ def _get(url: str, host: str | None = None) -> tuple[int, bytes]:
 
 
 def test_serve_never_leaves_the_site_and_checks_host(tmp_path) -> None:
-    from reportgen.cli.localweb import site_server
+    from reportgen.localweb import site_server
 
     site = tmp_path / "site"
     (site / "cases" / "a").mkdir(parents=True)

@@ -79,7 +79,7 @@ def serve(port: int, directory: Path) -> None:
     symlinks leading out of it are 404)."""
     import errno
 
-    from .localweb import site_server
+    from ..localweb import site_server
 
     if not 0 < port < 65536:
         raise click.ClickException(f"--port {port}: give a port between 1 and 65535, e.g. 8000")
