@@ -11,6 +11,7 @@ from tiny_models import tiny_model
 from reportgen.faithfulness import failure_pattern, faithfulness
 from reportgen.objectives import Objective
 from reportgen.render.words import flip_sentence
+from reportgen.results import Faithfulness
 
 TARGET, CONTRAST = 1, 2
 
@@ -82,7 +83,7 @@ def test_flip_at_one_when_the_attribution_ranks_the_decisive_token_first():
     assert result["baseline_f"] == pytest.approx(own_f(model, ids))
     assert result["gradient_f"] == pytest.approx(result["baseline_f"])
     assert len(result["random_flip_k_seeds"]) == 5
-    sentence = flip_sentence(result, [f"t{i}" for i in ids])
+    sentence = flip_sentence(Faithfulness.from_json(result), [f"t{i}" for i in ids])
     assert sentence.startswith("masking 1 token — 't6' — flips the preference to the contrast")
     assert "random order needs" in sentence
 
@@ -129,7 +130,7 @@ def test_special_tokens_are_never_masked_nor_ranked():
     # only the decisive token could flip it, and it is protected
     assert all(result["flip_k"][name] is None for name in ("attnlrp", "grad_x_input", "gradient"))
     assert result["flip_k"]["random"] is None
-    assert flip_sentence(result, [str(i) for i in ids]) == (
+    assert flip_sentence(Faithfulness.from_json(result), [str(i) for i in ids]) == (
         "no ordering flips the preference within 7 masked tokens."
     )
 
@@ -151,7 +152,7 @@ def test_nothing_to_flip_when_the_model_already_prefers_the_contrast():
     result = faithfulness(model, [0, 1], OBJECTIVE, [1.0, 0.5], [False, False])
     assert result["baseline_f"] < 0 and "note" in result
     assert all(v is None for v in result["flip_k"].values())
-    assert "nothing to flip" in flip_sentence(result, ["a", "b"])
+    assert "nothing to flip" in flip_sentence(Faithfulness.from_json(result), ["a", "b"])
 
 
 def test_unk_mask_uses_the_given_token_embedding():
