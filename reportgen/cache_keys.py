@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import cache_files
-from .models import EMBEDDED_MODELS, cache_dir, embedded_path
+from .models import EMBEDDED_MODELS, cache_dir, embedded_path, sha256_file
 
 #: packages hashed whole, beside reportgen's computing modules
 COMPUTING_PACKAGES = ("lxt",)
@@ -210,7 +210,7 @@ def content_hash(path: Path) -> str:
             and isinstance(entry.get("sha256"), str)
             and {k: entry.get(k) for k in state} == state
         ):
-            entry = {**state, "sha256": _sha256_file(real)}
+            entry = {**state, "sha256": sha256_file(real)}
             memo[str(real)] = entry
             changed = True
         _memo_seen[str(real)] = entry
@@ -219,11 +219,3 @@ def content_hash(path: Path) -> str:
     if changed:  # a cache that cannot be written: one warning in all (cache_files)
         cache_files.write_sealed(memo_path, _MEMO_KIND, _HASH_MEMO, memo)
     return digest.hexdigest()[:32]
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -96,7 +96,7 @@ def _fetch_gemma3(workdir: Path) -> Path:
     with zipfile.ZipFile(meta) as archive:
         sums = [m for m in archive.namelist() if m.endswith("SHA256SUMS")]
         expected = archive.read(sums[0]).decode().split()[0] if sums else None
-    if expected and _sha256(target) != expected:
+    if expected and sha256_file(target) != expected:
         raise ModelLoadError("gemma3-270m: concatenated GGUF does not match SHA256SUMS")
     return target
 
@@ -138,7 +138,7 @@ class SplitGGUF:
     def check(self, path: Path) -> None:
         """Refuse an assembled file whose size or sha256 is not the published one."""
         size = path.stat().st_size
-        digest = _sha256(path) if size == self.size else None
+        digest = sha256_file(path) if size == self.size else None
         if size != self.size or digest != self.sha256:
             got = f"{size:,} bytes" + (f", sha256 {digest[:12]}..." if digest else "")
             raise ModelLoadError(
@@ -201,7 +201,8 @@ EMBEDDED_MODELS: Mapping[str, EmbeddedModel] = MappingProxyType(
 )
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file's bytes, read in 4 MiB blocks (weights do not fit in memory twice)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 22), b""):
@@ -245,8 +246,8 @@ def fetch_embedded(name: str, progress: Callable[[str], None] = lambda msg: None
             "name": name,
             "source": entry.source,
             "gguf": gguf.name,
-            "gguf_sha256": _sha256(gguf),
-            "weights_sha256": _sha256(weights[0]) if len(weights) == 1 else None,
+            "gguf_sha256": sha256_file(gguf),
+            "weights_sha256": sha256_file(weights[0]) if len(weights) == 1 else None,
         }
         (staged / "reportgen-model.json").write_text(json.dumps(meta, indent=2))
         if final.exists():
@@ -389,7 +390,7 @@ def load_model(
             if not path.is_file():
                 raise ModelLoadError(f"GGUF file {path} does not exist")
             source = str(path)
-            weights_sha = _sha256(path)
+            weights_sha = sha256_file(path)
             tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
             model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, **kwargs)
         elif path.exists():

@@ -74,8 +74,8 @@ def test_weights_overwritten_in_place_are_not_served_from_the_cache(setup):
 def test_weights_are_hashed_once_and_again_only_when_they_change(setup, monkeypatch):
     _, _, model = setup
     calls = []
-    real = cache_keys._sha256_file
-    monkeypatch.setattr(cache_keys, "_sha256_file", lambda p: calls.append(p.name) or real(p))
+    real = cache_keys.sha256_file
+    monkeypatch.setattr(cache_keys, "sha256_file", lambda p: calls.append(p.name) or real(p))
     first = model_identity(model)
     n_files = len(calls)
     assert n_files >= 3 and any(name.endswith(".safetensors") for name in calls)
