@@ -23,7 +23,7 @@ from pylatex import Command, Document, Figure, NoEscape, Package, Section
 from ..graph.types import AttributionGraph, Edge
 from ..results import CaseResult
 from . import charts as charts_mod
-from .colors import NEGATIVE, POSITIVE, RGB, SPECIAL_FG
+from .colors import NEGATIVE, POSITIVE, SPECIAL_FG
 from .dossier import Dossier, dossier
 from .names import check_case_id
 from .pinned_figure import write_pinned_figures
@@ -34,13 +34,9 @@ from .tex import (  # noqa: F401  (their home is tex; named here for existing us
     compile_tex,
     escape_latex,
     placeholder,
+    rgb_values,
 )
 from .tokens import TokenCell
-
-
-def _rgb(color: RGB) -> str:
-    return "{},{},{}".format(*color)
-
 
 # --- documents --------------------------------------------------------------------------------
 
@@ -74,7 +70,7 @@ def _token_boxes(cell: TokenCell) -> list[str]:
     r"""The boxes of one token, with ``\par`` where the token's text breaks the line: a newline
     inside a token ends the line (↵ at its end) and the indentation after it starts the next
     one as plain space, so code keeps its shape."""
-    bg, fg = _rgb(cell.color.background), _rgb(cell.color.foreground)
+    bg, fg = rgb_values(cell.color.background), rgb_values(cell.color.foreground)
 
     def box(text: str) -> str:
         if cell.special:
@@ -180,9 +176,9 @@ def graph_body(result: Any) -> str:
     max_n = max((abs(v) for row in relevance for v in row), default=0.0) or 1.0
     lines = [
         r"\begin{tikzpicture}",
-        rf"\definecolor{{rgpos}}{{RGB}}{{{_rgb(POSITIVE)}}}",
-        rf"\definecolor{{rgneg}}{{RGB}}{{{_rgb(NEGATIVE)}}}",
-        rf"\definecolor{{rgaxis}}{{RGB}}{{{_rgb(SPECIAL_FG)}}}",
+        rf"\definecolor{{rgpos}}{{RGB}}{{{rgb_values(POSITIVE)}}}",
+        rf"\definecolor{{rgneg}}{{RGB}}{{{rgb_values(NEGATIVE)}}}",
+        rf"\definecolor{{rgaxis}}{{RGB}}{{{rgb_values(SPECIAL_FG)}}}",
     ]
     for i, layer in enumerate(layers):
         if rows:

@@ -19,13 +19,13 @@ from .paper_style import (
     grey,
     label_number,
     pgf_number,
-    rgb_triple,
     shortened,
     small_size,
     tex_text,
     token_labels,
     tt_width,
 )
+from .tex import rgb_values, xcolor_rgb
 from .tokens import TokenCell
 
 MAX_METRICS = 4
@@ -60,7 +60,7 @@ def _token_boxes(cell: TokenCell, bg: RGB, fg: RGB, limit: int, framed: bool) ->
             if shown == "" and cell.text == "":
                 shown = r"$\emptyset$"
             if shown:
-                out.append(rf"{macro}{{{rgb_triple(bg)}}}{{{rgb_triple(fg)}}}{{{shown}}}%")
+                out.append(rf"{macro}{{{rgb_values(bg)}}}{{{rgb_values(fg)}}}{{{shown}}}%")
         if not last:
             out.append(r"\par")
     return out
@@ -105,7 +105,7 @@ def _colour_bar(width: float, scale: float, settings: FigureSettings, greyscale:
         value = t if greyscale else 2 * t - 1
         color = grey(value) if greyscale else diverging(value, settings)
         lines.append(
-            rf"\fill[color={{rgb,255:red,{color[0]};green,{color[1]};blue,{color[2]}}}] "
+            rf"\fill[color={xcolor_rgb(color)}] "
             rf"({x0 + i * bar_w / steps:.2f},0) rectangle ({x0 + (i + 1) * bar_w / steps + 0.05:.2f},6);"
         )
     lines.append(rf"\draw[rgaxis,line width=0.4pt] ({x0:.2f},0) rectangle ({x0 + bar_w:.2f},6);")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from ..project import FIGURE_COLORMAPS, FIGURE_FONTS, FigureSettings
 from .colors import SPECIAL_BG, SPECIAL_FG, WHITE
+from .tex import rgb_values
 
 RGB = tuple[int, int, int]
 WIDTHS = ("col", "text")
@@ -122,10 +123,6 @@ def grey(intensity: float) -> RGB:
     return (level, level, level)
 
 
-def rgb_triple(color: RGB) -> str:
-    return "{},{},{}".format(*color)
-
-
 # --- settings -----------------------------------------------------------------------------------
 
 
@@ -156,10 +153,10 @@ def preamble(settings: FigureSettings) -> str:
             r"\pgfplotsset{compat=1.16}",
             r"\pagestyle{empty}",
             r"\hoffset=-1in \voffset=-1in \parindent=0pt \parskip=0pt",
-            rf"\definecolor{{rgpos}}{{RGB}}{{{rgb_triple(positive)}}}",
-            rf"\definecolor{{rgneg}}{{RGB}}{{{rgb_triple(negative)}}}",
-            rf"\definecolor{{rgaxis}}{{RGB}}{{{rgb_triple(SPECIAL_FG)}}}",
-            rf"\definecolor{{rgspecial}}{{RGB}}{{{rgb_triple(SPECIAL_BG)}}}",
+            rf"\definecolor{{rgpos}}{{RGB}}{{{rgb_values(positive)}}}",
+            rf"\definecolor{{rgneg}}{{RGB}}{{{rgb_values(negative)}}}",
+            rf"\definecolor{{rgaxis}}{{RGB}}{{{rgb_values(SPECIAL_FG)}}}",
+            rf"\definecolor{{rgspecial}}{{RGB}}{{{rgb_values(SPECIAL_BG)}}}",
             r"\definecolor{rgorange}{RGB}{230,97,1}",
             r"\definecolor{rglight}{RGB}{67,147,195}",
             r"\definecolor{rggrid}{RGB}{225,225,225}",

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..results import CaseResult
 from .colors import NEGATIVE, POSITIVE, SPECIAL_FG
+from .tex import rgb_values
 
 #: the figure widths, in inches: a column and the text width of a two-column paper
 WIDTHS = {"column": 3.25, "text": 6.75}
@@ -95,10 +96,6 @@ def pinned_units(result: CaseResult) -> tuple[list[Unit], dict[tuple[int, int], 
     return units, edges
 
 
-def _rgb(color: tuple[int, int, int]) -> str:
-    return "{},{},{}".format(*color)
-
-
 def pinned_tikz(result: CaseResult, width_in: float) -> str | None:
     """A standalone LaTeX document: the pinned subgraph, exactly ``width_in`` inches wide (the
     drawing is laid out for that width, then scaled to it exactly)."""
@@ -126,9 +123,9 @@ def pinned_tikz(result: CaseResult, width_in: float) -> str | None:
     max_w = max((abs(w) for w in edges.values()), default=0.0) or 1.0
     lines = [
         r"\begin{tikzpicture}[x=1in,y=1in]",
-        rf"\definecolor{{rgpos}}{{RGB}}{{{_rgb(POSITIVE)}}}",
-        rf"\definecolor{{rgneg}}{{RGB}}{{{_rgb(NEGATIVE)}}}",
-        rf"\definecolor{{rgaxis}}{{RGB}}{{{_rgb(SPECIAL_FG)}}}",
+        rf"\definecolor{{rgpos}}{{RGB}}{{{rgb_values(POSITIVE)}}}",
+        rf"\definecolor{{rgneg}}{{RGB}}{{{rgb_values(NEGATIVE)}}}",
+        rf"\definecolor{{rgaxis}}{{RGB}}{{{rgb_values(SPECIAL_FG)}}}",
     ]
     for i, layer in enumerate(rows):
         lines.append(

@@ -23,6 +23,7 @@ from .study import (
     model_size,
     persistence_sentence,
 )
+from .tex import xcolor_rgb
 
 STUDY_PREFIX = "study"
 GROUP_COLORS = [  # ColorBrewer Dark2
@@ -35,10 +36,6 @@ GROUP_COLORS = [  # ColorBrewer Dark2
     (166, 118, 29),
     (102, 102, 102),
 ]
-
-
-def rgb_triple(c: tuple[int, int, int]) -> str:
-    return f"{{rgb,255:red,{c[0]};green,{c[1]};blue,{c[2]}}}"
 
 
 def _label_list(labels: Sequence[str]) -> str:
@@ -132,7 +129,7 @@ def profiles_body(
         rf"  max space between ticks=35, rglegend, legend columns={columns}]",
     ]
     for i, p in enumerate(profiles):
-        color = rgb_triple(GROUP_COLORS[i % len(GROUP_COLORS)])
+        color = xcolor_rgb(GROUP_COLORS[i % len(GROUP_COLORS)])
         ok = [
             j
             for j in range(len(p.depth))

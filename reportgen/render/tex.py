@@ -1,5 +1,5 @@
 """TeX primitives every figure writer shares: escaping untrusted text (tokens) so that it
-prints literally, and one pdflatex run without shell escape whose failure is one line naming
+prints literally, a colour as xcolor reads it, and one pdflatex run without shell escape whose failure is one line naming
 the case. Kept apart from the figure writers (latex, paper, pinned_figure) so that none of them
 imports another for these."""
 
@@ -38,6 +38,16 @@ _ESCAPES = {
     "[": "{[}",
     "]": "{]}",
 }
+
+
+def rgb_values(color: tuple[int, int, int]) -> str:
+    """``r,g,b`` (0-255) for ``\\definecolor{name}{RGB}{...}`` and the figures' colour macros."""
+    return "{},{},{}".format(*color)
+
+
+def xcolor_rgb(color: tuple[int, int, int]) -> str:
+    """An inline xcolor colour, ``{rgb,255:red,r;green,g;blue,b}``, where no name is defined."""
+    return f"{{rgb,255:red,{color[0]};green,{color[1]};blue,{color[2]}}}"
 
 
 class LatexError(ReportgenError):
