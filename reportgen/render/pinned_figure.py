@@ -81,18 +81,11 @@ def pinned_units(result: CaseResult) -> tuple[list[Unit], dict[tuple[int, int], 
             Unit(f"n{len(units)}", "", (node,), relevance(node), columns[node[1]], rows[node[0]])
         )
     edges: dict[tuple[int, int], float] = {}
-    index = {(layer_of[layer], pos): unit for (layer, pos), unit in owner.items()}
-    for sl, tl, s, t, w in zip(
-        graph.edge_source_layer,
-        graph.edge_target_layer,
-        graph.edge_source,
-        graph.edge_target,
-        graph.edge_weight,
-        strict=True,
-    ):
-        a, b = index.get((int(sl), int(s))), index.get((int(tl), int(t)))
+    for edge in graph.edges():
+        a = owner.get((edge.source_layer, edge.source))
+        b = owner.get((edge.target_layer, edge.target))
         if a is not None and b is not None and a != b:
-            edges[(a, b)] = edges.get((a, b), 0.0) + float(w)
+            edges[(a, b)] = edges.get((a, b), 0.0) + edge.weight
     return units, edges
 
 
