@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from plain_hooks import reference_logits
 from tiny_models import ARCHITECTURES, tiny_model, tiny_tokenizer
 
 from reportgen.continuations import Continuations, case_continuations
@@ -22,75 +23,12 @@ from reportgen.results import Interventions
 IDS = [1, 5, 7, 9, 11, 13, 20, 22, 3, 17]
 OBJECTIVE = Objective("logit_diff", 10, "by_ref_token", 11)
 
-#: where each architecture keeps its blocks, written here by hand (not from lxt's table)
-BLOCK_PATHS = {"gpt2": "transformer.h", "bert": "bert.encoder.layer"}
-
-
-def plain_blocks(model):
-    return model.get_submodule(BLOCK_PATHS.get(model.config.model_type, "model.layers"))
-
-
-def _hidden(output):
-    return output[0] if isinstance(output, tuple) else output
-
 
 def reference_f(model, ids, objective, nodes, baseline="mean"):
-    """f after replacing each (layer, position) of ``nodes`` in one plain forward: a clean
-    forward records every layer's states, a second one swaps the rows in with plain hooks."""
-    blocks = plain_blocks(model)
-    x = torch.tensor([ids])
-    states = {}
-    handles = [
-        blocks[0].register_forward_pre_hook(
-            lambda m, a, k: states.__setitem__("emb", (a[0] if a else k["hidden_states"]).clone()),
-            with_kwargs=True,
-        )
-    ]
-    for b, block in enumerate(blocks):
-        handles.append(
-            block.register_forward_hook(
-                lambda m, a, o, b=b: states.__setitem__(str(b), _hidden(o).clone())
-            )
-        )
-    with torch.no_grad():
-        model(input_ids=x)
-    for h in handles:
-        h.remove()
-
-    def replacement(layer):
-        state = states[layer][0]
-        return state.mean(0) if baseline == "mean" else torch.zeros_like(state[0])
-
-    handles = []
-    emb = [p for layer, p in nodes if layer == "emb"]
-    if emb:
-
-        def pre(m, a, k):
-            h = (a[0] if a else k["hidden_states"]).clone()
-            for p in emb:
-                h[0, p] = replacement("emb")
-            return ((h, *a[1:]), k) if a else (a, {**k, "hidden_states": h})
-
-        handles.append(blocks[0].register_forward_pre_hook(pre, with_kwargs=True))
-    for b, block in enumerate(blocks):
-        here = [p for layer, p in nodes if layer == str(b)]
-        if not here:
-            continue
-
-        def post(m, a, o, b=b, here=here):
-            h = _hidden(o).clone()
-            for p in here:
-                h[0, p] = replacement(str(b))
-            return (h, *o[1:]) if isinstance(o, tuple) else h
-
-        handles.append(block.register_forward_hook(post))
-    try:
-        with torch.no_grad():
-            logits = model(input_ids=x).logits[0, -1]
-    finally:
-        for h in handles:
-            h.remove()
-    return float(objective.value(logits))
+    """f after replacing each (layer, position) of ``nodes`` in one plain forward
+    (:func:`plain_hooks.reference_logits`: a clean forward records every layer's states, a
+    second one swaps the rows in with plain hooks)."""
+    return float(objective.value(reference_logits(model, ids, ids, nodes, baseline=baseline)))
 
 
 SETS = [
