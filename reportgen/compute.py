@@ -29,16 +29,19 @@ from .pipeline import attribute_prepared, check_fits, prepare_question
 from .progress import Progress, no_progress, return_freed_memory
 from .results import CaseResult, Comparison, Faithfulness, LayerMetrics, NodeNeurons
 
-# up to this many tokens the deletion curves are evaluated at every k; longer inputs use a grid
-FAITHFULNESS_ALL_POINTS = 1024
+#: the flip test's grid of k when the exact test (every k) does not fit the budget
 FAITHFULNESS_GRID = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50)
-#: long inputs: token-forwards the flip test may spend (16 full forwards of a 2k-token input,
-#: about 3 of a 10k one), and the coarser k of the random baseline (so more seeds fit)
+#: the flip test's compute budget, at any input length, in token-forwards of SmolLM2-135M (16
+#: full forwards of a 2k-token input; the hand-written SmolLM2 chat cases fit it whole, the
+#: collected HumanEval ones of 130-280 tokens do not). A
+#: test that fits is exact at every k; one that does not is sampled within it (grid, exact flip
+#: scans or their ranges, the random seeds that fit), and the dossier says so
 FAITHFULNESS_COST_BUDGET = 32_768
 #: ... of SmolLM2-135M: the budget is compute, 2 FLOPs per block parameter per token-forward of
 #: this many block parameters; a model with more gets proportionally fewer token-forwards
 #: (Qwen2.5-Coder-1.5B: about 2,700), one with fewer the same 32,768
 FAITHFULNESS_REFERENCE_BLOCK_PARAMETERS = 106_202_880
+#: the coarser k of a sampled test's random baseline (so more seeds fit)
 FAITHFULNESS_RANDOM_GRID = (5, 20, 50)
 
 #: what quick mode (``--fast``) leaves out; the dossier names it
@@ -163,9 +166,10 @@ def case_faithfulness(
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """The flip test as a dossier shows it: deletion curves only (insertion doubles the cost),
-    at every k up to 1,024 tokens; longer inputs on a grid of k within a cost budget, flip-k
-    exact or bounded (``faithfulness.faithfulness``)."""
-    long_input = len(attribution.token_ids) > FAITHFULNESS_ALL_POINTS
+    within the model's compute budget (``faithfulness_cost_budget``): exact at every k when the
+    whole test fits, else on a grid of k with flip-k exact or bounded
+    (``faithfulness.faithfulness``). The budget depends on the model's size, not on the input's
+    length: a 300-token case of a 1.5B model is sampled where SmolLM2's is exact."""
     return faithfulness(
         loaded,
         attribution.token_ids,
@@ -174,15 +178,16 @@ def case_faithfulness(
         attribution.special,
         budget=50,
         insertion=False,
-        points=FAITHFULNESS_GRID if long_input else None,
-        cost_budget=faithfulness_cost_budget(loaded.model) if long_input else None,
-        random_points=FAITHFULNESS_RANDOM_GRID if long_input else None,
+        points=FAITHFULNESS_GRID,
+        cost_budget=faithfulness_cost_budget(loaded.model),
+        exact_if_fits=True,
+        random_points=FAITHFULNESS_RANDOM_GRID,
         progress=progress,
     )
 
 
 def faithfulness_cost_budget(model: Any) -> int:
-    """The long-input flip test's budget in token-forwards of ``model``: the same compute as
+    """The flip test's budget in token-forwards of ``model``: the same compute as
     ``FAITHFULNESS_COST_BUDGET`` token-forwards of SmolLM2-135M (never more token-forwards)."""
     try:
         from lxt import decoder_blocks

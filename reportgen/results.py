@@ -319,9 +319,10 @@ _FIELDS_OF_PATTERN = tuple(FailurePattern.__dataclass_fields__)
 
 @dataclass(frozen=True)
 class FlipBudget:
-    """What a long input's compute budget did to the flip test (``faithfulness`` with
-    ``cost_budget``): the token-forwards allowed and spent, the flip-k whose scan it cut (as
-    [smallest k it can be, first flipping k seen or None]), the random seeds it had room for."""
+    """What the compute budget did to a flip test too costly to run whole (``faithfulness``
+    with ``cost_budget``): the token-forwards allowed and spent, the exact test's cost, the
+    flip-k whose scan it cut (as [smallest k it can be, first flipping k seen or None]), the
+    random seeds it had room for."""
 
     cost_budget: int
     cost_spent: int
@@ -330,6 +331,7 @@ class FlipBudget:
     random_seeds_used: int
     random_points: list[int]
     aopc_points: list[int]
+    exact_cost: int | None = None  # token-forwards of the exact test (None: not recorded)
 
 
 @dataclass(frozen=True)
@@ -338,7 +340,7 @@ class Faithfulness:
     curves of each token ordering, the tokens masked until the preference flips, AOPC.
 
     Orderings (``faithfulness.ORDERINGS``) key the per-ordering numbers. In JSON the fields are
-    one flat object, as computed: the budget's fields only for a long input, ``note`` only
+    one flat object, as computed: the budget's fields only for a test too costly to run whole, ``note`` only
     when f0 <= 0, ``failure_pattern`` only for a case that marks its relevant spans."""
 
     flip_k: dict[str, int | float | None]  # random: the mean over its seeds
@@ -347,7 +349,7 @@ class Faithfulness:
     insertion: dict[str, list[float]]  # empty when the insertion curves were skipped
     order: dict[str, list[int]]  # the positions each ordering masks first
     budget: int  # K: the most tokens masked
-    points: list[int] | None  # the grid of k of a long input (None: every k)
+    points: list[int] | None  # the grid of k of a sampled test (None: every k)
     mask: str  # how a token is masked, in words
     baseline_f: float  # f0
     gradient_f: float
@@ -370,7 +372,10 @@ class Faithfulness:
     def to_json(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in _FLAT_FIELDS}
         if self.cost is not None:
-            data.update(asdict(self.cost))
+            cost = asdict(self.cost)
+            if cost["exact_cost"] is None:  # results computed before it was recorded
+                del cost["exact_cost"]
+            data.update(cost)
         if self.note is not None:
             data["note"] = self.note
         if self.failure_pattern is not None:
@@ -383,7 +388,10 @@ class Faithfulness:
         pattern = data.get("failure_pattern")
         cost = None
         if data.get("cost_budget") is not None:
-            cost = FlipBudget(**{f: data[f] for f in FlipBudget.__dataclass_fields__})
+            cost = FlipBudget(
+                **{f: data[f] for f in FlipBudget.__dataclass_fields__ if f != "exact_cost"},
+                exact_cost=data.get("exact_cost"),
+            )
         return cls(
             **{name: data[name] for name in _FLAT_FIELDS},
             cost=cost,

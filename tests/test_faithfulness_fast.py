@@ -242,3 +242,42 @@ def test_what_a_cost_budget_evaluates_does_not_depend_on_the_batch_size():
         assert [v is None for v in one["curves"][name]] == [v is None for v in many["curves"][name]]
     assert one["flip_k"] == many["flip_k"] and one["flip_bounds"] == many["flip_bounds"]
     assert one["cost_spent"] == many["cost_spent"]
+
+
+def _within(model, ids, objective, relevance, special, cost_budget):
+    """The dossier's call: exact at every k when the whole test fits ``cost_budget``."""
+    return faithfulness(
+        model,
+        ids,
+        objective,
+        relevance,
+        special,
+        budget=15,
+        random_seeds=3,
+        insertion=False,
+        points=[5, 10],
+        random_points=[10],
+        cost_budget=cost_budget,
+        exact_if_fits=True,
+    )
+
+
+def test_a_test_that_fits_its_budget_is_the_exact_one_and_one_token_less_samples_it():
+    model, ids, objective, relevance, special = _case("qwen2", n=20, seed=3)
+    curve, flips, seed_flips, aopc = exhaustive(model, ids, objective, relevance, special, 15, 3)
+    sampled = _within(model, ids, objective, relevance, special, cost_budget=1)
+    whole = sampled["exact_cost"]
+    exact = _within(model, ids, objective, relevance, special, cost_budget=whole)
+    # the cost model counts n - m per set; batches by m forward at least that
+    assert whole <= exact["forwarded_tokens"] - len(ids) < 1.25 * whole
+    assert exact["points"] is None and "cost_budget" not in exact and "exact_cost" not in exact
+    for name in ("attnlrp", "grad_x_input", "gradient", "random"):
+        assert exact["curves"][name] == pytest.approx(curve[name], abs=1e-9), name
+        assert exact["aopc"][name] == pytest.approx(aopc[name], abs=1e-9), name
+    assert {k: exact["flip_k"][k] for k in flips} == flips
+    assert exact["random_flip_k_seeds"] == seed_flips
+    # one token-forward short of the whole test: sampled on the grid, within the budget
+    short = _within(model, ids, objective, relevance, special, cost_budget=whole - 1)
+    assert short["points"] == [0, 5, 10, 15] and short["exact_cost"] == whole
+    assert short["cost_budget"] == whole - 1 and short["cost_spent"] <= whole - 1
+    assert any(v is None for v in short["curves"]["attnlrp"])

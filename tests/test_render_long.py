@@ -80,6 +80,7 @@ def test_a_budget_cut_flip_test_shows_ranges_not_no_flip(tmp_path):
             random_seeds_used=2,
             random_points=[0, 5, 20, 50],
             aopc_points=[1, 2, 5, 10, 50],
+            exact_cost=1_204_331,
         ),
         random_seeds=5,
         points=[0, 1, 2, 5, 10, 50],
@@ -91,7 +92,24 @@ def test_a_budget_cut_flip_test_shows_ranges_not_no_flip(tmp_path):
     section = section[: section.index("</section>")]
     assert "between 4 and 10" in section and "at least 9" in section
     assert "needs between 4 and 10 masked tokens" in section
-    assert "budget of 32,768 token-forwards and spent 31,004" in section
+    assert "would have cost 1,204,331 token-forwards" in section
+    assert "budget of 32,768; it spent 31,004" in section
     assert "mean of 2 of 5 seeds at k = 0, 5, 20, 50" in section
     index = (tmp_path / "index.html").read_text(encoding="utf-8")
     assert "between 4 and 10" in index
+
+
+def test_an_exact_flip_test_says_so(tmp_path):
+    from render_fixtures import make_result
+
+    from reportgen.render.site import build_site
+
+    result = make_result()
+    assert result.faithfulness is not None and result.faithfulness.cost is None
+    build_site([result], tmp_path, failures=[])
+    page = (tmp_path / "cases" / result.case_id / "index.html").read_text(encoding="utf-8")
+    section = page[page.index('id="faithfulness"') :]
+    section = section[: section.index("</section>")]
+    forwarded = f"{result.faithfulness.forwarded_tokens:,}"
+    assert f"Exact: every k of every ordering was evaluated ({forwarded} token-forwards" in section
+    assert "Sampled" not in section and "evaluated at k =" not in section

@@ -1,6 +1,7 @@
-"""Long inputs: which masked sets the flip test evaluates within a cost budget, in the order
-the dossier needs them, and the flip scans that keep flip-k exact (or bound it) when the curves
-are only sampled on a grid of k (docs/method.md section 8.1)."""
+"""The flip test's compute budget: what the exact test would cost, and, when that does not fit,
+which masked sets are evaluated within the budget in the order the dossier needs them, with the
+flip scans that keep flip-k exact (or bound it) when the curves are only sampled on a grid of k
+(docs/method.md section 8.1)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,21 @@ from collections.abc import Sequence
 from .scoring import MaskedScorer
 
 
+def masked_set_cost(n: int, masked: frozenset[int]) -> int:
+    """Token-forwards of one masked set of an ``n``-token input on the prefix-reuse scheme:
+    nothing before the first masked position changes, so only the suffix is forwarded."""
+    return n - min(masked) if masked else 0
+
+
+def exact_cost(n: int, orders: Sequence[Sequence[int]], k_max: int) -> int:
+    """Token-forwards of the exact test: every k = 1..``k_max`` of every ordering, each distinct
+    masked set once (orderings that agree on their first tokens share those sets)."""
+    sets = {frozenset(order[:k]) for order in orders for k in range(1, k_max + 1)}
+    return sum(masked_set_cost(n, masked) for masked in sets)
+
+
 class CostBudget:
-    """The token-forwards a long input's flip test may spend, counted on the prefix-reuse cost
+    """The token-forwards a flip test that does not fit whole flip test may spend, counted on the prefix-reuse cost
     model (a masked set costs n - its first masked position), not on what the batches happened
     to forward: which sets are evaluated then depends on the input and the budget only, never
     on batch sizes. Sets are admitted in the caller's priority order up to a share of the
@@ -22,7 +36,7 @@ class CostBudget:
         self.refused = 0  # sets asked for that did not fit
 
     def cost(self, masked: frozenset[int]) -> int:
-        return self.n - min(masked) if masked else 0
+        return masked_set_cost(self.n, masked)
 
     def fits(self, sets: Sequence[frozenset[int]], share: float = 1.0) -> bool:
         """Whether every set not yet known fits in what is left of ``share``."""
@@ -111,7 +125,7 @@ def within_budget(
     k_max: int,
     cost_budget: int,
 ) -> tuple[list[set[int]], list[int | None], int, CostBudget]:
-    """The masked sets of a long input in the order the dossier needs them (see
+    """The masked sets of an input whose exact test does not fit, in the order the dossier needs them (see
     ``faithfulness``): returns the k evaluated per order, the scan cuts, the number of random
     seeds evaluated in full, and the budget's account."""
     n = scorer.base.shape[0]

@@ -48,7 +48,7 @@ import torch
 
 from ..attribution import input_gradient
 from ..objectives import Objective
-from .budget import scan_flips, within_budget
+from .budget import exact_cost, scan_flips, within_budget
 from .masking import MASKS, fill_token, mask_description, mask_row, unwrap_model
 from .scoring import MaskedScorer
 
@@ -102,6 +102,7 @@ def faithfulness(
     points: Sequence[int] | None = None,
     token_budget: int = 8192,
     cost_budget: int | None = None,
+    exact_if_fits: bool = False,
     random_points: Sequence[int] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
@@ -131,7 +132,12 @@ def faithfulness(
     None, with ``"flip_bounds"[name] = [smallest k it can be, first flipping k evaluated or
     None]``; the random baseline is the mean of the seeds evaluated in full
     (``"random_seeds_used"``), its flip-k None unless every used seed's scan finished; AOPC is
-    the mean over the k evaluated for every ordering (``"aopc_points"``)."""
+    the mean over the k evaluated for every ordering (``"aopc_points"``).
+
+    ``exact_if_fits`` (with ``cost_budget``): when the exact test (every k of every ordering,
+    each distinct set once) costs no more than the budget, it is evaluated exactly as with
+    ``points=None``, and the result has no budget fields; only a test too costly for the budget
+    is sampled. A sampled result records what the exact test would have cost (``"exact_cost"``)."""
     if mask not in MASKS:
         raise ValueError(f"mask must be one of {MASKS}, got {mask!r}")
     n = len(token_ids)
@@ -167,6 +173,10 @@ def faithfulness(
 
     scorer = MaskedScorer(module, base, fill, objective, batch_size, token_budget, progress)
     all_orders = [*orders.values(), *random_orders]
+    whole_cost = None if cost_budget is None else exact_cost(n, all_orders, k_max)
+    if exact_if_fits and whole_cost is not None and cost_budget is not None:
+        if whole_cost <= cost_budget:
+            points, cost_budget, random_points = None, None, None
     grid = list(range(k_max + 1)) if points is None else _grid(points, k_max)
     seeds_used, cut, budget_used = random_seeds, [None] * len(all_orders), None
     if cost_budget is None:
@@ -268,6 +278,7 @@ def faithfulness(
     if cost_budget is not None:
         result.update(
             cost_budget=cost_budget,
+            exact_cost=whole_cost,
             cost_spent=budget_used.spent,
             sets_refused=budget_used.refused,
             flip_bounds=bounds,

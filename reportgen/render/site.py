@@ -73,7 +73,7 @@ def _flip_k(result: CaseResult) -> Any:
 
 
 def _flip_bound(result: CaseResult) -> str:
-    """The range of a flip-k that a long input's compute budget left unscanned, in words."""
+    """The range of a flip-k that the model's compute budget left unscanned, in words."""
     bounds = result.faithfulness.flip_bounds if result.faithfulness is not None else {}
     return bound_words(bounds["attnlrp"]) if "attnlrp" in bounds else ""
 

@@ -55,7 +55,7 @@ def flip_sentence(faith: Faithfulness, tokens_text: list[str]) -> str:
     if k is None and "attnlrp" in bounds:
         return (
             f"the AttnLRP order needs {bound_words(bounds['attnlrp'])} masked tokens to flip the "
-            f"preference {to} (this long input's compute budget ended the scan); "
+            f"preference {to} (this model's compute budget ended the scan); "
             + "; ".join([*others, random_part])
             + "."
         )
@@ -84,16 +84,25 @@ def bound_words(bound: list[int | None]) -> str:
 
 
 def budget_words(faith: Faithfulness) -> str:
-    """What a long input's compute budget left out of the flip test (empty when none)."""
+    """Whether the flip test ran whole or within its compute budget, and what the budget left
+    out."""
     cost = faith.cost
     if cost is None:
-        return ""
+        return (
+            f"Exact: every k of every ordering was evaluated ({faith.forwarded_tokens:,} "
+            "token-forwards, within this model's compute budget)."
+        )
     seeds, used = faith.random_seeds, cost.random_seeds_used
     points = ", ".join(str(k) for k in cost.random_points or [])
+    whole = (
+        f"would have cost {cost.exact_cost:,} token-forwards"
+        if cost.exact_cost is not None
+        else "did not fit"
+    )
     words = (
-        f"The flip test of this long input had a budget of {cost.cost_budget:,} "
-        f"token-forwards and spent {cost.cost_spent:,}; the random baseline is the mean of "
-        f"{used} of {seeds} seeds at k = {points}"
+        f"Sampled: the exact flip test of this input {whole}, more than this model's compute "
+        f"budget of {cost.cost_budget:,}; it spent {cost.cost_spent:,}, and the random baseline "
+        f"is the mean of {used} of {seeds} seeds at k = {points}"
     )
     if cost.flip_bounds:
         words += "; where the budget ended a scan, the table gives the range the flip lies in"
