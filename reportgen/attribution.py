@@ -6,6 +6,7 @@ import contextlib
 import inspect
 import math
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,6 +17,18 @@ from .inputs import PreparedInput, ResolvedToken
 from .models import LoadedModel
 from .objectives import Objective
 from .results import Attribution, TokenScore
+
+
+@dataclass(frozen=True)
+class InputPass:
+    """One forward + backward from the input embeddings to f under the AttnLRP rules: what the
+    input relevance and the prediction's scores are read from. The graph's trace is such a
+    pass too (``graph.trace``), so a case whose graph is computed needs no second one."""
+
+    embeddings: torch.Tensor  # [1, n, d], detached
+    gradient: torch.Tensor  # d f / d embeddings under the rules, [1, n, d]
+    logits: torch.Tensor  # last position, [vocab]
+    value: torch.Tensor  # f, a scalar
 
 
 def forward_kwargs(model: Any) -> dict[str, Any]:
@@ -132,11 +145,29 @@ def attribute(
     top_k: int = 10,
 ) -> Attribution:
     """AttnLRP relevance of every input token for ``objective`` at the last position."""
+    ids = torch.tensor([list(prepared.token_ids)], device=loaded.model.device)
+    embeddings, gradient, logits, value = input_gradient(loaded.model, ids, objective, lrp=True)
+    lrp_pass = InputPass(embeddings, gradient, logits, value)
+    return attribution_from(
+        loaded, prepared, objective, lrp_pass, target=target, contrast=contrast, top_k=top_k
+    )
+
+
+def attribution_from(
+    loaded: LoadedModel,
+    prepared: PreparedInput,
+    objective: Objective,
+    lrp_pass: InputPass,
+    *,
+    target: ResolvedToken | None = None,
+    contrast: ResolvedToken | None = None,
+    top_k: int = 10,
+) -> Attribution:
+    """The Attribution of one AttnLRP pass over ``prepared`` (``attribute``'s own, or the
+    graph trace's): relevance = embeddings x gradient summed over the hidden dimension."""
     tokenizer = loaded.tokenizer
-    model = loaded.model
-    ids = torch.tensor([list(prepared.token_ids)], device=model.device)
-    embeddings, gradient, logits, value = input_gradient(model, ids, objective, lrp=True)
-    relevance = (embeddings * gradient).sum(-1)[0].float()
+    logits, value = lrp_pass.logits, lrp_pass.value
+    relevance = (lrp_pass.embeddings * lrp_pass.gradient).sum(-1)[0].float()
     logits32 = logits.float()
     probs = torch.softmax(logits32, -1)
     top = torch.topk(logits32, min(top_k, logits32.shape[-1]))

@@ -6,6 +6,7 @@ the math invalidates old results, while an edit to templates re-renders without 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import platform
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, cache_files
-from .attribution import Attribution
+from .attribution import Attribution, attribution_from
 from .cache_keys import code_version, model_identity
 from .cases import Case, check_layers
 from .compare import compare_models
@@ -221,12 +222,8 @@ def compute_case(
     if case_text is None:
         case_text = Path(case.path).read_text(encoding="utf-8")
     question = prepare_question(loaded, case.question, where=case.path)
-    check_fits(loaded, len(question.inputs.token_ids), where=case.path)
-    progress("attribution", 0, 1)
-    attribution = attribute_prepared(loaded, question)
-    return_freed_memory(len(attribution.token_ids))
-    progress("attribution", 1, 1)
-    n = len(attribution.token_ids)
+    n = len(question.inputs.token_ids)
+    check_fits(loaded, n, where=case.path)
     spans = [(f"segments.{name}", span) for name, span in case.segments.items()]
     spans += [(f"relevant[{i}]", span) for i, span in enumerate(case.relevant)]
     for field_name, (start, end) in spans:
@@ -234,10 +231,12 @@ def compute_case(
             raise CaseError(
                 case.path, field_name, f"span [{start}, {end}) exceeds the {n} input tokens"
             )
-    progress("graph", 0, 1)
     blocks = getattr(getattr(loaded.model, "config", None), "num_hidden_layers", None)
     check_layers(case.path, case.graph.layers, blocks if isinstance(blocks, int) else None)
     identity = model_identity(case.model)
+    # the graph first: its trace is the AttnLRP pass the attribution reads (one pass, not two);
+    # only a graph read from the cache leaves the attribution a pass of its own
+    progress("graph", 0, 1)
     graph = compute_graph(
         loaded,
         question.inputs.token_ids,
@@ -248,6 +247,20 @@ def compute_case(
         use_cache=use_cache,
         progress=lambda done, total: progress("graph", done, total),
     )
+    progress("attribution", 0, 1)
+    if graph.lrp_pass is not None:
+        attribution = attribution_from(
+            loaded,
+            question.inputs,
+            question.objective,
+            graph.lrp_pass,
+            target=question.target,
+            contrast=question.contrast,
+        )
+        graph = dataclasses.replace(graph, lrp_pass=None)  # its tensors are read
+    else:
+        attribution = attribute_prepared(loaded, question)
+    progress("attribution", 1, 1)
     return_freed_memory(len(attribution.token_ids))
     circuit = None  # quick mode: the pinned subgraph (for its figure) without the ablations
     pinned = pinned_meta(case, graph.pruned)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..attribution import InputPass
 from ..cases import GraphSettings
 from ..models import LoadedModel, cache_dir
 from ..objectives import Objective
@@ -31,6 +32,9 @@ class GraphResult:
     pruned: AttributionGraph
     metrics: list[dict[str, Any]]
     neurons: list[dict[str, Any]]
+    #: the trace's AttnLRP pass when the graph was computed (None: read from the cache); the
+    #: case's attribution is read from it instead of running the same pass again
+    lrp_pass: InputPass | None = None
 
 
 def choose_method(model: Any, method: str, layers: list[int] | None) -> str:
@@ -82,6 +86,7 @@ def compute_graph(
     )
     folder = cache_dir() / "graphs"
     cached = store.load(folder, key, len(token_ids)) if use_cache else None
+    lrp_pass = None
     if cached is not None:
         full, node_neurons = cached
     else:
@@ -116,6 +121,7 @@ def compute_graph(
             )
         # neuron details for every node that could survive pruning are cheap to keep
         node_neurons = refine_neurons(traced, full, top_nodes=64)
+        lrp_pass = traced.lrp_pass
         store.save(folder, key, full, node_neurons)  # --no-cache recomputes, then refreshes
     if streaming:  # edges are already pruned by method
         pruned = finish_pruning(full, settings.node_threshold)
@@ -129,7 +135,13 @@ def compute_graph(
         )
     kept = {(pruned.layers[layer], position) for layer, position in strongest_nodes(pruned, 8)}
     neurons = [n for n in node_neurons if (n["layer"], n["position"]) in kept]
-    return GraphResult(full=full, pruned=pruned, metrics=graph_metrics(pruned), neurons=neurons)
+    return GraphResult(
+        full=full,
+        pruned=pruned,
+        metrics=graph_metrics(pruned),
+        neurons=neurons,
+        lrp_pass=lrp_pass,
+    )
 
 
 def compute_head_edges(

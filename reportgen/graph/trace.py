@@ -16,7 +16,7 @@ from torch import nn
 
 import lxt
 
-from ..attribution import forward_kwargs
+from ..attribution import InputPass, forward_kwargs
 from ..objectives import Objective
 
 
@@ -56,6 +56,9 @@ class Trace:
     calls: list[BlockCall]  # how each block was called (to replay it)
     explained: float
     neuron_relevance: list[torch.Tensor] = field(default_factory=list)  # per block [n, mlp width]
+    #: the pass seen from the input (embeddings, their gradient, logits, f): the case's input
+    #: relevance, so a case whose graph is traced needs no separate attribution pass
+    lrp_pass: InputPass | None = None
 
 
 def first_output(output: Any) -> torch.Tensor:
@@ -126,6 +129,9 @@ def trace(model: nn.Module, token_ids: torch.Tensor, objective: Objective, *, sp
         calls=calls,
         explained=float(value.detach()),
         neuron_relevance=[(x.detach() * x.grad)[0] for x in neurons if x.grad is not None],
+        lrp_pass=InputPass(embeddings.detach(), embeddings.grad, logits.detach(), value.detach())
+        if embeddings.grad is not None
+        else None,
     )
 
 
