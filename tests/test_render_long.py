@@ -113,3 +113,21 @@ def test_an_exact_flip_test_says_so(tmp_path):
     forwarded = f"{result.faithfulness.forwarded_tokens:,}"
     assert f"Exact: every k of every ordering was evaluated ({forwarded} token-forwards" in section
     assert "Sampled" not in section and "evaluated at k =" not in section
+
+
+def test_compiled_templates_are_kept_and_render_the_same_page(tmp_path, monkeypatch):
+    from render_fixtures import make_result
+
+    from reportgen.render import html
+    from reportgen.render.site import build_site
+
+    monkeypatch.setenv("REPORTGEN_CACHE", str(tmp_path / "cache"))
+    pages = []
+    for attempt in range(2):
+        html.environment.cache_clear()  # a new process: templates from the kept bytecode
+        build_site([make_result()], tmp_path / f"site{attempt}", failures=[])
+        pages.append((tmp_path / f"site{attempt}" / "index.html").read_text(encoding="utf-8"))
+        kept = sorted((tmp_path / "cache" / "templates").glob("*.cache"))
+        assert len(kept) >= 2  # the index and the dossier at least
+    html.environment.cache_clear()
+    assert pages[0] == pages[1]
