@@ -5,8 +5,8 @@ cold, side by side in one run, and whether their attribution and graph numbers a
 
 Each run is a fresh process (`python -m reportgen.cli run ...`, model load included) with its own
 empty result cache, so both compute everything they show; the model, its remembered content
-hash and the chart runtime (the vega bundle, built once per vl-convert version) are in it
-already, as on any machine that has built a dossier before: the question is what a NEW case
+hash, the chart runtime (the vega bundle, built once per vl-convert version) and the compiled
+page templates are in it already, as on any machine that has built a dossier before: the question is what a NEW case
 costs. The two modes alternate ``--repeat`` times (default 2); min, median and max of each, and
 the ratio of the medians, are printed. Without
 ``--pdf`` both skip the PDF figure set, so the ratio is that of the computing alone; with it the
@@ -65,11 +65,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="runs of each mode (alternating)")
     args = parser.parse_args()
     from reportgen.models import cache_dir
-    from reportgen.render.html import vega_bundle
+    from reportgen.render.html import environment, vega_bundle
 
     vega_bundle()  # into this machine's cache, if it is not there yet
+    pages = environment()
+    for name in pages.list_templates():  # compiled into this machine's cache, likewise
+        pages.get_template(name)
     models = (cache_dir() / "models").resolve()
     assets = cache_dir() / "assets"
+    templates = cache_dir() / "templates"
     case = Path(args.case).resolve()
     hashes = cache_dir() / "content-hashes.json"  # the model's sha256, remembered by path
     with tempfile.TemporaryDirectory(prefix="bench-fast-") as tmp:
@@ -82,6 +86,8 @@ def main() -> None:
                 (cache / "models").symlink_to(models)
                 if assets.is_dir():  # the chart runtime, bundled once per vl-convert version
                     shutil.copytree(assets, cache / "assets")
+                if templates.is_dir():  # compiled page templates, kept once per machine
+                    shutil.copytree(templates, cache / "templates")
                 if hashes.is_file():
                     shutil.copy(hashes, cache / hashes.name)
                 site = work / f"site-{name}-{attempt}"
