@@ -71,6 +71,12 @@ from .common import (
 )
 @click.option("--force", is_flag=True, help="Overwrite case files that were edited by hand.")
 @click.option(
+    "--compare",
+    "compare_csv",
+    help="Comma-separated models every written case also runs on (its `compare`), e.g. the "
+    "other size of the family: does the failure persist?",
+)
+@click.option(
     "--recheck",
     is_flag=True,
     help="No new search: re-verify the cases already in OUT/<benchmark>/ under the current "
@@ -99,6 +105,7 @@ def collect(
     out: Path,
     time_limit: float | None,
     force: bool,
+    compare_csv: str | None,
     recheck: bool,
     data: Path | None,
     runtime: Any,
@@ -116,6 +123,9 @@ def collect(
         )
     if models_csv is not None and not models:
         raise click.ClickException(f"--models {models_csv!r} names no model")
+    compare = [m.strip() for m in compare_csv.split(",") if m.strip()] if compare_csv else []
+    if compare_csv is not None and not compare:
+        raise click.ClickException(f"--compare {compare_csv!r} names no model")
     quiet_libraries()
     from ..collect.driver import Settings
     from ..collect.driver import collect as run_collect
@@ -167,6 +177,7 @@ def collect(
         options=runtime,
         project=project,
         execution=execution,
+        compare=compare,
     )
     for run in summary["runs"]:
         kept = [c for c, status in run["files"].items() if status == "kept"]

@@ -38,7 +38,7 @@ from .recheck import recheck
 from .registry import get_benchmark
 from .settings import DEFAULT_SETTINGS, STRICT_VERSION, Settings, model_slug, search_batch
 from .work import GenerateBatch, Prepare, Recover
-from .writer import read_summary, write_case, write_summary
+from .writer import read_summary, with_compare, write_case, write_summary
 
 __all__ = [
     "STRICT_VERSION",
@@ -230,8 +230,11 @@ class _Driver:
         self.recover_bar.update(1)
 
 
-def _run_report(run: ModelRun, folder: Path, force: bool, started: float) -> dict[str, Any]:
-    """One model's entry of summary.json; its cases written, in item order."""
+def _run_report(
+    run: ModelRun, folder: Path, force: bool, started: float, compare: Sequence[str] = ()
+) -> dict[str, Any]:
+    """One model's entry of summary.json; its cases written, in item order (each comparing
+    ``compare``, where given)."""
     assert run.journal is not None
     gens, items = run.journal.gens, run.items
     generated = [i for i, item in enumerate(items) if item.id in gens]
@@ -241,7 +244,9 @@ def _run_report(run: ModelRun, folder: Path, force: bool, started: float) -> dic
         item = items[index]
         pin = run.outcomes[item.id]
         if pin.get("case"):
-            status = write_case(folder / f"{pin['case_id']}.toml", pin["case"], force)
+            path = folder / f"{pin['case_id']}.toml"
+            text = with_compare(pin["case"], path, compare) if compare else pin["case"]
+            status = write_case(path, text, force)
             files[pin["case_id"]] = status
             pinned.append(pin["case_id"])
         else:
@@ -289,8 +294,10 @@ def collect(
     options: RuntimeOptions = DEFAULT_OPTIONS,
     project: Project | None = None,
     execution: Execution = LOCAL,
+    compare: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Collect ``benchmark`` on each model; write OUT/<benchmark>/<case>.toml + summary.json.
+    ``compare``: models every written case also runs on (the case's own model left out).
 
     ``options``/``project``: where and in which number format each model runs (the CLI's
     --device/--dtype/--4bit and the project file); ``execution``: on how many workers, local
@@ -330,7 +337,7 @@ def collect(
             execute(driver.first(), execution, driver.on_outcome, loader=loader)
         finally:
             driver.close()
-    reports = [_run_report(run, folder, force, started) for run in runs]
+    reports = [_run_report(run, folder, force, started, compare) for run in runs]
     first = reports[0]
     summary = {
         "benchmark": bench.name,
@@ -354,6 +361,7 @@ def collect(
             "min_gap": settings.min_gap,
             "time_limit": settings.time_limit,
             "decoding": "greedy",
+            **({"compare": list(compare)} if compare else {}),
         },
         "runs": [{k: v for k, v in r.items() if k != "journal"} for r in reports],
     }

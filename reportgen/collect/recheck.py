@@ -21,7 +21,7 @@ from .recover import Candidate, Found
 from .registry import get_benchmark
 from .settings import RECHECK_SETTINGS, Settings
 from .work import Collector
-from .writer import is_hand_edited, write_case, write_summary
+from .writer import is_hand_edited, with_compare, write_case, write_summary
 
 
 def recheck(
@@ -99,7 +99,10 @@ def recheck(
         )
         ok, reason, result = run.confirm(item, head, gen, found)
         if ok:
-            write_case(path, result["case"], force=True)
+            text = result["case"]
+            if case.compare:  # the models the case compares with stay
+                text = with_compare(text, path, case.compare)
+            write_case(path, text, force=True)
             kept.append(case.id)
             continued += 2
             log(f"{case.id}: holds")

@@ -6,13 +6,16 @@ unless ``force``."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..cache_files import replace_atomically
-from ..cases import Case, case_toml
+from ..cases import Case, case_toml, parse_case
 
 HEADER = "# collected by `reportgen collect`; edits are kept (re-collect overwrites only with --force). sha256="
 
@@ -21,6 +24,16 @@ def collected_case_toml(case: Case) -> str:
     """The case file (:func:`reportgen.cases.case_toml`) under a line holding its sha256."""
     body = case_toml(case)
     return f"{HEADER}{_digest(body)}\n{body}"
+
+
+def with_compare(text: str, path: Path, models: Sequence[str]) -> str:
+    """A collected case file that also compares ``models`` (``collect --compare``): the dossier
+    then shows whether another model, e.g. the other size of the family, makes the same
+    choice. The case's own model is left out of the list."""
+    _, _, body = text.partition("\n")
+    case = parse_case(tomllib.loads(body), str(path))
+    others = tuple(m for m in models if m != case.model)
+    return collected_case_toml(dataclasses.replace(case, compare=others))
 
 
 def _digest(body: str) -> str:
