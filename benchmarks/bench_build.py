@@ -8,7 +8,9 @@ REPORTGEN_CACHE (only the model files are linked in): result, graph and figure c
 as on a new machine. The stages are timed by wrapping the functions that do them:
 
     load        model load (reported apart: a build loads each model once)
-    attribution AttnLRP relevance (reportgen.compute.attribute_prepared)
+    attribution AttnLRP relevance (reportgen.compute.attribute_prepared; when the graph is
+                computed its trace is that pass, attribution_from only reads it, and the pass's
+                seconds count under graph)
     graph       the attribution graph, less the two next stages' share of it
     metrics     pruning, graph metrics and neuron details
     faithful    flip test and deletion curves (reportgen.compute.faithfulness)
@@ -120,6 +122,7 @@ def child(case_path: str, pdf: bool, out: Path) -> dict:
     inner: dict[str, float] = {}
     peaks = StagePeaks()
     _timed(compute, "attribute_prepared", "attribution", times, peaks)
+    _timed(compute, "attribution_from", "attribution", times, peaks)
     _timed(compute, "faithfulness", "faithful", times, peaks)
     _timed(compute, "compare_models", "compare", times, peaks)
     _timed(interventions, "case_interventions", "ablate", times, peaks)

@@ -13,14 +13,17 @@ Each dossier is a synthetic long-input case written for the model: the start of 
 ``argparse.py`` cut to the token count, asked which ArgumentParser method parses the command
 line (target " parse", contrast " add": the first token of each in the model's tokenizer).
 It runs through benchmarks/bench_build.py's child (its own process, a fresh empty
-REPORTGEN_CACHE with only the model files linked in: cold, as on a new machine), whose stages
+REPORTGEN_CACHE with only the model files linked in and the models' remembered sha256: cold, as
+for a new case on a machine that has the model), whose stages
 are:
 
     load        model load from the cached fp32 safetensors
-    attribution AttnLRP input relevance
+    attribution AttnLRP input relevance (read from the graph's trace: the pass is in graph)
     graph       the attribution graph (less pruning/metrics, reported as ``metrics``)
     metrics     pruning, graph metrics, neuron details
-    faithful    flip test and deletion curves
+    ablate      interventions: the graph's strongest nodes ablated inside the model
+    continue    greedy continuations after the target and the contrast
+    faithful    flip test and deletion curves (within the model's compute budget)
     html        dossier page, charts, data files
     pdf         LaTeX figure set (vl-convert + pdflatex)
 
@@ -33,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -60,7 +64,17 @@ DEFAULT_GRID = [
     ("1.5b", 2000),
     ("1.5b", 4000),
 ]
-STAGES = ("load", "attribution", "graph", "metrics", "faithful", "html", "pdf")
+STAGES = (
+    "load",
+    "attribution",
+    "graph",
+    "metrics",
+    "ablate",
+    "continue",
+    "faithful",
+    "html",
+    "pdf",
+)
 QUESTION = (
     "Which method of ArgumentParser parses the command line arguments? Answer with the "
     "method's name only."
@@ -117,6 +131,11 @@ def run_one(model: str, tokens: int, pdf: bool) -> dict:
         cache = Path(tmp) / "cache"
         cache.mkdir()
         (cache / "models").symlink_to(models.resolve())
+        # the model's sha256, remembered by path: hashing a 7 GB model is once per machine,
+        # not part of a dossier
+        hashes = models.parent / "content-hashes.json"
+        if hashes.is_file():
+            shutil.copy(hashes, cache / hashes.name)
         env = dict(os.environ, REPORTGEN_CACHE=str(cache), PYTHONPATH=str(HERE.parent))
         command = [sys.executable, str(HERE / "bench_build.py"), str(case), "--child", tmp]
         command += [] if pdf else ["--no-pdf"]
@@ -137,8 +156,7 @@ def format_row(row: dict) -> str:
         return f"{label} {row['asked']:>6} failed: {row['error']}"
     stages, peaks = row["stages"], row["stage_peak_gb"]
     cells = " ".join(f"{stages.get(s, 0.0):7.1f}s/{peaks.get(s, 0.0):4.1f}" for s in STAGES)
-    total = sum(stages.get(s, 0.0) for s in STAGES)
-    return f"{label} {row['tokens']:>6} {cells} {total:8.1f} {row['peak_gb']:6.2f}"
+    return f"{label} {row['tokens']:>6} {cells} {row['wall_s']:8.1f} {row['peak_gb']:6.2f}"
 
 
 def main() -> int:
@@ -157,7 +175,7 @@ def main() -> int:
         chosen = args.models or list(MODELS)
         grid = [(size, tokens) for size in chosen for tokens in args.tokens]
     header = f"{'model':28} {'tokens':>6} " + " ".join(f"{s + ' s/GB':>12}" for s in STAGES)
-    print(header + f" {'total s':>8} {'peak':>6}", flush=True)
+    print(header + f" {'wall s':>8} {'peak':>6}", flush=True)
     rows = []
     for size, tokens in grid:
         row = run_one(MODELS[size], tokens, pdf=not args.no_pdf)
