@@ -59,8 +59,8 @@ def test_a_ray_build_is_the_local_build(model_dir, reference, ray_faults, tmp_pa
     for case in ("case-a", "case-b", "case-c"):
         steps = [args for kind, c, args in events if c == case and kind == "step"]
         assert list(dict.fromkeys(a[0] for a in steps))[:4] == [
+            "graph",  # its trace is the attribution's pass, read next
             "attribution",
-            "graph",
             "interventions",
             "faithfulness",
         ]
