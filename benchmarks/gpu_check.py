@@ -303,7 +303,7 @@ def main() -> None:
     parser.add_argument(
         "--long-case",
         type=Path,
-        default=ROOT / "cases" / "long" / "ntpath-basename-recency-8k.toml",
+        default=ROOT / "benchmarks" / "cases" / "ntpath-basename-recency-8k.toml",
         help="the case of the whole-dossier line",
     )
     parser.add_argument(

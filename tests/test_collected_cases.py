@@ -1,5 +1,6 @@
-"""Every case `reportgen collect` wrote under cases/<benchmark>/ still holds on the real model,
-under issue 19's rules: a clean case, not a lucky number.
+"""Every case `reportgen collect` wrote under cases/<benchmark>/ (SmolLM2) and
+cases/<family>/<benchmark>/ (Qwen2.5-Coder) still holds on its own real model, under issue 19's
+rules: a clean case, not a lucky number.
 
 Default run: each benchmark folder has its summary.json, whose funnel and case list match the
 shipped files (zero cases is an honest outcome, still checked); the case path (prompt + prefix
@@ -24,33 +25,67 @@ from reportgen.collect.registry import get_benchmark
 from reportgen.models import load_model
 from reportgen.pipeline import prepare_question
 
-pytestmark = pytest.mark.smollm2
-
 CASES_DIR = Path(__file__).resolve().parent.parent / "cases"
 BENCHMARKS = ("arithmetic", "instructions", "humaneval")
-COLLECTED = sorted(p for name in BENCHMARKS for p in (CASES_DIR / name).glob("*.toml"))
-IDS = [f"{p.parent.name}/{p.stem}" for p in COLLECTED]
+#: every folder collect wrote: cases/<benchmark>/ and cases/<family>/<benchmark>/
+FOLDERS = sorted(
+    p.parent
+    for p in CASES_DIR.rglob("summary.json")
+    if p.parent.name in BENCHMARKS and p.parent.parent in (CASES_DIR, *CASES_DIR.iterdir())
+)
+COLLECTED = sorted(p for folder in FOLDERS for p in folder.glob("*.toml"))
 MIN_GAP = 1.0  # the original study's clean-case threshold
+MODELS = {
+    "smollm2-135m-instruct": pytest.mark.smollm2,
+    "qwen2.5-coder-0.5b-instruct": pytest.mark.qwen,
+}
+
+
+def _label(path: Path) -> str:
+    return str(path.relative_to(CASES_DIR).with_suffix(""))
+
+
+def _marked(path: Path) -> object:
+    """The case as a test parameter, marked with its model's marker (smollm2, qwen)."""
+    model = load_case(path).model
+    return pytest.param(path, id=_label(path), marks=MODELS.get(model, pytest.mark.smollm2))
+
+
+CASES = [_marked(p) for p in COLLECTED]
 
 
 @pytest.fixture(scope="module")
-def smollm2():
-    return load_model("smollm2-135m-instruct")
+def models():
+    """The embedded models the cases name, each loaded once."""
+    loaded: dict[str, object] = {}
+
+    def get(name: str):
+        if name not in loaded:
+            loaded.clear()  # one real model in memory at a time
+            loaded[name] = load_model(name)
+        return loaded[name]
+
+    return get
 
 
-def _prepared(path, loaded):
+def _prepared(path, models):
     case = load_case(path)
-    assert case.model == "smollm2-135m-instruct"
+    assert case.model in MODELS
+    loaded = models(case.model)
     prepared = prepare_question(loaded, case.question)
-    return case, list(prepared.inputs.token_ids), prepared
+    return case, list(prepared.inputs.token_ids), prepared, loaded
 
 
-@pytest.mark.parametrize("name", BENCHMARKS)
-def test_every_benchmark_ships_its_summary_and_funnel(name):
-    summary = json.loads((CASES_DIR / name / "summary.json").read_text(encoding="utf-8"))
-    assert summary["benchmark"] == name
+def test_every_benchmark_has_its_folder():
+    assert {f.name for f in FOLDERS} == set(BENCHMARKS)
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=_label)
+def test_every_benchmark_ships_its_summary_and_funnel(folder):
+    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    assert summary["benchmark"] == folder.name
     assert summary["settings"]["min_gap"] >= MIN_GAP
-    shipped = sorted(p.stem for p in (CASES_DIR / name).glob("*.toml"))
+    shipped = sorted(p.stem for p in folder.glob("*.toml"))
     assert sorted(c for run in summary["runs"] for c in run["cases"]) == shipped
     funnel = summary["funnel"]
     assert funnel["pinned"] == summary["pinned"] == len(shipped)
@@ -87,15 +122,15 @@ def _strict(benchmark, item, case, target_text, target_finished, contrast_text, 
     assert recovers.passed, f"contrast path does not recover: {recovers.message}"
 
 
-@pytest.mark.parametrize("path", COLLECTED, ids=IDS)
-def test_collected_case_is_clean_on_the_case_path(path, smollm2):
-    case, ids, prepared = _prepared(path, smollm2)
+@pytest.mark.parametrize("path", CASES)
+def test_collected_case_is_clean_on_the_case_path(path, models):
+    case, ids, prepared, loaded = _prepared(path, models)
     source = case.source
     assert source["benchmark"] == path.parent.name
     prefix = list(case.question.prompt.prefix_ids)
     assert ids[len(ids) - len(prefix) :] == prefix  # the pair may sit at the reply's first token
     with torch.no_grad():
-        logits = smollm2.model(input_ids=torch.tensor([ids]), use_cache=False).logits[0, -1]
+        logits = loaded.model(input_ids=torch.tensor([ids]), use_cache=False).logits[0, -1]
     assert int(logits.argmax()) == prepared.objective.target_id == case.question.target
     gap = float(logits[case.question.target] - logits[case.question.contrast])
     assert gap >= MIN_GAP and source["min_gap"] >= MIN_GAP
@@ -116,10 +151,10 @@ def test_collected_case_is_clean_on_the_case_path(path, smollm2):
     )
 
 
-def _plain_continuation(smollm2, ids, token, limit, case, benchmark) -> tuple[str, bool]:
+def _plain_continuation(loaded, ids, token, limit, case, benchmark) -> tuple[str, bool]:
     """prompt + prefix + token continued by plain ``generate``; (text, finished): finished by
     an end-of-sequence token or the benchmark's stop rule, not by the token budget."""
-    tokenizer, model = smollm2.tokenizer, smollm2.model
+    tokenizer, model = loaded.tokenizer, loaded.model
     eos = sorted({tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")})
     start = torch.tensor([ids + [token]])
     with torch.no_grad():
@@ -143,16 +178,16 @@ def _plain_continuation(smollm2, ids, token, limit, case, benchmark) -> tuple[st
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", COLLECTED, ids=IDS)
-def test_collected_case_recovers_with_plain_generate(path, smollm2):
-    case, ids, _ = _prepared(path, smollm2)
+@pytest.mark.parametrize("path", CASES)
+def test_collected_case_recovers_with_plain_generate(path, models):
+    case, ids, _, loaded = _prepared(path, models)
     benchmark = get_benchmark(case.source["benchmark"])
     item = _item(case, benchmark)
     with torch.no_grad():
-        logits = smollm2.model(input_ids=torch.tensor([ids]), use_cache=False).logits[0, -1]
+        logits = loaded.model(input_ids=torch.tensor([ids]), use_cache=False).logits[0, -1]
     assert int(logits.argmax()) == case.question.target
     assert float(logits[case.question.target] - logits[case.question.contrast]) >= MIN_GAP
     limit = case.source["max_new_tokens"] - case.source["position"] - 1
-    target = _plain_continuation(smollm2, ids, case.question.target, limit, case, benchmark)
-    contrast = _plain_continuation(smollm2, ids, case.question.contrast, limit, case, benchmark)
+    target = _plain_continuation(loaded, ids, case.question.target, limit, case, benchmark)
+    contrast = _plain_continuation(loaded, ids, case.question.contrast, limit, case, benchmark)
     _strict(benchmark, item, case, *target, *contrast)

@@ -1,4 +1,4 @@
-"""The long shipped cases (cases/long/*.toml) still reproduce on the real model: the target is
+"""The long cases (cases/long/*.toml, and the SmolLM2 ones of benchmarks/cases/) still reproduce on the real model: the target is
 the greedy next token and beats the contrast, and the input is as long as the case says.
 
 Slow: a forward pass of 2k-10k tokens on SmolLM2-135M-Instruct per case (run with -m slow)."""
@@ -16,7 +16,13 @@ from reportgen.pipeline import prepare_question
 
 pytestmark = [pytest.mark.smollm2, pytest.mark.slow]
 
-LONG_CASES = sorted((Path(__file__).resolve().parent.parent / "cases" / "long").glob("*.toml"))
+ROOT = Path(__file__).resolve().parent.parent
+LONG_CASES = sorted(
+    [
+        *(ROOT / "cases" / "long").glob("*.toml"),
+        ROOT / "benchmarks/cases/ntpath-basename-recency-8k.toml",
+    ]
+)
 
 
 def test_there_are_long_cases():
