@@ -621,9 +621,7 @@ def test_fill_gaps_takes_a_not_searched_failure_out_of_the_run_that_left_it():
     assert fill_gaps(merged, new, ["b/3"]) is None
 
 
-def test_collect_compare_writes_the_other_models_into_every_case_and_recheck_keeps_them(
-    toy, tmp_path
-):
+def test_collect_compare_and_id_suffix_restate_every_case_and_recheck_keeps_them(toy, tmp_path):
     from reportgen.collect.driver import recheck
     from reportgen.collect.writer import is_hand_edited
 
@@ -632,18 +630,27 @@ def test_collect_compare_writes_the_other_models_into_every_case_and_recheck_kee
     plain = collect(ToyBench.name, [folder], out=tmp_path / "plain", settings=loose)
     others = ["smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct"]
     summary = collect(
-        ToyBench.name, [folder], out=tmp_path, settings=loose, compare=[*others, folder]
+        ToyBench.name,
+        [folder],
+        out=tmp_path,
+        settings=loose,
+        compare=[*others, folder],
+        id_suffix="-tiny",
     )
     ids = summary["runs"][0]["cases"]
-    assert ids and ids == plain["runs"][0]["cases"]
+    assert ids and ids == [f"{i}-tiny" for i in plain["runs"][0]["cases"]]
     assert summary["settings"]["compare"] == [*others, folder]
+    assert summary["settings"]["id_suffix"] == "-tiny"
+    assert sorted(p.stem for p in (tmp_path / ToyBench.name).glob("*.toml")) == sorted(ids)
     for case_id in ids:
         path = tmp_path / ToyBench.name / f"{case_id}.toml"
         case = load_case(path)
+        assert case.id == case_id
         assert case.compare == tuple(others)  # the case's own model is not compared with itself
         assert not is_hand_edited(path)  # written by collect: a re-collect may replace it
-        same = load_case(tmp_path / "plain" / ToyBench.name / f"{case_id}.toml")
+        same = load_case(tmp_path / "plain" / ToyBench.name / f"{case_id[: -len('-tiny')]}.toml")
         assert (case.question, case.source) == (same.question, same.source)
     recheck(ToyBench.name, settings=loose, out=tmp_path)
     for case_id in ids:
-        assert load_case(tmp_path / ToyBench.name / f"{case_id}.toml").compare == tuple(others)
+        case = load_case(tmp_path / ToyBench.name / f"{case_id}.toml")
+        assert case.compare == tuple(others) and case.id == case_id

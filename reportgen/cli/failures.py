@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,12 @@ from .common import (
     "other size of the family: does the failure persist?",
 )
 @click.option(
+    "--id-suffix",
+    default="",
+    help="Appended to every case id and file name (e.g. -qwen05b): a second model's cases of "
+    "one benchmark beside the first's in one site.",
+)
+@click.option(
     "--recheck",
     is_flag=True,
     help="No new search: re-verify the cases already in OUT/<benchmark>/ under the current "
@@ -106,6 +113,7 @@ def collect(
     time_limit: float | None,
     force: bool,
     compare_csv: str | None,
+    id_suffix: str,
     recheck: bool,
     data: Path | None,
     runtime: Any,
@@ -126,6 +134,8 @@ def collect(
     compare = [m.strip() for m in compare_csv.split(",") if m.strip()] if compare_csv else []
     if compare_csv is not None and not compare:
         raise click.ClickException(f"--compare {compare_csv!r} names no model")
+    if id_suffix and (not re.fullmatch(r"[A-Za-z0-9._-]+", id_suffix) or ".." in id_suffix):
+        raise click.ClickException(f"--id-suffix {id_suffix!r}: use letters, digits, . _ -")
     quiet_libraries()
     from ..collect.driver import Settings
     from ..collect.driver import collect as run_collect
@@ -178,6 +188,7 @@ def collect(
         project=project,
         execution=execution,
         compare=compare,
+        id_suffix=id_suffix,
     )
     for run in summary["runs"]:
         kept = [c for c, status in run["files"].items() if status == "kept"]

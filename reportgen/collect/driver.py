@@ -38,7 +38,7 @@ from .recheck import recheck
 from .registry import get_benchmark
 from .settings import DEFAULT_SETTINGS, STRICT_VERSION, Settings, model_slug, search_batch
 from .work import GenerateBatch, Prepare, Recover
-from .writer import read_summary, with_compare, write_case, write_summary
+from .writer import read_summary, restated, write_case, write_summary
 
 __all__ = [
     "STRICT_VERSION",
@@ -231,10 +231,15 @@ class _Driver:
 
 
 def _run_report(
-    run: ModelRun, folder: Path, force: bool, started: float, compare: Sequence[str] = ()
+    run: ModelRun,
+    folder: Path,
+    force: bool,
+    started: float,
+    compare: Sequence[str] = (),
+    id_suffix: str = "",
 ) -> dict[str, Any]:
     """One model's entry of summary.json; its cases written, in item order (each comparing
-    ``compare``, where given)."""
+    ``compare`` and its id ending in ``id_suffix``, where given)."""
     assert run.journal is not None
     gens, items = run.journal.gens, run.items
     generated = [i for i, item in enumerate(items) if item.id in gens]
@@ -244,11 +249,14 @@ def _run_report(
         item = items[index]
         pin = run.outcomes[item.id]
         if pin.get("case"):
-            path = folder / f"{pin['case_id']}.toml"
-            text = with_compare(pin["case"], path, compare) if compare else pin["case"]
+            case_id = pin["case_id"] + id_suffix
+            path = folder / f"{case_id}.toml"
+            text = pin["case"]
+            if compare or id_suffix:
+                text = restated(text, path, compare=compare, case_id=case_id if id_suffix else None)
             status = write_case(path, text, force)
-            files[pin["case_id"]] = status
-            pinned.append(pin["case_id"])
+            files[case_id] = status
+            pinned.append(case_id)
         else:
             unpinned.append({"item": item.id, "reason": pin["reason"]})
     for item in items:
@@ -295,9 +303,11 @@ def collect(
     project: Project | None = None,
     execution: Execution = LOCAL,
     compare: Sequence[str] = (),
+    id_suffix: str = "",
 ) -> dict[str, Any]:
     """Collect ``benchmark`` on each model; write OUT/<benchmark>/<case>.toml + summary.json.
-    ``compare``: models every written case also runs on (the case's own model left out).
+    ``compare``: models every written case also runs on (the case's own model left out);
+    ``id_suffix``: appended to every case id (and file name).
 
     ``options``/``project``: where and in which number format each model runs (the CLI's
     --device/--dtype/--4bit and the project file); ``execution``: on how many workers, local
@@ -337,7 +347,7 @@ def collect(
             execute(driver.first(), execution, driver.on_outcome, loader=loader)
         finally:
             driver.close()
-    reports = [_run_report(run, folder, force, started, compare) for run in runs]
+    reports = [_run_report(run, folder, force, started, compare, id_suffix) for run in runs]
     first = reports[0]
     summary = {
         "benchmark": bench.name,
@@ -362,6 +372,7 @@ def collect(
             "time_limit": settings.time_limit,
             "decoding": "greedy",
             **({"compare": list(compare)} if compare else {}),
+            **({"id_suffix": id_suffix} if id_suffix else {}),
         },
         "runs": [{k: v for k, v in r.items() if k != "journal"} for r in reports],
     }

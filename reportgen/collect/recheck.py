@@ -21,7 +21,7 @@ from .recover import Candidate, Found
 from .registry import get_benchmark
 from .settings import RECHECK_SETTINGS, Settings
 from .work import Collector
-from .writer import is_hand_edited, with_compare, write_case, write_summary
+from .writer import is_hand_edited, restated, write_case, write_summary
 
 
 def recheck(
@@ -99,9 +99,8 @@ def recheck(
         )
         ok, reason, result = run.confirm(item, head, gen, found)
         if ok:
-            text = result["case"]
-            if case.compare:  # the models the case compares with stay
-                text = with_compare(text, path, case.compare)
+            # the case keeps its id (a collect --id-suffix) and the models it compares with
+            text = restated(result["case"], path, compare=case.compare, case_id=case.id)
             write_case(path, text, force=True)
             kept.append(case.id)
             continued += 2

@@ -26,14 +26,22 @@ def collected_case_toml(case: Case) -> str:
     return f"{HEADER}{_digest(body)}\n{body}"
 
 
-def with_compare(text: str, path: Path, models: Sequence[str]) -> str:
-    """A collected case file that also compares ``models`` (``collect --compare``): the dossier
-    then shows whether another model, e.g. the other size of the family, makes the same
-    choice. The case's own model is left out of the list."""
+def restated(
+    text: str, path: Path, *, compare: Sequence[str] = (), case_id: str | None = None
+) -> str:
+    """A collected case file with what the collect run adds at writing time: ``compare``, the
+    models the case also runs on (``collect --compare``; the case's own model left out), so the
+    dossier shows whether another model, e.g. the other size of the family, makes the same
+    choice; ``case_id``, its id with ``collect --id-suffix`` (two models' cases of one benchmark
+    in one site need distinct ids)."""
     _, _, body = text.partition("\n")
     case = parse_case(tomllib.loads(body), str(path))
-    others = tuple(m for m in models if m != case.model)
-    return collected_case_toml(dataclasses.replace(case, compare=others))
+    changes: dict[str, object] = {}
+    if compare:
+        changes["compare"] = tuple(m for m in compare if m != case.model)
+    if case_id is not None:
+        changes["id"] = case_id
+    return collected_case_toml(dataclasses.replace(case, **changes))
 
 
 def _digest(body: str) -> str:
