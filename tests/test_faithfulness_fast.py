@@ -163,7 +163,10 @@ def test_progress_reports_sets_done_of_total():
     assert seen[-1][0] == seen[-1][1] == got["masked_sets"] - 1  # the empty set comes free
 
 
-def _budgeted(model, ids, objective, relevance, special, cost_budget, batch_size=16):
+def _budgeted(
+    model, ids, objective, relevance, special, cost_budget, batch_size=16, exact_if_fits=False
+):
+    """``exact_if_fits``: the dossier's call, exact at every k when the whole test fits."""
     return faithfulness(
         model,
         ids,
@@ -177,6 +180,7 @@ def _budgeted(model, ids, objective, relevance, special, cost_budget, batch_size
         random_points=[10],
         cost_budget=cost_budget,
         batch_size=batch_size,
+        exact_if_fits=exact_if_fits,
     )
 
 
@@ -244,30 +248,12 @@ def test_what_a_cost_budget_evaluates_does_not_depend_on_the_batch_size():
     assert one["cost_spent"] == many["cost_spent"]
 
 
-def _within(model, ids, objective, relevance, special, cost_budget):
-    """The dossier's call: exact at every k when the whole test fits ``cost_budget``."""
-    return faithfulness(
-        model,
-        ids,
-        objective,
-        relevance,
-        special,
-        budget=15,
-        random_seeds=3,
-        insertion=False,
-        points=[5, 10],
-        random_points=[10],
-        cost_budget=cost_budget,
-        exact_if_fits=True,
-    )
-
-
 def test_a_test_that_fits_its_budget_is_the_exact_one_and_one_token_less_samples_it():
     model, ids, objective, relevance, special = _case("qwen2", n=20, seed=3)
     curve, flips, seed_flips, aopc = exhaustive(model, ids, objective, relevance, special, 15, 3)
-    sampled = _within(model, ids, objective, relevance, special, cost_budget=1)
+    sampled = _budgeted(model, ids, objective, relevance, special, 1, exact_if_fits=True)
     whole = sampled["exact_cost"]
-    exact = _within(model, ids, objective, relevance, special, cost_budget=whole)
+    exact = _budgeted(model, ids, objective, relevance, special, whole, exact_if_fits=True)
     # the cost model counts n - m per set; batches by m forward at least that
     assert whole <= exact["forwarded_tokens"] - len(ids) < 1.25 * whole
     assert exact["points"] is None and "cost_budget" not in exact and "exact_cost" not in exact
@@ -277,7 +263,7 @@ def test_a_test_that_fits_its_budget_is_the_exact_one_and_one_token_less_samples
     assert {k: exact["flip_k"][k] for k in flips} == flips
     assert exact["random_flip_k_seeds"] == seed_flips
     # one token-forward short of the whole test: sampled on the grid, within the budget
-    short = _within(model, ids, objective, relevance, special, cost_budget=whole - 1)
+    short = _budgeted(model, ids, objective, relevance, special, whole - 1, exact_if_fits=True)
     assert short["points"] == [0, 5, 10, 15] and short["exact_cost"] == whole
     assert short["cost_budget"] == whole - 1 and short["cost_spent"] <= whole - 1
     assert any(v is None for v in short["curves"]["attnlrp"])
