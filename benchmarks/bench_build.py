@@ -112,11 +112,11 @@ def _timed(module, name: str, stage: str, times: dict[str, float], peaks: StageP
 def child(case_path: str, pdf: bool, out: Path) -> dict:
     """One case, cold: compute, render, figure set; returns seconds per stage and peak RSS."""
     from reportgen import build as build_mod
-    from reportgen import compute, interventions, site
+    from reportgen import compute, interventions
     from reportgen.cases import load_case
     from reportgen.graph import step as graph_step
     from reportgen.models import load_model
-    from reportgen.render import latex
+    from reportgen.render import latex, site
 
     times: dict[str, float] = {}
     inner: dict[str, float] = {}
