@@ -183,9 +183,10 @@ def test_shipped_project_file_describes_the_collection() -> None:
     root = Path(__file__).resolve().parent.parent
     project = load_project(root / "reportgen.toml")
     site = project.site
-    assert site is not None and "SmolLM2" in site.title
+    assert site is not None and site.title.startswith("Why do small language models")
+    assert "Qwen2.5-Coder" in site.subtitle and "SmolLM2" in site.subtitle
     assert [a.name for a in site.authors] == ["reportgen developers"]
-    ids = {p.stem for p in (root / "cases").glob("*.toml")}
+    ids = {p.stem for p in (root / "cases").rglob("*.toml")}  # collected: file name = id
     assert site.featured and set(site.featured) <= ids
     assert "AttnLRP" in site.abstract and site.bibtex.lstrip().startswith("@misc")
 

@@ -242,8 +242,10 @@ def study_data(results: Sequence[CaseResult], summaries: Sequence[dict[str, Any]
 
 
 def group_name(bench: str, model: str, models: int) -> str:
-    """How a figure names a group: the benchmark, with the model when there are several."""
-    return bench if models <= 1 else f"{bench} ({model})"
+    """How a figure names a group: the benchmark, with the model when there are several (short:
+    without the "-instruct" every shipped model has, so a column-wide figure keeps its type
+    size)."""
+    return bench if models <= 1 else f"{bench} ({model.removesuffix('-instruct')})"
 
 
 def persistence_sentence(summary: dict[str, Any]) -> str:
