@@ -24,10 +24,10 @@ def exact_cost(n: int, orders: Sequence[Sequence[int]], k_max: int) -> int:
 
 
 class CostBudget:
-    """The token-forwards a flip test that does not fit whole flip test may spend, counted on the prefix-reuse cost
-    model (a masked set costs n - its first masked position), not on what the batches happened
-    to forward: which sets are evaluated then depends on the input and the budget only, never
-    on batch sizes. Sets are admitted in the caller's priority order up to a share of the
+    """The token-forwards a flip test too costly to run whole may spend, counted on the
+    prefix-reuse cost model (a masked set costs n - its first masked position), not on what the
+    batches happened to forward: which sets are evaluated then depends on the input and the
+    budget only, never on batch sizes. Sets are admitted in the caller's priority order up to a share of the
     budget; the first one that does not fit closes the request (a scan stays contiguous)."""
 
     def __init__(self, n: int, limit: int, values: dict[frozenset[int], float]) -> None:
@@ -125,8 +125,8 @@ def within_budget(
     k_max: int,
     cost_budget: int,
 ) -> tuple[list[set[int]], list[int | None], int, CostBudget]:
-    """The masked sets of an input whose exact test does not fit, in the order the dossier needs them (see
-    ``faithfulness``): returns the k evaluated per order, the scan cuts, the number of random
+    """The masked sets of an input whose exact test does not fit, in the order the dossier
+    needs them (see ``faithfulness``): returns the k evaluated per order, the scan cuts, the number of random
     seeds evaluated in full, and the budget's account."""
     n = scorer.base.shape[0]
     budget = CostBudget(n, cost_budget, scorer.values)

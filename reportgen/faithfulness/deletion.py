@@ -174,8 +174,8 @@ def faithfulness(
     scorer = MaskedScorer(module, base, fill, objective, batch_size, token_budget, progress)
     all_orders = [*orders.values(), *random_orders]
     whole_cost = None if cost_budget is None else exact_cost(n, all_orders, k_max)
-    if exact_if_fits and whole_cost is not None and cost_budget is not None:
-        if whole_cost <= cost_budget:
+    if exact_if_fits and cost_budget is not None and whole_cost is not None:
+        if whole_cost <= cost_budget:  # the exact test fits: run it whole, as points=None
             points, cost_budget, random_points = None, None, None
     grid = list(range(k_max + 1)) if points is None else _grid(points, k_max)
     seeds_used, cut, budget_used = random_seeds, [None] * len(all_orders), None
