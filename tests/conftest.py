@@ -10,17 +10,30 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Results cache per test session; the model cache stays shared (fetching is expensive)."""
-    real_models = (
-        Path(os.environ.get("REPORTGEN_CACHE") or Path.home() / ".cache" / "reportgen") / "models"
-    )
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory):
+    """One results cache for the session, set before any fixture runs: module fixtures and the
+    Ray workers they start (which keep the environment of ``ray.init``) write there too, never
+    into the user's cache, and no result left there by an earlier run is read as a new one.
+    The model cache stays shared (fetching is expensive)."""
+    before = os.environ.get("REPORTGEN_CACHE")
+    real_models = Path(before or Path.home() / ".cache" / "reportgen") / "models"
     cache = tmp_path_factory.getbasetemp() / "reportgen-cache"
     cache.mkdir(exist_ok=True)
     if not (cache / "models").exists() and real_models.exists():
         (cache / "models").symlink_to(real_models)
-    monkeypatch.setenv("REPORTGEN_CACHE", str(cache))
+    os.environ["REPORTGEN_CACHE"] = str(cache)
+    yield cache
+    if before is None:
+        os.environ.pop("REPORTGEN_CACHE", None)
+    else:
+        os.environ["REPORTGEN_CACHE"] = before
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(_session_cache, monkeypatch):
+    """Each test starts with the session's cache (a test that moved it is undone)."""
+    monkeypatch.setenv("REPORTGEN_CACHE", str(_session_cache))
     from reportgen import cache_files  # a cache one test made unwritable is not the next's
 
     monkeypatch.setattr(cache_files, "_unwritable", set())

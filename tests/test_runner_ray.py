@@ -24,16 +24,20 @@ def ray_faults(tmp_path_factory):
     """A local Ray for this module; its workers see the fault-injection folder (set before
     ray.init: workers inherit the environment Ray starts with)."""
     faults = tmp_path_factory.mktemp("ray-faults")
-    threads_before = os.environ.get(THREADS_ENV)
+    saved = {name: os.environ.get(name) for name in (THREADS_ENV, "REPORTGEN_CACHE")}
     os.environ[THREADS_ENV] = "1"  # actors run one thread each, as the reference build
+    # the actors' own cache, empty at the module's start: a test's REPORTGEN_CACHE, set after
+    # ray.init, does not reach them (a graph they found cached would report no layers)
+    os.environ["REPORTGEN_CACHE"] = str(tmp_path_factory.mktemp("ray-actor-cache"))
     with worker_faults(faults):
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         yield faults
         ray.shutdown()
-    if threads_before is None:
-        os.environ.pop(THREADS_ENV, None)
-    else:
-        os.environ[THREADS_ENV] = threads_before
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def test_a_ray_build_is_the_local_build(model_dir, reference, ray_faults, tmp_path, monkeypatch):
