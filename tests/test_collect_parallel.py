@@ -82,13 +82,14 @@ def registered(bench, monkeypatch):
 
 
 def written(out: Path) -> tuple[dict[str, bytes], dict]:
-    """The case files (bytes) and summary.json without its timings."""
+    """The case files (bytes) and summary.json without its timings (and what a resumed run
+    took from the journal)."""
     folder = out / WordBench.name
     files = {p.name: p.read_bytes() for p in sorted(folder.glob("*.toml"))}
     summary = json.loads((folder / "summary.json").read_text())
     summary.pop("wall_s")
     for run in summary["runs"]:
-        run.pop("wall_s"), run.pop("generation_s")
+        run.pop("wall_s"), run.pop("generation_s"), run.pop("resumed", None)
     return files, summary
 
 
@@ -178,6 +179,9 @@ def test_an_interrupted_collect_resumes_on_two_workers_to_the_same_files(
         WordBench.name, models, out=tmp_path, settings=SETTINGS, execution=Execution(jobs=2)
     )
     assert summary["items"] == 10
+    # the two records journaled before the interruption are counted as taken, not redone
+    resumed = [run.get("resumed", {}) for run in summary["runs"]]
+    assert sum(sum(r.values()) for r in resumed) == 2
     assert written(tmp_path) == reference
     # nothing done before the interruption was done again: one record per item and kind
     journals = list((tmp_path / "cache" / "collect" / WordBench.name).glob("*.jsonl"))

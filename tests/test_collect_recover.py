@@ -224,6 +224,7 @@ def test_collect_writes_cases_that_survive_the_case_path(toy, tmp_path):
         assert f"recovers -- {case.source['recovering']}" in case.description
     data = json.loads((tmp_path / "a" / ToyBench.name / "summary.json").read_text())
     assert data["pinned"] == summary["pinned"] and "wall_s" in data
+    assert "resumed" not in summary["runs"][0]  # a first run takes nothing from a journal
 
     # resume: the journal has every item, so nothing is generated or searched again
     calls = []
@@ -242,6 +243,8 @@ def test_collect_writes_cases_that_survive_the_case_path(toy, tmp_path):
     finally:
         runner.generate_items = orig_generate
     assert calls == [] and again["runs"][0]["continuations"] == summary["runs"][0]["continuations"]
+    # its summary says its few seconds are those of a run that took everything from the journal
+    assert again["runs"][0]["resumed"] == {"generated": 2, "searched": 2}
     # determinism: the same files, byte for byte
     for f in files:
         assert (tmp_path / "b" / ToyBench.name / f.name).read_bytes() == f.read_bytes()
@@ -280,6 +283,7 @@ def test_collect_resume_after_interruption_skips_finished_items(toy, tmp_path, m
     summary = collect(ToyBench.name, [folder], out=tmp_path, settings=settings)
     assert finished == ["toy/2"]  # item toy/1 was done before the interruption
     assert summary["items"] == 2
+    assert summary["runs"][0]["resumed"] == {"generated": 1, "searched": 0}
 
 
 def test_force_protects_hand_edited_cases(toy, tmp_path):

@@ -195,10 +195,17 @@ def collect(
         if kept:
             click.echo(f"kept hand-edited (use --force): {', '.join(kept)}", err=True)
     rate = f"{summary['pin_rate']:.0%}" if summary["pin_rate"] is not None else "n/a"
+    resumed = [r["resumed"] for r in summary["runs"] if r.get("resumed")]
+    earlier = (
+        f" ({sum(r['generated'] for r in resumed)} generations and "
+        f"{sum(r['searched'] for r in resumed)} searches taken from earlier runs)"
+        if resumed
+        else ""
+    )
     click.echo(
         f"{summary['benchmark']}: {summary['items']} items, {summary['passed']} passed, "
-        f"{summary['failed']} failed, {summary['pinned']} pinned ({rate}) in {summary['wall_s']:.0f}s "
-        f"-> {out / summary['benchmark']}"
+        f"{summary['failed']} failed, {summary['pinned']} pinned ({rate}) in {summary['wall_s']:.0f}s"
+        f"{earlier} -> {out / summary['benchmark']}"
     )
     funnel = summary["funnel"]
     click.echo(

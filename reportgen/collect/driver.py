@@ -77,6 +77,7 @@ class ModelRun:
     gen_seconds: float = 0.0
     batches_left: int = 0
     finished: float = 0.0
+    resumed: dict[str, int] = field(default_factory=dict)  # what earlier runs' journal held
 
 
 class _Driver:
@@ -160,6 +161,11 @@ class _Driver:
         )
         path = work_dir() / bench.name / f"{model_slug(run.spec)}-{gen_key}.jsonl"
         run.journal = journal = Journal(path, run.search_key)
+        # a resumed run's times cover only what was left: say how much came from the journal
+        run.resumed = {
+            "generated": sum(1 for i in items if i.id in journal.gens),
+            "searched": sum(1 for i in items if i.id in journal.pins),
+        }
         work: list[Work] = []
         for start in range(0, len(items), s.batch_size):
             batch = tuple(items[start : start + s.batch_size])
@@ -283,6 +289,9 @@ def _run_report(
         "generated_tokens": sum(len(gens[items[i].id]["ids"]) for i in generated),
         "generation_s": round(run.gen_seconds, 1),
         "wall_s": round(max(run.finished, run.gen_started + run.gen_seconds) - started, 1),
+        # the times above are this run's; items generated or searched by earlier runs
+        # (journal) cost it nothing
+        **({"resumed": run.resumed} if any(run.resumed.values()) else {}),
         "journal": str(run.journal.path),
     }
 
