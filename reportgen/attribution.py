@@ -43,12 +43,29 @@ def forward_kwargs(model: Any) -> dict[str, Any]:
     return kwargs
 
 
-# From this many tokens on, the explaining backward recomputes each block's forward instead of
-# keeping every block's activations from the forward pass. Kept, they grow with tokens x layers
-# x width: 17.9 GB at 10,168 tokens of Gemma 3 270M, which alone broke the 16 GB a 10k-token
-# case may take; recomputed, 5.2 GB, for one more forward pass (143 -> 165 s measured, noisy).
-# The graph's trace checkpoints its blocks from the same length (graph.session.CHECKPOINT_FROM).
+# From this many tokens on (at SmolLM2's shape or smaller), the explaining backward recomputes
+# each block's forward instead of keeping every block's activations from the forward pass.
+# Kept, they grow with tokens x layers x width: 17.9 GB at 10,168 tokens of Gemma 3 270M, which
+# alone broke the 16 GB a 10k-token case may take; recomputed, 5.2 GB, for one more forward pass
+# (143 -> 165 s measured, noisy). A wider or deeper model recomputes from the same activation
+# size (``recompute_from``): Qwen2.5-Coder-1.5B kept 18.6 GB at 2,000 tokens. The graph's trace
+# checkpoints its blocks from the same length.
 RECOMPUTE_FROM_TOKENS = 4096
+RECOMPUTE_REFERENCE_SHAPE = 30 * 576  # SmolLM2-135M: blocks x hidden width
+
+
+def recompute_from(model: Any) -> int:
+    """The input length from which ``model``'s blocks are recomputed in the backward: the
+    activations SmolLM2 keeps at ``RECOMPUTE_FROM_TOKENS``, at this model's blocks x width
+    (1,645 tokens for Qwen2.5-Coder-1.5B's 28 x 1536); never later than that for a smaller
+    model."""
+    config = getattr(model, "config", None)
+    blocks = int(getattr(config, "num_hidden_layers", 0) or 0)
+    hidden = int(getattr(config, "hidden_size", 0) or 0)
+    shape = blocks * hidden
+    if shape <= RECOMPUTE_REFERENCE_SHAPE:
+        return RECOMPUTE_FROM_TOKENS
+    return max(1, RECOMPUTE_FROM_TOKENS * RECOMPUTE_REFERENCE_SHAPE // shape)
 
 
 @contextlib.contextmanager
@@ -108,7 +125,7 @@ def input_gradient(
     ``lrp`` the AttnLRP rules shape the backward; without, it is the plain gradient. Long inputs
     recompute each block in the backward (``recomputed_blocks``) instead of keeping it."""
     rules = lxt.lrp_rules(model) if lrp else contextlib.nullcontext()
-    long_input = token_ids.shape[-1] >= RECOMPUTE_FROM_TOKENS
+    long_input = token_ids.shape[-1] >= recompute_from(model)
     recompute = recomputed_blocks(model) if long_input else contextlib.nullcontext()
     with rules, recompute, torch.enable_grad():
         embeddings = model.get_input_embeddings()(token_ids).detach().requires_grad_(True)

@@ -73,7 +73,9 @@ def greedy_batch(
     """:func:`greedy_ids` of several sequences of one length, as one batch: the argmax of the
     last position's logits, step by step with the KV cache. A decoding step of a small model
     costs about what streaming its weights costs, whatever the batch, so the target's and the
-    contrast's paths together cost what one costs (``generate``'s own loop adds more per step)."""
+    contrast's paths together cost what one costs (``generate``'s own loop adds more per step).
+    The sequences' common start (the whole prompt, for a target's and a contrast's path) is
+    read once and its cache shared by every row: on a long input that read is most of the cost."""
     import inspect
 
     import torch
@@ -93,7 +95,12 @@ def greedy_batch(
     ids = torch.tensor([list(s) for s in sequences], device=device)
     new: list[list[int]] = [[] for _ in sequences]
     done = [tokens <= 0] * len(sequences)
+    shared = _common_start(sequences)
     with torch.no_grad():
+        if shared and len(sequences) > 1 and not all(done):
+            model(input_ids=ids[:1, :shared], **extra)  # fills the cache; its logits are unused
+            extra[cache_name].batch_repeat_interleave(len(sequences))
+            ids = ids[:, shared:]
         while not all(done):
             chosen = model(input_ids=ids, **extra).logits[:, -1].argmax(-1).tolist()
             for row, token in enumerate(chosen):
@@ -102,6 +109,16 @@ def greedy_batch(
                     done[row] = int(token) in eos or len(new[row]) >= tokens
             ids = torch.tensor([[t] for t in chosen], device=device)
     return new
+
+
+def _common_start(sequences: Sequence[Sequence[int]]) -> int:
+    """How many first tokens every sequence shares, at most all but each one's last (every row
+    needs a token of its own to read logits at)."""
+    shortest = min(len(s) for s in sequences) - 1
+    count = 0
+    while count < shortest and len({s[count] for s in sequences}) == 1:
+        count += 1
+    return count
 
 
 def _from_case_file(

@@ -9,9 +9,14 @@ of nodes is ablated in one forward, each replacement applied at its own layer. T
 is the case's (``Objective.value`` of the last position's logits). Method: docs/method.md
 section 10.
 
-Cost: the clean forward once (f and the per-layer means), then the ablated node sets as rows of
-batched forwards. A batch runs its first blocks once, at batch size 1, and widens to one row per
-set at the first layer any of its sets ablates, so the blocks before that layer are not repeated.
+Cost: the clean forward once (f, the per-layer means and its KV cache), then each ablated node
+set. In a causal LM, ablating positions from i on leaves every earlier position as it was, so a
+set whose first position is late runs only the positions from there, on the clean forward's
+cache cut to the earlier ones (a node at the last of 2,000 positions costs one position, not
+2,000). The other sets run as rows of batched forwards: a batch runs its first blocks once, at
+batch size 1, and widens to one row per set at the first layer any of its sets ablates, so the
+blocks before that layer are not repeated. Each set takes the cheaper way (``suffix_cheaper``);
+both give f to float rounding.
 
 The computing side returns frozen dataclasses of numbers; the dossier's words and table are
 written on the render side (``reportgen/render/circuits.py``)."""
@@ -83,6 +88,71 @@ def _last_logits(model: Any, ids: Any) -> Any:
     return model(input_ids=ids, **forward_kwargs(model)).logits[:, -1]
 
 
+def suffix_cheaper(tokens: int, start: int, first_layer: int, blocks: int) -> bool:
+    """Whether a set whose first ablated position is ``start`` (its first layer
+    ``first_layer``, -1 for the embeddings) costs less run on positions ``start`` on (every
+    block, from the clean cache) than as a row of a batched forward (the blocks after its
+    first layer, on every position). Costs are token-blocks."""
+    return (tokens - start) * blocks < tokens * (blocks - 1 - first_layer)
+
+
+def _cache_argument(model: Any) -> str | None:
+    """The keyword a forward takes its KV cache by (transformers renames it), or None."""
+    import inspect
+
+    params = inspect.signature(model.forward).parameters
+    return next((name for name in ("cache", "past_key_values") if name in params), None)
+
+
+def _clean_pass(model: Any, ids: Any) -> tuple[Any, Any]:
+    """The clean forward's last logits, and its KV cache when later forwards may start from it:
+    a causal LM whose every cache layer is a plain full-attention one (a sliding-window layer
+    has dropped positions a cut needs; a masked LM has no cache)."""
+    from transformers.cache_utils import DynamicLayer
+
+    from .attribution import forward_kwargs
+    from .continuations import can_generate
+
+    if not can_generate(model) or _cache_argument(model) is None:
+        return _last_logits(model, ids), None
+    output = model(input_ids=ids, **{**forward_kwargs(model), "use_cache": True})
+    cache = getattr(output, "past_key_values", None)
+    layers = getattr(cache, "layers", None)
+    if not layers or any(type(layer) is not DynamicLayer for layer in layers):
+        cache = None
+    return output.logits[:, -1], cache
+
+
+def _suffix_logits(
+    model: Any, blocks: Any, ids: Any, cache: Any, plan: list[tuple[int, int]], means: Any
+) -> Any:
+    """The last logits with ``plan``'s nodes ablated, run on the positions from the plan's
+    first one on, the earlier positions' keys and values taken from the clean cache."""
+    import copy
+
+    from .attribution import forward_kwargs
+
+    start = min(position for _, position in plan)
+    piece = copy.deepcopy(cache)
+    piece.crop(start - ids.shape[1])  # keeps the first `start` positions
+    at: dict[int, list[int]] = {}
+    for layer, position in plan:
+        at.setdefault(layer, []).append(position - start)
+
+    def edit(layer: int, hidden: Any) -> Any:
+        hidden = hidden.clone()
+        hidden[0, at[layer]] = means[layer].to(hidden.dtype)
+        return hidden
+
+    handles = hook_layers(blocks, list(at), edit)
+    try:
+        kwargs = {**forward_kwargs(model), "use_cache": True, _cache_argument(model): piece}
+        return model(input_ids=ids[:, start:], **kwargs).logits[:, -1]
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def hook_layers(blocks: Any, layers: Sequence[int], edit: Any) -> list[Any]:
     """Hooks calling ``edit(layer, hidden) -> hidden`` at each node layer of ``layers``: the
     first block's input for -1, block b's output for b."""
@@ -142,7 +212,8 @@ def ablate(
     handles = hook_layers(blocks, used, record)
     try:
         with torch.no_grad():
-            clean = _last_logits(model, ids)[0]
+            clean, cache = _clean_pass(model, ids)
+            clean = clean[0]
     finally:
         for handle in handles:
             handle.remove()
@@ -150,9 +221,23 @@ def ablate(
     top_clean = int(clean.argmax())
     f_values: list[float] = [f_clean] * len(sets)
     tops: list[int] = [top_clean] * len(sets)
-    # sets sorted by their first ablated layer, so a batch widens as late as it can
+    late = [
+        i
+        for i, plan in enumerate(sets)
+        if plan
+        and cache is not None
+        and suffix_cheaper(n, min(p for _, p in plan), min(layer for layer, _ in plan), count)
+    ]
+    for index in late:
+        with torch.no_grad():
+            logits = _suffix_logits(model, blocks, ids, cache, sets[index], means)
+        f_values[index] = float(objective.value(logits.double())[0])
+        tops[index] = int(logits[0].argmax())
+    del cache
+    # the other sets sorted by their first ablated layer, so a batch widens as late as it can
     order = sorted(
-        (i for i in range(len(sets)) if sets[i]), key=lambda i: min(layer for layer, _ in sets[i])
+        (i for i in range(len(sets)) if sets[i] and i not in late),
+        key=lambda i: min(layer for layer, _ in sets[i]),
     )
     rows = max(1, batch_tokens // max(n, 1))
     for start in range(0, len(order), rows):

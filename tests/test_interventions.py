@@ -16,7 +16,13 @@ from tiny_models import ARCHITECTURES, tiny_model, tiny_tokenizer
 
 from reportgen.continuations import Continuations, case_continuations
 from reportgen.graph.types import AttributionGraph
-from reportgen.interventions import ablate, case_interventions, graph_nodes, spearman
+from reportgen.interventions import (
+    ablate,
+    case_interventions,
+    graph_nodes,
+    spearman,
+    suffix_cheaper,
+)
 from reportgen.objectives import Objective
 from reportgen.results import Interventions
 
@@ -68,6 +74,37 @@ def test_small_batches_give_the_same_numbers(one_thread):
     wide = ablate(model, IDS, OBJECTIVE, SETS)
     narrow = ablate(model, IDS, OBJECTIVE, SETS, batch_tokens=1)
     np.testing.assert_allclose(narrow.f, wide.f, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("arch, cut", [("qwen2", True), ("llama", True), ("mistral", False)])
+def test_a_late_node_set_runs_only_the_positions_from_its_first_on(arch, cut, one_thread):
+    """Causal: ablating from position i on leaves the earlier positions as they were, so a late
+    set runs on positions i.. from the clean forward's cache, with the whole forward's f. A
+    sliding-window cache has dropped what a cut needs: every set runs whole there."""
+    model = tiny_model(arch, dtype=torch.float64)
+    sets = [[("emb", len(IDS) - 2)], [("0", 8), ("1", 9)], [("0", 1)]]
+    lengths = []
+    embed = model.get_input_embeddings()
+    handle = embed.register_forward_hook(lambda m, a, out: lengths.append(out.shape[1]))
+    try:
+        run = ablate(model, IDS, OBJECTIVE, sets)
+    finally:
+        handle.remove()
+    n = len(IDS)
+    # the clean forward, then the late sets alone (2 positions each), then the early set whole
+    assert lengths == ([n, 2, 2, n] if cut else [n, n])
+    expected = [reference_f(model, IDS, OBJECTIVE, nodes) for nodes in sets]
+    np.testing.assert_allclose(run.f, expected, rtol=1e-10, atol=1e-13)
+    assert min(abs(f - run.f_clean) for f in run.f[:2]) > 1e-6  # the late sets do something
+
+
+def test_the_cheaper_way_is_chosen_by_token_blocks():
+    # 2,000 tokens, 28 blocks: a node at position 1,990 of block 10 costs 10 x 28 token-blocks
+    # from the cache, against 2,000 x 17 as a row of a batched forward
+    assert suffix_cheaper(2000, 1990, 10, 28)
+    assert not suffix_cheaper(2000, 5, 10, 28)  # early: a cut saves almost nothing
+    assert not suffix_cheaper(2000, 1990, 27, 28)  # the last block: a row costs nothing
+    assert suffix_cheaper(2000, 1000, -1, 28)  # the embeddings: every block either way
 
 
 def test_ablating_nothing_changes_nothing(one_thread):
@@ -188,7 +225,15 @@ def plain_greedy(model, ids, tokens, eos):
 def test_continuations_equal_a_plain_greedy_loop(arch, one_thread):
     model = tiny_model(arch, dtype=torch.float64)
     tokenizer = tiny_tokenizer()
-    result = case_continuations(model, tokenizer, IDS, 10, 11, tokens=12)
+    read = []  # positions each forward reads
+    embed = model.get_input_embeddings()
+    handle = embed.register_forward_hook(lambda m, a, out: read.append(tuple(out.shape[:2])))
+    try:
+        result = case_continuations(model, tokenizer, IDS, 10, 11, tokens=12)
+    finally:
+        handle.remove()
+    # the prompt is read once (one row), then both paths go on from its shared cache
+    assert read[0] == (1, len(IDS)) and read[1] == (2, 1) and len(read) <= 13
     assert result.source == "greedy" and result.tokens == 12
     for token, text in ((10, result.target), (11, result.contrast)):
         new = plain_greedy(model, [*IDS, token], 12, {tokenizer.eos_token_id})

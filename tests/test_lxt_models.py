@@ -206,3 +206,20 @@ def test_recomputed_blocks_keep_a_forward_someone_else_set():
     assert len(calls) == 2  # the forward, then its rerun in the backward
     assert vars(block)["forward"] is wrapper
     assert "forward" not in vars(lxt.decoder_blocks(model)[1])
+
+
+def test_bigger_models_recompute_from_the_same_activation_size():
+    """The length from which blocks are recomputed follows blocks x width: SmolLM2's measured
+    4,096 tokens, earlier for a wider or deeper model, never later for a smaller one."""
+    from types import SimpleNamespace
+
+    from reportgen import attribution
+
+    def shaped(blocks, hidden):
+        return SimpleNamespace(config=SimpleNamespace(num_hidden_layers=blocks, hidden_size=hidden))
+
+    assert attribution.recompute_from(shaped(30, 576)) == 4096  # SmolLM2-135M
+    assert attribution.recompute_from(shaped(18, 640)) == 4096  # Gemma 3 270M: smaller
+    assert attribution.recompute_from(shaped(28, 1536)) == 1645  # Qwen2.5-Coder-1.5B
+    assert attribution.recompute_from(shaped(24, 896)) == 3291  # Qwen2.5-Coder-0.5B
+    assert attribution.recompute_from(SimpleNamespace()) == 4096  # no config: the default

@@ -84,7 +84,7 @@ def closed_form(
     ``min_edge_weight`` keeps |A| > tau (= ``prune.prune_threshold``); ``cumulative_mass=p``
     keeps, per transition, the edges ``prune.prune_cumulative_mass(graph, p)`` keeps on the full
     graph (of the edges the other options leave). ``checkpoint`` recomputes each block in the
-    backward pass instead of storing its activations (default: from ``CHECKPOINT_FROM`` tokens)."""
+    backward pass instead of storing its activations (default: from ``attribution.recompute_from(model)`` tokens)."""
     if cumulative_mass is not None and top_per_target is not None:
         raise ValueError("cumulative_mass and top_per_target cannot be combined")
     with open_session(model, token_ids, objective, split=split, checkpoint=checkpoint) as session:

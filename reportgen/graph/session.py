@@ -28,7 +28,7 @@ import lxt
 from lxt.rules import LayerNormRule, RMSNormRule
 
 from ..attention_impl import attention_function
-from ..attribution import RECOMPUTE_FROM_TOKENS, checkpointed_blocks
+from ..attribution import checkpointed_blocks, recompute_from
 from ..objectives import Objective
 from .closed_layer import AttentionCall, LayerTensors, layer_tensors
 from .trace import Trace, node_relevance, replay, trace
@@ -176,11 +176,6 @@ def _linear_parts(
     )
 
 
-#: sequences at least this long are traced with per-block activation checkpointing by default
-#: (the same length from which the attribution's backward recomputes its blocks)
-CHECKPOINT_FROM = RECOMPUTE_FROM_TOKENS
-
-
 @contextlib.contextmanager
 def _quiet_hooks(block: nn.Module, model: nn.Module) -> Iterator[None]:
     """While a checkpointed block is recomputed in the backward pass, run only the lxt rule hooks
@@ -294,7 +289,8 @@ def open_session(
     device = next(model.parameters()).device
     ids = torch.tensor([list(token_ids)], device=device)
     if checkpoint is None:
-        checkpoint = ids.shape[1] >= CHECKPOINT_FROM
+        # the length from which the attribution's backward recomputes its blocks too
+        checkpoint = ids.shape[1] >= recompute_from(model)
     recorder = _Recorder(layer_of=_attention_modules(blocks))
     # per block: its input h_s, then <g_res[j], h_s[j]> (the residual edge) once the backward
     # reaches the residual sum; neither the residual sum nor its gradient is kept
