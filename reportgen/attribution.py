@@ -43,6 +43,23 @@ def forward_kwargs(model: Any) -> dict[str, Any]:
     return kwargs
 
 
+def cache_argument(module: Any) -> str | None:
+    """The forward's key/value-cache argument of a causal decoder, else None (encoders, toys):
+    only a causal model's prefix states are independent of what comes after them."""
+    config = getattr(module, "config", None)
+    if config is None or getattr(config, "is_encoder_decoder", False):
+        return None
+    if not type(module).__name__.endswith(("ForCausalLM", "LMHeadModel")):
+        return None
+    params = inspect.signature(module.forward).parameters
+    if "logits_to_keep" not in params:
+        return None
+    for name in ("cache", "past_key_values"):
+        if name in params:
+            return name
+    return None
+
+
 # From this many tokens on (at SmolLM2's shape or smaller), the explaining backward recomputes
 # each block's forward instead of keeping every block's activations from the forward pass.
 # Kept, they grow with tokens x layers x width: 17.9 GB at 10,168 tokens of Gemma 3 270M, which

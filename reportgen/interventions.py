@@ -96,24 +96,15 @@ def suffix_cheaper(tokens: int, start: int, first_layer: int, blocks: int) -> bo
     return (tokens - start) * blocks < tokens * (blocks - 1 - first_layer)
 
 
-def _cache_argument(model: Any) -> str | None:
-    """The keyword a forward takes its KV cache by (transformers renames it), or None."""
-    import inspect
-
-    params = inspect.signature(model.forward).parameters
-    return next((name for name in ("cache", "past_key_values") if name in params), None)
-
-
 def _clean_pass(model: Any, ids: Any) -> tuple[Any, Any]:
     """The clean forward's last logits, and its KV cache when later forwards may start from it:
     a causal LM whose every cache layer is a plain full-attention one (a sliding-window layer
     has dropped positions a cut needs; a masked LM has no cache)."""
     from transformers.cache_utils import DynamicLayer
 
-    from .attribution import forward_kwargs
-    from .continuations import can_generate
+    from .attribution import cache_argument, forward_kwargs
 
-    if not can_generate(model) or _cache_argument(model) is None:
+    if cache_argument(model) is None:
         return _last_logits(model, ids), None
     output = model(input_ids=ids, **{**forward_kwargs(model), "use_cache": True})
     cache = getattr(output, "past_key_values", None)
@@ -130,7 +121,7 @@ def _suffix_logits(
     first one on, the earlier positions' keys and values taken from the clean cache."""
     import copy
 
-    from .attribution import forward_kwargs
+    from .attribution import cache_argument, forward_kwargs
 
     start = min(position for _, position in plan)
     piece = copy.deepcopy(cache)
@@ -146,7 +137,7 @@ def _suffix_logits(
 
     handles = hook_layers(blocks, list(at), edit)
     try:
-        kwargs = {**forward_kwargs(model), "use_cache": True, _cache_argument(model): piece}
+        kwargs = {**forward_kwargs(model), "use_cache": True, cache_argument(model): piece}
         return model(input_ids=ids[:, start:], **kwargs).logits[:, -1]
     finally:
         for handle in handles:

@@ -10,8 +10,8 @@ import pytest
 import torch
 from tiny_models import tiny_model
 
+from reportgen.attribution import cache_argument
 from reportgen.faithfulness import faithfulness
-from reportgen.faithfulness.scoring import cache_argument
 from reportgen.objectives import Objective
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -4,32 +4,13 @@ the type the flip test is built on (``MaskedScorer``). The cost is counted in to
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 
-from ..attribution import forward_kwargs
+from ..attribution import cache_argument, forward_kwargs
 from ..objectives import Objective
-
-
-def cache_argument(module: Any) -> str | None:
-    """The forward's key/value-cache argument of a causal decoder, else None (encoders, toys):
-    only a causal model's prefix states are independent of what comes after them."""
-    config = getattr(module, "config", None)
-    if config is None or getattr(config, "is_encoder_decoder", False):
-        return None
-    if not type(module).__name__.endswith(("ForCausalLM", "LMHeadModel")):
-        return None
-    params = inspect.signature(module.forward).parameters
-    if "logits_to_keep" not in params:
-        return None
-    for name in ("cache", "past_key_values"):
-        if name in params:
-            return name
-    return None
-
 
 CACHE_BYTES = 1_500_000_000  # key/value copies of one batch (10k tokens of SmolLM2: 3 rows)
 
