@@ -97,9 +97,9 @@ def suffix_cheaper(tokens: int, start: int, first_layer: int, blocks: int) -> bo
 
 
 def _clean_pass(model: Any, ids: Any) -> tuple[Any, Any]:
-    """The clean forward's last logits, and its KV cache when later forwards may start from it:
-    a causal LM whose every cache layer is a plain full-attention one (a sliding-window layer
-    has dropped positions a cut needs; a masked LM has no cache)."""
+    """The clean forward's last logits, and its per-layer (keys, values) when later forwards may
+    start from them: a causal LM whose every cache layer is a plain full-attention one (a
+    sliding-window layer has dropped positions a cut needs; a masked LM has no cache)."""
     from transformers.cache_utils import DynamicLayer
 
     from .attribution import cache_argument, forward_kwargs
@@ -110,8 +110,8 @@ def _clean_pass(model: Any, ids: Any) -> tuple[Any, Any]:
     cache = getattr(output, "past_key_values", None)
     layers = getattr(cache, "layers", None)
     if not layers or any(type(layer) is not DynamicLayer for layer in layers):
-        cache = None
-    return output.logits[:, -1], cache
+        return output.logits[:, -1], None
+    return output.logits[:, -1], [(layer.keys, layer.values) for layer in layers]
 
 
 def _suffix_logits(
@@ -119,13 +119,10 @@ def _suffix_logits(
 ) -> Any:
     """The last logits with ``plan``'s nodes ablated, run on the positions from the plan's
     first one on, the earlier positions' keys and values taken from the clean cache."""
-    import copy
-
-    from .attribution import cache_argument, forward_kwargs
+    from .attribution import cache_argument, forward_kwargs, prefix_cache
 
     start = min(position for _, position in plan)
-    piece = copy.deepcopy(cache)
-    piece.crop(start - ids.shape[1])  # keeps the first `start` positions
+    piece = prefix_cache(cache, start)
     at: dict[int, list[int]] = {}
     for layer, position in plan:
         at.setdefault(layer, []).append(position - start)

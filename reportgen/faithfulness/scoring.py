@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ..attribution import cache_argument, forward_kwargs
+from ..attribution import cache_argument, forward_kwargs, prefix_cache
 from ..objectives import Objective
 
 CACHE_BYTES = 1_500_000_000  # key/value copies of one batch (10k tokens of SmolLM2: 3 rows)
@@ -87,18 +87,7 @@ class MaskedScorer:
         if self.cache_name is None or start == 0:
             logits = self.module(inputs_embeds=batch, **self.kwargs).logits[:, -1]
         else:
-            from transformers import DynamicCache
-
-            rows = len(chunk)
-            cache = DynamicCache(
-                ddp_cache_data=[
-                    (
-                        k[:, :, :start].expand(rows, -1, -1, -1),
-                        v[:, :, :start].expand(rows, -1, -1, -1),
-                    )
-                    for k, v in self._prefix_states()
-                ]
-            )
+            cache = prefix_cache(self._prefix_states(), start, rows=len(chunk))
             logits = self.module(
                 inputs_embeds=batch, **{self.cache_name: cache}, use_cache=True, logits_to_keep=1
             ).logits[:, -1]
