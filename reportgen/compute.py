@@ -18,6 +18,7 @@ from . import __version__, cache_files
 from .attribution import Attribution, attribution_from
 from .cache_keys import code_version, model_identity
 from .cases import Case, check_layers
+from .clean_forward import CleanForward, clean_forward
 from .compare import compare_models
 from .errors import CaseError, ModelLoadError, warn
 from .faithfulness import failure_pattern, faithfulness
@@ -165,6 +166,7 @@ def case_faithfulness(
     attribution: Attribution,
     objective: Objective,
     progress: Callable[[int, int], None] | None = None,
+    clean: CleanForward | None = None,
 ) -> dict[str, Any]:
     """The flip test as a dossier shows it: deletion curves only (insertion doubles the cost),
     within the model's compute budget (``faithfulness_cost_budget``): exact at every k when the
@@ -184,6 +186,7 @@ def case_faithfulness(
         exact_if_fits=True,
         random_points=FAITHFULNESS_RANDOM_GRID,
         progress=progress,
+        clean=clean,
     )
 
 
@@ -264,18 +267,22 @@ def compute_case(
     return_freed_memory(len(attribution.token_ids))
     circuit = None  # quick mode: the pinned subgraph (for its figure) without the ablations
     pinned = pinned_meta(case, graph.pruned)
-    if not fast:
-        progress("interventions", 0, 1)
-        circuit = case_circuit(loaded, case, question, graph.pruned)
     faith = None
     if not fast:
+        progress("interventions", 0, 1)
+        # the input's one plain read: the ablations, the continuations and the flip test all
+        # start from it
+        clean = clean_forward(loaded.model, question.inputs.token_ids)
+        circuit = case_circuit(loaded, case, question, graph.pruned, clean)
         progress("faithfulness", 0, 1)
         faith = case_faithfulness(
             loaded,
             attribution,
             question.objective,
             progress=lambda done, total: progress("faithfulness", done, total),
+            clean=clean,
         )
+        del clean
         return_freed_memory(len(attribution.token_ids))
         pattern = failure_pattern(attribution.relevance, attribution.special, list(case.relevant))
         if pattern is not None:

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the clean forward's module sits above this one (results import it)
+    from .clean_forward import KeysValues
 
 #: greedy tokens generated after the target and after the contrast
 CONTINUATION_TOKENS = 32
@@ -68,18 +71,26 @@ def greedy_ids(model: Any, tokenizer: Any, token_ids: Sequence[int], tokens: int
 
 
 def greedy_batch(
-    model: Any, tokenizer: Any, sequences: Sequence[Sequence[int]], tokens: int
+    model: Any,
+    tokenizer: Any,
+    sequences: Sequence[Sequence[int]],
+    tokens: int,
+    prompt_states: KeysValues | None = None,
 ) -> list[list[int]]:
     """:func:`greedy_ids` of several sequences of one length, as one batch: the argmax of the
     last position's logits, step by step with the KV cache. A decoding step of a small model
     costs about what streaming its weights costs, whatever the batch, so the target's and the
     contrast's paths together cost what one costs (``generate``'s own loop adds more per step).
     The sequences' common start (the whole prompt, for a target's and a contrast's path) is
-    read once and its cache shared by every row: on a long input that read is most of the cost."""
+    read once and its cache shared by every row: on a long input that read is most of the cost.
+    ``prompt_states``: per layer (keys, values) of at least that common start from a forward
+    the caller already ran (the case's clean forward), so it is not read again."""
     import inspect
 
     import torch
     from transformers import DynamicCache
+
+    from .attribution import prefix_cache
 
     if not sequences:
         return []
@@ -97,7 +108,11 @@ def greedy_batch(
     done = [tokens <= 0] * len(sequences)
     shared = _common_start(sequences)
     with torch.no_grad():
-        if shared and len(sequences) > 1 and not all(done):
+        known = prompt_states is not None and prompt_states[0][0].shape[2] >= shared
+        if shared and known and not all(done):
+            extra[cache_name] = prefix_cache(prompt_states, shared, rows=len(sequences))
+            ids = ids[:, shared:]
+        elif shared and len(sequences) > 1 and not all(done):
             model(input_ids=ids[:1, :shared], **extra)  # fills the cache; its logits are unused
             extra[cache_name].batch_repeat_interleave(len(sequences))
             ids = ids[:, shared:]
@@ -161,10 +176,12 @@ def case_continuations(
     source: Mapping[str, Any] | None = None,
     prefix: str = "",
     tokens: int = CONTINUATION_TOKENS,
+    prompt_states: KeysValues | None = None,
 ) -> Continuations | None:
     """What the model writes after the target and after the contrast (greedy, ``tokens`` at
     most). A collected case's two paths are reused where its ``[source]`` has both; a model that
-    cannot generate gets None."""
+    cannot generate gets None. ``prompt_states``: the keys and values of ``token_ids`` from the
+    case's clean forward (both paths decode from them)."""
     if source:
         target = _from_case_file(tokenizer, source, prefix, "target", target_id, tokens)
         contrast = (
@@ -180,7 +197,9 @@ def case_continuations(
     eos = set(eos_ids(model, tokenizer))
     firsts = [target_id] if contrast_id is None else [target_id, contrast_id]
     going = [first for first in firsts if first not in eos]  # an end token ends its path
-    generated = greedy_batch(model, tokenizer, [[*token_ids, f] for f in going], tokens)
+    generated = greedy_batch(
+        model, tokenizer, [[*token_ids, f] for f in going], tokens, prompt_states
+    )
     paths = dict(zip(going, generated, strict=True))
     text = {first: tokenizer.decode(paths[first]) if first in paths else "" for first in firsts}
     return Continuations(

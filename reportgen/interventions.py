@@ -9,8 +9,9 @@ of nodes is ablated in one forward, each replacement applied at its own layer. T
 is the case's (``Objective.value`` of the last position's logits). Method: docs/method.md
 section 10.
 
-Cost: the clean forward once (f, the per-layer means and its KV cache), then each ablated node
-set. In a causal LM, ablating positions from i on leaves every earlier position as it was, so a
+Cost: the clean forward once (f, the per-layer means and its KV cache: the case's one plain read
+of the input, ``reportgen.clean_forward``, which the continuations and the flip test share), then
+each ablated node set. In a causal LM, ablating positions from i on leaves every earlier position as it was, so a
 set whose first position is late runs only the positions from there, on the clean forward's
 cache cut to the earlier ones (a node at the last of 2,000 positions costs one position, not
 2,000). The other sets run as rows of batched forwards: a batch runs its first blocks once, at
@@ -29,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from .clean_forward import CleanForward, KeysValues, clean_forward, hook_layers
 from .continuations import Continuations, case_continuations
 from .graph.types import AttributionGraph
 from .results import Interventions, Node, NodeEffect, SubgraphEffect
@@ -64,24 +66,6 @@ def layer_index(name: str, blocks: int) -> int:
     )
 
 
-def _hidden(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    return args[0] if args else kwargs["hidden_states"]
-
-
-def _with_hidden(args: tuple[Any, ...], kwargs: dict[str, Any], hidden: Any) -> Any:
-    if args:
-        return (hidden, *args[1:]), kwargs
-    return args, {**kwargs, "hidden_states": hidden}
-
-
-def _first(output: Any) -> Any:
-    return output[0] if isinstance(output, tuple) else output
-
-
-def _with_first(output: Any, hidden: Any) -> Any:
-    return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
-
-
 def _last_logits(model: Any, ids: Any) -> Any:
     from .attribution import forward_kwargs
 
@@ -96,26 +80,13 @@ def suffix_cheaper(tokens: int, start: int, first_layer: int, blocks: int) -> bo
     return (tokens - start) * blocks < tokens * (blocks - 1 - first_layer)
 
 
-def _clean_pass(model: Any, ids: Any) -> tuple[Any, Any]:
-    """The clean forward's last logits, and its per-layer (keys, values) when later forwards may
-    start from them: a causal LM whose every cache layer is a plain full-attention one (a
-    sliding-window layer has dropped positions a cut needs; a masked LM has no cache)."""
-    from transformers.cache_utils import DynamicLayer
-
-    from .attribution import cache_argument, forward_kwargs
-
-    if cache_argument(model) is None:
-        return _last_logits(model, ids), None
-    output = model(input_ids=ids, **{**forward_kwargs(model), "use_cache": True})
-    cache = getattr(output, "past_key_values", None)
-    layers = getattr(cache, "layers", None)
-    if not layers or any(type(layer) is not DynamicLayer for layer in layers):
-        return output.logits[:, -1], None
-    return output.logits[:, -1], [(layer.keys, layer.values) for layer in layers]
-
-
 def _suffix_logits(
-    model: Any, blocks: Any, ids: Any, cache: Any, plan: list[tuple[int, int]], means: Any
+    model: Any,
+    blocks: Any,
+    ids: Any,
+    cache: KeysValues,
+    plan: list[tuple[int, int]],
+    means: Any,
 ) -> Any:
     """The last logits with ``plan``'s nodes ablated, run on the positions from the plan's
     first one on, the earlier positions' keys and values taken from the clean cache."""
@@ -141,26 +112,6 @@ def _suffix_logits(
             handle.remove()
 
 
-def hook_layers(blocks: Any, layers: Sequence[int], edit: Any) -> list[Any]:
-    """Hooks calling ``edit(layer, hidden) -> hidden`` at each node layer of ``layers``: the
-    first block's input for -1, block b's output for b."""
-    handles = []
-    for layer in sorted(set(layers)):
-        if layer < 0:
-
-            def pre(module: Any, args: Any, kwargs: Any) -> Any:
-                return _with_hidden(args, kwargs, edit(-1, _hidden(args, kwargs)))
-
-            handles.append(blocks[0].register_forward_pre_hook(pre, with_kwargs=True))
-        else:
-
-            def post(module: Any, args: Any, output: Any, layer: int = layer) -> Any:
-                return _with_first(output, edit(layer, _first(output)))
-
-            handles.append(blocks[layer].register_forward_hook(post))
-    return handles
-
-
 def ablate(
     model: Any,
     token_ids: Sequence[int],
@@ -169,9 +120,11 @@ def ablate(
     *,
     baseline: str = "mean",
     batch_tokens: int = BATCH_TOKENS,
+    clean: CleanForward | None = None,
 ) -> AblationRun:
     """f after ablating each set of ``node_sets`` (nodes as (layer name, position)), one set per
-    row of batched forwards. An empty set is the clean forward."""
+    row of batched forwards. An empty set is the clean forward: ``clean`` when the caller has
+    it (the case's one read of the input), else computed here."""
     import torch
 
     import lxt
@@ -190,38 +143,29 @@ def ablate(
         sets.append(plan)
     device = next(model.parameters()).device
     ids = torch.tensor([list(token_ids)], device=device)
-    means: dict[int, Any] = {}
-
-    def record(layer: int, hidden: Any) -> Any:
-        means[layer] = hidden[0].mean(0) if baseline == "mean" else torch.zeros_like(hidden[0, 0])
-        return hidden
-
-    used = sorted({layer for plan in sets for layer, _ in plan})
-    handles = hook_layers(blocks, used, record)
-    try:
-        with torch.no_grad():
-            clean, cache = _clean_pass(model, ids)
-            clean = clean[0]
-    finally:
-        for handle in handles:
-            handle.remove()
-    f_clean = float(objective.value(clean.double()))
-    top_clean = int(clean.argmax())
+    if clean is None:
+        clean = clean_forward(model, token_ids)
+    clean.check(token_ids)
+    means = {
+        layer: clean.means[layer] if baseline == "mean" else torch.zeros_like(clean.means[layer])
+        for layer in {layer for plan in sets for layer, _ in plan}
+    }
+    f_clean = float(objective.value(clean.logits.double()))
+    top_clean = int(clean.logits.argmax())
     f_values: list[float] = [f_clean] * len(sets)
     tops: list[int] = [top_clean] * len(sets)
     late = [
         i
         for i, plan in enumerate(sets)
         if plan
-        and cache is not None
+        and clean.states is not None
         and suffix_cheaper(n, min(p for _, p in plan), min(layer for layer, _ in plan), count)
     ]
     for index in late:
         with torch.no_grad():
-            logits = _suffix_logits(model, blocks, ids, cache, sets[index], means)
+            logits = _suffix_logits(model, blocks, ids, clean.states, sets[index], means)
         f_values[index] = float(objective.value(logits.double())[0])
         tops[index] = int(logits[0].argmax())
-    del cache
     # the other sets sorted by their first ablated layer, so a batch widens as late as it can
     order = sorted(
         (i for i in range(len(sets)) if sets[i] and i not in late),
@@ -325,6 +269,7 @@ def case_interventions(
     tokenizer: Any = None,
     pinned: Sequence[Node] = (),
     supernodes: Sequence[tuple[str, Sequence[Node]]] = (),
+    clean: CleanForward | None = None,
 ) -> Interventions:
     """The dossier's interventions: the ``count`` strongest nodes of the pruned ``graph``
     ablated one at a time, then all of its nodes at once (docs/method.md section 10); with
@@ -343,7 +288,12 @@ def case_interventions(
             if not any(layer.endswith(".mid") for layer, _ in nodes)
         ]
     run = ablate(
-        model, token_ids, objective, [*sets, *(nodes for _, nodes in groups)], baseline=baseline
+        model,
+        token_ids,
+        objective,
+        [*sets, *(nodes for _, nodes in groups)],
+        baseline=baseline,
+        clean=clean,
     )
     layer_of = {name: i for i, name in enumerate(graph.layers)}
     effects = tuple(
@@ -435,11 +385,20 @@ class Circuit:
     pinned: dict[str, Any]
 
 
-def case_circuit(loaded: Any, case: Any, question: Any, pruned: AttributionGraph) -> Circuit:
+def case_circuit(
+    loaded: Any,
+    case: Any,
+    question: Any,
+    pruned: AttributionGraph,
+    clean: CleanForward | None = None,
+) -> Circuit:
     """The graph tested inside the model (its nodes ablated) and what the model would have
-    written after the target and after the contrast (docs/method.md section 10)."""
+    written after the target and after the contrast (docs/method.md section 10). ``clean``:
+    the input's plain forward, which both start from (computed here when not given)."""
     pinned = pinned_meta(case, pruned)  # a bad node is a one-line error before any cost
     ids, objective = question.inputs.token_ids, question.objective
+    if clean is None:
+        clean = clean_forward(loaded.model, ids)
     interventions = case_interventions(
         loaded.model,
         ids,
@@ -452,6 +411,7 @@ def case_circuit(loaded: Any, case: Any, question: Any, pruned: AttributionGraph
             (group["label"], [(layer, position) for layer, position in group["nodes"]])
             for group in pinned.get("supernodes", [])
         ],
+        clean=clean,
     )
     continuations = case_continuations(
         loaded.model,
@@ -461,5 +421,6 @@ def case_circuit(loaded: Any, case: Any, question: Any, pruned: AttributionGraph
         question.contrast.id if question.contrast is not None else None,
         source=case.source,
         prefix=case.question.prompt.prefix,
+        prompt_states=clean.states,
     )
     return Circuit(interventions, continuations, pinned)

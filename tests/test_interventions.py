@@ -76,11 +76,13 @@ def test_small_batches_give_the_same_numbers(one_thread):
     np.testing.assert_allclose(narrow.f, wide.f, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("arch, cut", [("qwen2", True), ("llama", True), ("mistral", False)])
-def test_a_late_node_set_runs_only_the_positions_from_its_first_on(arch, cut, one_thread):
+@pytest.mark.parametrize("arch", ["qwen2", "llama", "mistral", "gemma3_text"])
+def test_a_late_node_set_runs_only_the_positions_from_its_first_on(arch, one_thread):
     """Causal: ablating from position i on leaves the earlier positions as they were, so a late
-    set runs on positions i.. from the clean forward's cache, with the whole forward's f. A
-    sliding-window cache has dropped what a cut needs: every set runs whole there."""
+    set runs on positions i.. from the clean forward's cache, with the whole forward's f. The
+    clean forward's cache keeps every position, so a sliding window (4 positions in mistral's
+    and gemma3's tiny configs, shorter than the input) cuts exactly too: its mask drops what
+    the window leaves out."""
     model = tiny_model(arch, dtype=torch.float64)
     sets = [[("emb", len(IDS) - 2)], [("0", 8), ("1", 9)], [("0", 1)]]
     lengths = []
@@ -92,7 +94,7 @@ def test_a_late_node_set_runs_only_the_positions_from_its_first_on(arch, cut, on
         handle.remove()
     n = len(IDS)
     # the clean forward, then the late sets alone (2 positions each), then the early set whole
-    assert lengths == ([n, 2, 2, n] if cut else [n, n])
+    assert lengths == [n, 2, 2, n]
     expected = [reference_f(model, IDS, OBJECTIVE, nodes) for nodes in sets]
     np.testing.assert_allclose(run.f, expected, rtol=1e-10, atol=1e-13)
     assert min(abs(f - run.f_clean) for f in run.f[:2]) > 1e-6  # the late sets do something

@@ -156,6 +156,51 @@ def test_checkpointed_trace_gives_the_same_graph(arch, tokenizer):
     assert all("forward" not in block.__dict__ for block in blocks)
 
 
+def _neuron_reference(model, ids, objective):
+    """x * g of every MLP's down-projection input under the rules, read the plain way: the
+    activations kept with ``retain_grad`` and multiplied after the backward."""
+    import lxt
+
+    architecture = lxt.architecture_of(model)
+    kept = []
+
+    def keep(module, args):
+        args[0].retain_grad()
+        kept.append(args[0])
+
+    handles = [
+        block.get_submodule(architecture.neurons).register_forward_pre_hook(keep)
+        for block in decoder_blocks(model)
+    ]
+    try:
+        with lxt.lrp_rules(model), torch.enable_grad():
+            x = torch.tensor([ids])
+            embeddings = model.get_input_embeddings()(x).detach().requires_grad_(True)
+            logits = model(inputs_embeds=embeddings, use_cache=False).logits[0, -1]
+            objective.value(logits).backward()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [(a.detach() * a.grad)[0] for a in kept]
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gpt2"])
+def test_neuron_relevance_is_each_activation_times_its_gradient(arch, tokenizer):
+    """The trace multiplies each MLP activation by its gradient when the gradient arrives (and
+    drops the activation then); with and without checkpointed blocks that is the product read
+    the plain way, block by block."""
+    model = tiny_model(arch, "sdpa", torch.float64)
+    reference = _neuron_reference(model, IDS, OBJECTIVE)
+    assert len(reference) == model.config.num_hidden_layers
+    for checkpoint in (False, True):
+        traced, _ = closed_form(model, tokenizer, IDS, OBJECTIVE, chunk=8, checkpoint=checkpoint)
+        assert len(traced.neuron_relevance) == len(reference)
+        for ours, theirs in zip(traced.neuron_relevance, reference, strict=True):
+            assert ours.shape == (len(IDS), theirs.shape[-1])
+            torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-14)
+        assert any(float(r.abs().sum()) > 0 for r in traced.neuron_relevance)
+
+
 def test_top_per_target_with_cumulative_mass_is_refused(tokenizer):
     model = tiny_model("llama", "sdpa", torch.float64)
     with pytest.raises(ValueError, match="cannot be combined"):

@@ -47,6 +47,7 @@ from typing import Any
 import torch
 
 from ..attribution import input_gradient
+from ..clean_forward import CleanForward
 from ..objectives import Objective
 from .budget import exact_cost, scan_flips, within_budget
 from .masking import MASKS, fill_token, mask_description, mask_row, unwrap_model
@@ -105,6 +106,7 @@ def faithfulness(
     exact_if_fits: bool = False,
     random_points: Sequence[int] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    clean: CleanForward | None = None,
 ) -> dict[str, Any]:
     """Flip test, deletion/insertion curves and AOPC of ``relevance`` against the gradient
     baselines and random orders (definitions in the module docstring).
@@ -137,7 +139,10 @@ def faithfulness(
     ``exact_if_fits`` (with ``cost_budget``): when the exact test (every k of every ordering,
     each distinct set once) costs no more than the budget, it is evaluated exactly as with
     ``points=None``, and the result has no budget fields; only a test too costly for the budget
-    is sampled. A sampled result records what the exact test would have cost (``"exact_cost"``)."""
+    is sampled. A sampled result records what the exact test would have cost (``"exact_cost"``).
+
+    ``clean``: the input's plain forward, when the caller has it (the case's one read of the
+    input): f0 and the prefix states are read from it instead of another forward."""
     if mask not in MASKS:
         raise ValueError(f"mask must be one of {MASKS}, got {mask!r}")
     n = len(token_ids)
@@ -171,7 +176,11 @@ def faithfulness(
         random.Random(seed).shuffle(order)
         random_orders.append(order)
 
-    scorer = MaskedScorer(module, base, fill, objective, batch_size, token_budget, progress)
+    if clean is not None:
+        clean.check(token_ids)
+    scorer = MaskedScorer(
+        module, base, fill, objective, batch_size, token_budget, progress, clean=clean
+    )
     all_orders = [*orders.values(), *random_orders]
     whole_cost = None if cost_budget is None else exact_cost(n, all_orders, k_max)
     if exact_if_fits and cost_budget is not None and whole_cost is not None:

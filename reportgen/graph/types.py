@@ -300,13 +300,19 @@ def edge_meta(
     }
 
 
+#: a member this large is written with zip64 sizes (the plain header cannot hold 4 GiB; the
+#: size of a streamed member is not known when its header is written)
+ZIP64_FROM = 1 << 30
+
+
 def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
     """An .npz archive of ``arrays`` (deflated, no pickles, fixed timestamps: reproducible)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, array in arrays.items():
-            member = io.BytesIO()
-            np.save(member, array, allow_pickle=False)
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            archive.writestr(info, member.getvalue(), compress_type=zipfile.ZIP_DEFLATED)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            # streamed into the archive: no uncompressed copy of a long input's edge arrays
+            with archive.open(info, "w", force_zip64=array.nbytes > ZIP64_FROM) as member:
+                np.save(member, array, allow_pickle=False)
     return buffer.getvalue()
