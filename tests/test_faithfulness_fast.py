@@ -267,3 +267,49 @@ def test_a_test_that_fits_its_budget_is_the_exact_one_and_one_token_less_samples
     assert short["points"] == [0, 5, 10, 15] and short["exact_cost"] == whole
     assert short["cost_budget"] == whole - 1 and short["cost_spent"] <= whole - 1
     assert any(v is None for v in short["curves"]["attnlrp"])
+
+
+def _batches(model, n, sets):
+    """(rows, positions) of each forward a MaskedScorer runs for ``sets`` of an n-token input,
+    and the values it gives."""
+    import lxt
+    from reportgen.faithfulness.scoring import MaskedScorer
+
+    ids = torch.randint(3, 90, (1, n), generator=torch.Generator().manual_seed(n))
+    objective = Objective("logit_diff", target_id=5, strategy="by_ref_token", contrast_id=7)
+    base = model.get_input_embeddings()(ids)[0].detach()
+    fill = torch.zeros_like(base[0])
+    seen = []
+
+    def hook(module, args, kwargs):
+        hidden = args[0] if args else kwargs["hidden_states"]
+        seen.append(tuple(hidden.shape[:2]))
+
+    handle = lxt.decoder_blocks(model)[0].register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        scorer = MaskedScorer(model, base, fill, objective, 16, 8192, None)
+        values = scorer.score(sets)
+    finally:
+        handle.remove()
+    return seen, values, ids, objective
+
+
+def test_long_rows_are_not_padded_far_beyond_their_own_suffix():
+    """A batch runs every row from its earliest masked position: rows longer than 512 tokens
+    join only while the padding stays small; short rows batch as they come. Either way each
+    set's f is its own full forward's."""
+    model = tiny_model("llama", dtype=torch.float64)
+    n = 700
+    early, late = frozenset({40}), [frozenset({690}), frozenset({695, 698})]
+    seen, values, ids, objective = _batches(model, n, [early, *late])
+    # the prefix forward, the two late sets together (10 positions), the early set alone
+    assert seen == [(1, n), (2, 10), (1, n - 40)]
+    base = model.get_input_embeddings()(ids)[0].detach()
+    for masked in [early, *late]:
+        x = base.clone()
+        x[sorted(masked)] = 0.0
+        with torch.no_grad():
+            logits = model(inputs_embeds=x[None], use_cache=False).logits[0, -1]
+        assert values[masked] == pytest.approx(float(objective.value(logits)), rel=1e-10, abs=1e-12)
+    short, _, _, _ = _batches(model, 300, [frozenset({20}), frozenset({290}), frozenset({295})])
+    assert short == [(1, 300), (3, 280)]  # padded: a short row's forward is mostly fixed cost
