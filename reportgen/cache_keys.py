@@ -28,6 +28,7 @@ COMPUTING = (
     "attribution.py",
     "cache_keys.py",
     "cases.py",
+    "clean_forward.py",
     "compare.py",
     "compute.py",
     "continuations.py",

@@ -406,7 +406,11 @@ def test_a_signal_during_one_long_attention_call_ends_the_process_in_seconds(
             _, err = proc.communicate(timeout=8)
         except subprocess.TimeoutExpired:  # too slow: its threads' stacks say where it sits
             proc.send_signal(signal.SIGUSR1)
-            _, err = proc.communicate(timeout=120)
+            try:
+                _, err = proc.communicate(timeout=120)
+            except subprocess.TimeoutExpired:  # never ended: show where it went on computing
+                proc.kill()
+                _, err = proc.communicate()
         took = time.monotonic() - sent
     finally:
         proc.kill()
