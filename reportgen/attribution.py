@@ -60,22 +60,6 @@ def cache_argument(module: Any) -> str | None:
     return None
 
 
-def prefix_cache(
-    states: Sequence[tuple[torch.Tensor, torch.Tensor]], start: int, rows: int = 1
-) -> Any:
-    """A KV cache of the first ``start`` positions of a clean forward's per-layer (keys, values),
-    for ``rows`` rows (views, not copies: a forward on it appends new tensors and leaves
-    ``states`` as they were). What a run on the positions from ``start`` on starts from."""
-    from transformers import DynamicCache
-
-    return DynamicCache(
-        ddp_cache_data=[
-            (k[:, :, :start].expand(rows, -1, -1, -1), v[:, :, :start].expand(rows, -1, -1, -1))
-            for k, v in states
-        ]
-    )
-
-
 # From this many tokens on (at SmolLM2's shape or smaller), the explaining backward recomputes
 # each block's forward instead of keeping every block's activations from the forward pass.
 # Kept, they grow with tokens x layers x width: 17.9 GB at 10,168 tokens of Gemma 3 270M, which

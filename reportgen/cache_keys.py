@@ -38,6 +38,7 @@ COMPUTING = (
     "graph/",
     "inputs.py",
     "interventions.py",
+    "kv_cache.py",
     "models.py",
     "objectives.py",
     "pipeline.py",

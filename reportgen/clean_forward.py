@@ -20,9 +20,7 @@ from typing import Any
 import torch
 
 from .attribution import cache_argument, forward_kwargs
-
-#: per layer, the (keys, values) of every position of a clean forward, batch of one
-KeysValues = tuple[tuple[torch.Tensor, torch.Tensor], ...]
+from .kv_cache import KeysValues
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # the clean forward's module sits above this one (results import it)
-    from .clean_forward import KeysValues
+from .kv_cache import KeysValues, prefix_cache
 
 #: greedy tokens generated after the target and after the contrast
 CONTINUATION_TOKENS = 32
@@ -89,8 +88,6 @@ def greedy_batch(
 
     import torch
     from transformers import DynamicCache
-
-    from .attribution import prefix_cache
 
     if not sequences:
         return []

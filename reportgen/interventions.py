@@ -30,9 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from .clean_forward import CleanForward, KeysValues, clean_forward, hook_layers
+from .clean_forward import CleanForward, clean_forward, hook_layers
 from .continuations import Continuations, case_continuations
 from .graph.types import AttributionGraph
+from .kv_cache import KeysValues, prefix_cache
 from .results import Interventions, Node, NodeEffect, SubgraphEffect
 
 BASELINES = ("mean", "zero")
@@ -90,7 +91,7 @@ def _suffix_logits(
 ) -> Any:
     """The last logits with ``plan``'s nodes ablated, run on the positions from the plan's
     first one on, the earlier positions' keys and values taken from the clean cache."""
-    from .attribution import cache_argument, forward_kwargs, prefix_cache
+    from .attribution import cache_argument, forward_kwargs
 
     start = min(position for _, position in plan)
     piece = prefix_cache(cache, start)

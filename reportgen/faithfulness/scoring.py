@@ -9,8 +9,9 @@ from typing import Any
 
 import torch
 
-from ..attribution import cache_argument, forward_kwargs, prefix_cache
+from ..attribution import cache_argument, forward_kwargs
 from ..clean_forward import CleanForward
+from ..kv_cache import prefix_cache
 from ..objectives import Objective
 
 CACHE_BYTES = 1_500_000_000  # key/value copies of one batch (10k tokens of SmolLM2: 3 rows)
