@@ -18,9 +18,9 @@ CACHE_BYTES = 1_500_000_000  # key/value copies of one batch (10k tokens of Smol
 #: a batch forwards every row from its earliest masked position: once its rows are longer
 #: than ``BATCH_LONG_ROW`` tokens, a set joins only while the batch forwards at most this many
 #: times the sets' own suffix tokens (a set masked at 219 of 2,000 tokens with two masked near
-#: the end forwarded 5,343 tokens for 1,811 of their own). Shorter rows batch as they come: a
-#: small model's forward of a few hundred tokens is mostly fixed cost, and padding is cheaper
-#: than another forward (a 300-token SmolLM2 flip test took 3x as long unbatched)
+#: the end forwarded 5,343 tokens for 1,811 of their own). Shorter rows batch as they did
+#: before: a forward of a few hundred tokens has more fixed cost to share (on a GPU above all)
+#: and little padding to waste
 BATCH_WASTE = 1.25
 BATCH_LONG_ROW = 512
 
