@@ -273,6 +273,7 @@ def _batches(model, n, sets):
     """(rows, positions) of each forward a MaskedScorer runs for ``sets`` of an n-token input,
     and the values it gives."""
     import lxt
+    from reportgen.clean_forward import clean_forward
     from reportgen.faithfulness.scoring import MaskedScorer
 
     ids = torch.randint(3, 90, (1, n), generator=torch.Generator().manual_seed(n))
@@ -287,7 +288,8 @@ def _batches(model, n, sets):
 
     handle = lxt.decoder_blocks(model)[0].register_forward_pre_hook(hook, with_kwargs=True)
     try:
-        scorer = MaskedScorer(model, base, fill, objective, 16, 8192, None)
+        clean = clean_forward(model, ids[0].tolist())  # the prefix states: one whole read
+        scorer = MaskedScorer(model, base, fill, objective, 16, 8192, None, clean=clean)
         values = scorer.score(sets)
     finally:
         handle.remove()

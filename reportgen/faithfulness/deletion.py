@@ -46,8 +46,8 @@ from typing import Any
 
 import torch
 
-from ..attribution import input_gradient
-from ..clean_forward import CleanForward
+from ..attribution import cache_argument, input_gradient
+from ..clean_forward import CleanForward, clean_forward
 from ..objectives import Objective
 from .budget import exact_cost, scan_flips, within_budget
 from .masking import MASKS, fill_token, mask_description, mask_row, unwrap_model
@@ -142,7 +142,7 @@ def faithfulness(
     is sampled. A sampled result records what the exact test would have cost (``"exact_cost"``).
 
     ``clean``: the input's plain forward, when the caller has it (the case's one read of the
-    input): f0 and the prefix states are read from it instead of another forward."""
+    input): f0 and the prefix states are read from it; without it, it is computed here."""
     if mask not in MASKS:
         raise ValueError(f"mask must be one of {MASKS}, got {mask!r}")
     n = len(token_ids)
@@ -176,6 +176,8 @@ def faithfulness(
         random.Random(seed).shuffle(order)
         random_orders.append(order)
 
+    if clean is None and cache_argument(module) is not None:
+        clean = clean_forward(module, token_ids)  # f0 and the prefix states of every set
     if clean is not None:
         clean.check(token_ids)
     scorer = MaskedScorer(

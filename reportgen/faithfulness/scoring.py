@@ -70,21 +70,9 @@ class MaskedScorer:
             self.forwarded_tokens += base.shape[0]
 
     def _prefix_states(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Keys and values of every layer for the unmasked input (and f of the empty set)."""
+        """Keys and values of every layer for the unmasked input (the clean forward's)."""
         if self.prefix is None:
-            from transformers import DynamicCache
-
-            cache = DynamicCache()
-            out = self.module(
-                inputs_embeds=self.base.unsqueeze(0),
-                **{self.cache_name: cache},
-                use_cache=True,
-                logits_to_keep=1,
-            )
-            self.forwarded_tokens += self.base.shape[0]
-            value = self.objective.value(_wide(out.logits[:, -1]))
-            self.values.setdefault(frozenset(), float(value[0]))
-            self.prefix = [(layer.keys, layer.values) for layer in cache.layers]
+            raise ValueError("a causal decoder's masked sets need the input's clean forward")
         return self.prefix
 
     def _cache_rows_budget(self, n: int) -> int:
