@@ -12,7 +12,13 @@ cleans, and the site is only ever swapped in whole.
 
 A handler that has run (the ordinary case: the program was between two operations) keeps its
 ordinary behaviour: ``KeyboardInterrupt`` unwinds the program, which cleans up on its way out,
-for as long as that takes. Handlers other than reportgen's own and Ray's (a web server's) are
+for as long as that takes. Python drops an exception raised inside a weakref callback, a
+``__del__`` or a garbage-collector callback (it prints "Exception ignored" and goes on), and a
+pending signal's handler tends to run right there: it is the first Python code after a C call
+frees a tensor. torch's activation checkpointing runs such callbacks all through a graph's
+trace; a Ctrl-C that landed in one was lost while the trace went on for minutes.
+:func:`_on_unraisable` raises the dropped ``KeyboardInterrupt`` again in the code that
+triggered the callback. Handlers other than reportgen's own and Ray's (a web server's) are
 left alone."""
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from typing import Any
@@ -32,6 +39,7 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _lock = threading.Lock()
 _handled: dict[int, int] = {}  # signal -> how often a reportgen handler ran for it
 _seen: dict[int, int] = {}  # signal -> how often the watcher read it from the wakeup fd
+_last_handled: list[int] = []  # the signal whose handler ran last
 _installed: dict[str, Any] = {}
 _interrupted = False
 
@@ -40,6 +48,7 @@ def note_handled(signum: int) -> None:
     """Called by every reportgen signal handler as it runs (the main thread got to it)."""
     with _lock:
         _handled[signum] = _handled.get(signum, 0) + 1
+        _last_handled[:] = [signum]
 
 
 def _on_signal(signum: int, frame: Any) -> None:
@@ -77,22 +86,53 @@ def _watch(reader: socket.socket, grace: float) -> None:
                 continue
             with _lock:
                 _seen[signum] = _seen.get(signum, 0) + 1
-                seen, before = _seen[signum], _handled.get(signum, 0)
-            threading.Thread(
-                target=_expire, args=(signum, seen, before, grace), daemon=True
-            ).start()
+                seen = _seen[signum]
+            threading.Thread(target=_expire, args=(signum, seen, grace), daemon=True).start()
 
 
-def _expire(signum: int, seen: int, before: int, grace: float) -> None:
+def _expire(signum: int, seen: int, grace: float) -> None:
     time.sleep(grace)
     with _lock:
         handled = _handled.get(signum, 0)
-    stuck = handled == before and handled < seen
+    stuck = handled < seen  # one of them never reached the program (or was dropped there)
     if stuck and _installed and _ours(signal.getsignal(signum)):
         try:
             os.write(2, b"\nError: interrupted\n")
         finally:
             os._exit(EXIT_CODE)
+
+
+def _on_unraisable(unraisable: Any) -> None:
+    """``sys.unraisablehook`` while installed. A ``KeyboardInterrupt`` that Python dropped in
+    the main thread is a Ctrl-C (or SIGTERM) the program never saw: it is raised again at the
+    next Python event of this thread (a line of the code that triggered the callback, or any
+    call), through a one-shot trace function, as ``pdb.set_trace`` stops there. Until then it
+    counts as not handled, so the watcher ends the process should the thread sit in C code
+    past the grace. Everything else goes to the hook that was there before."""
+    if not (
+        isinstance(unraisable.exc_value, KeyboardInterrupt)
+        and _installed
+        and threading.current_thread() is threading.main_thread()
+    ):
+        _installed.get("unraisablehook", sys.__unraisablehook__)(unraisable)
+        return
+    with _lock:
+        signum = _last_handled[0] if _last_handled else None
+        if signum is not None:
+            _handled[signum] -= 1
+    previous = sys.gettrace()
+    caller = sys._getframe(1)
+
+    def raise_here(frame: Any, event: str, arg: Any) -> None:
+        sys.settrace(previous)
+        caller.f_trace = None
+        if signum is not None:
+            note_handled(signum)
+        raise KeyboardInterrupt
+
+    caller.f_trace = raise_here
+    caller.f_trace_lines = True
+    sys.settrace(raise_here)
 
 
 def install(grace: float = GRACE_S) -> bool:
@@ -117,7 +157,14 @@ def install(grace: float = GRACE_S) -> bool:
             previous[signum] = current
             signal.signal(signum, _on_signal)
     _interrupted = False
-    _installed.update(reader=reader, writer=writer, fd=previous_fd, handlers=previous)
+    _installed.update(
+        reader=reader,
+        writer=writer,
+        fd=previous_fd,
+        handlers=previous,
+        unraisablehook=sys.unraisablehook,
+    )
+    sys.unraisablehook = _on_unraisable
     threading.Thread(target=_watch, args=(reader, grace), name="signal-watch", daemon=True).start()
     return True
 
@@ -130,6 +177,8 @@ def uninstall() -> None:
     for signum, handler in state["handlers"].items():
         if signal.getsignal(signum) is _on_signal:
             signal.signal(signum, handler)
+    if sys.unraisablehook is _on_unraisable:
+        sys.unraisablehook = state["unraisablehook"]
     try:
         current = signal.set_wakeup_fd(state["fd"])
         if current != state["writer"].fileno():

@@ -362,11 +362,10 @@ main(prog_name="reportgen")
 @pytest.mark.parametrize(
     "signum, command",
     [
-        # left out of the default run again: in two whole default runs on 2026-12-04 the child
-        # went on with the graph's trace 128 s after SIGINT (its stacks: the checkpointed block
-        # forward of trace()), while the test passed every time alone, with its file, after
-        # the files before it, and with every module collected; cause not found (issue 26's note)
-        pytest.param("SIGINT", "graph", marks=pytest.mark.slow),
+        # two whole default runs on 2026-12-04 had the child go on with the graph's trace
+        # 128 s after SIGINT: the handler ran inside one of torch checkpointing's weakref
+        # callbacks, where Python drops its KeyboardInterrupt (tests/test_interrupts.py)
+        ("SIGINT", "graph"),
         ("SIGTERM", "run"),
     ],
 )
