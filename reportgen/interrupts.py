@@ -121,17 +121,22 @@ def _on_unraisable(unraisable: Any) -> None:
         if signum is not None:
             _handled[signum] -= 1
     previous = sys.gettrace()
-    caller = sys._getframe(1)
+    try:
+        caller = sys._getframe(1)  # the code whose release of an object ran the callback
+    except ValueError:  # none: C code alone (the next call of Python code raises it)
+        caller = None
 
     def raise_here(frame: Any, event: str, arg: Any) -> None:
         sys.settrace(previous)
-        caller.f_trace = None
+        if caller is not None:
+            caller.f_trace = None
         if signum is not None:
             note_handled(signum)
         raise KeyboardInterrupt
 
-    caller.f_trace = raise_here
-    caller.f_trace_lines = True
+    if caller is not None:
+        caller.f_trace = raise_here
+        caller.f_trace_lines = True
     sys.settrace(raise_here)
 
 
