@@ -108,6 +108,11 @@ def render_version() -> str:
     return digest.hexdigest()[:16]
 
 
+#: the end of an embedded model's identity before its fetch: its weights are pinned by sha256,
+#: so the identity after the fetch is the one a result computed with them belongs under
+UNFETCHED = ":unfetched"
+
+
 def model_identity(spec: str) -> str:
     """A string that changes when the model's weights change, known without loading it.
 
@@ -119,7 +124,7 @@ def model_identity(spec: str) -> str:
     if spec in EMBEDDED_MODELS:
         folder = embedded_path(spec)
         if not (folder / "reportgen-model.json").exists():
-            return f"{spec}:unfetched"
+            return f"{spec}{UNFETCHED}"
         return f"{spec}:{content_hash(folder)}"
     path = Path(spec).expanduser()
     if path.exists():

@@ -127,6 +127,51 @@ def test_bfloat16_is_not_served_from_a_float32_cache_entry(model_dir, tmp_path, 
     assert from_project["attribution"] == bf16["attribution"]
 
 
+def test_a_result_whose_embedded_model_the_build_fetched_is_cached_under_the_fetched_key(
+    model_dir, tmp_path, monkeypatch
+):
+    """A fresh machine's first build fetches the compared embedded model (the 1.5B of the Qwen
+    cases, Gemma 3 of the code cases) while it runs. Its result was stored under the key of an
+    unfetched model, so the second build missed it and computed the case again (4 cases on
+    2026-12-04); it is stored under the key the fetched weights give."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from reportgen import cache_keys, models
+
+    monkeypatch.setenv("REPORTGEN_CACHE", str(tmp_path / "cache"))
+
+    def fake_gguf(work):
+        (work / "fake.gguf").write_bytes(b"not read")
+        return work / "fake.gguf"
+
+    def load_tiny(path):
+        return AutoModelForCausalLM.from_pretrained(model_dir), AutoTokenizer.from_pretrained(
+            model_dir
+        )
+
+    entry = models.EmbeddedModel("tiny-embedded", "the tiny llama", "a test", fake_gguf)
+    embedded = {**models.EMBEDDED_MODELS, "tiny-embedded": entry}
+    monkeypatch.setattr(models, "EMBEDDED_MODELS", embedded)
+    monkeypatch.setattr(cache_keys, "EMBEDDED_MODELS", embedded)
+    monkeypatch.setattr(models, "_load_gguf", load_tiny)
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    text = CASE.format(id="case-a", model=model_dir, prompt=PROMPTS["a"], start=1, end=3)
+    (cases / "a.toml").write_text(text + 'compare = ["tiny-embedded"]\n')
+    assert cache_keys.model_identity("tiny-embedded") == "tiny-embedded" + cache_keys.UNFETCHED
+
+    outputs = []
+    for _ in range(2):
+        result = CliRunner().invoke(
+            main, ["build", str(cases), "--out", str(tmp_path / "site"), "--no-pdf", "--jobs", "1"]
+        )
+        assert result.exit_code == 0, result.output
+        outputs.append(result.output)
+    assert models.is_fetched("tiny-embedded")
+    assert "1 computed, 0 from cache" in outputs[0]
+    assert "0 computed, 1 from cache" in outputs[1]
+
+
 def test_4bit_on_the_cpu_is_refused_in_one_line(model_dir, tmp_path):
     cases = write_cases(tmp_path / "cases", model_dir, names=("a",))
     result = CliRunner().invoke(

@@ -69,7 +69,7 @@ def run_cases(
     failure raises; with it, failed cases are reported and the others go on.
     ``loader`` replaces ``load_model`` in the in-process executor (tests). ``fast``: quick
     mode (no faithfulness test), cached under keys of its own."""
-    from ..cache_keys import code_version
+    from ..cache_keys import UNFETCHED, code_version, model_identity
     from ..compute import cached_result, result_key, store_result
     from ..results import CaseResult
 
@@ -82,6 +82,9 @@ def run_cases(
         failed: dict[int, tuple[str, str]] = {}
         jobs: list[Job] = []
         keys: dict[int, str] = {}
+        # cases with an embedded model not fetched yet: their key is known only after the run
+        # fetched it (else the next build misses the result it stored and computes it again)
+        rekey: dict[int, tuple[str, dict[str, Any] | None]] = {}
 
         def fail(index: int, path: str, reason: str) -> None:
             if not keep_going:
@@ -99,6 +102,8 @@ def run_cases(
                 }
                 text = Path(case.path).read_text(encoding="utf-8")
                 keys[index] = result_key(case, text, key_runtime(case, runtimes), fast=fast)
+                if any(model_identity(spec).endswith(UNFETCHED) for spec in runtimes):
+                    rekey[index] = (text, key_runtime(case, runtimes))
             except (ReportgenError, OSError) as exc:
                 fail(index, case.path, failure_text(case.path, exc))
                 continue
@@ -131,6 +136,9 @@ def run_cases(
                 fail(index, outcome.case_path, outcome.error or "failed")
                 return
             result = CaseResult.from_json(outcome.result)
+            if index in rekey:
+                text, runtime = rekey[index]
+                keys[index] = result_key(cases[index], text, runtime, fast=fast)
             store_result(keys[index], result)
             results[index] = result
             built.add(index)
