@@ -16,7 +16,7 @@ for as long as that takes. Python drops an exception raised inside a weakref cal
 ``__del__`` or a garbage-collector callback (it prints "Exception ignored" and goes on), and a
 pending signal's handler tends to run right there: it is the first Python code after a C call
 frees a tensor. torch's activation checkpointing runs such callbacks all through a graph's
-trace; a Ctrl-C that landed in one was lost while the trace went on for minutes.
+trace, so a Ctrl-C landing in one would be lost while the trace went on for minutes.
 :func:`_on_unraisable` raises the dropped ``KeyboardInterrupt`` again in the code that
 triggered the callback. Handlers other than reportgen's own and Ray's (a web server's) are
 left alone."""

@@ -1,4 +1,5 @@
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -8,6 +9,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(min(2, torch.get_num_threads()))
+# A suite started in the background by a non-interactive shell (`... &`) has SIGINT ignored,
+# and every process it starts inherits that: the tests that press Ctrl-C on a child saw
+# nothing happen (the child's Python leaves an ignored SIGINT ignored, as reportgen does).
+# Python's own handler, as in a terminal; children start with the default action.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)
