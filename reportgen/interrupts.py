@@ -39,16 +39,17 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _lock = threading.Lock()
 _handled: dict[int, int] = {}  # signal -> how often a reportgen handler ran for it
 _seen: dict[int, int] = {}  # signal -> how often the watcher read it from the wakeup fd
-_last_handled: list[int] = []  # the signal whose handler ran last
+_last_handled: int | None = None  # the signal whose handler ran last
 _installed: dict[str, Any] = {}
 _interrupted = False
 
 
 def note_handled(signum: int) -> None:
     """Called by every reportgen signal handler as it runs (the main thread got to it)."""
+    global _last_handled
     with _lock:
         _handled[signum] = _handled.get(signum, 0) + 1
-        _last_handled[:] = [signum]
+        _last_handled = signum
 
 
 def _on_signal(signum: int, frame: Any) -> None:
@@ -117,7 +118,7 @@ def _on_unraisable(unraisable: Any) -> None:
         _installed.get("unraisablehook", sys.__unraisablehook__)(unraisable)
         return
     with _lock:
-        signum = _last_handled[0] if _last_handled else None
+        signum = _last_handled
         if signum is not None:
             _handled[signum] -= 1
     previous = sys.gettrace()

@@ -53,15 +53,20 @@ except KeyboardInterrupt:
 """
 
 
-def _run(mode: str, steps: int) -> str:
+def _python(script: str, *args: str, timeout: float) -> subprocess.CompletedProcess:
+    """``script`` run by a Python that imports this checkout's reportgen."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
-    done = subprocess.run(
-        [sys.executable, "-c", _CALLBACK_LOOP, mode, str(steps)],
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
     )
+
+
+def _run(mode: str, steps: int) -> str:
+    done = _python(_CALLBACK_LOOP, mode, str(steps), timeout=60)
     assert "Traceback" not in done.stderr, done.stderr
     return done.stdout.strip()
 
@@ -128,15 +133,8 @@ print("the C call ended", flush=True)
 def test_a_dropped_interrupt_before_a_long_c_call_ends_the_process_after_the_grace():
     """Until it is raised again the dropped interrupt counts as not handled, so the watcher
     ends the process as for a signal that came during a long C call."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
     start = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-c", _DROPPED_THEN_C],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _python(_DROPPED_THEN_C, timeout=120)
     took = time.monotonic() - start
     assert done.stdout.split() == ["ready"], (done.stdout, done.stderr)
     assert done.returncode == 1

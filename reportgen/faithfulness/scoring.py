@@ -105,8 +105,7 @@ class MaskedScorer:
         missing = [s for s in dict.fromkeys(sets) if s not in self.values]
         with torch.no_grad():
             if self.cache_name is not None and missing:
-                self._prefix_states()  # also scores the empty set
-                missing = [s for s in missing if s not in self.values]
+                self._prefix_states()  # refused before any forward when there is no prefix
             self.total += len(missing)
             # longest shared prefix first: the cheapest sets batch together
             missing.sort(key=lambda s: -(min(s) if s else n))

@@ -101,9 +101,10 @@ def run_cases(
                     for spec in dict.fromkeys([case.model, *case.compare])
                 }
                 text = Path(case.path).read_text(encoding="utf-8")
-                keys[index] = result_key(case, text, key_runtime(case, runtimes), fast=fast)
+                runtime = key_runtime(case, runtimes)
+                keys[index] = result_key(case, text, runtime, fast=fast)
                 if any(model_identity(spec).endswith(UNFETCHED) for spec in runtimes):
-                    rekey[index] = (text, key_runtime(case, runtimes))
+                    rekey[index] = (text, runtime)
             except (ReportgenError, OSError) as exc:
                 fail(index, case.path, failure_text(case.path, exc))
                 continue
